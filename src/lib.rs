@@ -1,0 +1,45 @@
+//! qoscntrlr — a QoS watchdog controller for Linux application servers.
+//!
+//! # Layout
+//!
+//! The crate is a *functional core* wrapped in an *imperative shell* (DESIGN.md §8).
+//!
+//! * [`core`] — the pure controller state machine: `handle(now, Event) -> Vec<Action>`
+//!   and `next_deadline()`. No clock reads, syscalls or tokio inside.
+//! * [`runtime`] — the shell: one `tokio::select!` loop on a current-thread runtime that
+//!   turns the world into [`core::Event`]s and executes [`core::Action`]s.
+//! * One module per external effect: [`process`] (spawn, signals, whole-tree kill,
+//!   reaping), [`probe`] (http/tcp/exec probes), [`pipe`] (the QOSPipeWatcher socket),
+//!   [`control`] (operator socket), [`sampler`] (resource samples from `/proc`),
+//!   [`diagnostics`] (nsd), [`qoslog`] (the `qoscntrlr*.out` files), [`mail`],
+//!   [`failover`] (trigger file, readiness/agent listeners, hooks), [`sdnotify`],
+//!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
+//!   per data directory, state file).
+//! * Pure helpers: [`config`] (the `dcontroller.ini` reader), [`message`] (the OpMsg
+//!   parser), [`timefmt`] (log and `TimeDate=` formats), [`status`] (status snapshot and
+//!   its rendering), [`review`] (log review: summary, timeline, HTML report) and
+//!   [`bundle`] (support bundle).
+//! * [`cli`] — the clap command line; `src/main.rs` only calls [`cli::main`].
+
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod diagnostics;
+pub mod events;
+pub mod failover;
+pub mod lock;
+pub mod mail;
+pub mod message;
+pub mod metrics;
+pub mod pipe;
+pub mod probe;
+pub mod process;
+pub mod qoslog;
+pub mod review;
+pub mod runtime;
+pub mod sampler;
+pub mod sdnotify;
+pub mod status;
+pub mod timefmt;
