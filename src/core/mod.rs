@@ -1,1 +1,2055 @@
-//! (to be written)
+//! The controller: a pure state machine (DESIGN.md §4, §8). It owns every decision —
+//! when to probe, when a timeout has happened, when to fail over, collect diagnostics,
+//! kill, restart or give up — and nothing else. No clock reads, syscalls or tokio:
+//! [`Controller::handle`] takes the time and a past-tense [`Event`] and returns
+//! imperative [`Action`]s; [`Controller::next_deadline`] says when it next wants to be
+//! woken with [`Event::DeadlineReached`].
+
+pub mod apps;
+mod policy;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use apps::AppsList;
+pub use policy::Policy;
+
+/// Where a log line goes (the `<Component>` of DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Controller,
+    Probe,
+    Applications,
+    Kill,
+    /// A line without component (the reference's probe-thread line).
+    Bare,
+}
+
+/// The server's states (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateName {
+    Starting,
+    Ready,
+    Stopping,
+    Killing,
+    Crashed,
+    Restarting,
+    Stopped,
+    Faulted,
+}
+
+impl StateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Starting => "STARTING",
+            StateName::Ready => "READY",
+            StateName::Stopping => "STOPPING",
+            StateName::Killing => "KILLING",
+            StateName::Crashed => "CRASHED",
+            StateName::Restarting => "RESTARTING",
+            StateName::Stopped => "STOPPED",
+            StateName::Faulted => "FAULTED",
+        }
+    }
+}
+
+/// The phases of a smart kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillPhase {
+    Failover,
+    Diagnostics,
+    Kill,
+}
+
+impl KillPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillPhase::Failover => "failover",
+            KillPhase::Diagnostics => "diagnostics",
+            KillPhase::Kill => "kill",
+        }
+    }
+}
+
+/// Why the controller decided a server is unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    ProbeTimeout,
+    AppTimeout {
+        app: String,
+    },
+    /// Reported by the server (`OpMsg=EXHAUSTED`).
+    OutOf {
+        resource: String,
+    },
+    /// Measured by the controller.
+    Exhausted {
+        resource: String,
+        detail: String,
+    },
+    RestartTimeout,
+    Operator,
+    Crash,
+}
+
+impl Reason {
+    /// Short slug for file names, hooks and events.
+    pub fn slug(&self) -> String {
+        match self {
+            Reason::ProbeTimeout => "probe-timeout".into(),
+            Reason::AppTimeout { .. } => "app-timeout".into(),
+            Reason::OutOf { resource } => format!("out-of-{}", slugify(resource)),
+            Reason::Exhausted { resource, .. } => format!("exhausted-{}", slugify(resource)),
+            Reason::RestartTimeout => "restart-timeout".into(),
+            Reason::Operator => "operator".into(),
+            Reason::Crash => "crash".into(),
+        }
+    }
+
+    /// Words for operators (status, mail subjects, readiness bodies).
+    pub fn describe(&self) -> String {
+        match self {
+            Reason::ProbeTimeout => "probe timeout".into(),
+            Reason::AppTimeout { app } => format!("application timeout ({app})"),
+            Reason::OutOf { resource } => format!("out of {resource}"),
+            Reason::Exhausted { resource, detail } => format!("{resource} exhausted ({detail})"),
+            Reason::RestartTimeout => "restart timeout".into(),
+            Reason::Operator => "operator kill".into(),
+            Reason::Crash => "crash".into(),
+        }
+    }
+}
+
+fn slugify(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// What the server said on the pipe, already parsed and classified by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSignal {
+    QosStart,
+    ServerStart,
+    Ready,
+    /// `END SERVER`; `restart` when the detail says the server is restarting itself.
+    ServerEnd {
+        restart: bool,
+    },
+    QosEnd,
+    Crash,
+    ProbeTimeout,
+    ProbeResult {
+        success: bool,
+        latency_ms: Option<u64>,
+        detail: Option<String>,
+    },
+    Exhausted {
+        resource: String,
+    },
+    AppStart {
+        app: String,
+    },
+    AppProgress {
+        app: String,
+    },
+    AppEnd {
+        app: String,
+    },
+}
+
+/// An operator command from the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Quit,
+    Restart,
+    Kill,
+    Pause { duration: Option<Duration> },
+    Resume,
+    ClearFault,
+    Diagnose,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Quit => "quit",
+            Command::Restart => "restart",
+            Command::Kill => "kill",
+            Command::Pause { .. } => "pause",
+            Command::Resume => "resume",
+            Command::ClearFault => "clear-fault",
+            Command::Diagnose => "diagnose",
+        }
+    }
+}
+
+/// A past-tense fact the shell reports to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The controller has started; `trigger_present` says a previous run left the
+    /// failover trigger behind (it is kept until the server is healthy).
+    ControllerStarted {
+        trigger_present: bool,
+    },
+    ServerSpawned {
+        pid: i32,
+        program: String,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    /// The server process has been reaped; `exit` is readable text ("exit code 3",
+    /// "killed by SIGSEGV (core dumped)"), `clean` is a zero exit code.
+    ServerExited {
+        pid: i32,
+        exit: String,
+        clean: bool,
+    },
+    /// One probe attempt has finished.
+    ProbeFinished {
+        success: bool,
+        latency: Duration,
+        detail: String,
+    },
+    /// A message from the server; `text` is the line to log verbatim (`append_timedate`
+    /// when it carried none).
+    MessageReceived {
+        text: String,
+        append_timedate: bool,
+        signal: ServerSignal,
+    },
+    /// A message that could not be accepted (logged, otherwise ignored).
+    MessageRejected {
+        reason: String,
+    },
+    ResourceWarning {
+        resource: String,
+        detail: String,
+    },
+    ResourceExhausted {
+        resource: String,
+        detail: String,
+    },
+    /// `uid` is the operator's; `request` identifies the reply.
+    CommandReceived {
+        command: Command,
+        uid: u32,
+        request: u64,
+    },
+    DiagnosticsFinished {
+        path: Option<String>,
+        error: Option<String>,
+    },
+    /// SIGTERM/SIGINT to the controller; the second one kills at once.
+    StopRequested,
+    DeadlineReached,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write one line; when `append_timedate`, add ` TimeDate=<now>` at the end.
+    Log {
+        component: Component,
+        text: String,
+        append_timedate: bool,
+    },
+    /// Start the server (SERVER_COMMAND).
+    Spawn,
+    /// Ask the server to quit (SERVER_STOP_COMMAND or SERVER_STOP_SIGNAL to its group).
+    RequestStop,
+    /// SIGKILL the server's whole process tree (and leftovers).
+    KillTree,
+    /// Start a probe attempt.
+    Probe,
+    RunDiagnostics {
+        reason: String,
+        incident: Option<u64>,
+    },
+    /// Write the trigger file (`1`, or `0` when failover is disabled in the config).
+    WriteTrigger,
+    RemoveTrigger,
+    /// What readiness/agent listeners answer.
+    SetHealth(Health),
+    RunHook {
+        recovery: bool,
+        reason: String,
+        incident: u64,
+    },
+    Mail(Alert),
+    /// A state change, for events, systemd STATUS= and metrics.
+    StateChanged {
+        from: StateName,
+        to: StateName,
+        why: String,
+    },
+    /// An incident opened or progressed, for the events file and metrics.
+    Incident {
+        id: u64,
+        kind: String,
+        outcome: String,
+    },
+    /// Answer an operator command.
+    Reply {
+        request: u64,
+        ok: bool,
+        message: String,
+    },
+    /// The controller's work is done: exit with this code.
+    Exit(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    Down { reason: String },
+    Drain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertKind {
+    SmartKill,
+    Crash,
+    RestartLimit,
+    ResourceWarning,
+    Recovery,
+    NoKillIncident,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub event: String,
+    pub summary: String,
+    pub diagnostics: Option<String>,
+    pub incident: Option<u64>,
+}
+
+/// What happens once a stopping server has exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    Exit,
+    StayDown,
+    Restart,
+}
+
+/// What happens once a kill (or crash cleanup) is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterKill {
+    /// Automatic restart: counts against the restart limit.
+    AutoRestart,
+    /// Operator-requested restart: does not count.
+    OperatorRestart,
+    StayDown,
+    Exit,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Starting {
+        pid: Option<i32>,
+        deadline: Instant,
+    },
+    Ready {
+        pid: i32,
+    },
+    Stopping {
+        pid: i32,
+        deadline: Instant,
+        next_nsd: Option<Instant>,
+        then: AfterStop,
+    },
+    Killing {
+        pid: Option<i32>,
+        phase: KillPhase,
+        reason: Reason,
+        incident: u64,
+        deadline: Option<Instant>,
+        then: AfterKill,
+    },
+    Crashed {
+        pid: Option<i32>,
+        incident: u64,
+        diagnostics_done: bool,
+        then: AfterKill,
+    },
+    Restarting,
+    Stopped,
+    Faulted {
+        clear_at: Option<Instant>,
+    },
+}
+
+impl State {
+    fn name(&self) -> StateName {
+        match self {
+            State::Starting { .. } => StateName::Starting,
+            State::Ready { .. } => StateName::Ready,
+            State::Stopping { .. } => StateName::Stopping,
+            State::Killing { .. } => StateName::Killing,
+            State::Crashed { .. } => StateName::Crashed,
+            State::Restarting => StateName::Restarting,
+            State::Stopped => StateName::Stopped,
+            State::Faulted { .. } => StateName::Faulted,
+        }
+    }
+
+    fn server_pid(&self) -> Option<i32> {
+        match self {
+            State::Starting { pid, .. }
+            | State::Killing { pid, .. }
+            | State::Crashed { pid, .. } => *pid,
+            State::Ready { pid } | State::Stopping { pid, .. } => Some(*pid),
+            State::Restarting | State::Stopped | State::Faulted { .. } => None,
+        }
+    }
+}
+
+/// Probe bookkeeping: cadence, last results and the timeout baseline.
+#[derive(Debug, Clone, Default)]
+struct ProbeTracker {
+    /// Activated once the server is READY; probes in STARTING only look for readiness.
+    active: bool,
+    in_flight: bool,
+    next_attempt: Option<Instant>,
+    /// Start of the current timeout window: activation, the last success, or the moment
+    /// long-running applications finished.
+    baseline: Option<Instant>,
+    last_success: Option<Instant>,
+    last_result: Option<(bool, Duration, String)>,
+    /// The probe has failed to answer within the timeout and the incident is open.
+    timed_out: bool,
+    /// The "long running applications" line was written for this window.
+    deferral_logged: bool,
+    /// A success after READY has not been seen yet (recovery needs one).
+    awaiting_first_success: bool,
+}
+
+/// A notable thing that happened, kept for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: u64,
+    pub kind: String,
+    pub detected_at: Instant,
+    pub outcome: String,
+    pub diagnostics: Option<String>,
+}
+
+/// Read-only view for `status`.
+#[derive(Debug, Clone)]
+pub struct CoreStatus {
+    pub state: StateName,
+    pub phase: Option<KillPhase>,
+    pub why: String,
+    pub state_since: Instant,
+    pub server_pid: Option<i32>,
+    pub server_started: Option<Instant>,
+    pub restarts_in_window: usize,
+    pub last_exit: Option<String>,
+    pub probe_active: bool,
+    pub probe_last_result: Option<(bool, Duration, String)>,
+    pub probe_last_success: Option<Instant>,
+    pub probe_timeout_at: Option<Instant>,
+    pub apps: Vec<(String, Duration)>,
+    pub paused: bool,
+    pub paused_until: Option<Instant>,
+    pub nokill: bool,
+    pub failover_triggered: bool,
+    pub incidents: Vec<IncidentRecord>,
+}
+
+/// The controller state machine.
+#[derive(Debug)]
+pub struct Controller {
+    policy: Policy,
+    state: State,
+    why: String,
+    state_since: Instant,
+    probe: ProbeTracker,
+    apps: AppsList,
+    restarts: VecDeque<Instant>,
+    paused: bool,
+    paused_until: Option<Instant>,
+    failover_triggered: bool,
+    /// The server has sent at least one message since it was spawned, so READY will come
+    /// as a message rather than from the first successful probe.
+    server_speaks: bool,
+    server_started: Option<Instant>,
+    last_exit: Option<String>,
+    quit_requested: bool,
+    /// A NOKILL incident is open (logged and reported once until the server recovers).
+    nokill_incident: Option<u64>,
+    /// A pause suppressed this kill; it is carried out on resume if still due.
+    pause_suppressed: Option<Reason>,
+    next_incident: u64,
+    incidents: VecDeque<IncidentRecord>,
+    shutdown_nsd_running: bool,
+}
+
+const KEPT_INCIDENTS: usize = 10;
+/// How long a killed tree may take to be reaped before the controller moves on.
+const KILL_GRACE: Duration = Duration::from_secs(15);
+/// Extra time granted to a diagnostics run beyond QOS_NSD_TIMEOUT before giving up on it.
+const DIAGNOSTICS_GRACE: Duration = Duration::from_secs(30);
+
+fn log(component: Component, text: impl Into<String>) -> Action {
+    Action::Log {
+        component,
+        text: text.into(),
+        append_timedate: false,
+    }
+}
+
+fn log_td(component: Component, text: impl Into<String>) -> Action {
+    Action::Log {
+        component,
+        text: text.into(),
+        append_timedate: true,
+    }
+}
+
+/// `5 minutes`, `30 seconds`, `1500 ms` — the reference's wording for durations.
+pub fn describe_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        let m = ms / 60_000;
+        if m == 1 {
+            "1 minute".into()
+        } else {
+            format!("{m} minutes")
+        }
+    } else if ms % 1000 == 0 {
+        let s = ms / 1000;
+        if s == 1 {
+            "1 second".into()
+        } else {
+            format!("{s} seconds")
+        }
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+impl Controller {
+    pub fn new(policy: Policy, now: Instant) -> Controller {
+        Controller {
+            policy,
+            state: State::Stopped,
+            why: "controller starting".into(),
+            state_since: now,
+            probe: ProbeTracker::default(),
+            apps: AppsList::default(),
+            restarts: VecDeque::new(),
+            paused: false,
+            paused_until: None,
+            failover_triggered: false,
+            server_speaks: false,
+            server_started: None,
+            last_exit: None,
+            quit_requested: false,
+            nokill_incident: None,
+            pause_suppressed: None,
+            next_incident: 1,
+            incidents: VecDeque::new(),
+            shutdown_nsd_running: false,
+        }
+    }
+
+    /// Replace the policy (SIGHUP reload). Running timers keep their deadlines; new ones
+    /// use the new values.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn state(&self) -> StateName {
+        self.state.name()
+    }
+
+    pub fn server_pid(&self) -> Option<i32> {
+        self.state.server_pid()
+    }
+
+    /// When the controller next wants [`Event::DeadlineReached`].
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines: Vec<Instant> = Vec::new();
+        match &self.state {
+            State::Starting { deadline, .. } => deadlines.push(*deadline),
+            State::Stopping {
+                deadline, next_nsd, ..
+            } => {
+                deadlines.push(*deadline);
+                deadlines.extend(*next_nsd);
+            }
+            State::Killing { deadline, .. } => deadlines.extend(*deadline),
+            State::Faulted { clear_at } => deadlines.extend(*clear_at),
+            _ => {}
+        }
+        if self.probing_wanted() && !self.probe.in_flight {
+            deadlines.extend(self.probe.next_attempt);
+        }
+        if let Some(at) = self.probe_timeout_at() {
+            deadlines.push(at);
+        }
+        if matches!(self.state, State::Ready { .. }) {
+            deadlines.extend(self.apps.next_deadline(self.policy.apps_timeout));
+        }
+        deadlines.extend(self.paused_until);
+        deadlines.into_iter().min()
+    }
+
+    /// When the probe timeout fires if nothing succeeds before; `None` while it cannot.
+    fn probe_timeout_at(&self) -> Option<Instant> {
+        if !self.probe.active || self.probe.timed_out || !self.apps.is_empty() {
+            return None;
+        }
+        if !matches!(self.state, State::Ready { .. }) {
+            return None;
+        }
+        self.probe.baseline.map(|b| b + self.policy.probe_timeout)
+    }
+
+    /// Probe attempts are scheduled by the controller (not for `QOS_PROBE=message`).
+    fn probing_wanted(&self) -> bool {
+        self.policy.probing
+            && !self.policy.probe_by_message
+            && matches!(self.state, State::Starting { .. } | State::Ready { .. })
+    }
+
+    fn set_state(&mut self, now: Instant, state: State, why: impl Into<String>) -> Action {
+        let from = self.state.name();
+        self.state = state;
+        self.why = why.into();
+        self.state_since = now;
+        Action::StateChanged {
+            from,
+            to: self.state.name(),
+            why: self.why.clone(),
+        }
+    }
+
+    fn open_incident(&mut self, now: Instant, kind: &str) -> u64 {
+        let id = self.next_incident;
+        self.next_incident += 1;
+        self.incidents.push_back(IncidentRecord {
+            id,
+            kind: kind.to_string(),
+            detected_at: now,
+            outcome: "detected".into(),
+            diagnostics: None,
+        });
+        while self.incidents.len() > KEPT_INCIDENTS {
+            self.incidents.pop_front();
+        }
+        id
+    }
+
+    fn update_incident(
+        &mut self,
+        id: u64,
+        outcome: &str,
+        diagnostics: Option<&str>,
+    ) -> Option<Action> {
+        let record = self.incidents.iter_mut().find(|r| r.id == id)?;
+        record.outcome = outcome.to_string();
+        if let Some(d) = diagnostics {
+            record.diagnostics = Some(d.to_string());
+        }
+        Some(Action::Incident {
+            id,
+            kind: record.kind.clone(),
+            outcome: outcome.to_string(),
+        })
+    }
+
+    /// The one entry point: feed an event that happened at `now`, get the actions.
+    pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::ControllerStarted { trigger_present } => {
+                self.failover_triggered = trigger_present;
+                if trigger_present {
+                    out.push(log(
+                        Component::Controller,
+                        "Failover trigger left by a previous run is kept until the server is healthy",
+                    ));
+                }
+                out.push(Action::SetHealth(Health::Down {
+                    reason: "starting".into(),
+                }));
+                self.spawn(now, "controller started", &mut out);
+            }
+            Event::ServerSpawned { pid, program } => self.on_spawned(now, pid, &program, &mut out),
+            Event::SpawnFailed { error } => self.on_spawn_failed(now, &error, &mut out),
+            Event::ServerExited { pid, exit, clean } => {
+                self.on_exited(now, pid, &exit, clean, &mut out)
+            }
+            Event::ProbeFinished {
+                success,
+                latency,
+                detail,
+            } => self.on_probe(now, success, latency, &detail, &mut out),
+            Event::MessageReceived {
+                text,
+                append_timedate,
+                signal,
+            } => {
+                out.push(Action::Log {
+                    component: Component::Controller,
+                    text,
+                    append_timedate,
+                });
+                self.on_signal(now, signal, &mut out);
+            }
+            Event::MessageRejected { reason } => {
+                out.push(log(
+                    Component::Controller,
+                    format!("Message rejected: {reason}"),
+                ));
+            }
+            Event::ResourceWarning { resource, detail } => {
+                out.push(log(
+                    Component::Controller,
+                    format!("Warning: server is close to its {resource} limit ({detail})"),
+                ));
+                out.push(Action::Mail(Alert {
+                    kind: AlertKind::ResourceWarning,
+                    event: format!("resource warning ({resource})"),
+                    summary: format!("The server is close to its {resource} limit: {detail}."),
+                    diagnostics: None,
+                    incident: None,
+                }));
+            }
+            Event::ResourceExhausted { resource, detail } => {
+                if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+                    out.push(log(
+                        Component::Controller,
+                        format!("Server has exhausted {resource} ({detail})"),
+                    ));
+                    self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
+                }
+            }
+            Event::CommandReceived {
+                command,
+                uid,
+                request,
+            } => self.on_command(now, command, uid, request, &mut out),
+            Event::DiagnosticsFinished { path, error } => {
+                self.on_diagnostics(now, path, error, &mut out)
+            }
+            Event::StopRequested => self.on_stop_requested(now, &mut out),
+            Event::DeadlineReached => self.on_deadline(now, &mut out),
+        }
+        out
+    }
+
+    // ----- spawning and readiness -------------------------------------------------
+
+    fn spawn(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
+        self.apps.clear();
+        self.server_speaks = false;
+        self.probe = ProbeTracker::default();
+        out.push(self.set_state(now, State::Restarting, why));
+        out.push(Action::Spawn);
+    }
+
+    fn on_spawned(&mut self, now: Instant, pid: i32, program: &str, out: &mut Vec<Action>) {
+        let name = self.policy.server_name.clone();
+        out.push(log_td(
+            Component::Controller,
+            format!(
+                "OpMsg=START Type=QOS ObjectType=ServerName ObjectValue={name} ObjectType2=ProcessName ObjectValue2={program}"
+            ),
+        ));
+        out.push(log_td(Component::Controller, "OpMsg=START Type=SERVER"));
+        out.push(log(
+            Component::Applications,
+            "Clearing long running apps list",
+        ));
+        self.server_started = Some(now);
+        let deadline = now + self.policy.restart_timeout;
+        out.push(self.set_state(
+            now,
+            State::Starting {
+                pid: Some(pid),
+                deadline,
+            },
+            "waiting for the server to be ready",
+        ));
+        if !self.policy.probing {
+            // Nothing can prove readiness but a message; without QoS it is ready once up.
+            if !self.policy.qos_enable {
+                self.become_ready(now, pid, false, out);
+            }
+            return;
+        }
+        if !self.policy.probe_by_message {
+            // First attempt straight away: a server that sends no READY becomes READY on it.
+            self.probe.next_attempt = Some(now);
+        }
+    }
+
+    fn on_spawn_failed(&mut self, now: Instant, error: &str, out: &mut Vec<Action>) {
+        out.push(log(
+            Component::Controller,
+            format!("Cannot start the server: {error}"),
+        ));
+        self.last_exit = Some(format!("not started: {error}"));
+        self.after_down(now, AfterKill::AutoRestart, None, out);
+    }
+
+    fn become_ready(&mut self, now: Instant, pid: i32, log_ready: bool, out: &mut Vec<Action>) {
+        if log_ready {
+            out.push(log_td(Component::Controller, "OpMsg=READY Type=SERVER"));
+        }
+        out.push(log(
+            Component::Controller,
+            "Server is ready to process requests",
+        ));
+        out.push(self.set_state(now, State::Ready { pid }, "server is ready"));
+        if self.policy.probing {
+            out.push(log(Component::Controller, "Activating probe..."));
+            out.push(log(Component::Controller, "QoS Probe activated."));
+            out.push(log(Component::Probe, "Starting qosprobe..."));
+            out.push(log(Component::Probe, "OpMsg=START, Type=PROBE"));
+            out.push(log(Component::Probe, "The QoS Probe is probing."));
+            self.probe.active = true;
+            self.probe.baseline = Some(now);
+            self.probe.timed_out = false;
+            self.probe.deferral_logged = false;
+            self.probe.awaiting_first_success = true;
+            if !self.policy.probe_by_message && !self.probe.in_flight {
+                self.probe.next_attempt = Some(now);
+            }
+        } else {
+            self.recovered(now, out);
+        }
+    }
+
+    /// The server is healthy again: take back the failover and say so.
+    fn recovered(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let _ = now;
+        out.push(Action::SetHealth(Health::Ready));
+        if self.failover_triggered {
+            self.failover_triggered = false;
+            let incident = self
+                .incidents
+                .back()
+                .map(|r| r.id)
+                .unwrap_or(self.next_incident);
+            out.push(Action::RemoveTrigger);
+            out.push(log(
+                Component::Controller,
+                "Server has recovered; failover trigger removed",
+            ));
+            out.push(Action::RunHook {
+                recovery: true,
+                reason: "recovered".into(),
+                incident,
+            });
+            out.push(Action::Mail(Alert {
+                kind: AlertKind::Recovery,
+                event: "recovered".into(),
+                summary: "The server is ready and probing well again.".into(),
+                diagnostics: None,
+                incident: Some(incident),
+            }));
+            if let Some(a) = self.update_incident(incident, "recovered", None) {
+                out.push(a);
+            }
+        }
+    }
+
+    fn deactivate_probe(&mut self, out: &mut Vec<Action>) {
+        if self.probe.active {
+            out.push(log(Component::Controller, "Deactivating probe..."));
+            out.push(log(Component::Controller, "QoS Probe deactivated."));
+        }
+        self.probe.active = false;
+        self.probe.next_attempt = None;
+        self.probe.baseline = None;
+    }
+
+    // ----- probe ------------------------------------------------------------------
+
+    fn on_probe(
+        &mut self,
+        now: Instant,
+        success: bool,
+        latency: Duration,
+        detail: &str,
+        out: &mut Vec<Action>,
+    ) {
+        self.probe.in_flight = false;
+        if !matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
+            return;
+        }
+        if success {
+            out.push(log(
+                Component::Probe,
+                format!("SUCCESS ({}ms)", latency.as_millis()),
+            ));
+        } else {
+            out.push(log(Component::Probe, format!("ERROR: {detail}")));
+        }
+        self.probe.last_result = Some((success, latency, detail.to_string()));
+        if !success {
+            return;
+        }
+        self.probe.last_success = Some(now);
+        match self.state {
+            State::Starting { pid: Some(pid), .. } if !self.server_speaks => {
+                self.become_ready(now, pid, true, out);
+                // This success is the first one after READY too.
+                self.first_success_after_ready(now, out);
+            }
+            State::Ready { .. } => {
+                self.probe.baseline = Some(now);
+                if self.probe.timed_out {
+                    self.probe.timed_out = false;
+                    self.pause_suppressed = None;
+                    if let Some(id) = self.nokill_incident.take() {
+                        out.push(log(
+                            Component::Controller,
+                            "Server has recovered: the probe succeeds again",
+                        ));
+                        if let Some(a) = self.update_incident(id, "recovered without kill", None) {
+                            out.push(a);
+                        }
+                    } else {
+                        out.push(log(
+                            Component::Controller,
+                            "The probe succeeds again; no kill needed",
+                        ));
+                    }
+                }
+                self.first_success_after_ready(now, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn first_success_after_ready(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.probe.awaiting_first_success {
+            self.probe.awaiting_first_success = false;
+            self.recovered(now, out);
+        }
+    }
+
+    fn schedule_probe(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.probing_wanted() || self.probe.in_flight {
+            return;
+        }
+        if let Some(at) = self.probe.next_attempt {
+            if now >= at {
+                self.probe.in_flight = true;
+                // Keep the cadence anchored to the schedule, not to when we got here.
+                let mut next = at + self.policy.probe_interval;
+                if next <= now {
+                    next = now + self.policy.probe_interval;
+                }
+                self.probe.next_attempt = Some(next);
+                out.push(Action::Probe);
+            }
+        }
+    }
+
+    fn check_probe_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.probe.active || self.probe.timed_out {
+            return;
+        }
+        if !matches!(self.state, State::Ready { .. }) {
+            return;
+        }
+        let Some(baseline) = self.probe.baseline else {
+            return;
+        };
+        if now < baseline + self.policy.probe_timeout {
+            return;
+        }
+        if !self.apps.is_empty() {
+            if !self.probe.deferral_logged {
+                self.probe.deferral_logged = true;
+                out.push(log(
+                    Component::Controller,
+                    "There are long running applications - probing will pause until they have completed.",
+                ));
+            }
+            return;
+        }
+        self.probe.timed_out = true;
+        out.push(log(
+            Component::Bare,
+            "The probe thread has not received a message from qosprobe within the timeout period.",
+        ));
+        out.push(log(
+            Component::Probe,
+            "The qosprobe addin has timed out, is not responding, or is not running.",
+        ));
+        out.push(log_td(Component::Controller, "OpMsg=TIMEOUT Type=PROBE"));
+        out.push(log(
+            Component::Controller,
+            "The controller has received a probe timeout.",
+        ));
+        self.smart_kill(now, Reason::ProbeTimeout, out);
+    }
+
+    // ----- messages ---------------------------------------------------------------
+
+    fn on_signal(&mut self, now: Instant, signal: ServerSignal, out: &mut Vec<Action>) {
+        if self.state.server_pid().is_some() {
+            self.server_speaks = true;
+        }
+        match signal {
+            ServerSignal::QosStart | ServerSignal::ServerStart => {}
+            ServerSignal::Ready => {
+                if let State::Starting { pid: Some(pid), .. } = self.state {
+                    self.become_ready(now, pid, false, out);
+                }
+            }
+            ServerSignal::ServerEnd { restart } => {
+                if let State::Starting { pid: Some(pid), .. } | State::Ready { pid } = self.state {
+                    self.deactivate_probe(out);
+                    self.apps.clear();
+                    out.push(Action::SetHealth(Health::Drain));
+                    let then = if restart {
+                        AfterStop::Restart
+                    } else {
+                        AfterStop::StayDown
+                    };
+                    self.enter_stopping(now, pid, then, "the server is shutting down", out);
+                }
+            }
+            ServerSignal::QosEnd => {}
+            ServerSignal::Crash => {
+                if matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
+                    let pid = self.state.server_pid();
+                    self.crashed(now, pid, None, out);
+                }
+            }
+            ServerSignal::ProbeTimeout => {
+                if matches!(self.state, State::Ready { .. }) {
+                    out.push(log(
+                        Component::Controller,
+                        "The controller has received a probe timeout.",
+                    ));
+                    self.probe.timed_out = true;
+                    self.smart_kill(now, Reason::ProbeTimeout, out);
+                }
+            }
+            ServerSignal::ProbeResult {
+                success,
+                latency_ms,
+                detail,
+            } => {
+                if self.policy.probe_by_message {
+                    let latency = Duration::from_millis(latency_ms.unwrap_or(0));
+                    let detail = detail.unwrap_or_else(|| "probe error reported".into());
+                    self.on_probe(now, success, latency, &detail, out);
+                }
+            }
+            ServerSignal::Exhausted { resource } => {
+                if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+                    out.push(log(
+                        Component::Controller,
+                        format!("Server is out of {resource}"),
+                    ));
+                    self.smart_kill(now, Reason::OutOf { resource }, out);
+                }
+            }
+            ServerSignal::AppStart { app } => {
+                if self.apps.start(&app, now) {
+                    out.push(log(
+                        Component::Applications,
+                        format!("Adding {app} to long running apps list"),
+                    ));
+                } else {
+                    out.push(log(
+                        Component::Applications,
+                        format!("Refreshing {app} in long running apps list"),
+                    ));
+                }
+            }
+            ServerSignal::AppProgress { app } => {
+                if !self.apps.progress(&app, now) {
+                    out.push(log(
+                        Component::Applications,
+                        format!("Progress of {app}, which is not in the long running apps list; ignored"),
+                    ));
+                }
+            }
+            ServerSignal::AppEnd { app } => {
+                if self.apps.end(&app) {
+                    out.push(log(
+                        Component::Applications,
+                        format!("Removing {app} from long running apps list.."),
+                    ));
+                    if self.apps.is_empty() && self.probe.deferral_logged {
+                        // Probing resumes with a full timeout window.
+                        self.probe.deferral_logged = false;
+                        self.probe.baseline = Some(now);
+                    }
+                } else {
+                    out.push(log(
+                        Component::Applications,
+                        format!(
+                            "End of {app}, which is not in the long running apps list; ignored"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    // ----- smart kill -------------------------------------------------------------
+
+    /// Failover → diagnostics → kill → restart, or the NOKILL/paused variants.
+    fn smart_kill(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        let Some(pid) = self.state.server_pid() else {
+            return;
+        };
+        let was_ready = matches!(self.state, State::Ready { .. });
+        if self.policy.nokill {
+            if self.nokill_incident.is_none() {
+                let id = self.open_incident(now, &reason.slug());
+                self.nokill_incident = Some(id);
+                out.push(log(
+                    Component::Kill,
+                    format!(
+                        "QOS_NOKILL is set: not killing the server ({})",
+                        reason.describe()
+                    ),
+                ));
+                out.push(log(Component::Kill, "Running nsd..."));
+                out.push(Action::RunDiagnostics {
+                    reason: reason.slug(),
+                    incident: Some(id),
+                });
+                if let Some(a) = self.update_incident(id, "not killed (QOS_NOKILL)", None) {
+                    out.push(a);
+                }
+            }
+            return;
+        }
+        if self.paused {
+            if self.pause_suppressed.is_none() {
+                out.push(log(
+                    Component::Controller,
+                    format!(
+                        "Paused: not killing the server ({}); resume to act",
+                        reason.describe()
+                    ),
+                ));
+                self.pause_suppressed = Some(reason);
+            }
+            return;
+        }
+        self.start_kill(now, pid, reason, was_ready, AfterKill::AutoRestart, out);
+    }
+
+    fn start_kill(
+        &mut self,
+        now: Instant,
+        pid: i32,
+        reason: Reason,
+        failover: bool,
+        then: AfterKill,
+        out: &mut Vec<Action>,
+    ) {
+        let incident = self.open_incident(now, &reason.slug());
+        if failover {
+            out.push(log(Component::Kill, "Triggering failover..."));
+            self.failover_triggered = true;
+            out.push(Action::WriteTrigger);
+            out.push(Action::SetHealth(Health::Down {
+                reason: reason.describe(),
+            }));
+            if !self.policy.failover_trigger_disabled {
+                out.push(Action::RunHook {
+                    recovery: false,
+                    reason: reason.slug(),
+                    incident,
+                });
+            }
+        } else {
+            out.push(Action::SetHealth(Health::Down {
+                reason: reason.describe(),
+            }));
+        }
+        self.deactivate_probe(out);
+        out.push(log(Component::Kill, "Running nsd..."));
+        out.push(Action::RunDiagnostics {
+            reason: reason.slug(),
+            incident: Some(incident),
+        });
+        if let Some(a) = self.update_incident(incident, "diagnostics", None) {
+            out.push(a);
+        }
+        let why = reason.describe();
+        out.push(self.set_state(
+            now,
+            State::Killing {
+                pid: Some(pid),
+                phase: KillPhase::Diagnostics,
+                reason,
+                incident,
+                deadline: Some(now + self.policy.nsd_timeout + DIAGNOSTICS_GRACE),
+                then,
+            },
+            why,
+        ));
+    }
+
+    fn on_diagnostics(
+        &mut self,
+        now: Instant,
+        path: Option<String>,
+        error: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(p) = &path {
+            out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
+        }
+        if let Some(e) = &error {
+            out.push(log(Component::Kill, format!("Diagnostics failed: {e}")));
+        }
+        if self.shutdown_nsd_running {
+            self.shutdown_nsd_running = false;
+            return;
+        }
+        match self.state.clone() {
+            State::Killing {
+                phase: KillPhase::Diagnostics,
+                pid,
+                reason,
+                incident,
+                then,
+                ..
+            } => {
+                if let Some(a) = self.update_incident(incident, "killing", path.as_deref()) {
+                    out.push(a);
+                }
+                out.push(Action::Mail(Alert {
+                    kind: AlertKind::SmartKill,
+                    event: format!("smart kill ({})", reason.describe()),
+                    summary: format!(
+                        "The controller detected a {} and is killing and restarting the server.",
+                        reason.describe()
+                    ),
+                    diagnostics: path.clone(),
+                    incident: Some(incident),
+                }));
+                self.kill_now(now, pid, reason, incident, then, out);
+            }
+            State::Crashed {
+                pid,
+                incident,
+                diagnostics_done: false,
+                then,
+            } => {
+                if let Some(a) = self.update_incident(incident, "restarting", path.as_deref()) {
+                    out.push(a);
+                }
+                out.push(Action::Mail(Alert {
+                    kind: AlertKind::Crash,
+                    event: "crashed".into(),
+                    summary: format!(
+                        "Server {} has crashed ({}).",
+                        self.policy.server_name,
+                        self.last_exit
+                            .clone()
+                            .unwrap_or_else(|| "reported by the server".into())
+                    ),
+                    diagnostics: path.clone(),
+                    incident: Some(incident),
+                }));
+                out.push(Action::KillTree);
+                match pid {
+                    // A CRASH message: the process may still be alive; wait for its exit.
+                    Some(pid) => {
+                        self.state = State::Crashed {
+                            pid: Some(pid),
+                            incident,
+                            diagnostics_done: true,
+                            then,
+                        };
+                    }
+                    None => self.after_down(now, then, Some(incident), out),
+                }
+            }
+            _ => {
+                // An operator diagnose or a NOKILL incident: the mail carries the file.
+                if let Some(id) = self.nokill_incident {
+                    out.push(Action::Mail(Alert {
+                        kind: AlertKind::NoKillIncident,
+                        event: "problem detected (QOS_NOKILL)".into(),
+                        summary: "The controller detected a problem; QOS_NOKILL is set, so the server was not killed.".into(),
+                        diagnostics: path.clone(),
+                        incident: Some(id),
+                    }));
+                    if let Some(a) =
+                        self.update_incident(id, "not killed (QOS_NOKILL)", path.as_deref())
+                    {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill_now(
+        &mut self,
+        now: Instant,
+        pid: Option<i32>,
+        reason: Reason,
+        incident: u64,
+        then: AfterKill,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(log(Component::Kill, "Running nsd -kill"));
+        out.push(Action::KillTree);
+        match pid {
+            Some(pid) => {
+                self.state = State::Killing {
+                    pid: Some(pid),
+                    phase: KillPhase::Kill,
+                    reason,
+                    incident,
+                    deadline: Some(now + KILL_GRACE),
+                    then,
+                };
+                self.why = "killing the server's process tree".into();
+            }
+            None => self.kill_complete(now, incident, then, out),
+        }
+    }
+
+    fn kill_complete(
+        &mut self,
+        now: Instant,
+        incident: u64,
+        then: AfterKill,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(log(Component::Kill, "Setting kill complete."));
+        if let Some(a) = self.update_incident(incident, "killed", None) {
+            out.push(a);
+        }
+        self.after_down(now, then, Some(incident), out);
+    }
+
+    /// The server is fully down: restart it, stay down, or exit — within the limit.
+    fn after_down(
+        &mut self,
+        now: Instant,
+        then: AfterKill,
+        incident: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
+        self.apps.clear();
+        let then = if self.quit_requested {
+            AfterKill::Exit
+        } else {
+            then
+        };
+        match then {
+            AfterKill::Exit => self.finish_quit(out),
+            AfterKill::StayDown => {
+                out.push(self.set_state(now, State::Stopped, "stopped on request"));
+            }
+            AfterKill::OperatorRestart => {
+                out.push(log(Component::Kill, "Restarting DominoStarter thread"));
+                self.spawn(now, "restart requested by the operator", out);
+            }
+            AfterKill::AutoRestart => {
+                if self.paused {
+                    out.push(log(
+                        Component::Controller,
+                        "Paused: the server is left down until resume",
+                    ));
+                    out.push(self.set_state(
+                        now,
+                        State::Stopped,
+                        "down while paused; restarts on resume",
+                    ));
+                    return;
+                }
+                if self.restart_limit_reached(now) {
+                    let minutes = describe_duration(self.policy.restart_limit_period);
+                    out.push(log(
+                        Component::Controller,
+                        format!(
+                            "Restart limit reached: {} restarts within {}; server left down (FAULTED)",
+                            self.restarts.len(),
+                            minutes
+                        ),
+                    ));
+                    let clear_at = (!self.policy.auto_fault_clear.is_zero())
+                        .then(|| now + self.policy.auto_fault_clear);
+                    out.push(self.set_state(
+                        now,
+                        State::Faulted { clear_at },
+                        "restart limit reached",
+                    ));
+                    out.push(Action::Mail(Alert {
+                        kind: AlertKind::RestartLimit,
+                        event: "restart limit reached".into(),
+                        summary: format!(
+                            "The server was restarted {} times within {}; it is left down until an operator runs clear-fault.",
+                            self.restarts.len(),
+                            minutes
+                        ),
+                        diagnostics: None,
+                        incident,
+                    }));
+                    if let Some(id) = incident {
+                        if let Some(a) =
+                            self.update_incident(id, "restart limit reached; left down", None)
+                        {
+                            out.push(a);
+                        }
+                    }
+                    return;
+                }
+                self.restarts.push_back(now);
+                out.push(log(Component::Kill, "Restarting DominoStarter thread"));
+                if let Some(id) = incident {
+                    if let Some(a) = self.update_incident(id, "restarted", None) {
+                        out.push(a);
+                    }
+                }
+                self.spawn(now, "automatic restart", out);
+            }
+        }
+    }
+
+    fn restart_limit_reached(&mut self, now: Instant) -> bool {
+        if !self.policy.restart_limit_enable {
+            return false;
+        }
+        while let Some(first) = self.restarts.front() {
+            if now.duration_since(*first) >= self.policy.restart_limit_period {
+                self.restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.restarts.len() >= self.policy.restart_limit_maximum as usize
+    }
+
+    // ----- crash and exit ---------------------------------------------------------
+
+    fn crashed(
+        &mut self,
+        now: Instant,
+        pid: Option<i32>,
+        exit: Option<&str>,
+        out: &mut Vec<Action>,
+    ) {
+        let name = self.policy.server_name.clone();
+        out.push(log_td(
+            Component::Controller,
+            format!("OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue={name}"),
+        ));
+        out.push(log(
+            Component::Controller,
+            format!("Server {name} has crashed."),
+        ));
+        if let Some(exit) = exit {
+            out.push(log(Component::Controller, format!("Server exit: {exit}")));
+        }
+        self.deactivate_probe(out);
+        let incident = self.open_incident(now, "crash");
+        out.push(Action::SetHealth(Health::Down {
+            reason: "server crashed".into(),
+        }));
+        out.push(log(Component::Kill, "Running nsd..."));
+        out.push(Action::RunDiagnostics {
+            reason: "crash".into(),
+            incident: Some(incident),
+        });
+        out.push(self.set_state(
+            now,
+            State::Crashed {
+                pid,
+                incident,
+                diagnostics_done: false,
+                then: AfterKill::AutoRestart,
+            },
+            "server crashed; post-mortem diagnostics",
+        ));
+    }
+
+    fn on_exited(
+        &mut self,
+        now: Instant,
+        pid: i32,
+        exit: &str,
+        clean: bool,
+        out: &mut Vec<Action>,
+    ) {
+        if self.state.server_pid() != Some(pid) {
+            return;
+        }
+        self.last_exit = Some(exit.to_string());
+        match self.state.clone() {
+            State::Starting { .. } | State::Ready { .. } => {
+                let _ = clean;
+                self.crashed(now, None, Some(exit), out);
+            }
+            State::Stopping { then, .. } => {
+                out.push(log(Component::Controller, format!("Server ended ({exit})")));
+                out.push(Action::KillTree);
+                let then = match then {
+                    AfterStop::Exit => AfterKill::Exit,
+                    AfterStop::StayDown => AfterKill::StayDown,
+                    AfterStop::Restart => AfterKill::OperatorRestart,
+                };
+                self.after_down(now, then, None, out);
+            }
+            State::Killing {
+                phase,
+                reason,
+                incident,
+                then,
+                deadline,
+                ..
+            } => {
+                if phase == KillPhase::Kill {
+                    self.kill_complete(now, incident, then, out);
+                } else {
+                    // It died while diagnostics ran: the kill has nothing left to do.
+                    out.push(log(Component::Controller, format!("Server ended ({exit})")));
+                    self.state = State::Killing {
+                        pid: None,
+                        phase,
+                        reason,
+                        incident,
+                        deadline,
+                        then,
+                    };
+                }
+            }
+            State::Crashed {
+                incident,
+                diagnostics_done,
+                then,
+                ..
+            } => {
+                if diagnostics_done {
+                    self.after_down(now, then, Some(incident), out);
+                } else {
+                    self.state = State::Crashed {
+                        pid: None,
+                        incident,
+                        diagnostics_done,
+                        then,
+                    };
+                }
+            }
+            State::Restarting | State::Stopped | State::Faulted { .. } => {}
+        }
+    }
+
+    // ----- stopping ---------------------------------------------------------------
+
+    fn enter_stopping(
+        &mut self,
+        now: Instant,
+        pid: i32,
+        then: AfterStop,
+        why: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let next_nsd =
+            (!self.policy.shutdown_nsd.is_zero()).then(|| now + self.policy.shutdown_nsd);
+        out.push(self.set_state(
+            now,
+            State::Stopping {
+                pid,
+                deadline: now + self.policy.shutdown_timeout,
+                next_nsd,
+                then,
+            },
+            why,
+        ));
+    }
+
+    fn request_stop(&mut self, now: Instant, then: AfterStop, why: &str, out: &mut Vec<Action>) {
+        let Some(pid) = self.state.server_pid() else {
+            return;
+        };
+        out.push(log_td(
+            Component::Controller,
+            "OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit",
+        ));
+        self.deactivate_probe(out);
+        self.apps.clear();
+        out.push(Action::SetHealth(Health::Drain));
+        out.push(Action::RequestStop);
+        self.enter_stopping(now, pid, then, why, out);
+    }
+
+    fn finish_quit(&mut self, out: &mut Vec<Action>) {
+        let name = self.policy.server_name.clone();
+        out.push(log_td(
+            Component::Controller,
+            format!("OpMsg=END Type=QOS ObjectType=ServerName ObjectValue={name}"),
+        ));
+        out.push(Action::Exit(0));
+    }
+
+    fn on_stop_requested(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.quit_requested {
+            // Second request: kill at once.
+            out.push(log(
+                Component::Controller,
+                "Second stop request: killing the server now",
+            ));
+            out.push(log(Component::Kill, "Running nsd -kill"));
+            out.push(Action::KillTree);
+            if self.state.server_pid().is_none() {
+                self.finish_quit(out);
+            }
+            return;
+        }
+        self.quit_requested = true;
+        match self.state.clone() {
+            State::Starting { .. } | State::Ready { .. } => {
+                self.request_stop(now, AfterStop::Exit, "controller is stopping", out);
+            }
+            State::Stopping {
+                pid,
+                deadline,
+                next_nsd,
+                ..
+            } => {
+                self.state = State::Stopping {
+                    pid,
+                    deadline,
+                    next_nsd,
+                    then: AfterStop::Exit,
+                };
+            }
+            // Let the kill finish; after_down sees quit_requested and exits.
+            State::Killing { .. } | State::Crashed { .. } => {}
+            State::Restarting | State::Stopped | State::Faulted { .. } => self.finish_quit(out),
+        }
+    }
+
+    // ----- operator commands ------------------------------------------------------
+
+    fn on_command(
+        &mut self,
+        now: Instant,
+        command: Command,
+        uid: u32,
+        request: u64,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(log(
+            Component::Controller,
+            format!("Command {} from uid {uid}", command.name()),
+        ));
+        let state = self.state.name();
+        let reply = |ok: bool, message: String| Action::Reply {
+            request,
+            ok,
+            message,
+        };
+        let busy = |verb: &str| -> Option<String> {
+            match state {
+                StateName::Stopping if self.quit_requested => {
+                    Some(format!("{verb} refused: a quit is in progress"))
+                }
+                StateName::Stopping => Some(format!("{verb} refused: the server is stopping")),
+                StateName::Killing => Some(format!("{verb} refused: a kill is in progress")),
+                StateName::Crashed => {
+                    Some(format!("{verb} refused: crash handling is in progress"))
+                }
+                _ if self.quit_requested => {
+                    Some(format!("{verb} refused: the controller is shutting down"))
+                }
+                _ => None,
+            }
+        };
+        match command {
+            Command::Start => match state {
+                StateName::Stopped => {
+                    self.spawn(now, "start requested by the operator", out);
+                    out.push(reply(true, "server starting".into()));
+                }
+                StateName::Starting | StateName::Ready | StateName::Restarting => {
+                    out.push(reply(
+                        true,
+                        format!("server already running ({})", state.as_str()),
+                    ));
+                }
+                StateName::Faulted => out.push(reply(
+                    false,
+                    "start refused: the server is FAULTED; use clear-fault".into(),
+                )),
+                _ => out.push(reply(false, busy("start").unwrap_or_default())),
+            },
+            Command::Quit => match state {
+                StateName::Starting | StateName::Ready => {
+                    self.request_stop(
+                        now,
+                        AfterStop::StayDown,
+                        "quit requested by the operator",
+                        out,
+                    );
+                    out.push(reply(true, "server stopping".into()));
+                }
+                StateName::Stopped | StateName::Faulted => {
+                    out.push(reply(
+                        true,
+                        format!("server already down ({})", state.as_str()),
+                    ));
+                }
+                _ => out.push(reply(false, busy("quit").unwrap_or_default())),
+            },
+            Command::Restart => match (state, busy("restart")) {
+                (StateName::Starting | StateName::Ready, None) => {
+                    self.request_stop(
+                        now,
+                        AfterStop::Restart,
+                        "restart requested by the operator",
+                        out,
+                    );
+                    out.push(reply(true, "server restarting".into()));
+                }
+                (StateName::Stopped, None) => {
+                    self.spawn(now, "restart requested by the operator", out);
+                    out.push(reply(true, "server starting".into()));
+                }
+                (StateName::Faulted, _) => out.push(reply(
+                    false,
+                    "restart refused: the server is FAULTED; use clear-fault".into(),
+                )),
+                (_, Some(refusal)) => out.push(reply(false, refusal)),
+                (_, None) => out.push(reply(
+                    false,
+                    format!("restart refused: the server is {}", state.as_str()),
+                )),
+            },
+            Command::Kill => match (self.state.server_pid(), busy("kill")) {
+                (Some(pid), None) => {
+                    let failover = state == StateName::Ready;
+                    self.start_kill(
+                        now,
+                        pid,
+                        Reason::Operator,
+                        failover,
+                        AfterKill::OperatorRestart,
+                        out,
+                    );
+                    out.push(reply(true, "smart kill started".into()));
+                }
+                (_, Some(refusal)) => out.push(reply(false, refusal)),
+                (None, None) => out.push(reply(
+                    false,
+                    format!("kill refused: no server is running ({})", state.as_str()),
+                )),
+            },
+            Command::Pause { duration } => {
+                let until = duration.map(|d| now + d);
+                let already = self.paused;
+                self.paused = true;
+                self.paused_until = until;
+                let how = match duration {
+                    Some(d) => format!(" for {}", describe_duration(d)),
+                    None => String::new(),
+                };
+                out.push(log(
+                    Component::Controller,
+                    format!("Paused by uid {uid}{how}"),
+                ));
+                let msg = if already {
+                    "pause renewed"
+                } else {
+                    "paused: probing continues, no kill or restart"
+                };
+                out.push(reply(true, format!("{msg}{how}")));
+            }
+            Command::Resume => {
+                if self.paused {
+                    out.push(log(Component::Controller, format!("Resumed by uid {uid}")));
+                    self.resume(now, out);
+                    out.push(reply(true, "resumed".into()));
+                } else {
+                    out.push(reply(true, "not paused".into()));
+                }
+            }
+            Command::ClearFault => match state {
+                StateName::Faulted => {
+                    self.restarts.clear();
+                    out.push(log(Component::Controller, "Fault cleared by the operator"));
+                    self.spawn(now, "fault cleared by the operator", out);
+                    out.push(reply(true, "fault cleared; server starting".into()));
+                }
+                _ => out.push(reply(true, format!("not FAULTED ({})", state.as_str()))),
+            },
+            Command::Diagnose => {
+                out.push(log(Component::Kill, "Running nsd..."));
+                self.shutdown_nsd_running = false;
+                out.push(Action::RunDiagnostics {
+                    reason: "operator".into(),
+                    incident: None,
+                });
+                out.push(reply(
+                    true,
+                    "collecting diagnostics; the file is named in the log".into(),
+                ));
+            }
+        }
+    }
+
+    fn resume(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.paused = false;
+        self.paused_until = None;
+        if self.state.name() == StateName::Stopped && self.why.starts_with("down while paused") {
+            self.after_down(now, AfterKill::AutoRestart, None, out);
+        }
+        match (self.pause_suppressed.take(), self.state.clone()) {
+            (Some(Reason::RestartTimeout), State::Starting { pid: Some(pid), .. }) => {
+                self.start_kill(
+                    now,
+                    pid,
+                    Reason::RestartTimeout,
+                    false,
+                    AfterKill::AutoRestart,
+                    out,
+                );
+            }
+            (Some(reason), State::Ready { .. }) => {
+                out.push(log(
+                    Component::Controller,
+                    format!(
+                        "Resuming: acting on the {} detected while paused",
+                        reason.describe()
+                    ),
+                ));
+                self.smart_kill(now, reason, out);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- deadlines --------------------------------------------------------------
+
+    fn on_deadline(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(until) = self.paused_until {
+            if now >= until {
+                out.push(log(Component::Controller, "Pause expired; resuming"));
+                self.resume(now, out);
+            }
+        }
+        match self.state.clone() {
+            State::Starting {
+                pid: Some(pid),
+                deadline,
+            } if now >= deadline => {
+                out.push(log(
+                    Component::Controller,
+                    format!(
+                        "Server was not ready within QOS_RESTART_TIMEOUT ({}); killing and restarting",
+                        describe_duration(self.policy.restart_timeout)
+                    ),
+                ));
+                if self.paused {
+                    if self.pause_suppressed.is_none() {
+                        out.push(log(
+                            Component::Controller,
+                            "Paused: not killing the server (restart timeout); resume to act",
+                        ));
+                        self.pause_suppressed = Some(Reason::RestartTimeout);
+                    }
+                    // Looked at again on resume; the deadline itself is spent.
+                    self.state = State::Starting {
+                        pid: Some(pid),
+                        deadline: now + self.policy.restart_timeout,
+                    };
+                } else {
+                    self.start_kill(
+                        now,
+                        pid,
+                        Reason::RestartTimeout,
+                        false,
+                        AfterKill::AutoRestart,
+                        out,
+                    );
+                }
+                return;
+            }
+            State::Stopping {
+                pid,
+                deadline,
+                next_nsd,
+                then,
+            } => {
+                if now >= deadline {
+                    let what = if then == AfterStop::Restart {
+                        "QOS_RESTART_TIMEOUT"
+                    } else {
+                        "QOS_SHUTDOWN_TIMEOUT"
+                    };
+                    out.push(log(
+                        Component::Controller,
+                        format!(
+                            "Server did not shut down within {what} ({}); killing",
+                            describe_duration(if then == AfterStop::Restart {
+                                self.policy.restart_timeout
+                            } else {
+                                self.policy.shutdown_timeout
+                            })
+                        ),
+                    ));
+                    let incident = self.open_incident(now, "shutdown-timeout");
+                    let after = match then {
+                        AfterStop::Exit => AfterKill::Exit,
+                        AfterStop::StayDown => AfterKill::StayDown,
+                        AfterStop::Restart => AfterKill::OperatorRestart,
+                    };
+                    out.push(self.set_state(
+                        now,
+                        State::Killing {
+                            pid: Some(pid),
+                            phase: KillPhase::Kill,
+                            reason: Reason::Operator,
+                            incident,
+                            deadline: None,
+                            then: after,
+                        },
+                        "shutdown took too long",
+                    ));
+                    self.kill_now(now, Some(pid), Reason::Operator, incident, after, out);
+                    return;
+                }
+                if let Some(at) = next_nsd {
+                    if now >= at {
+                        out.push(log(
+                            Component::Kill,
+                            "Running nsd... (shutdown still in progress)",
+                        ));
+                        self.shutdown_nsd_running = true;
+                        out.push(Action::RunDiagnostics {
+                            reason: "shutdown".into(),
+                            incident: None,
+                        });
+                        self.state = State::Stopping {
+                            pid,
+                            deadline,
+                            next_nsd: Some(now + self.policy.shutdown_nsd),
+                            then,
+                        };
+                    }
+                }
+            }
+            State::Killing {
+                phase,
+                deadline: Some(deadline),
+                pid,
+                reason,
+                incident,
+                then,
+            } if now >= deadline => match phase {
+                KillPhase::Diagnostics => {
+                    out.push(log(
+                        Component::Kill,
+                        "Diagnostics did not finish in time; killing anyway",
+                    ));
+                    self.kill_now(now, pid, reason, incident, then, out);
+                }
+                _ => {
+                    out.push(log(
+                        Component::Kill,
+                        "The server's process did not go away after SIGKILL; giving up on it",
+                    ));
+                    self.kill_complete(now, incident, then, out);
+                }
+            },
+            State::Faulted { clear_at: Some(at) } if now >= at => {
+                self.restarts.clear();
+                out.push(log(
+                    Component::Controller,
+                    "QOS_AUTO_FAULT_CLEAR: leaving FAULTED",
+                ));
+                self.spawn(now, "fault cleared automatically", out);
+                return;
+            }
+            _ => {}
+        }
+        if let State::Ready { .. } = self.state {
+            if let Some((app, idle)) = self.apps.expired(now, self.policy.apps_timeout) {
+                if self.pause_suppressed.is_none() {
+                    out.push(log(
+                        Component::Applications,
+                        format!(
+                            "Application {app} has made no progress for {} seconds",
+                            idle.as_secs()
+                        ),
+                    ));
+                }
+                self.smart_kill(now, Reason::AppTimeout { app: app.clone() }, out);
+                if self.paused || self.policy.nokill {
+                    // Keep it listed but do not fire every tick: treat as fresh progress.
+                    self.apps.progress(&app, now);
+                }
+                return;
+            }
+        }
+        self.check_probe_timeout(now, out);
+        self.schedule_probe(now, out);
+    }
+
+    /// Everything `status` shows that the controller knows.
+    pub fn status(&self, now: Instant) -> CoreStatus {
+        let phase = match &self.state {
+            State::Killing { phase, .. } => Some(*phase),
+            _ => None,
+        };
+        CoreStatus {
+            state: self.state.name(),
+            phase,
+            why: self.why.clone(),
+            state_since: self.state_since,
+            server_pid: self.state.server_pid(),
+            server_started: self
+                .server_started
+                .filter(|_| self.state.server_pid().is_some()),
+            restarts_in_window: self
+                .restarts
+                .iter()
+                .filter(|t| now.duration_since(**t) < self.policy.restart_limit_period)
+                .count(),
+            last_exit: self.last_exit.clone(),
+            probe_active: self.probe.active,
+            probe_last_result: self.probe.last_result.clone(),
+            probe_last_success: self.probe.last_success,
+            probe_timeout_at: self.probe_timeout_at(),
+            apps: self
+                .apps
+                .iter()
+                .map(|(k, t)| (k.clone(), now.saturating_duration_since(*t)))
+                .collect(),
+            paused: self.paused,
+            paused_until: self.paused_until,
+            nokill: self.policy.nokill,
+            failover_triggered: self.failover_triggered,
+            incidents: self.incidents.iter().cloned().collect(),
+        }
+    }
+}

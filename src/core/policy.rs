@@ -1,0 +1,79 @@
+//! The part of the configuration the state machine decides with, as plain values, so
+//! tests can build one without a file and a reload can swap it in one assignment.
+
+use std::time::Duration;
+
+use crate::config::{Config, ProbeTarget};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub server_name: String,
+    pub qos_enable: bool,
+    /// The controller probes (or receives probe results by message).
+    pub probing: bool,
+    /// `QOS_PROBE=message`: results come from the server, no attempts are scheduled.
+    pub probe_by_message: bool,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub apps_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub restart_timeout: Duration,
+    pub restart_limit_enable: bool,
+    pub restart_limit_maximum: u32,
+    pub restart_limit_period: Duration,
+    pub auto_fault_clear: Duration,
+    pub nokill: bool,
+    pub nsd_timeout: Duration,
+    pub shutdown_nsd: Duration,
+    pub failover_trigger_disabled: bool,
+}
+
+impl Policy {
+    pub fn from_config(config: &Config) -> Policy {
+        Policy {
+            server_name: config.server_name.clone(),
+            qos_enable: config.qos_enable,
+            probing: config.probing_enabled(),
+            probe_by_message: matches!(config.probe, Some(ProbeTarget::Message)),
+            probe_interval: config.probe_interval,
+            probe_timeout: config.probe_timeout,
+            apps_timeout: config.apps_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+            restart_timeout: config.restart_timeout,
+            restart_limit_enable: config.restart_limit_enable,
+            restart_limit_maximum: config.restart_limit_maximum,
+            restart_limit_period: config.restart_limit_period,
+            auto_fault_clear: config.auto_fault_clear,
+            // Without QoS there is nothing to kill for but crashes.
+            nokill: config.nokill,
+            nsd_timeout: config.nsd_timeout,
+            shutdown_nsd: config.shutdown_nsd,
+            failover_trigger_disabled: config.disable_failover_trigger,
+        }
+    }
+}
+
+impl Default for Policy {
+    /// The defaults of DESIGN.md §3 with an HTTP probe.
+    fn default() -> Policy {
+        Policy {
+            server_name: "server".into(),
+            qos_enable: true,
+            probing: true,
+            probe_by_message: false,
+            probe_interval: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(300),
+            apps_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(300),
+            restart_timeout: Duration::from_secs(300),
+            restart_limit_enable: true,
+            restart_limit_maximum: 3,
+            restart_limit_period: Duration::from_secs(1800),
+            auto_fault_clear: Duration::ZERO,
+            nokill: false,
+            nsd_timeout: Duration::from_secs(180),
+            shutdown_nsd: Duration::ZERO,
+            failover_trigger_disabled: false,
+        }
+    }
+}

@@ -1,0 +1,1012 @@
+//! The controller state machine in virtual time: every row of DESIGN.md §1 and every
+//! rule of the supervision core, in milliseconds. A small simulated world answers the
+//! controller's actions (spawn, probe, diagnostics, kill) the way the shell would.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use qoscntrlr::core::{
+    Action, Command, Component, Controller, Event, Health, Policy, ServerSignal, StateName,
+};
+
+/// How the simulated server answers probes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ProbeMode {
+    Ok,
+    Refused,
+    /// No answer: the attempt times out (the shell bounds it).
+    Hang,
+}
+
+struct Sim {
+    ctl: Controller,
+    now: Instant,
+    start: Instant,
+    /// Scheduled world events, kept sorted by time.
+    pending: Vec<(Instant, Event)>,
+    lines: Vec<String>,
+    actions: Vec<Action>,
+    next_pid: i32,
+    alive: Option<i32>,
+    probe: ProbeMode,
+    /// The server exits this long after a stop request (None: ignores it).
+    stop_delay: Option<Duration>,
+    /// A spawned server exits this long after spawning (the "exits at once" server).
+    exit_after_spawn: Option<Duration>,
+    /// Spawned servers send START/READY messages.
+    speaks: bool,
+    exit_code: Option<u8>,
+    replies: VecDeque<(bool, String)>,
+    trigger: bool,
+    health: Option<Health>,
+}
+
+impl Sim {
+    fn new(policy: Policy) -> Sim {
+        let now = Instant::now();
+        Sim {
+            ctl: Controller::new(policy, now),
+            now,
+            start: now,
+            pending: Vec::new(),
+            lines: Vec::new(),
+            actions: Vec::new(),
+            next_pid: 100,
+            alive: None,
+            probe: ProbeMode::Ok,
+            stop_delay: Some(Duration::from_secs(2)),
+            exit_after_spawn: None,
+            speaks: false,
+            exit_code: None,
+            replies: VecDeque::new(),
+            trigger: false,
+            health: None,
+        }
+    }
+
+    fn fast() -> Policy {
+        Policy {
+            server_name: "CN=rc45/O=dev".into(),
+            probe_interval: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(60),
+            apps_timeout: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(60),
+            restart_timeout: Duration::from_secs(60),
+            nsd_timeout: Duration::from_secs(30),
+            ..Policy::default()
+        }
+    }
+
+    fn schedule(&mut self, after: Duration, event: Event) {
+        let at = self.now + after;
+        let pos = self.pending.partition_point(|(t, _)| *t <= at);
+        self.pending.insert(pos, (at, event));
+    }
+
+    fn feed(&mut self, event: Event) {
+        let actions = self.ctl.handle(self.now, event);
+        for action in actions {
+            self.apply(&action);
+            self.actions.push(action);
+        }
+    }
+
+    fn apply(&mut self, action: &Action) {
+        match action {
+            Action::Log {
+                component,
+                text,
+                append_timedate,
+            } => {
+                let prefix = match component {
+                    Component::Controller => "QoS Controller: ",
+                    Component::Probe => "QoS Probe: ",
+                    Component::Applications => "QoS Applications: ",
+                    Component::Kill => "QoS Kill: ",
+                    Component::Bare => "",
+                };
+                let td = if *append_timedate { " TimeDate=T" } else { "" };
+                self.lines.push(format!("{prefix}{text}{td}"));
+            }
+            Action::Spawn => {
+                let pid = self.next_pid;
+                self.next_pid += 1;
+                self.alive = Some(pid);
+                self.schedule(
+                    Duration::from_millis(5),
+                    Event::ServerSpawned {
+                        pid,
+                        program: "nserver".into(),
+                    },
+                );
+                if let Some(after) = self.exit_after_spawn {
+                    self.schedule(
+                        after,
+                        Event::ServerExited {
+                            pid,
+                            exit: "exit code 1".into(),
+                            clean: false,
+                        },
+                    );
+                } else if self.speaks {
+                    self.schedule(
+                        Duration::from_secs(1),
+                        msg("OpMsg=READY Type=SERVER", ServerSignal::Ready),
+                    );
+                }
+            }
+            Action::Probe => {
+                let (after, event) = match self.probe {
+                    ProbeMode::Ok => (
+                        Duration::from_millis(12),
+                        Event::ProbeFinished {
+                            success: true,
+                            latency: Duration::from_millis(12),
+                            detail: String::new(),
+                        },
+                    ),
+                    ProbeMode::Refused => (
+                        Duration::from_millis(1),
+                        Event::ProbeFinished {
+                            success: false,
+                            latency: Duration::from_millis(1),
+                            detail: "connection refused (127.0.0.1:8089)".into(),
+                        },
+                    ),
+                    ProbeMode::Hang => {
+                        let limit = self.ctl.policy().probe_interval;
+                        (
+                            limit,
+                            Event::ProbeFinished {
+                                success: false,
+                                latency: limit,
+                                detail: "timed out".into(),
+                            },
+                        )
+                    }
+                };
+                self.schedule(after, event);
+            }
+            Action::RunDiagnostics { reason, .. } => self.schedule(
+                Duration::from_secs(3),
+                Event::DiagnosticsFinished {
+                    path: Some(format!("diagnostics/nsd_{reason}.log")),
+                    error: None,
+                },
+            ),
+            Action::KillTree => {
+                if let Some(pid) = self.alive.take() {
+                    self.schedule(
+                        Duration::from_millis(20),
+                        Event::ServerExited {
+                            pid,
+                            exit: "killed by SIGKILL".into(),
+                            clean: false,
+                        },
+                    );
+                }
+            }
+            Action::RequestStop => {
+                if let (Some(pid), Some(delay)) = (self.alive, self.stop_delay) {
+                    self.alive = None;
+                    self.schedule(
+                        delay,
+                        Event::ServerExited {
+                            pid,
+                            exit: "exit code 0".into(),
+                            clean: true,
+                        },
+                    );
+                }
+            }
+            Action::WriteTrigger => self.trigger = true,
+            Action::RemoveTrigger => self.trigger = false,
+            Action::SetHealth(h) => self.health = Some(h.clone()),
+            Action::Reply { ok, message, .. } => self.replies.push_back((*ok, message.clone())),
+            Action::Exit(code) => self.exit_code = Some(*code),
+            _ => {}
+        }
+    }
+
+    /// Run the world and the controller's deadlines forward by `d`.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let world = self.pending.first().map(|(t, _)| *t);
+            let timer = self.ctl.next_deadline();
+            let next = match (world, timer) {
+                (Some(w), Some(t)) => w.min(t),
+                (Some(w), None) => w,
+                (None, Some(t)) => t,
+                (None, None) => break,
+            };
+            if next > end || self.exit_code.is_some() {
+                break;
+            }
+            self.now = self.now.max(next);
+            if world == Some(next) {
+                let (_, event) = self.pending.remove(0);
+                // A server that was killed or replaced does not exit twice.
+                self.feed(event);
+            } else {
+                self.feed(Event::DeadlineReached);
+            }
+        }
+        if self.exit_code.is_none() {
+            self.now = self.now.max(end);
+        }
+    }
+
+    fn start(&mut self) {
+        self.feed(Event::ControllerStarted {
+            trigger_present: false,
+        });
+        self.run(Duration::from_secs(1));
+    }
+
+    fn command(&mut self, command: Command) -> (bool, String) {
+        self.feed(Event::CommandReceived {
+            command,
+            uid: 1000,
+            request: 1,
+        });
+        self.replies.pop_front().expect("every command is answered")
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn clear_lines(&mut self) {
+        self.lines.clear();
+    }
+
+    /// `expected` appear in this order (other lines may come between).
+    fn assert_in_order(&self, expected: &[&str]) {
+        let mut at = 0;
+        for want in expected {
+            match self.lines[at..].iter().position(|l| l.contains(want)) {
+                Some(i) => at += i + 1,
+                None => panic!(
+                    "line {want:?} not found in order; log was:\n{}",
+                    self.lines.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines.iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+fn msg(text: &str, signal: ServerSignal) -> Event {
+    Event::MessageReceived {
+        text: text.into(),
+        append_timedate: true,
+        signal,
+    }
+}
+
+const SMART_KILL: &[&str] = &[
+    "QoS Kill: Triggering failover...",
+    "QoS Kill: Running nsd...",
+    "QoS Kill: Running nsd -kill",
+    "QoS Kill: Setting kill complete.",
+    "QoS Kill: Restarting DominoStarter thread",
+];
+
+#[test]
+fn normal_start_logs_start_lines_then_ready_on_first_probe() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.assert_in_order(&[
+        "QoS Controller: OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev ObjectType2=ProcessName ObjectValue2=nserver TimeDate=T",
+        "QoS Controller: OpMsg=START Type=SERVER TimeDate=T",
+        "QoS Applications: Clearing long running apps list",
+        "QoS Probe: SUCCESS (12ms)",
+        "QoS Controller: OpMsg=READY Type=SERVER TimeDate=T",
+        "QoS Controller: Server is ready to process requests",
+        "QoS Controller: Activating probe...",
+        "QoS Controller: QoS Probe activated.",
+        "QoS Probe: Starting qosprobe...",
+        "QoS Probe: OpMsg=START, Type=PROBE",
+        "QoS Probe: The QoS Probe is probing.",
+    ]);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.health, Some(Health::Ready));
+}
+
+#[test]
+fn server_that_speaks_waits_for_its_ready_message() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.speaks = true;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_millis(10));
+    sim.feed(msg("OpMsg=START Type=SERVER", ServerSignal::ServerStart));
+    sim.run(Duration::from_millis(500));
+    assert_eq!(
+        sim.ctl.state(),
+        StateName::Starting,
+        "a probe success alone is not READY"
+    );
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.count("OpMsg=READY Type=SERVER"), 1);
+}
+
+#[test]
+fn probe_timeout_smart_kill_then_restart() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.clear_lines();
+    let before = sim.elapsed();
+    sim.run(Duration::from_secs(65));
+    sim.assert_in_order(&[
+        "The probe thread has not received a message from qosprobe within the timeout period.",
+        "QoS Probe: The qosprobe addin has timed out, is not responding, or is not running.",
+        "QoS Controller: OpMsg=TIMEOUT Type=PROBE TimeDate=T",
+        "QoS Controller: The controller has received a probe timeout.",
+    ]);
+    sim.assert_in_order(SMART_KILL);
+    let bare = sim
+        .lines
+        .iter()
+        .find(|l| l.contains("probe thread has not received"))
+        .unwrap();
+    assert!(
+        !bare.starts_with("QoS"),
+        "the probe-thread line has no component"
+    );
+    assert!(sim.elapsed() - before >= Duration::from_secs(60));
+    // Failover was triggered before diagnostics, and the trigger stays until recovery.
+    let trig = sim
+        .actions
+        .iter()
+        .position(|a| *a == Action::WriteTrigger)
+        .unwrap();
+    let diag = sim
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::RunDiagnostics { .. }))
+        .unwrap();
+    assert!(trig < diag);
+    assert!(sim.trigger);
+}
+
+#[test]
+fn probe_timeout_fires_exactly_at_the_timeout_on_the_monotonic_clock() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    // Last success just happened; the next attempts are refused.
+    sim.probe = ProbeMode::Refused;
+    let last_success = sim.ctl.status(sim.now).probe_last_success.unwrap();
+    sim.run(Duration::from_secs(120));
+    let timeout_at = sim.ctl.status(sim.now).incidents[0].detected_at;
+    assert_eq!(timeout_at - last_success, Duration::from_secs(60));
+}
+
+#[test]
+fn recovery_removes_trigger_only_after_ready_and_first_probe_success() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(70));
+    assert!(sim.trigger);
+    // The new server comes up but is still not answering: trigger stays.
+    sim.run(Duration::from_secs(5));
+    assert!(sim.trigger);
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(30));
+    assert!(
+        !sim.trigger,
+        "trigger removed once the restarted server probes well"
+    );
+    assert!(sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::RunHook { recovery: true, .. })));
+    assert_eq!(
+        sim.count("Server has recovered; failover trigger removed"),
+        1
+    );
+}
+
+#[test]
+fn restart_timeout_kills_without_failover_and_restarts() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.probe = ProbeMode::Refused;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(65));
+    sim.assert_in_order(&[
+        "Server was not ready within QOS_RESTART_TIMEOUT (1 minute); killing and restarting",
+        "QoS Kill: Running nsd...",
+        "QoS Kill: Running nsd -kill",
+        "QoS Kill: Setting kill complete.",
+        "QoS Kill: Restarting DominoStarter thread",
+    ]);
+    assert_eq!(sim.count("Triggering failover..."), 0);
+    assert!(!sim.trigger);
+}
+
+#[test]
+fn crash_while_running_post_mortem_then_restart() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by SIGSEGV (core dumped)".into(),
+        clean: false,
+    });
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&[
+        "QoS Controller: OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev TimeDate=T",
+        "QoS Controller: Server CN=rc45/O=dev has crashed.",
+        "QoS Controller: Server exit: killed by SIGSEGV (core dumped)",
+        "QoS Controller: Deactivating probe...",
+        "QoS Controller: QoS Probe deactivated.",
+        "QoS Kill: Running nsd...",
+        "QoS Kill: Restarting DominoStarter thread",
+        "OpMsg=START Type=QOS",
+    ]);
+    assert_eq!(
+        sim.count("Triggering failover"),
+        0,
+        "no failover for a crash"
+    );
+    assert!(sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Mail(m) if m.event == "crashed")));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn crash_message_post_mortem_kills_leftovers_then_restarts() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(msg(
+        "OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev",
+        ServerSignal::Crash,
+    ));
+    assert_eq!(sim.ctl.state(), StateName::Crashed);
+    sim.run(Duration::from_secs(10));
+    assert!(sim.actions.contains(&Action::KillTree));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.count("Restarting DominoStarter thread"), 1);
+}
+
+#[test]
+fn server_exiting_at_once_hits_restart_limit_and_faults() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.exit_after_spawn = Some(Duration::from_millis(50));
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert_eq!(sim.count("Restarting DominoStarter thread"), 3);
+    sim.assert_in_order(&[
+        "Restart limit reached: 3 restarts within 30 minutes; server left down (FAULTED)",
+    ]);
+    // Still answering commands while FAULTED.
+    let (ok, text) = sim.command(Command::Restart);
+    assert!(!ok && text.contains("FAULTED"), "{text}");
+    sim.exit_after_spawn = None;
+    let (ok, _) = sim.command(Command::ClearFault);
+    assert!(ok);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn restart_limit_window_slides() {
+    let mut sim = Sim::new(Policy {
+        restart_limit_period: Duration::from_secs(100),
+        ..Sim::fast()
+    });
+    sim.start();
+    for _ in 0..3 {
+        let pid = sim.alive.take().unwrap();
+        sim.feed(Event::ServerExited {
+            pid,
+            exit: "exit code 1".into(),
+            clean: false,
+        });
+        sim.run(Duration::from_secs(40));
+    }
+    // Three restarts 40 s apart; the first has left the 100 s window by now.
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+        clean: false,
+    });
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.ctl.state(), StateName::Ready, "oldest restart slid out");
+}
+
+#[test]
+fn auto_fault_clear_leaves_faulted_after_its_time() {
+    let mut sim = Sim::new(Policy {
+        auto_fault_clear: Duration::from_secs(300),
+        ..Sim::fast()
+    });
+    sim.exit_after_spawn = Some(Duration::from_millis(50));
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    sim.exit_after_spawn = None;
+    sim.run(Duration::from_secs(300));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.count("QOS_AUTO_FAULT_CLEAR: leaving FAULTED"), 1);
+}
+
+#[test]
+fn quit_logs_end_lines_stops_server_and_exits_zero() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    sim.feed(Event::StopRequested);
+    assert_eq!(sim.health, Some(Health::Drain));
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&[
+        "QoS Controller: OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit TimeDate=T",
+        "QoS Controller: Deactivating probe...",
+        "QoS Controller: QoS Probe deactivated.",
+        "QoS Controller: Server ended (exit code 0)",
+        "QoS Controller: OpMsg=END Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev TimeDate=T",
+    ]);
+    assert_eq!(sim.exit_code, Some(0));
+    assert_eq!(sim.count("Restarting DominoStarter"), 0);
+}
+
+#[test]
+fn shutdown_too_long_kills_without_restart() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.stop_delay = None; // ignores SIGTERM
+    sim.feed(Event::StopRequested);
+    sim.run(Duration::from_secs(120));
+    sim.assert_in_order(&[
+        "Server did not shut down within QOS_SHUTDOWN_TIMEOUT (1 minute); killing",
+        "QoS Kill: Running nsd -kill",
+        "QoS Kill: Setting kill complete.",
+        "OpMsg=END Type=QOS",
+    ]);
+    assert_eq!(sim.exit_code, Some(0));
+    assert_eq!(sim.count("Triggering failover"), 0);
+    assert_eq!(sim.count("Restarting DominoStarter"), 0);
+}
+
+#[test]
+fn shutdown_nsd_collects_diagnostics_periodically_during_slow_shutdown() {
+    let mut sim = Sim::new(Policy {
+        shutdown_nsd: Duration::from_secs(20),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.stop_delay = None;
+    sim.feed(Event::StopRequested);
+    sim.run(Duration::from_secs(59));
+    let runs = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::RunDiagnostics { reason, .. } if reason == "shutdown"))
+        .count();
+    assert_eq!(runs, 2, "at 20 s and 40 s");
+}
+
+#[test]
+fn second_stop_request_kills_at_once() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.stop_delay = None;
+    sim.feed(Event::StopRequested);
+    sim.feed(Event::StopRequested);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.exit_code, Some(0));
+}
+
+#[test]
+fn long_running_application_defers_probe_timeout() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(msg(
+        "OpMsg=START Type=FIXUP ObjectType=DB ObjectValue=C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf",
+        ServerSignal::AppStart {
+            app: "FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf]".into(),
+        },
+    ));
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(90));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(
+        sim.count(
+            "There are long running applications - probing will pause until they have completed."
+        ),
+        1
+    );
+    assert!(
+        sim.count("QoS Probe: ERROR") >= 8,
+        "probing and its log continue"
+    );
+    sim.feed(msg(
+        "OpMsg=END Type=FIXUP",
+        ServerSignal::AppEnd {
+            app: "FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf]".into(),
+        },
+    ));
+    sim.assert_in_order(&[
+        "QoS Applications: Adding FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf] to long running apps list",
+        "QoS Applications: Removing FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf] from long running apps list..",
+    ]);
+    // A full timeout window after the applications finished, the probe timeout fires.
+    sim.run(Duration::from_secs(59));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.count("The controller has received a probe timeout."), 1);
+}
+
+#[test]
+fn application_without_progress_is_killed_after_apps_timeout() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppStart {
+            app: "COMPACT[events4.nsf]".into(),
+        },
+    ));
+    sim.run(Duration::from_secs(60));
+    sim.feed(msg(
+        "OpMsg=PROGRESS Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppProgress {
+            app: "COMPACT[events4.nsf]".into(),
+        },
+    ));
+    sim.run(Duration::from_secs(119));
+    assert_eq!(
+        sim.count("Triggering failover"),
+        0,
+        "progress reset its timer"
+    );
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&[
+        "QoS Applications: Application COMPACT[events4.nsf] has made no progress for 120 seconds",
+    ]);
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn application_that_ends_in_time_is_left_alone() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let app = "COMPACT[events4.nsf]".to_string();
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT",
+        ServerSignal::AppStart { app: app.clone() },
+    ));
+    sim.run(Duration::from_secs(100));
+    sim.feed(msg("OpMsg=END Type=COMPACT", ServerSignal::AppEnd { app }));
+    sim.run(Duration::from_secs(300));
+    assert_eq!(sim.count("Triggering failover"), 0);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn end_of_unknown_application_is_logged_and_ignored() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(msg(
+        "OpMsg=END Type=BACKUP",
+        ServerSignal::AppEnd {
+            app: "BACKUP[x]".into(),
+        },
+    ));
+    assert_eq!(
+        sim.count("End of BACKUP[x], which is not in the long running apps list; ignored"),
+        1
+    );
+}
+
+#[test]
+fn exhausted_resource_message_smart_kills() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    sim.feed(msg(
+        "OpMsg=EXHAUSTED Type=SESSION_TABLE",
+        ServerSignal::Exhausted {
+            resource: "SESSION_TABLE".into(),
+        },
+    ));
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&["QoS Controller: Server is out of SESSION_TABLE"]);
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn measured_exhaustion_smart_kills() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(Event::ResourceExhausted {
+        resource: "memory".into(),
+        detail: "812 MB > 800 MB".into(),
+    });
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&["Server has exhausted memory (812 MB > 800 MB)"]);
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn server_probe_timeout_message_smart_kills() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(msg("OpMsg=TIMEOUT Type=PROBE", ServerSignal::ProbeTimeout));
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&[
+        "OpMsg=TIMEOUT Type=PROBE",
+        "The controller has received a probe timeout.",
+    ]);
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn nokill_detects_reports_once_and_never_kills() {
+    let mut sim = Sim::new(Policy {
+        nokill: true,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(300));
+    assert_eq!(sim.count("The controller has received a probe timeout."), 1);
+    assert_eq!(sim.count("QOS_NOKILL is set: not killing the server"), 1);
+    assert_eq!(sim.count("Triggering failover"), 0);
+    assert!(!sim.actions.contains(&Action::KillTree));
+    assert!(!sim.trigger);
+    let mails: Vec<_> = sim
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Mail(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].diagnostics.is_some(),
+        "the notification carries the diagnostics file"
+    );
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(20));
+    assert_eq!(
+        sim.count("Server has recovered: the probe succeeds again"),
+        1
+    );
+}
+
+#[test]
+fn disabled_failover_trigger_writes_trigger_but_runs_no_hook() {
+    let mut sim = Sim::new(Policy {
+        failover_trigger_disabled: true,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(70));
+    assert!(sim.actions.contains(&Action::WriteTrigger));
+    assert!(!sim.actions.iter().any(|a| matches!(
+        a,
+        Action::RunHook {
+            recovery: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn pause_suppresses_kill_until_resume() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let (ok, _) = sim.command(Command::Pause { duration: None });
+    assert!(ok);
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(200));
+    assert_eq!(sim.count("Triggering failover"), 0);
+    assert!(
+        sim.count("QoS Probe: ERROR") > 5,
+        "probing continues and is logged"
+    );
+    assert_eq!(
+        sim.count("Paused: not killing the server (probe timeout)"),
+        1
+    );
+    let (ok, _) = sim.command(Command::Resume);
+    assert!(ok);
+    sim.run(Duration::from_secs(5));
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn pause_for_duration_resumes_by_itself() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.command(Command::Pause {
+        duration: Some(Duration::from_secs(100)),
+    });
+    assert!(sim.ctl.status(sim.now).paused);
+    sim.run(Duration::from_secs(101));
+    assert!(!sim.ctl.status(sim.now).paused);
+    assert_eq!(sim.count("Pause expired; resuming"), 1);
+}
+
+#[test]
+fn crash_while_paused_stays_down_until_resume() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.command(Command::Pause { duration: None });
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 2".into(),
+        clean: false,
+    });
+    sim.run(Duration::from_secs(30));
+    assert_eq!(sim.ctl.state(), StateName::Stopped);
+    sim.command(Command::Resume);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn operator_commands_answer_and_refuse_clearly() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let (ok, _) = sim.command(Command::Start);
+    assert!(ok, "start is idempotent");
+    sim.stop_delay = None;
+    let (ok, _) = sim.command(Command::Quit);
+    assert!(ok);
+    assert_eq!(sim.ctl.state(), StateName::Stopping);
+    let (ok, text) = sim.command(Command::Restart);
+    assert!(!ok);
+    assert_eq!(text, "restart refused: the server is stopping");
+    sim.run(Duration::from_secs(70));
+    assert_eq!(sim.ctl.state(), StateName::Stopped);
+    assert!(
+        sim.exit_code.is_none(),
+        "an operator quit keeps the controller running"
+    );
+    let (ok, _) = sim.command(Command::Start);
+    assert!(ok);
+    sim.stop_delay = Some(Duration::from_secs(1));
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(sim.count("Command start from uid 1000") >= 1);
+}
+
+#[test]
+fn operator_restart_does_not_count_against_the_limit() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    for _ in 0..5 {
+        let (ok, _) = sim.command(Command::Restart);
+        assert!(ok);
+        sim.run(Duration::from_secs(10));
+        assert_eq!(sim.ctl.state(), StateName::Ready);
+    }
+    assert_eq!(sim.ctl.status(sim.now).restarts_in_window, 0);
+}
+
+#[test]
+fn operator_kill_runs_the_smart_kill_and_restarts() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let (ok, _) = sim.command(Command::Kill);
+    assert!(ok);
+    assert_eq!(sim.ctl.state(), StateName::Killing);
+    let (ok, text) = sim.command(Command::Kill);
+    assert!(!ok && text.contains("a kill is in progress"));
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(SMART_KILL);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn diagnose_collects_without_killing() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let (ok, _) = sim.command(Command::Diagnose);
+    assert!(ok);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(!sim.actions.contains(&Action::KillTree));
+    assert_eq!(
+        sim.count("Diagnostics written to diagnostics/nsd_operator.log"),
+        1
+    );
+}
+
+#[test]
+fn trigger_left_by_previous_run_is_kept_until_healthy() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.trigger = true;
+    sim.probe = ProbeMode::Refused;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: true,
+    });
+    sim.run(Duration::from_secs(30));
+    assert!(sim.trigger);
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(15));
+    assert!(!sim.trigger);
+}
+
+#[test]
+fn qos_disabled_supervises_crashes_only() {
+    let mut sim = Sim::new(Policy {
+        qos_enable: false,
+        probing: false,
+        ..Sim::fast()
+    });
+    sim.probe = ProbeMode::Hang;
+    sim.start();
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.run(Duration::from_secs(600));
+    assert!(!sim.actions.contains(&Action::Probe));
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+        clean: false,
+    });
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn probe_cadence_is_one_attempt_per_interval() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let before = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    sim.run(Duration::from_secs(100));
+    let after = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    assert_eq!(after - before, 10);
+}
+
+#[test]
+fn probe_by_message_feeds_results_and_times_out() {
+    let mut sim = Sim::new(Policy {
+        probe_by_message: true,
+        ..Sim::fast()
+    });
+    sim.speaks = true;
+    sim.start();
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.feed(msg(
+        "OpMsg=PROBE Type=SUCCESS ObjectType=Latency ObjectValue=156",
+        ServerSignal::ProbeResult {
+            success: true,
+            latency_ms: Some(156),
+            detail: None,
+        },
+    ));
+    assert_eq!(sim.count("QoS Probe: SUCCESS (156ms)"), 1);
+    assert!(!sim.actions.contains(&Action::Probe));
+    sim.run(Duration::from_secs(61));
+    assert_eq!(sim.count("The controller has received a probe timeout."), 1);
+}
