@@ -63,14 +63,7 @@ fn hooks_receive_their_environment_log_their_output_and_are_time_limited() {
                 dump.display()
             ),
         );
-        let outcome = run_hook(
-            &reaper,
-            &[hook.clone()],
-            &env,
-            Duration::from_secs(10),
-            data,
-        )
-        .await;
+        let outcome = run_hook(&reaper, &[hook], &env, Duration::from_secs(10), data).await;
         assert_eq!(
             outcome.end,
             HookEnd::Exited(ExitInfo::Exited(0)),
