@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use apps::AppsList;
+pub use crate::failover::Health;
 pub use policy::Policy;
 
 /// Where a log line goes (the `<Component>` of DESIGN.md §2).
@@ -308,12 +309,6 @@ pub enum Action {
     Exit(u8),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    Ready,
-    Down { reason: String },
-    Drain,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertKind {
