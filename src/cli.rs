@@ -172,7 +172,7 @@ fn not_built(what: &str) -> u8 {
 fn dispatch(command: Command) -> u8 {
     match command {
         Command::Run(_) => not_built("run"),
-        Command::CheckConfig(_) => not_built("check-config"),
+        Command::CheckConfig(arg) => check_config(&arg),
         Command::Status { .. } => not_built("status"),
         Command::Start(_) => not_built("start"),
         Command::Quit(_) => not_built("quit"),
@@ -215,6 +215,44 @@ fn generate(what: &str) -> u8 {
                 "qoscntrlr: generate: unknown target '{other}' (expected man, bash, zsh or fish)"
             );
             EXIT_FAILURE
+        }
+    }
+}
+
+/// `check-config`: warnings to stderr, then the effective configuration on stdout (exit 0),
+/// or every error on stderr (exit 78).
+fn check_config(arg: &ConfigArg) -> u8 {
+    match load_config_or_exit(arg) {
+        Ok(loaded) => {
+            for line in loaded.config.effective_lines() {
+                println!("{line}");
+            }
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// Load the configuration by the documented lookup order, printing warnings (`warning: `)
+/// and, on failure, every error (`error: `) to stderr. `Err` carries the exit code
+/// (`EXIT_CONFIG`) for the caller to return.
+pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8> {
+    match crate::config::load(&arg.path()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(loaded)
+        }
+        Err(failure) => {
+            for warning in &failure.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for error in &failure.errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!("qoscntrlr: {failure}");
+            Err(EXIT_CONFIG)
         }
     }
 }

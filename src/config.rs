@@ -2,8 +2,10 @@
 //! types. Owns key names, defaults, units, error reporting (`FILE:LINE: KEY: …`) and the
 //! effective-configuration lines shared by `check-config` and the log header.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What `QOS_PROBE` asks the controller to do once per interval.
@@ -109,20 +111,23 @@ pub struct Finding {
     pub file: PathBuf,
     /// 1-based; 0 when the finding is about the file as a whole (e.g. a missing key).
     pub line: usize,
+    /// Empty when the finding is about the file or a line, not a key.
     pub key: String,
     pub message: String,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.key,
-            self.message
-        )
+        write!(f, "{}", self.file.display())?;
+        // Line 0 means "the file as a whole": `FILE:0:` would send operators looking for
+        // a line that does not exist.
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -142,16 +147,1254 @@ pub struct ConfigError {
     pub warnings: Vec<Finding>,
 }
 
+/// Every key the reader knows, in the order of DESIGN.md §3.
+pub const KNOWN_KEYS: &[&str] = &[
+    "SERVER_NAME",
+    "SERVER_COMMAND",
+    "SERVER_DIRECTORY",
+    "SERVER_USER",
+    "SERVER_GROUP",
+    "SERVER_STOP_COMMAND",
+    "SERVER_STOP_SIGNAL",
+    "DATA_DIRECTORY",
+    "QOS_ENABLE",
+    "QOS_PROBE",
+    "QOS_PROBE_INTERVAL",
+    "QOS_PROBE_TIMEOUT",
+    "QOS_DISABLE_PROBING",
+    "QOS_APPS_TIMEOUT",
+    "QOS_SHUTDOWN_TIMEOUT",
+    "QOS_RESTART_TIMEOUT",
+    "QOS_RESTART_LIMIT_ENABLE",
+    "QOS_RESTART_LIMIT_MAXIMUM",
+    "QOS_RESTART_LIMIT_PERIOD",
+    "QOS_AUTO_FAULT_CLEAR",
+    "QOS_NOKILL",
+    "QOS_NSD_PATH",
+    "QOS_NSD_TIMEOUT",
+    "QOS_SHUTDOWN_NSD",
+    "QOS_DIAG_RETENTION_DAYS",
+    "QOS_DIAG_MAX_SIZE",
+    "QOS_DISABLE_FAILOVER_TRIGGER",
+    "QOS_FAILOVER_HOOK",
+    "QOS_RECOVERY_HOOK",
+    "QOS_LOG_RETENTION_DAYS",
+    "QOS_LOG_MAX_SIZE",
+    "QOS_PIPE",
+    "QOS_CONTROL_SOCKET",
+    "QOS_CONTROL_GROUP",
+    "QOS_RESOURCE_INTERVAL",
+    "QOS_RESOURCE_SAMPLES",
+    "QOS_MAX_MEMORY",
+    "QOS_MAX_CPU",
+    "QOS_MAX_OPEN_FILES",
+    "QOS_MAX_THREADS",
+    "QOS_MIN_DISK_FREE",
+    "QOS_RESOURCE_WARN",
+    "QOS_MAIL_TO",
+    "QOS_MAIL_SMTP_SERVER",
+    "QOS_MAIL_FROM",
+    "QOS_MAIL_TLS",
+    "QOS_MAIL_USER",
+    "QOS_MAIL_PASSWORD_FILE",
+    "QOS_READINESS_LISTEN",
+    "QOS_AGENT_LISTEN",
+    "QOS_METRICS_LISTEN",
+];
+
+/// Other spellings accepted for a key (upper-cased), from the reference controller.
+const KEY_ALIASES: &[(&str, &str)] = &[("QOSSHUTDOWNNSD", "QOS_SHUTDOWN_NSD")];
+
+/// Keys whose value is shell words: an inline comment inside quotes is part of the value.
+const COMMAND_KEYS: &[&str] = &[
+    "SERVER_COMMAND",
+    "SERVER_STOP_COMMAND",
+    "QOS_NSD_PATH",
+    "QOS_FAILOVER_HOOK",
+    "QOS_RECOVERY_HOOK",
+    "QOS_PROBE",
+];
+
+/// A key whose value must never be printed, logged or bundled (a credential). No key of
+/// §3 holds a credential itself (the password lives in `QOS_MAIL_PASSWORD_FILE`), but a
+/// hand-written `QOS_MAIL_PASSWORD=` or `…_TOKEN=` line must not leak through a support
+/// bundle or a warning either.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.trim().to_ascii_uppercase();
+    if key.ends_with("_FILE") {
+        return false;
+    }
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// The canonical name of a key as written in the file (any case, aliases), if known.
+pub fn canonical_key(written: &str) -> Option<&'static str> {
+    let upper = written.trim().to_ascii_uppercase();
+    if let Some(known) = KNOWN_KEYS.iter().find(|k| **k == upper) {
+        return Some(known);
+    }
+    KEY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == upper)
+        .map(|(_, key)| *key)
+}
+
+/// The known key nearest to a misspelt one, when it is near enough to be a likely typo.
+pub fn suggest_key(written: &str) -> Option<&'static str> {
+    let upper = written.trim().to_ascii_uppercase();
+    let (best, distance) = KNOWN_KEYS
+        .iter()
+        .map(|k| (*k, strsim::levenshtein(&upper, k)))
+        .min_by_key(|(_, d)| *d)?;
+    // Up to a third of the key may be wrong (at least 2 edits): catches dropped letters,
+    // swapped words' separators and a missing `QOS_` prefix, but not unrelated keys.
+    let limit = (best.len() / 3).max(2);
+    (distance <= limit).then_some(best)
+}
+
 /// Read and validate `path`.
-pub fn load(path: &std::path::Path) -> Result<Loaded, ConfigError> {
-    Err(ConfigError {
-        file: path.to_path_buf(),
-        errors: vec![Finding {
-            file: path.to_path_buf(),
-            line: 0,
-            key: "-".into(),
-            message: "the configuration reader is not built yet".into(),
-        }],
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let source = absolute(path);
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&bytes, &source),
+        Err(e) => Err(ConfigError {
+            file: source.clone(),
+            errors: vec![Finding {
+                file: source,
+                line: 0,
+                key: String::new(),
+                message: format!(
+                    "cannot read the configuration file: {} (expected a readable dcontroller.ini; \
+                     set it with -c FILE or $QOSCNTRLR_CONFIG)",
+                    io_reason(&e)
+                ),
+            }],
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// Parse `text` as if it were the contents of `file` (relative paths resolve against the
+/// file's directory; the file itself is not read).
+pub fn parse_str(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
+    parse_bytes(text.as_bytes(), &absolute(file))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// One `KEY=VALUE` line as read, before typing.
+#[derive(Debug, Clone)]
+struct Entry {
+    line: usize,
+    value: String,
+}
+
+struct Reader {
+    file: PathBuf,
+    entries: HashMap<&'static str, Entry>,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Reader {
+    fn finding(&self, line: usize, key: &str, message: String) -> Finding {
+        Finding {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn error(&mut self, line: usize, key: &str, message: String) {
+        let finding = self.finding(line, key, message);
+        self.errors.push(finding);
+    }
+
+    fn warning(&mut self, line: usize, key: &str, message: String) {
+        let finding = self.finding(line, key, message);
+        self.warnings.push(finding);
+    }
+
+    fn line_of(&self, key: &str) -> usize {
+        self.entries.get(key).map_or(0, |e| e.line)
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The typed value of `key`, or `default` when it is absent or wrong (a wrong value
+    /// is recorded as an error, so the default never reaches a running controller).
+    fn get<T>(&mut self, key: &str, default: T, parse: impl Fn(&str) -> Result<T, String>) -> T {
+        let Some(entry) = self.entries.get(key).cloned() else {
+            return default;
+        };
+        match parse(&entry.value) {
+            Ok(value) => value,
+            Err(message) => {
+                self.error(entry.line, key, message);
+                default
+            }
+        }
+    }
+
+    /// Like [`Reader::get`] for keys without a default: an empty value means unset.
+    fn get_opt<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let entry = self.entries.get(key).cloned()?;
+        if entry.value.is_empty() {
+            return None;
+        }
+        match parse(&entry.value) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.error(entry.line, key, message);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: Duration, unit: Duration) -> Duration {
+        self.get(key, default, |v| parse_duration(v, unit))
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        self.get(key, default, parse_bool)
+    }
+
+    fn size(&mut self, key: &str, default_mb: u64) -> u64 {
+        self.get(key, default_mb * MIB, |v| parse_size(v, MIB))
+    }
+
+    fn count<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
+        self.get(key, default, parse_count)
+    }
+
+    fn percent(&mut self, key: &str, default: u32) -> u32 {
+        self.get(key, default, parse_percent)
+    }
+
+    fn text(&mut self, key: &str) -> Option<String> {
+        self.get_opt(key, |v| Ok(unquote(v).to_string()))
+    }
+
+    fn path(&mut self, key: &str) -> Option<PathBuf> {
+        self.get_opt(key, |v| Ok(PathBuf::from(unquote(v))))
+    }
+
+    fn command(&mut self, key: &str) -> Option<Vec<String>> {
+        self.get_opt(key, parse_command)
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+/// Longest accepted duration: anything longer is a typo, and adding it to an `Instant`
+/// must never overflow.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+fn parse_bytes(bytes: &[u8], source: &Path) -> Result<Loaded, ConfigError> {
+    let mut reader = Reader {
+        file: source.to_path_buf(),
+        entries: HashMap::new(),
+        errors: Vec::new(),
         warnings: Vec::new(),
-    })
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        read_line(&mut reader, index + 1, raw);
+    }
+    let config = build(&mut reader, source);
+    let mut errors = std::mem::take(&mut reader.errors);
+    let mut warnings = std::mem::take(&mut reader.warnings);
+    // Line order, whole-file findings last: the order an operator fixes them in.
+    errors.sort_by_key(|f| (f.line == 0, f.line));
+    warnings.sort_by_key(|f| (f.line == 0, f.line));
+    if errors.is_empty() {
+        Ok(Loaded { config, warnings })
+    } else {
+        Err(ConfigError {
+            file: source.to_path_buf(),
+            errors,
+            warnings,
+        })
+    }
+}
+
+fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let Ok(text) = std::str::from_utf8(raw) else {
+        reader.error(
+            line,
+            "",
+            "line is not valid UTF-8 (expected a UTF-8 text file)".into(),
+        );
+        return;
+    };
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('#') || text.starts_with(';') {
+        return;
+    }
+    let Some((written_key, raw_value)) = text.split_once('=') else {
+        let shown: String = text.chars().take(40).collect();
+        reader.error(
+            line,
+            &shown,
+            "line has no '=' (expected KEY=VALUE, or a comment starting with # or ;)".into(),
+        );
+        return;
+    };
+    let written_key = written_key.trim();
+    if written_key.is_empty() {
+        reader.error(
+            line,
+            "",
+            "line has no key before '=' (expected KEY=VALUE)".into(),
+        );
+        return;
+    }
+    let Some(key) = canonical_key(written_key) else {
+        // Never echo the value: an unknown key may well be a misplaced credential.
+        let message = match suggest_key(written_key) {
+            Some(near) => format!("unknown key; did you mean {near}? (the line is ignored)"),
+            None => "unknown key (the line is ignored)".to_string(),
+        };
+        reader.warning(line, written_key, message);
+        return;
+    };
+    let value = strip_inline_comment(raw_value, COMMAND_KEYS.contains(&key))
+        .trim()
+        .to_string();
+    if let Some(previous) = reader.entries.get(key) {
+        let message = format!(
+            "duplicate key (also set on line {}); the last value wins",
+            previous.line
+        );
+        reader.warning(line, key, message);
+    }
+    reader.entries.insert(key, Entry { line, value });
+}
+
+/// Cut a `#` or `;` comment that follows whitespace. In shell-word values (`quote_aware`)
+/// a `#`/`;` inside quotes is part of the command, as it would be in a shell.
+fn strip_inline_comment(value: &str, quote_aware: bool) -> &str {
+    let mut in_single = false;
+    let mut in_double = false;
+    let mut escaped = false;
+    let mut previous_is_space = true;
+    for (index, c) in value.char_indices() {
+        if quote_aware {
+            if escaped {
+                escaped = false;
+                previous_is_space = false;
+                continue;
+            }
+            match c {
+                '\\' if !in_single => escaped = true,
+                '\'' if !in_double => in_single = !in_single,
+                '"' if !in_single => in_double = !in_double,
+                _ => {}
+            }
+        }
+        if (c == '#' || c == ';') && previous_is_space && !in_single && !in_double {
+            return &value[..index];
+        }
+        previous_is_space = c.is_whitespace();
+    }
+    value
+}
+
+/// `"value"` or `'value'` → `value` (plain values only; commands keep their quoting).
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
+            return &value[1..value.len() - 1];
+        }
+    }
+    value
+}
+
+fn build(r: &mut Reader, source: &Path) -> Config {
+    let ini_dir = source
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+
+    let data_directory = match r.path("DATA_DIRECTORY") {
+        Some(dir) => absolute(&ini_dir.join(dir)),
+        None => ini_dir.clone(),
+    };
+    let in_data_dir = |p: PathBuf| -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            data_directory.join(p)
+        }
+    };
+
+    let server_name = r.text("SERVER_NAME").unwrap_or_else(host_name);
+    let server_command = r.command("SERVER_COMMAND");
+    if server_command.is_none() && r.errors.iter().all(|e| e.key != "SERVER_COMMAND") {
+        let line = r.line_of("SERVER_COMMAND");
+        r.error(
+            line,
+            "SERVER_COMMAND",
+            "missing (expected the server's program and arguments, e.g. \
+             SERVER_COMMAND=/opt/app/bin/server --port 8080)"
+                .into(),
+        );
+    }
+    let server_directory = r
+        .path("SERVER_DIRECTORY")
+        .map_or_else(|| data_directory.clone(), &in_data_dir);
+    let server_user = r.text("SERVER_USER");
+    let server_group = r.text("SERVER_GROUP");
+    let server_stop_command = r.command("SERVER_STOP_COMMAND");
+    let server_stop_signal = r.get("SERVER_STOP_SIGNAL", libc::SIGTERM, parse_signal);
+
+    let qos_enable = r.boolean("QOS_ENABLE", true);
+    let probe = r.get_opt("QOS_PROBE", parse_probe);
+    let probe_interval = r.duration("QOS_PROBE_INTERVAL", MINUTE, MINUTE);
+    let probe_timeout = r.duration("QOS_PROBE_TIMEOUT", 5 * MINUTE, MINUTE);
+    let disable_probing = r.boolean("QOS_DISABLE_PROBING", false);
+    let apps_timeout = r.duration("QOS_APPS_TIMEOUT", 10 * MINUTE, MINUTE);
+    let shutdown_timeout = r.duration("QOS_SHUTDOWN_TIMEOUT", 5 * MINUTE, MINUTE);
+    let restart_timeout = r.duration("QOS_RESTART_TIMEOUT", 5 * MINUTE, MINUTE);
+    let restart_limit_enable = r.boolean("QOS_RESTART_LIMIT_ENABLE", true);
+    let restart_limit_maximum = r.count("QOS_RESTART_LIMIT_MAXIMUM", 3u32);
+    let restart_limit_period = r.duration("QOS_RESTART_LIMIT_PERIOD", 30 * MINUTE, MINUTE);
+    let auto_fault_clear = r.duration("QOS_AUTO_FAULT_CLEAR", Duration::ZERO, MINUTE);
+    let nokill = r.boolean("QOS_NOKILL", false);
+    let nsd_path = r.command("QOS_NSD_PATH").map(|mut argv| {
+        if argv[0].contains('/') {
+            argv[0] = in_data_dir(PathBuf::from(&argv[0])).display().to_string();
+        }
+        argv
+    });
+    let nsd_timeout = r.duration("QOS_NSD_TIMEOUT", 3 * MINUTE, MINUTE);
+    let shutdown_nsd = r.duration("QOS_SHUTDOWN_NSD", Duration::ZERO, SECOND);
+    let diag_retention_days = r.count("QOS_DIAG_RETENTION_DAYS", 14u32);
+    let diag_max_size = r.size("QOS_DIAG_MAX_SIZE", 1024);
+    let disable_failover_trigger = r.boolean("QOS_DISABLE_FAILOVER_TRIGGER", false);
+    let failover_hook = r.command("QOS_FAILOVER_HOOK");
+    let recovery_hook = r.command("QOS_RECOVERY_HOOK");
+    let log_retention_days = r.count("QOS_LOG_RETENTION_DAYS", 14u32);
+    let log_max_size = r.size("QOS_LOG_MAX_SIZE", 50);
+    let pipe = in_data_dir(
+        r.path("QOS_PIPE")
+            .unwrap_or_else(|| PathBuf::from("qoscntrlr.pipe")),
+    );
+    let control_socket = in_data_dir(
+        r.path("QOS_CONTROL_SOCKET")
+            .unwrap_or_else(|| PathBuf::from("qoscntrlr.ctl")),
+    );
+    let control_group = r.text("QOS_CONTROL_GROUP");
+    let resource_interval = r.duration("QOS_RESOURCE_INTERVAL", 10 * SECOND, SECOND);
+    let resource_samples = r.count("QOS_RESOURCE_SAMPLES", 3u32);
+    let max_memory = r.size("QOS_MAX_MEMORY", 0);
+    let max_cpu = r.percent("QOS_MAX_CPU", 0);
+    let max_open_files = r.count("QOS_MAX_OPEN_FILES", 0u64);
+    let max_threads = r.count("QOS_MAX_THREADS", 0u64);
+    let min_disk_free = r.size("QOS_MIN_DISK_FREE", 0);
+    let resource_warn_percent = r.percent("QOS_RESOURCE_WARN", 80);
+    let mail_to = r.get("QOS_MAIL_TO", Vec::new(), |v| Ok(parse_list(v)));
+    let mail_smtp_server = r.get_opt("QOS_MAIL_SMTP_SERVER", |v| {
+        parse_host_port(unquote(v), PortRule::Optional)
+    });
+    let mail_from = r.text("QOS_MAIL_FROM");
+    let mail_tls = r.get("QOS_MAIL_TLS", MailTls::None, parse_mail_tls);
+    let mail_user = r.text("QOS_MAIL_USER");
+    let mail_password_file = r.path("QOS_MAIL_PASSWORD_FILE").map(&in_data_dir);
+    let readiness_listen = r.get_opt("QOS_READINESS_LISTEN", parse_listen);
+    let agent_listen = r.get_opt("QOS_AGENT_LISTEN", parse_listen);
+    let metrics_listen = r.get_opt("QOS_METRICS_LISTEN", parse_listen);
+
+    let default_smtp_port = match mail_tls {
+        MailTls::None => 25,
+        MailTls::StartTls => 587,
+        MailTls::Tls => 465,
+    };
+    let mail_smtp_server =
+        mail_smtp_server.map(|(host, port)| (host, port.unwrap_or(default_smtp_port)));
+
+    let config = Config {
+        source: source.to_path_buf(),
+        server_name,
+        server_command: server_command.unwrap_or_default(),
+        server_directory,
+        server_user,
+        server_group,
+        server_stop_command,
+        server_stop_signal,
+        data_directory,
+        qos_enable,
+        probe,
+        probe_interval,
+        probe_timeout,
+        disable_probing,
+        apps_timeout,
+        shutdown_timeout,
+        restart_timeout,
+        restart_limit_enable,
+        restart_limit_maximum,
+        restart_limit_period,
+        auto_fault_clear,
+        nokill,
+        nsd_path,
+        nsd_timeout,
+        shutdown_nsd,
+        diag_retention_days,
+        diag_max_size,
+        disable_failover_trigger,
+        failover_hook,
+        recovery_hook,
+        log_retention_days,
+        log_max_size,
+        pipe,
+        control_socket,
+        control_group,
+        resource_interval,
+        resource_samples,
+        max_memory,
+        max_cpu,
+        max_open_files,
+        max_threads,
+        min_disk_free,
+        resource_warn_percent,
+        mail_to,
+        mail_smtp_server,
+        mail_from,
+        mail_tls,
+        mail_user,
+        mail_password_file,
+        readiness_listen,
+        agent_listen,
+        metrics_listen,
+    };
+    cross_check(r, &config);
+    config
+}
+
+/// Checks that involve more than one key, or a key's value against the world.
+fn cross_check(r: &mut Reader, c: &Config) {
+    let failed = |r: &Reader, key: &str| r.errors.iter().any(|e| e.key == key);
+    let probing = c.qos_enable && !c.disable_probing;
+    if probing {
+        if !r.is_set("QOS_PROBE") || r.entries["QOS_PROBE"].value.is_empty() {
+            let line = r.line_of("QOS_PROBE");
+            r.error(
+                line,
+                "QOS_PROBE",
+                "missing while probing is enabled (expected http://host:port/path, \
+                 tcp://host:port, exec:COMMAND or message; or set QOS_DISABLE_PROBING=1)"
+                    .into(),
+            );
+        }
+        if c.probe_interval.is_zero() && !failed(r, "QOS_PROBE_INTERVAL") {
+            let line = r.line_of("QOS_PROBE_INTERVAL");
+            r.error(
+                line,
+                "QOS_PROBE_INTERVAL",
+                "is 0 (expected a time between probes greater than 0, e.g. 1m)".into(),
+            );
+        } else if c.probe_timeout <= c.probe_interval
+            && !failed(r, "QOS_PROBE_TIMEOUT")
+            && !failed(r, "QOS_PROBE_INTERVAL")
+        {
+            // Blame the line the operator wrote: the timeout if set, else the interval.
+            let (key, line) = if r.is_set("QOS_PROBE_TIMEOUT") {
+                ("QOS_PROBE_TIMEOUT", r.line_of("QOS_PROBE_TIMEOUT"))
+            } else {
+                ("QOS_PROBE_INTERVAL", r.line_of("QOS_PROBE_INTERVAL"))
+            };
+            r.error(
+                line,
+                key,
+                format!(
+                    "probe timeout {} is not greater than the probe interval {}; the server \
+                     would be killed before a probe could succeed (expected \
+                     QOS_PROBE_TIMEOUT > QOS_PROBE_INTERVAL)",
+                    human_duration(c.probe_timeout),
+                    human_duration(c.probe_interval)
+                ),
+            );
+        }
+    }
+    if c.resource_interval.is_zero() && !failed(r, "QOS_RESOURCE_INTERVAL") {
+        let line = r.line_of("QOS_RESOURCE_INTERVAL");
+        r.error(
+            line,
+            "QOS_RESOURCE_INTERVAL",
+            "is 0 (expected a sampling period greater than 0, e.g. 10s)".into(),
+        );
+    }
+    if c.resource_samples == 0 && !failed(r, "QOS_RESOURCE_SAMPLES") {
+        let line = r.line_of("QOS_RESOURCE_SAMPLES");
+        r.error(
+            line,
+            "QOS_RESOURCE_SAMPLES",
+            "is 0 (expected at least 1 sample over a limit before acting)".into(),
+        );
+    }
+    if !(1..=100).contains(&c.resource_warn_percent) && !failed(r, "QOS_RESOURCE_WARN") {
+        let line = r.line_of("QOS_RESOURCE_WARN");
+        r.error(
+            line,
+            "QOS_RESOURCE_WARN",
+            format!(
+                "{}% is out of range (expected a percentage of a limit from 1 to 100)",
+                c.resource_warn_percent
+            ),
+        );
+    }
+    if c.restart_limit_enable
+        && c.restart_limit_period.is_zero()
+        && !failed(r, "QOS_RESTART_LIMIT_PERIOD")
+    {
+        let line = r.line_of("QOS_RESTART_LIMIT_PERIOD");
+        r.error(
+            line,
+            "QOS_RESTART_LIMIT_PERIOD",
+            "is 0 while QOS_RESTART_LIMIT_ENABLE=1 (expected a window greater than 0, \
+             e.g. 30m, or QOS_RESTART_LIMIT_ENABLE=0)"
+                .into(),
+        );
+    }
+    if !c.mail_to.is_empty() && c.mail_smtp_server.is_none() && !failed(r, "QOS_MAIL_SMTP_SERVER") {
+        let line = r.line_of("QOS_MAIL_TO");
+        r.error(
+            line,
+            "QOS_MAIL_TO",
+            "recipients are set but QOS_MAIL_SMTP_SERVER is missing (expected \
+             QOS_MAIL_SMTP_SERVER=host[:port])"
+                .into(),
+        );
+    }
+    if c.mail_to.is_empty() && c.mail_smtp_server.is_some() {
+        let line = r.line_of("QOS_MAIL_SMTP_SERVER");
+        r.warning(
+            line,
+            "QOS_MAIL_SMTP_SERVER",
+            "set but QOS_MAIL_TO is empty; no mail will be sent".into(),
+        );
+    }
+    for recipient in &c.mail_to {
+        if !recipient.contains('@') {
+            let line = r.line_of("QOS_MAIL_TO");
+            r.warning(
+                line,
+                "QOS_MAIL_TO",
+                format!("\"{recipient}\" is not an e-mail address; mail to it will fail"),
+            );
+        }
+    }
+    if c.mail_user.is_some() != c.mail_password_file.is_some() {
+        let (key, other) = if c.mail_user.is_some() {
+            ("QOS_MAIL_USER", "QOS_MAIL_PASSWORD_FILE")
+        } else {
+            ("QOS_MAIL_PASSWORD_FILE", "QOS_MAIL_USER")
+        };
+        let line = r.line_of(key);
+        r.warning(
+            line,
+            key,
+            format!("set without {other}; SMTP login needs both, mail is sent without login"),
+        );
+    }
+    if c.data_directory.exists() && !c.data_directory.is_dir() {
+        let line = r.line_of("DATA_DIRECTORY");
+        r.error(
+            line,
+            "DATA_DIRECTORY",
+            format!(
+                "{} is not a directory (expected a directory for logs, sockets and diagnostics)",
+                c.data_directory.display()
+            ),
+        );
+    } else if !c.data_directory.exists() {
+        let line = r.line_of("DATA_DIRECTORY");
+        r.warning(
+            line,
+            "DATA_DIRECTORY",
+            format!("{} does not exist yet", c.data_directory.display()),
+        );
+    }
+    if r.is_set("SERVER_DIRECTORY") && !c.server_directory.is_dir() {
+        let line = r.line_of("SERVER_DIRECTORY");
+        r.warning(
+            line,
+            "SERVER_DIRECTORY",
+            format!(
+                "{} is not an existing directory; the server cannot start there",
+                c.server_directory.display()
+            ),
+        );
+    }
+}
+
+/// The host name as gethostname(2) reports it. Read from the kernel's UTS file so that
+/// nix's optional `hostname` feature is not needed for one call.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn unit_name(unit: Duration) -> String {
+    match unit {
+        u if u == Duration::from_millis(1) => "milliseconds".into(),
+        SECOND => "seconds".into(),
+        MINUTE => "minutes".into(),
+        u if u == Duration::from_secs(3600) => "hours".into(),
+        u => format!("units of {}", human_duration(u)),
+    }
+}
+
+/// Parse a non-negative decimal (`30`, `1.5`) scaled by `unit`, exactly, in `unit`'s
+/// integer domain. `None` when it is not such a number or overflows `u128`.
+fn scaled_decimal(number: &str, unit: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if whole.len() > 30 || fraction.len() > 18 {
+        return None;
+    }
+    let whole_value: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut total = whole_value.checked_mul(unit)?;
+    if !fraction.is_empty() {
+        let denominator = 10u128.pow(fraction.len() as u32);
+        let fraction_value: u128 = fraction.parse().ok()?;
+        total = total.checked_add(fraction_value.checked_mul(unit)? / denominator)?;
+    }
+    Some(total)
+}
+
+/// Split `30s`, `1.5 h`, `5` into the number and the lower-cased suffix.
+fn split_number(text: &str) -> (&str, String) {
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    (&text[..end], text[end..].trim().to_ascii_lowercase())
+}
+
+/// A duration: a bare number is in `default_unit`; a suffix `ms`, `s`, `m`, `min`, `h`
+/// (or the words `seconds`, `minutes`, …) overrides it. Used for the ini and for
+/// `pause --for`. The error says what was expected.
+pub fn parse_duration(text: &str, default_unit: Duration) -> Result<Duration, String> {
+    let text = unquote(text.trim()).trim();
+    let expected = format!(
+        "expected a number of {}, or a number with ms, s, m, min or h, e.g. 30s",
+        unit_name(default_unit)
+    );
+    if text.is_empty() {
+        return Err(format!("empty value ({expected})"));
+    }
+    let (number, suffix) = split_number(text);
+    let unit_nanos: u128 = match suffix.as_str() {
+        "" => default_unit.as_nanos(),
+        "ms" | "msec" | "millisecond" | "milliseconds" => 1_000_000,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
+        _ => return Err(format!("\"{text}\" is not a duration ({expected})")),
+    };
+    let nanos = scaled_decimal(number, unit_nanos)
+        .ok_or_else(|| format!("\"{text}\" is not a duration ({expected})"))?;
+    if nanos > MAX_DURATION.as_nanos() {
+        return Err(format!(
+            "\"{text}\" is too long (expected at most {} days)",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    // In range: MAX_DURATION fits u64 nanoseconds.
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// A size in bytes: a bare number is in `default_unit` bytes; suffixes `K`/`KB`, `M`/`MB`,
+/// `G`/`GB`, `T`/`TB` (binary, 1024) and `B` override it.
+pub fn parse_size(text: &str, default_unit: u64) -> Result<u64, String> {
+    let text = unquote(text.trim()).trim();
+    let unit_name = match default_unit {
+        1 => "bytes",
+        1024 => "KB",
+        MIB => "MB",
+        _ => "units",
+    };
+    let expected = format!(
+        "expected a number of {unit_name}, or a number with K, KB, M, MB, G or GB, e.g. 512M"
+    );
+    if text.is_empty() {
+        return Err(format!("empty value ({expected})"));
+    }
+    let (number, suffix) = split_number(text);
+    let unit: u128 = match suffix.as_str() {
+        "" => u128::from(default_unit),
+        "b" | "byte" | "bytes" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("\"{text}\" is not a size ({expected})")),
+    };
+    let bytes = scaled_decimal(number, unit)
+        .ok_or_else(|| format!("\"{text}\" is not a size ({expected})"))?;
+    u64::try_from(bytes).map_err(|_| format!("\"{text}\" is too large ({expected})"))
+}
+
+/// `1/0`, `true/false`, `yes/no` (also `on/off`), any case.
+pub fn parse_bool(text: &str) -> Result<bool, String> {
+    match unquote(text.trim()).trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "\"{text}\" is not a boolean (expected 1/0, true/false or yes/no)"
+        )),
+    }
+}
+
+fn parse_count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    let value = unquote(text.trim()).trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "\"{text}\" is not a whole number (expected digits only, e.g. 3)"
+        ));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("\"{text}\" is too large (expected a smaller whole number)"))
+}
+
+fn parse_percent(text: &str) -> Result<u32, String> {
+    let value = unquote(text.trim()).trim();
+    let digits = value.strip_suffix('%').unwrap_or(value).trim_end();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "\"{text}\" is not a percentage (expected a whole number with an optional %, e.g. 80%)"
+        ));
+    }
+    digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is too large (expected a percentage, e.g. 80%)"))
+}
+
+fn parse_command(text: &str) -> Result<Vec<String>, String> {
+    let argv = shell_words::split(text).map_err(|_| {
+        "unbalanced quotes (expected a program and arguments split like shell words, \
+         e.g. /usr/bin/app --name \"my server\")"
+            .to_string()
+    })?;
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        return Err("no program (expected a program and arguments split like shell words)".into());
+    }
+    Ok(argv)
+}
+
+/// `TERM`, `SIGTERM`, `INT`, `QUIT`, `HUP`, `USR1`, `USR2`, `KILL` (any signal name) or a
+/// signal number.
+pub fn parse_signal(text: &str) -> Result<i32, String> {
+    let value = unquote(text.trim()).trim().to_ascii_uppercase();
+    let expected = "expected TERM, INT, QUIT, HUP, USR1, USR2, KILL or a signal number";
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<i32>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(n),
+            _ => Err(format!("\"{text}\" is not a signal number ({expected})")),
+        };
+    }
+    let name = if value.starts_with("SIG") {
+        value.clone()
+    } else {
+        format!("SIG{value}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|signal| signal as i32)
+        .map_err(|_| format!("\"{text}\" is not a signal ({expected})"))
+}
+
+/// The name of a signal without `SIG` (`TERM`), or its number when it has none.
+pub fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(s) => s.as_str().trim_start_matches("SIG").to_string(),
+        Err(_) => signal.to_string(),
+    }
+}
+
+fn parse_list(text: &str) -> Vec<String> {
+    unquote(text)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn parse_mail_tls(text: &str) -> Result<MailTls, String> {
+    match unquote(text.trim()).trim().to_ascii_lowercase().as_str() {
+        "" | "none" | "no" | "off" => Ok(MailTls::None),
+        "starttls" => Ok(MailTls::StartTls),
+        "tls" | "smtps" => Ok(MailTls::Tls),
+        _ => Err(format!(
+            "\"{text}\" is not a TLS mode (expected none, starttls or tls)"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortRule {
+    Required,
+    Optional,
+}
+
+/// `host:port`, `[v6]:port` or (when allowed) `host` / `[v6]`. IPv6 hosts are returned
+/// without brackets.
+fn parse_host_port(text: &str, rule: PortRule) -> Result<(String, Option<u16>), String> {
+    let expected = match rule {
+        PortRule::Required => "expected host:port or [IPv6]:port",
+        PortRule::Optional => "expected host, host:port or [IPv6]:port",
+    };
+    let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("\"{text}\" has no closing ']' ({expected})"))?;
+        if inside.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("\"{inside}\" is not an IPv6 address ({expected})"));
+        }
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("\"{text}\" has text after ']' ({expected})"))?,
+            ),
+        };
+        (inside.to_string(), port)
+    } else {
+        match text.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => {
+                return Err(format!(
+                    "\"{text}\": an IPv6 address needs brackets ({expected})"
+                ))
+            }
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (text.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("\"{text}\" has no host ({expected})"));
+    }
+    if !host.contains(':')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!("\"{host}\" is not a host name ({expected})"));
+    }
+    let port = match port_text {
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port > 0 => Some(port),
+            _ => return Err(format!("\"{p}\" is not a port ({expected}; port 1-65535)")),
+        },
+        None if rule == PortRule::Required => {
+            return Err(format!("\"{text}\" has no port ({expected})"))
+        }
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// `QOS_PROBE`: `http://host[:port][/path]`, `tcp://host:port`, `exec:COMMAND`, `message`.
+pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
+    let text = text.trim();
+    let expected = "expected http://host:port/path, tcp://host:port, exec:COMMAND or message";
+    let lower = text.to_ascii_lowercase();
+    if lower == "message" {
+        return Ok(ProbeTarget::Message);
+    }
+    if lower.starts_with("exec:") {
+        let argv = parse_command(&text[5..]).map_err(|e| format!("exec probe: {e}"))?;
+        return Ok(ProbeTarget::Exec { argv });
+    }
+    if lower.starts_with("http://") {
+        let rest = &text[7..];
+        let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if path.starts_with('#') {
+            return Err(format!(
+                "\"{text}\": a fragment is not sent to a server ({expected})"
+            ));
+        }
+        if path.contains(char::is_whitespace) {
+            return Err(format!("\"{text}\": the path contains blanks ({expected})"));
+        }
+        let (host, port) = parse_host_port(authority, PortRule::Optional)
+            .map_err(|e| format!("http probe: {e}"))?;
+        let path = match path {
+            "" => "/".to_string(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_string(),
+        };
+        return Ok(ProbeTarget::Http {
+            host,
+            port: port.unwrap_or(80),
+            path,
+        });
+    }
+    if lower.starts_with("tcp://") {
+        let authority = text[6..].strip_suffix('/').unwrap_or(&text[6..]);
+        let (host, port) = parse_host_port(authority, PortRule::Required)
+            .map_err(|e| format!("tcp probe: {e}"))?;
+        // Invariant: PortRule::Required never returns without a port.
+        let port = port.ok_or_else(|| format!("tcp probe: \"{text}\" has no port"))?;
+        return Ok(ProbeTarget::Tcp { host, port });
+    }
+    if lower.starts_with("https://") {
+        return Err(format!(
+            "\"{text}\": https probes are not supported ({expected}; probe the plain port \
+             or use exec:curl -fsS https://…)"
+        ));
+    }
+    Err(format!("\"{text}\" is not a probe ({expected})"))
+}
+
+/// A listener: `port`, `host:port` or `[v6]:port`; a bare port listens on 127.0.0.1.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = unquote(text.trim()).trim();
+    let expected = "expected port, IP:port or [IPv6]:port, e.g. 127.0.0.1:8081";
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+            _ => Err(format!("\"{text}\" is not a port ({expected})")),
+        };
+    }
+    let (host, port) = parse_host_port(text, PortRule::Required)?;
+    let port = port.ok_or_else(|| format!("\"{text}\" has no port ({expected})"))?;
+    let ip = match host.as_str() {
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        other => other
+            .parse::<IpAddr>()
+            .map_err(|_| format!("\"{other}\" is not an IP address ({expected})"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `5 minutes`, `1 minute`, `30 seconds`, `1500 milliseconds`: the reference's wording
+/// (whole minutes as minutes, anything finer in the largest exact unit).
+pub fn human_duration(d: Duration) -> String {
+    let plural = |n: u128, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let millis = d.as_millis();
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{} microseconds", d.as_micros());
+    }
+    if millis % 1000 != 0 {
+        return plural(millis, "millisecond", "milliseconds");
+    }
+    let seconds = millis / 1000;
+    if seconds >= 60 && seconds % 60 == 0 {
+        plural(seconds / 60, "minute", "minutes")
+    } else {
+        plural(seconds, "second", "seconds")
+    }
+}
+
+/// `50 MB`, `512 KB`, `100 bytes`: the largest exact binary unit, MB at most (the unit
+/// of the size keys).
+pub fn human_size(bytes: u64) -> String {
+    if bytes % MIB == 0 {
+        format!("{} MB", bytes / MIB)
+    } else if bytes % 1024 == 0 {
+        format!("{} KB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+impl std::fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bracket = |host: &str| {
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            }
+        };
+        match self {
+            ProbeTarget::Http { host, port, path } => {
+                write!(f, "http://{}:{port}{path}", bracket(host))
+            }
+            ProbeTarget::Tcp { host, port } => write!(f, "tcp://{}:{port}", bracket(host)),
+            ProbeTarget::Exec { argv } => write!(f, "exec:{}", shell_words::join(argv)),
+            ProbeTarget::Message => write!(f, "message"),
+        }
+    }
+}
+
+impl std::fmt::Display for MailTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MailTls::None => "none",
+            MailTls::StartTls => "starttls",
+            MailTls::Tls => "tls",
+        })
+    }
+}
+
+impl Config {
+    /// The effective configuration, one `KEY=value` per line in the reference wording
+    /// (`QOS_PROBE_TIMEOUT=5 minutes`, `QOS_NOKILL=false`): first the reference header's
+    /// keys in its order, then every other key. No credential is ever printed (only the
+    /// password *file* path). `check-config` prints these; the log header writes them with
+    /// component `QoS Controller`.
+    pub fn effective_lines(&self) -> Vec<String> {
+        let command = |argv: &Option<Vec<String>>| {
+            argv.as_ref()
+                .map(|a| shell_words::join(a))
+                .unwrap_or_default()
+        };
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let path = |value: &Option<PathBuf>| {
+            value
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let listen = |value: &Option<SocketAddr>| value.map(|a| a.to_string()).unwrap_or_default();
+        let nsd = match &self.nsd_path {
+            Some(argv) => shell_words::join(argv),
+            None => "built-in".to_string(),
+        };
+        let smtp = match &self.mail_smtp_server {
+            Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
+            Some((host, port)) => format!("{host}:{port}"),
+            None => String::new(),
+        };
+        let pairs: Vec<(&str, String)> = vec![
+            ("QOS_PROBE_TIMEOUT", human_duration(self.probe_timeout)),
+            (
+                "QOS_SHUTDOWN_TIMEOUT",
+                human_duration(self.shutdown_timeout),
+            ),
+            ("QOS_RESTART_TIMEOUT", human_duration(self.restart_timeout)),
+            ("QOS_APPS_TIMEOUT", human_duration(self.apps_timeout)),
+            ("nsd Program Path", nsd),
+            (
+                "QOS_RESTART_LIMIT_MAXIMUM",
+                self.restart_limit_maximum.to_string(),
+            ),
+            (
+                "QOS_RESTART_LIMIT_PERIOD",
+                human_duration(self.restart_limit_period),
+            ),
+            ("QOS_NOKILL", self.nokill.to_string()),
+            ("QOS_MAIL_TO", self.mail_to.join(",")),
+            ("QOS_MAIL_SMTP_SERVER", smtp),
+            ("SERVER_NAME", self.server_name.clone()),
+            ("SERVER_COMMAND", shell_words::join(&self.server_command)),
+            (
+                "SERVER_DIRECTORY",
+                self.server_directory.display().to_string(),
+            ),
+            ("SERVER_USER", text(&self.server_user)),
+            ("SERVER_GROUP", text(&self.server_group)),
+            ("SERVER_STOP_COMMAND", command(&self.server_stop_command)),
+            ("SERVER_STOP_SIGNAL", signal_name(self.server_stop_signal)),
+            ("DATA_DIRECTORY", self.data_directory.display().to_string()),
+            ("QOS_ENABLE", self.qos_enable.to_string()),
+            (
+                "QOS_PROBE",
+                self.probe
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("QOS_PROBE_INTERVAL", human_duration(self.probe_interval)),
+            ("QOS_DISABLE_PROBING", self.disable_probing.to_string()),
+            (
+                "QOS_RESTART_LIMIT_ENABLE",
+                self.restart_limit_enable.to_string(),
+            ),
+            (
+                "QOS_AUTO_FAULT_CLEAR",
+                human_duration(self.auto_fault_clear),
+            ),
+            ("QOS_NSD_TIMEOUT", human_duration(self.nsd_timeout)),
+            ("QOS_SHUTDOWN_NSD", human_duration(self.shutdown_nsd)),
+            (
+                "QOS_DIAG_RETENTION_DAYS",
+                self.diag_retention_days.to_string(),
+            ),
+            ("QOS_DIAG_MAX_SIZE", human_size(self.diag_max_size)),
+            (
+                "QOS_DISABLE_FAILOVER_TRIGGER",
+                self.disable_failover_trigger.to_string(),
+            ),
+            ("QOS_FAILOVER_HOOK", command(&self.failover_hook)),
+            ("QOS_RECOVERY_HOOK", command(&self.recovery_hook)),
+            (
+                "QOS_LOG_RETENTION_DAYS",
+                self.log_retention_days.to_string(),
+            ),
+            ("QOS_LOG_MAX_SIZE", human_size(self.log_max_size)),
+            ("QOS_PIPE", self.pipe.display().to_string()),
+            (
+                "QOS_CONTROL_SOCKET",
+                self.control_socket.display().to_string(),
+            ),
+            ("QOS_CONTROL_GROUP", text(&self.control_group)),
+            (
+                "QOS_RESOURCE_INTERVAL",
+                human_duration(self.resource_interval),
+            ),
+            ("QOS_RESOURCE_SAMPLES", self.resource_samples.to_string()),
+            ("QOS_MAX_MEMORY", human_size(self.max_memory)),
+            ("QOS_MAX_CPU", format!("{}%", self.max_cpu)),
+            ("QOS_MAX_OPEN_FILES", self.max_open_files.to_string()),
+            ("QOS_MAX_THREADS", self.max_threads.to_string()),
+            ("QOS_MIN_DISK_FREE", human_size(self.min_disk_free)),
+            (
+                "QOS_RESOURCE_WARN",
+                format!("{}%", self.resource_warn_percent),
+            ),
+            ("QOS_MAIL_FROM", text(&self.mail_from)),
+            ("QOS_MAIL_TLS", self.mail_tls.to_string()),
+            ("QOS_MAIL_USER", text(&self.mail_user)),
+            ("QOS_MAIL_PASSWORD_FILE", path(&self.mail_password_file)),
+            ("QOS_READINESS_LISTEN", listen(&self.readiness_listen)),
+            ("QOS_AGENT_LISTEN", listen(&self.agent_listen)),
+            ("QOS_METRICS_LISTEN", listen(&self.metrics_listen)),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(key, _)| !is_secret_key(key))
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect()
+    }
 }

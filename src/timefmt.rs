@@ -1,1 +1,183 @@
-//! (to be written)
+//! The time formats of the qoscntrlr logs (DESIGN.md §2), as pure functions: the log-line
+//! stamp `2012/08/06 06:33:34`, the `TimeDate=20120508T001506,95-04` of OpMsg lines, the
+//! `YYYYMMDDHHmm` of log file names, and parsers for the log review.
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
+
+/// Length of a log-line stamp, `YYYY/MM/DD HH:MM:SS`.
+pub const LOG_STAMP_LEN: usize = 19;
+
+/// `2012/08/06 06:33:34`: the stamp that starts every log line (local time).
+pub fn log_stamp(t: &DateTime<Local>) -> String {
+    t.format("%Y/%m/%d %H:%M:%S").to_string()
+}
+
+/// `20120508T001506,95-04`: local date `T` time `,` hundredths, then the UTC offset in
+/// whole hours with sign (`-04`, `+01`), or hours and minutes for zones that are not
+/// whole hours (`+0530`).
+pub fn timedate<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
+    let offset_seconds = t.offset().fix().local_minus_utc();
+    // A leap second shows as nanoseconds >= 1e9; it still belongs to the same second.
+    let hundredths = (t.timestamp_subsec_nanos() / 10_000_000).min(99);
+    format!(
+        "{},{:02}{}",
+        t.naive_local().format("%Y%m%dT%H%M%S"),
+        hundredths,
+        offset_suffix(offset_seconds)
+    )
+}
+
+fn offset_suffix(offset_seconds: i32) -> String {
+    let sign = if offset_seconds < 0 { '-' } else { '+' };
+    let magnitude = offset_seconds.unsigned_abs();
+    let hours = magnitude / 3600;
+    let minutes = (magnitude % 3600) / 60;
+    if minutes == 0 {
+        format!("{sign}{hours:02}")
+    } else {
+        format!("{sign}{hours:02}{minutes:02}")
+    }
+}
+
+/// `201105171528`: the local minute in a log file name (`qoscntrlr201105171528.out`).
+pub fn file_stamp<Tz: TimeZone>(t: &DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    t.format("%Y%m%d%H%M").to_string()
+}
+
+/// Parse exactly a log-line stamp (`2012/08/06 06:33:34`, surrounding blanks ignored).
+pub fn parse_log_stamp(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    if text.len() != LOG_STAMP_LEN {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(text, "%Y/%m/%d %H:%M:%S").ok()
+}
+
+/// Split a log line into its stamp and the rest (`QoS Probe: SUCCESS (156ms)`, or a bare
+/// text for lines without a component). `None` when the line does not start with a stamp.
+pub fn split_log_line(line: &str) -> Option<(NaiveDateTime, &str)> {
+    let stamp = line.get(..LOG_STAMP_LEN)?;
+    let when = parse_log_stamp(stamp)?;
+    let rest = line[LOG_STAMP_LEN..].strip_prefix(' ')?;
+    Some((when, rest.trim_end_matches(['\r', '\n'])))
+}
+
+/// Parse a `TimeDate=` value (`20120508T001506,95-04`, `…+0530`; the hundredths are
+/// optional). `null` and anything malformed give `None`.
+pub fn parse_timedate(text: &str) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim();
+    let date = NaiveDate::parse_from_str(text.get(..8)?, "%Y%m%d").ok()?;
+    if text.get(8..9)? != "T" {
+        return None;
+    }
+    let time = NaiveTime::parse_from_str(text.get(9..15)?, "%H%M%S").ok()?;
+    let mut rest = text.get(15..)?;
+    let mut nanos = 0u32;
+    if let Some(after_comma) = rest.strip_prefix(',') {
+        let digits = after_comma
+            .bytes()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let fraction: u32 = after_comma[..digits].parse().ok()?;
+        nanos = fraction * 10u32.pow(9 - digits as u32);
+        rest = &after_comma[digits..];
+    }
+    let sign = match rest.get(..1)? {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let zone = &rest[1..];
+    if !zone.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes): (i32, i32) = match zone.len() {
+        2 => (zone.parse().ok()?, 0),
+        4 => (zone[..2].parse().ok()?, zone[2..].parse().ok()?),
+        _ => return None,
+    };
+    let offset = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?;
+    let naive = date.and_time(time) + chrono::Duration::nanoseconds(i64::from(nanos));
+    offset.from_local_datetime(&naive).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Timelike;
+
+    fn at(
+        offset_seconds: i32,
+        y: i32,
+        mo: u32,
+        d: u32,
+        h: u32,
+        mi: u32,
+        s: u32,
+        ms: u32,
+    ) -> DateTime<FixedOffset> {
+        FixedOffset::east_opt(offset_seconds)
+            .unwrap()
+            .with_ymd_and_hms(y, mo, d, h, mi, s)
+            .unwrap()
+            .with_nanosecond(ms * 1_000_000)
+            .unwrap()
+    }
+
+    #[test]
+    fn timedate_matches_the_reference() {
+        let t = at(-4 * 3600, 2012, 5, 8, 0, 15, 6, 950);
+        assert_eq!(timedate(&t), "20120508T001506,95-04");
+        let t = at(3600, 2012, 5, 8, 0, 15, 7, 409);
+        assert_eq!(timedate(&t), "20120508T001507,40+01");
+        let t = at(0, 2012, 5, 8, 0, 15, 7, 0);
+        assert_eq!(timedate(&t), "20120508T001507,00+00");
+        let t = at(5 * 3600 + 1800, 2012, 5, 8, 0, 15, 7, 5);
+        assert_eq!(timedate(&t), "20120508T001507,00+0530");
+        let t = at(-(3 * 3600 + 1800), 2012, 5, 8, 0, 15, 7, 5);
+        assert_eq!(timedate(&t), "20120508T001507,00-0330");
+    }
+
+    #[test]
+    fn timedate_round_trips() {
+        let t = at(-4 * 3600, 2012, 5, 8, 0, 15, 6, 950);
+        assert_eq!(parse_timedate(&timedate(&t)), Some(t));
+        let t = at(5 * 3600 + 1800, 2020, 1, 31, 23, 59, 59, 120);
+        assert_eq!(parse_timedate(&timedate(&t)), Some(t));
+        assert_eq!(parse_timedate("null"), None);
+        assert_eq!(parse_timedate("20120508T001506,95"), None);
+        assert_eq!(parse_timedate("20120508X001506,95-04"), None);
+        assert!(parse_timedate("20120508T001506-04").is_some());
+    }
+
+    #[test]
+    fn stamps_and_file_names() {
+        let local = Local.with_ymd_and_hms(2011, 5, 17, 15, 28, 9).single();
+        // Local zones with a gap at this instant do not exist; guard anyway.
+        if let Some(local) = local {
+            assert_eq!(file_stamp(&local), "201105171528");
+            assert_eq!(log_stamp(&local), "2011/05/17 15:28:09");
+        }
+        let parsed = parse_log_stamp("2012/08/06 06:33:34").unwrap();
+        assert_eq!(parsed.to_string(), "2012-08-06 06:33:34");
+        assert_eq!(parse_log_stamp("2012/08/06 06:33"), None);
+        assert_eq!(parse_log_stamp("2012/13/06 06:33:34"), None);
+    }
+
+    #[test]
+    fn split_log_lines() {
+        let (when, rest) =
+            split_log_line("2012/05/08 00:37:41 QoS Probe: SUCCESS (156ms)\n").unwrap();
+        assert_eq!(when.to_string(), "2012-05-08 00:37:41");
+        assert_eq!(rest, "QoS Probe: SUCCESS (156ms)");
+        assert!(split_log_line("garbage").is_none());
+        assert!(split_log_line("2012/05/08 00:37:41").is_none());
+        assert!(split_log_line("2012/05/08 00:37:41x").is_none());
+    }
+}
