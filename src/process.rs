@@ -943,3 +943,143 @@ pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
         .collect();
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::default();
+        for c in chunks {
+            s.feed(c, |l| out.push(l));
+        }
+        s.finish(|l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_crlf_are_joined() {
+        assert_eq!(
+            split(&[b"one\r\ntw", b"o\nthree"]),
+            vec!["one", "two", "three"]
+        );
+    }
+
+    #[test]
+    fn multibyte_character_split_across_reads_survives() {
+        let text = "grüße\n".as_bytes();
+        assert_eq!(split(&[&text[..3], &text[3..]]), vec!["grüße"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        assert_eq!(split(&[b"a\xffb\n"]), vec!["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn long_line_is_cut_and_marked() {
+        let long = vec![b'x'; CONSOLE_LINE_MAX_BYTES * 3];
+        let lines = split(&[&long[..5000], &long[5000..], b"\nnext\n"]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(&"x".repeat(CONSOLE_LINE_MAX_BYTES)));
+        assert!(lines[0].ends_with(" […]"));
+        assert_eq!(lines[1], "next");
+    }
+
+    #[test]
+    fn tail_keeps_only_the_last_lines() {
+        let tail = ConsoleTail::new(3);
+        for i in 0..5 {
+            tail.push(format!("l{i}"));
+        }
+        assert_eq!(tail.tail(10), vec!["l2", "l3", "l4"]);
+        assert_eq!(tail.tail(2), vec!["l3", "l4"]);
+        assert!(tail.clone().tail(0).is_empty());
+    }
+
+    #[test]
+    fn console_log_rotates_keeping_one_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut log = ConsoleLog::with_limit(&path, 10).unwrap();
+        log.append(b"12345678").unwrap();
+        log.append(b"abcd").unwrap(); // would exceed 10 → rotate first
+        log.append(b"ef").unwrap();
+        log.append(b"XYZXYZ").unwrap(); // rotates again, replacing the old .1
+        assert_eq!(std::fs::read(&path).unwrap(), b"XYZXYZ");
+        assert_eq!(
+            std::fs::read(dir.path().join("console.log.1")).unwrap(),
+            b"abcdef"
+        );
+        // Reopening continues the size count from the file.
+        let mut again = ConsoleLog::with_limit(&path, 10).unwrap();
+        again.append(b"12345").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"12345");
+    }
+
+    #[test]
+    fn pump_copies_bytes_and_tail_until_the_writer_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let log = ConsoleLog::open(&path).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut writer = File::from(w);
+        writer.write_all(b"hello\nbad \xff byte\npartial").unwrap();
+        drop(writer);
+        let tail = ConsoleTail::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let summary = rt.block_on(pump_console(r, log, tail.clone()));
+        assert_eq!(summary.bytes, 24);
+        assert!(summary.write_error.is_none() && summary.read_error.is_none());
+        assert_eq!(tail.tail(5), vec!["hello", "bad \u{fffd} byte", "partial"]);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"hello\nbad \xff byte\npartial"
+        );
+    }
+
+    fn make_file(path: &Path, mode: u32) {
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn bare_name_is_found_beside_the_controller_before_path() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        let path_dir = tempfile::tempdir().unwrap();
+        make_file(&exe_dir.path().join("srv"), 0o755);
+        make_file(&path_dir.path().join("srv"), 0o755);
+        make_file(&path_dir.path().join("other"), 0o755);
+        let path_var = path_dir.path().as_os_str();
+        let got = resolve_program("srv", Path::new("/"), Some(exe_dir.path()), Some(path_var));
+        assert_eq!(got.unwrap(), exe_dir.path().join("srv"));
+        let got = resolve_program("other", Path::new("/"), Some(exe_dir.path()), Some(path_var));
+        assert_eq!(got.unwrap(), path_dir.path().join("other"));
+    }
+
+    #[test]
+    fn lookup_errors_name_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        make_file(&dir.path().join("noexec"), 0o644);
+        let err = resolve_program("no-such-server", dir.path(), None, Some(dir.path().as_os_str()))
+            .unwrap_err();
+        assert!(matches!(&err, SpawnError::NotFound { program } if program == "no-such-server"));
+        assert!(err.to_string().contains("\"no-such-server\" not found"));
+        let err = resolve_program("noexec", dir.path(), None, Some(dir.path().as_os_str()))
+            .unwrap_err();
+        assert!(matches!(err, SpawnError::NotExecutable { .. }));
+        // A relative path is relative to the server directory.
+        let err = resolve_program("./noexec", dir.path(), None, None).unwrap_err();
+        assert!(matches!(err, SpawnError::NotExecutable { path } if path == dir.path().join("./noexec")));
+        let err = resolve_program("./missing", dir.path(), None, None).unwrap_err();
+        assert!(matches!(err, SpawnError::NotFound { .. }));
+        // A directory is not a program.
+        let err = resolve_program(".", dir.path(), None, None).unwrap_err();
+        assert!(matches!(err, SpawnError::NotFound { .. } | SpawnError::NotExecutable { .. }));
+    }
+}
