@@ -22,10 +22,7 @@ pub const STATE_FILE: &str = "qoscntrlr.state";
 pub enum LockError {
     /// Another controller runs on this data directory (the CLI exits 75).
     #[error("another controller{} holds {}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), .data_dir.display())]
-    Held {
-        pid: Option<i32>,
-        data_dir: PathBuf,
-    },
+    Held { pid: Option<i32>, data_dir: PathBuf },
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -122,8 +119,7 @@ impl ServerRecord {
             pgid,
             start_ticks: process_start_ticks(pid)?,
             program: program.to_string(),
-            started_at: chrono::Local::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            started_at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         })
     }
 }
@@ -148,10 +144,11 @@ impl StateFile {
     /// Record the running server: temp file + fsync + rename, so a crash leaves the old
     /// record or the new one, never half of one.
     pub fn record(&self, server: &ServerRecord) -> Result<(), LockError> {
-        let mut text = serde_json::to_string_pretty(server).map_err(|source| LockError::Encode {
-            path: self.path.clone(),
-            source,
-        })?;
+        let mut text =
+            serde_json::to_string_pretty(server).map_err(|source| LockError::Encode {
+                path: self.path.clone(),
+                source,
+            })?;
         text.push('\n');
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
@@ -168,9 +165,7 @@ impl StateFile {
     /// The server is gone (reaped) and nothing of it is left to find.
     pub fn clear(&self) -> Result<(), LockError> {
         match std::fs::remove_file(&self.path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                Err(io_err(&self.path)(err))
-            }
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err(&self.path)(err)),
             _ => Ok(()),
         }
     }
@@ -220,7 +215,10 @@ mod tests {
             pid: Some(42),
             data_dir: PathBuf::from("/srv/qos"),
         };
-        assert_eq!(err.to_string(), "another controller (pid 42) holds /srv/qos");
+        assert_eq!(
+            err.to_string(),
+            "another controller (pid 42) holds /srv/qos"
+        );
         let err = LockError::Held {
             pid: None,
             data_dir: PathBuf::from("/srv/qos"),

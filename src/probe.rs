@@ -44,9 +44,7 @@ impl ProbeOutcome {
 pub async fn probe_once(target: &ProbeTarget, limit: Duration, reaper: &Reaper) -> ProbeOutcome {
     let start = Instant::now();
     let result = match target {
-        ProbeTarget::Http { host, port, path } => {
-            bounded(limit, http_get(host, *port, path)).await
-        }
+        ProbeTarget::Http { host, port, path } => bounded(limit, http_get(host, *port, path)).await,
         ProbeTarget::Tcp { host, port } => {
             bounded(limit, async { connect(host, *port).await.map(drop) }).await
         }
@@ -184,7 +182,10 @@ async fn read_status<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Result<
 
 /// Length of the head (through its blank line) if it is complete.
 fn head_end(head: &[u8]) -> Option<usize> {
-    let crlf = head.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let crlf = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
     let lf = head.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -269,7 +270,10 @@ mod tests {
         assert!(block_on(status_of(b"HTTP/1.1 200 OK\r\nX: y\r\n"))
             .unwrap_err()
             .starts_with("malformed response"));
-        assert_eq!(block_on(status_of(b"<html>")), Err("malformed response".into()));
+        assert_eq!(
+            block_on(status_of(b"<html>")),
+            Err("malformed response".into())
+        );
     }
 
     #[test]

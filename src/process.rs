@@ -701,11 +701,10 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         }
     }
     let identity = resolve_identity(spec)?;
-    let dir_c = CString::new(spec.directory.as_os_str().as_bytes()).map_err(|_| {
-        SpawnError::NulByte {
+    let dir_c =
+        CString::new(spec.directory.as_os_str().as_bytes()).map_err(|_| SpawnError::NulByte {
             arg: spec.directory.display().to_string(),
-        }
-    })?;
+        })?;
 
     let mut log = ConsoleLog::open(&spec.console_log).map_err(|source| SpawnError::ConsoleLog {
         path: spec.console_log.clone(),
@@ -824,7 +823,10 @@ fn children_of(pid: i32) -> Vec<i32> {
     };
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     out
@@ -1058,7 +1060,12 @@ mod tests {
         let path_var = path_dir.path().as_os_str();
         let got = resolve_program("srv", Path::new("/"), Some(exe_dir.path()), Some(path_var));
         assert_eq!(got.unwrap(), exe_dir.path().join("srv"));
-        let got = resolve_program("other", Path::new("/"), Some(exe_dir.path()), Some(path_var));
+        let got = resolve_program(
+            "other",
+            Path::new("/"),
+            Some(exe_dir.path()),
+            Some(path_var),
+        );
         assert_eq!(got.unwrap(), path_dir.path().join("other"));
     }
 
@@ -1066,20 +1073,30 @@ mod tests {
     fn lookup_errors_name_the_program() {
         let dir = tempfile::tempdir().unwrap();
         make_file(&dir.path().join("noexec"), 0o644);
-        let err = resolve_program("no-such-server", dir.path(), None, Some(dir.path().as_os_str()))
-            .unwrap_err();
+        let err = resolve_program(
+            "no-such-server",
+            dir.path(),
+            None,
+            Some(dir.path().as_os_str()),
+        )
+        .unwrap_err();
         assert!(matches!(&err, SpawnError::NotFound { program } if program == "no-such-server"));
         assert!(err.to_string().contains("\"no-such-server\" not found"));
-        let err = resolve_program("noexec", dir.path(), None, Some(dir.path().as_os_str()))
-            .unwrap_err();
+        let err =
+            resolve_program("noexec", dir.path(), None, Some(dir.path().as_os_str())).unwrap_err();
         assert!(matches!(err, SpawnError::NotExecutable { .. }));
         // A relative path is relative to the server directory.
         let err = resolve_program("./noexec", dir.path(), None, None).unwrap_err();
-        assert!(matches!(err, SpawnError::NotExecutable { path } if path == dir.path().join("./noexec")));
+        assert!(
+            matches!(err, SpawnError::NotExecutable { path } if path == dir.path().join("./noexec"))
+        );
         let err = resolve_program("./missing", dir.path(), None, None).unwrap_err();
         assert!(matches!(err, SpawnError::NotFound { .. }));
         // A directory is not a program.
         let err = resolve_program(".", dir.path(), None, None).unwrap_err();
-        assert!(matches!(err, SpawnError::NotFound { .. } | SpawnError::NotExecutable { .. }));
+        assert!(matches!(
+            err,
+            SpawnError::NotFound { .. } | SpawnError::NotExecutable { .. }
+        ));
     }
 }

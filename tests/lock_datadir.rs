@@ -23,7 +23,10 @@ fn second_acquire_fails_naming_the_holder_until_the_first_is_released() {
     // The failed attempt did not wipe the holder's pid.
     let text = std::fs::read_to_string(dir.path().join("qoscntrlr.lock")).unwrap();
     assert_eq!(text.trim(), std::process::id().to_string());
-    assert!(err.to_string().starts_with("another controller (pid "), "{err}");
+    assert!(
+        err.to_string().starts_with("another controller (pid "),
+        "{err}"
+    );
 
     drop(first);
     let again = DataDirLock::acquire(dir.path()).expect("free again after release");
@@ -35,7 +38,10 @@ fn missing_data_directory_is_an_io_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent");
     let err = DataDirLock::acquire(&missing).unwrap_err();
-    assert!(matches!(&err, LockError::Io { path, .. } if path.starts_with(&missing)), "{err}");
+    assert!(
+        matches!(&err, LockError::Io { path, .. } if path.starts_with(&missing)),
+        "{err}"
+    );
     assert!(err.to_string().contains("qoscntrlr.lock"), "{err}");
 }
 

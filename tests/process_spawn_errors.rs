@@ -19,8 +19,11 @@ fn spec(argv: &[&str], dir: PathBuf) -> ServerSpec {
 #[test]
 fn unknown_program_is_not_found_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let err = spawn_server(&spec(&["qos-no-such-server"], dir.path().into()), &Reaper::new())
-        .unwrap_err();
+    let err = spawn_server(
+        &spec(&["qos-no-such-server"], dir.path().into()),
+        &Reaper::new(),
+    )
+    .unwrap_err();
     assert!(matches!(&err, SpawnError::NotFound { program } if program == "qos-no-such-server"));
     assert!(err.to_string().contains("qos-no-such-server"), "{err}");
 }
@@ -29,10 +32,12 @@ fn unknown_program_is_not_found_by_name() {
 fn non_executable_file_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("server"), "#!/bin/sh\n").unwrap();
-    let err =
-        spawn_server(&spec(&["./server"], dir.path().into()), &Reaper::new()).unwrap_err();
+    let err = spawn_server(&spec(&["./server"], dir.path().into()), &Reaper::new()).unwrap_err();
     assert!(matches!(err, SpawnError::NotExecutable { .. }), "{err}");
-    assert!(err.to_string().contains("is not an executable file"), "{err}");
+    assert!(
+        err.to_string().contains("is not an executable file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -40,7 +45,10 @@ fn missing_directory_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
     let err = spawn_server(&spec(&["true"], missing.clone()), &Reaper::new()).unwrap_err();
-    assert!(matches!(&err, SpawnError::Directory { path, .. } if *path == missing), "{err}");
+    assert!(
+        matches!(&err, SpawnError::Directory { path, .. } if *path == missing),
+        "{err}"
+    );
 }
 
 #[test]
@@ -58,10 +66,17 @@ fn user_must_exist_or_controller_must_be_root() {
     let err = spawn_server(&s, &Reaper::new()).unwrap_err();
     if nix::unistd::Uid::effective().is_root() {
         assert!(matches!(err, SpawnError::UnknownUser { .. }), "{err}");
-        assert!(err.to_string().contains("SERVER_USER=qos-no-such-user"), "{err}");
+        assert!(
+            err.to_string().contains("SERVER_USER=qos-no-such-user"),
+            "{err}"
+        );
     } else {
         assert!(matches!(err, SpawnError::NotRoot { .. }), "{err}");
-        assert!(err.to_string().contains("needs the controller to run as root"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("needs the controller to run as root"),
+            "{err}"
+        );
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use qoscntrlr::process::{
-    become_subreaper, kill_tree, reap_forever, signal_group, spawn_server, tree_pids,
-    ConsoleTail, ExitInfo, Reaper, ServerSpec, SpawnedServer,
+    become_subreaper, kill_tree, reap_forever, signal_group, spawn_server, tree_pids, ConsoleTail,
+    ExitInfo, Reaper, ServerSpec, SpawnedServer,
 };
 
 fn run_local<F: std::future::Future>(f: F) -> F::Output {
@@ -30,7 +30,10 @@ fn fixture(name: &str) -> String {
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start().chars().next();
+            let state = stat[stat.rfind(')').unwrap() + 1..]
+                .trim_start()
+                .chars()
+                .next();
             !matches!(state, Some('Z') | Some('X'))
         }
         Err(_) => false,
@@ -110,13 +113,21 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
 
         // 1. A server that exits at once: status, console, scrubbed environment.
         let server = spawn_server(
-            &spec(&[&fixture("exit_now.sh"), "a b", "c"], data.path(), console.clone()),
+            &spec(
+                &[&fixture("exit_now.sh"), "a b", "c"],
+                data.path(),
+                console.clone(),
+            ),
             &reaper,
         )
         .expect("spawn exit_now");
         cleanup.0.push(server.pid);
         assert_eq!(server.program, "exit_now.sh");
-        let SpawnedServer { exited, console: cap, .. } = server;
+        let SpawnedServer {
+            exited,
+            console: cap,
+            ..
+        } = server;
         let pump = tokio::task::spawn_local(cap.pump(tail.clone()));
         assert_eq!(within("exit", exited).await.unwrap(), ExitInfo::Exited(3));
         let summary = within("end of console", pump).await.unwrap();
@@ -130,7 +141,10 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
             &format!("cwd={}", data.path().canonicalize().unwrap().display()),
             "on stderr",
         ] {
-            assert!(lines.iter().any(|l| l == expected), "{expected:?} missing from {lines:?}");
+            assert!(
+                lines.iter().any(|l| l == expected),
+                "{expected:?} missing from {lines:?}"
+            );
         }
         let file = std::fs::read_to_string(&console).expect("console log");
         assert!(file.contains("=== qoscntrlr: started "), "{file}");
@@ -158,7 +172,10 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
         }
         assert_eq!(
             within("exit", server.exited).await.unwrap(),
-            ExitInfo::Signaled { signal: Signal::SIGKILL as i32, core_dumped: false }
+            ExitInfo::Signaled {
+                signal: Signal::SIGKILL as i32,
+                core_dumped: false
+            }
         );
         within("end of console", pump).await.unwrap();
         for p in &tree {
@@ -189,7 +206,12 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
         assert!(alive(daemon));
         // As child subreaper the test process adopted the orphan, outside the group.
         assert_eq!(ppid(daemon), Some(std::process::id() as i32));
-        assert_ne!(nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(daemon))).unwrap().as_raw(), pid);
+        assert_ne!(
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(daemon)))
+                .unwrap()
+                .as_raw(),
+            pid
+        );
         let tree = tree_pids(pid, pid, &no_helpers);
         assert!(tree.contains(&pid) && tree.contains(&daemon), "{tree:?}");
         // A pid passed as a helper is left alone.
@@ -218,12 +240,18 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
             }
         }
         assert!(adopted.contains(&daemon), "unclaimed exits: {adopted:?}");
-        assert!(std::fs::metadata(format!("/proc/{daemon}")).is_err(), "daemon reaped");
+        assert!(
+            std::fs::metadata(format!("/proc/{daemon}")).is_err(),
+            "daemon reaped"
+        );
         assert!(tree_pids(pid, pid, &no_helpers).iter().all(|p| !alive(*p)));
 
         // 4. As root, SERVER_USER switches identity and sets HOME/USER.
         if nix::unistd::Uid::effective().is_root()
-            && nix::unistd::User::from_name("nobody").ok().flatten().is_some()
+            && nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .is_some()
         {
             let mut s = spec(&["id", "-un"], Path::new("/"), console.clone());
             s.user = Some("nobody".into());
@@ -231,7 +259,10 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
             cleanup.0.push(server.pid);
             let local_tail = ConsoleTail::default();
             let pump = tokio::task::spawn_local(server.console.pump(local_tail.clone()));
-            assert_eq!(within("exit", server.exited).await.unwrap(), ExitInfo::Exited(0));
+            assert_eq!(
+                within("exit", server.exited).await.unwrap(),
+                ExitInfo::Exited(0)
+            );
             within("end of console", pump).await.unwrap();
             assert_eq!(local_tail.tail(1), vec!["nobody"]);
         }
