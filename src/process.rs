@@ -936,8 +936,11 @@ pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
         if pgid > 1 {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
-        // Give the kernel a moment to tear them down before looking again.
-        std::thread::sleep(Duration::from_millis(2));
+        // SIGKILL is delivered asynchronously; if some are still on their way out, give
+        // the kernel a moment before walking again.
+        if stopped.iter().any(|&p| alive(p)) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     report.survivors = tree_pids(root, pgid, exclude)
         .into_iter()
