@@ -231,7 +231,7 @@ pub struct ServerSpec {
 pub enum SpawnError {
     #[error("SERVER_COMMAND is empty")]
     EmptyCommand,
-    #[error("server program {program:?} not found (looked beside the controller and in PATH)")]
+    #[error("server program {program:?} not found (a bare name is looked up beside qoscntrlr, then in PATH)")]
     NotFound { program: String },
     #[error("server program {path} is not an executable file")]
     NotExecutable { path: PathBuf },
