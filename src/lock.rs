@@ -1,1 +1,228 @@
-//! (to be written)
+//! One controller per data directory: an exclusive `flock` on
+//! `DATA_DIRECTORY/qoscntrlr.lock` (holder's pid inside), and the state file
+//! `DATA_DIRECTORY/qoscntrlr.state` recording the running server, so a controller started
+//! after a crash of the previous one finds the stale server tree and kills it before it
+//! spawns a new one (never two servers).
+//!
+//! `flock` rather than a pid file: the kernel drops the lock when the holder dies, even by
+//! SIGKILL, so a stale lock file never blocks a restart. The descriptor is close-on-exec,
+//! so the server never inherits (and keeps) the lock.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub const LOCK_FILE: &str = "qoscntrlr.lock";
+pub const STATE_FILE: &str = "qoscntrlr.state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another controller runs on this data directory (the CLI exits 75).
+    #[error("another controller{} holds {}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), .data_dir.display())]
+    Held { pid: Option<i32>, data_dir: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LockError + '_ {
+    move |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Take the data directory for this process, or fail at once with
+    /// [`LockError::Held`] naming the holder.
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
+        let path = data_dir.join(LOCK_FILE);
+        // No truncation on open: the file may belong to a running holder whose pid it shows.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(LockError::Held {
+                    pid,
+                    data_dir: data_dir.to_path_buf(),
+                });
+            }
+            Err((_, errno)) => {
+                return Err(LockError::Io {
+                    path,
+                    source: errno.into(),
+                })
+            }
+        };
+        let pid = std::process::id();
+        let write = |f: &mut File| -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(format!("{pid}\n").as_bytes())?;
+            f.sync_data()
+        };
+        write(&mut lock).map_err(io_err(&path))?;
+        Ok(DataDirLock { _lock: lock, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The server the controller runs, as recorded in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    pub pid: i32,
+    pub pgid: i32,
+    /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): together with
+    /// the pid it identifies the process even after the pid is reused.
+    pub start_ticks: u64,
+    pub program: String,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+impl ServerRecord {
+    /// The record of a just-spawned server, `None` if it is already gone.
+    pub fn of_running(pid: i32, pgid: i32, program: &str) -> Option<ServerRecord> {
+        Some(ServerRecord {
+            pid,
+            pgid,
+            start_ticks: process_start_ticks(pid)?,
+            program: program.to_string(),
+            started_at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        })
+    }
+}
+
+/// `DATA_DIRECTORY/qoscntrlr.state`.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(data_dir: &Path) -> StateFile {
+        StateFile {
+            path: data_dir.join(STATE_FILE),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record the running server: temp file + fsync + rename, so a crash leaves the old
+    /// record or the new one, never half of one.
+    pub fn record(&self, server: &ServerRecord) -> Result<(), LockError> {
+        let mut text =
+            serde_json::to_string_pretty(server).map_err(|source| LockError::Encode {
+                path: self.path.clone(),
+                source,
+            })?;
+        text.push('\n');
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(io_err(&self.path))
+    }
+
+    /// The server is gone (reaped) and nothing of it is left to find.
+    pub fn clear(&self) -> Result<(), LockError> {
+        match std::fs::remove_file(&self.path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err(&self.path)(err)),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the file says, if it exists and parses.
+    pub fn read(&self) -> Option<ServerRecord> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The recorded server if that very process still runs: same pid and same start time
+    /// (a reused pid has another). A missing or unreadable file means nothing is known to
+    /// be left over. The runtime logs it and kills its tree before spawning.
+    pub fn stale_server(&self) -> Option<ServerRecord> {
+        let record = self.read()?;
+        (record.pid > 1 && process_start_ticks(record.pid) == Some(record.start_ticks))
+            .then_some(record)
+    }
+}
+
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`; `None` when the process does not exist.
+pub fn process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields resume after the command name's last ')': field 3 (state) is the first.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_ticks_are_stable() {
+        let me = std::process::id() as i32;
+        let a = process_start_ticks(me).expect("own /proc entry");
+        assert_eq!(process_start_ticks(me), Some(a));
+        assert_eq!(process_start_ticks(i32::MAX), None);
+    }
+
+    #[test]
+    fn held_message_names_pid_and_directory() {
+        let err = LockError::Held {
+            pid: Some(42),
+            data_dir: PathBuf::from("/srv/qos"),
+        };
+        assert_eq!(
+            err.to_string(),
+            "another controller (pid 42) holds /srv/qos"
+        );
+        let err = LockError::Held {
+            pid: None,
+            data_dir: PathBuf::from("/srv/qos"),
+        };
+        assert_eq!(err.to_string(), "another controller holds /srv/qos");
+    }
+}

@@ -1,6 +1,7 @@
 //! Processes: the one reaper of every child the controller has (server, probes, hooks,
 //! diagnostics, and orphans adopted as child subreaper), time-limited helper commands,
-//! and (to come) the server's spawn and whole-tree kill.
+//! the server's spawn (identity, environment, console capture into a rotated log and an
+//! in-memory tail) and the kill of its whole process tree.
 //!
 //! Exactly one place calls `waitpid`: [`Reaper::reap_all`]. Everything that wants an exit
 //! status registers its pid with [`Reaper::watch`] right after spawning it — before the
@@ -9,9 +10,15 @@
 //! would race this reaper for exit statuses.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,6 +26,7 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
 /// How a process ended.
@@ -168,5 +176,930 @@ pub async fn run_helper(
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             Ok(HelperOutcome { pid, exit: None })
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server: spawn, console capture, signals and whole-tree kill.
+// ---------------------------------------------------------------------------------------
+
+/// Make the controller the "child subreaper" of its descendants: a process of the server's
+/// tree that is orphaned (double fork, `setsid` daemon) is re-parented to the controller
+/// instead of init, so [`tree_pids`] still finds it and the [`Reaper`] reaps it.
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Variables that belong to the controller's own service manager contract. A server that
+/// inherited them could send `READY=1`/`WATCHDOG=1` for the controller, or claim its
+/// socket-activated descriptors.
+pub const SCRUBBED_ENV: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// Rotate the console log when it would grow past this; one `.1` generation is kept.
+pub const CONSOLE_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Lines of console output kept in memory for diagnostics and mails.
+pub const CONSOLE_TAIL_LINES: usize = 200;
+/// A console line longer than this is cut (in memory only; the file keeps every byte), so
+/// a server writing megabytes without a newline cannot grow the controller.
+pub const CONSOLE_LINE_MAX_BYTES: usize = 4096;
+
+/// How to start the application server (from `SERVER_*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Program and arguments, never empty.
+    pub argv: Vec<String>,
+    /// Working directory; also the base of a relative program path such as `./server`.
+    pub directory: PathBuf,
+    /// Run as this user (name or numeric uid); only possible when the controller is root.
+    pub user: Option<String>,
+    /// Run with this primary group (name or numeric gid); default: the user's group.
+    pub group: Option<String>,
+    /// Added to the (scrubbed) controller environment; wins over inherited values.
+    pub env: Vec<(String, String)>,
+    /// Where stdout and stderr are appended, e.g. `DATA_DIRECTORY/qoscntrlr-console.log`.
+    pub console_log: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("SERVER_COMMAND is empty")]
+    EmptyCommand,
+    #[error("server program {program:?} not found (a bare name is looked up beside qoscntrlr, then in PATH)")]
+    NotFound { program: String },
+    #[error("server program {path} is not an executable file")]
+    NotExecutable { path: PathBuf },
+    #[error("server directory {path}: {reason}")]
+    Directory { path: PathBuf, reason: String },
+    #[error("SERVER_USER={user} needs the controller to run as root (it runs as uid {uid})")]
+    NotRoot { user: String, uid: u32 },
+    #[error("SERVER_GROUP={group} needs the controller to run as root (it runs as uid {uid})")]
+    GroupNotRoot { group: String, uid: u32 },
+    #[error("SERVER_USER={user}: no such user")]
+    UnknownUser { user: String },
+    #[error("SERVER_GROUP={group}: no such group")]
+    UnknownGroup { group: String },
+    #[error("cannot look up the groups of SERVER_USER={user}: {source}")]
+    Groups { user: String, source: nix::Error },
+    #[error("argument contains a NUL byte: {arg:?}")]
+    NulByte { arg: String },
+    #[error("console log {path}: {source}")]
+    ConsoleLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the console pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("cannot start {program}: {source}")]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct SpawnedServer {
+    /// Also its process group id (the server leads its own group).
+    pub pid: i32,
+    /// Basename of the program, for `ObjectValue2=`.
+    pub program: String,
+    /// The exit status, delivered by the [`Reaper`].
+    pub exited: oneshot::Receiver<ExitInfo>,
+    /// Its stdout+stderr; hand it to [`ConsoleCapture::pump`] on a `spawn_local` task.
+    pub console: ConsoleCapture,
+}
+
+/// The read end of the server's stdout+stderr pipe and the console log it goes to.
+#[derive(Debug)]
+pub struct ConsoleCapture {
+    pub reader: OwnedFd,
+    pub log: ConsoleLog,
+}
+
+impl ConsoleCapture {
+    /// [`pump_console`] for this server. Ends when every writer of the pipe is gone.
+    pub async fn pump(self, tail: ConsoleTail) -> PumpSummary {
+        pump_console(self.reader, self.log, tail).await
+    }
+}
+
+/// The last [`CONSOLE_TAIL_LINES`] lines the server wrote. Cheap to clone; all clones
+/// share one buffer, which outlives a server so the crashed server's last words are still
+/// there for post-mortem diagnostics.
+#[derive(Debug, Clone)]
+pub struct ConsoleTail {
+    lines: Rc<RefCell<VecDeque<String>>>,
+    capacity: usize,
+}
+
+impl Default for ConsoleTail {
+    fn default() -> Self {
+        ConsoleTail::new(CONSOLE_TAIL_LINES)
+    }
+}
+
+impl ConsoleTail {
+    pub fn new(capacity: usize) -> ConsoleTail {
+        ConsoleTail {
+            lines: Rc::new(RefCell::new(VecDeque::with_capacity(capacity))),
+            capacity,
+        }
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let lines = self.lines.borrow();
+        let skip = lines.len().saturating_sub(n);
+        lines.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn push(&self, line: String) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut lines = self.lines.borrow_mut();
+        while lines.len() >= self.capacity {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+}
+
+/// The console log file: append-only, rotated to `<name>.1` past a size limit.
+#[derive(Debug)]
+pub struct ConsoleLog {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl ConsoleLog {
+    /// Open (create) `path` for appending, rotating at [`CONSOLE_LOG_MAX_BYTES`].
+    pub fn open(path: &Path) -> std::io::Result<ConsoleLog> {
+        ConsoleLog::with_limit(path, CONSOLE_LOG_MAX_BYTES)
+    }
+
+    pub fn with_limit(path: &Path, max_bytes: u64) -> std::io::Result<ConsoleLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(ConsoleLog {
+            path: path.to_path_buf(),
+            file: Some(file),
+            size,
+            max_bytes,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append `bytes` as they came (no re-encoding), rotating first when they would push
+    /// the file past the limit. One `write(2)` in the common case; the disk is local and
+    /// the pipe must keep draining, so a slow write is accepted rather than buffered.
+    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                // A previous rotation failed half-way; try to get a file again.
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                self.size = file.metadata()?.len();
+                self.file.insert(file)
+            }
+        };
+        file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        std::fs::rename(&self.path, PathBuf::from(old))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+/// What a finished [`pump_console`] saw.
+#[derive(Debug, Default)]
+pub struct PumpSummary {
+    pub bytes: u64,
+    /// The first failure to write the console log (reading went on regardless, so the
+    /// server never blocks on a full pipe).
+    pub write_error: Option<std::io::Error>,
+    /// Reading the pipe failed (other than end of file).
+    pub read_error: Option<std::io::Error>,
+}
+
+/// Copy the server's console from `reader` into `log` and the last lines into `tail`,
+/// until the pipe's last writer closes it (the server and any descendant that kept its
+/// stdout; [`kill_tree`] kills those). Run it as a `spawn_local` task.
+pub async fn pump_console(reader: OwnedFd, mut log: ConsoleLog, tail: ConsoleTail) -> PumpSummary {
+    let mut summary = PumpSummary::default();
+    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(reader) {
+        Ok(pipe) => pipe,
+        Err(err) => {
+            summary.read_error = Some(err);
+            return summary;
+        }
+    };
+    let mut lines = LineSplitter::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                summary.read_error = Some(err);
+                break;
+            }
+        };
+        let chunk = &buf[..n];
+        summary.bytes += n as u64;
+        if let Err(err) = log.append(chunk) {
+            summary.write_error.get_or_insert(err);
+        }
+        lines.feed(chunk, |line| tail.push(line));
+    }
+    lines.finish(|line| tail.push(line));
+    summary
+}
+
+/// Splits a byte stream into lossy-UTF-8 lines of bounded length. Decoding happens per
+/// complete line, so a multi-byte character split across two reads is not mangled.
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    /// The current line already exceeded the cap; drop its remaining bytes.
+    overflowed: bool,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, mut chunk: &[u8], mut emit: impl FnMut(String)) {
+        while !chunk.is_empty() {
+            let (piece, ended) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], Some(i + 1)),
+                None => (chunk, None),
+            };
+            if !self.overflowed {
+                let room = CONSOLE_LINE_MAX_BYTES - self.partial.len();
+                if piece.len() > room {
+                    self.partial.extend_from_slice(&piece[..room]);
+                    self.overflowed = true;
+                } else {
+                    self.partial.extend_from_slice(piece);
+                }
+            }
+            match ended {
+                Some(next) => {
+                    emit(self.take_line());
+                    chunk = &chunk[next..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: impl FnMut(String)) {
+        if !self.partial.is_empty() || self.overflowed {
+            let mut emit = emit;
+            emit(self.take_line());
+        }
+    }
+
+    fn take_line(&mut self) -> String {
+        let mut bytes = std::mem::take(&mut self.partial);
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let mut line = String::from_utf8_lossy(&bytes).into_owned();
+        if std::mem::take(&mut self.overflowed) {
+            line.push_str(" […]");
+        }
+        line
+    }
+}
+
+/// Find the program to run. A name with a `/` is a path (relative ones are relative to
+/// the server directory, where the server will run); a bare name is looked up first beside
+/// the controller's own executable (so `qos-demo-server` ships next to `qoscntrlr`), then
+/// in `path_var`.
+pub fn resolve_program(
+    program: &str,
+    directory: &Path,
+    exe_dir: Option<&Path>,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, SpawnError> {
+    if program.is_empty() {
+        return Err(SpawnError::EmptyCommand);
+    }
+    if program.contains('/') {
+        let path = directory.join(program);
+        return match executable_status(&path) {
+            Candidate::Executable => Ok(path),
+            Candidate::NotExecutable => Err(SpawnError::NotExecutable { path }),
+            Candidate::Missing => Err(SpawnError::NotFound {
+                program: path.display().to_string(),
+            }),
+        };
+    }
+    let path_dirs = path_var
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut not_executable = None;
+    for dir in exe_dir.map(Path::to_path_buf).into_iter().chain(path_dirs) {
+        // An empty PATH entry means the current directory; the server's is the one meant.
+        let dir = if dir.as_os_str().is_empty() {
+            directory.to_path_buf()
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        match executable_status(&candidate) {
+            Candidate::Executable => return Ok(candidate),
+            Candidate::NotExecutable => {
+                not_executable.get_or_insert(candidate);
+            }
+            Candidate::Missing => {}
+        }
+    }
+    match not_executable {
+        Some(path) => Err(SpawnError::NotExecutable { path }),
+        None => Err(SpawnError::NotFound {
+            program: program.to_string(),
+        }),
+    }
+}
+
+enum Candidate {
+    Executable,
+    NotExecutable,
+    Missing,
+}
+
+fn executable_status(path: &Path) -> Candidate {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+            Candidate::Executable
+        }
+        Ok(_) => Candidate::NotExecutable,
+        Err(_) => Candidate::Missing,
+    }
+}
+
+/// Who the server runs as, resolved before the fork (user database lookups are not safe
+/// between fork and exec).
+struct Identity {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+    /// HOME/USER/LOGNAME of the target user, so the server does not see root's.
+    env: Vec<(String, String)>,
+}
+
+fn resolve_identity(spec: &ServerSpec) -> Result<Option<Identity>, SpawnError> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    if spec.user.is_none() && spec.group.is_none() {
+        return Ok(None);
+    }
+    let uid_now = Uid::effective();
+    if !uid_now.is_root() {
+        return Err(match (&spec.user, &spec.group) {
+            (Some(user), _) => SpawnError::NotRoot {
+                user: user.clone(),
+                uid: uid_now.as_raw(),
+            },
+            (None, Some(group)) => SpawnError::GroupNotRoot {
+                group: group.clone(),
+                uid: uid_now.as_raw(),
+            },
+            (None, None) => unreachable!("checked above"),
+        });
+    }
+    let group = match &spec.group {
+        None => None,
+        Some(name) => {
+            let found = match name.parse::<u32>() {
+                Ok(gid) => Group::from_gid(Gid::from_raw(gid)).ok().flatten(),
+                Err(_) => Group::from_name(name).ok().flatten(),
+            };
+            match (found, name.parse::<u32>()) {
+                (Some(g), _) => Some(g.gid),
+                // A numeric gid without a group entry is still a valid gid.
+                (None, Ok(gid)) => Some(Gid::from_raw(gid)),
+                (None, Err(_)) => {
+                    return Err(SpawnError::UnknownGroup {
+                        group: name.clone(),
+                    })
+                }
+            }
+        }
+    };
+    let Some(name) = &spec.user else {
+        // Group only: keep root's uid, change the primary group, drop supplementary ones.
+        let gid = group.map(Gid::as_raw).unwrap_or(0);
+        return Ok(Some(Identity {
+            uid: 0,
+            gid,
+            groups: vec![gid],
+            env: Vec::new(),
+        }));
+    };
+    let user = match name.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
+        Err(_) => User::from_name(name).ok().flatten(),
+    }
+    .ok_or_else(|| SpawnError::UnknownUser { user: name.clone() })?;
+    let gid = group.unwrap_or(user.gid);
+    let cname = CString::new(user.name.as_bytes()).map_err(|_| SpawnError::NulByte {
+        arg: user.name.clone(),
+    })?;
+    let groups = nix::unistd::getgrouplist(&cname, gid)
+        .map_err(|source| SpawnError::Groups {
+            user: name.clone(),
+            source,
+        })?
+        .into_iter()
+        .map(Gid::as_raw)
+        .collect();
+    Ok(Some(Identity {
+        uid: user.uid.as_raw(),
+        gid: gid.as_raw(),
+        groups,
+        env: vec![
+            ("HOME".into(), user.dir.display().to_string()),
+            ("USER".into(), user.name.clone()),
+            ("LOGNAME".into(), user.name.clone()),
+        ],
+    }))
+}
+
+/// Start the server: no shell, stdin from /dev/null, stdout+stderr into one pipe to the
+/// controller, its own process group (pgid == pid, not a new session), in
+/// `spec.directory`, as `spec.user`/`spec.group` (root only), without the controller's
+/// service-manager variables. The program is resolved before the fork so a typo gives a
+/// clear error instead of an exit status 127. Registers the pid with `reaper` at once.
+pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer, SpawnError> {
+    let program_arg = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
+    match std::fs::metadata(&spec.directory) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SpawnError::Directory {
+                path: spec.directory.clone(),
+                reason: "not a directory".into(),
+            })
+        }
+        Err(err) => {
+            return Err(SpawnError::Directory {
+                path: spec.directory.clone(),
+                reason: err.to_string(),
+            })
+        }
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let path_var: Option<OsString> = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    let program_path = resolve_program(
+        program_arg,
+        &spec.directory,
+        exe_dir.as_deref(),
+        path_var.as_deref(),
+    )?;
+    for arg in &spec.argv {
+        if arg.contains('\0') {
+            return Err(SpawnError::NulByte { arg: arg.clone() });
+        }
+    }
+    let identity = resolve_identity(spec)?;
+    let dir_c =
+        CString::new(spec.directory.as_os_str().as_bytes()).map_err(|_| SpawnError::NulByte {
+            arg: spec.directory.display().to_string(),
+        })?;
+
+    let mut log = ConsoleLog::open(&spec.console_log).map_err(|source| SpawnError::ConsoleLog {
+        path: spec.console_log.clone(),
+        source,
+    })?;
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
+    let write_end_err = write_end.try_clone().map_err(SpawnError::Pipe)?;
+
+    let mut cmd = Command::new(&program_path);
+    cmd.arg0(program_arg)
+        .args(&spec.argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::from(write_end_err))
+        .process_group(0);
+    for key in SCRUBBED_ENV {
+        cmd.env_remove(key);
+    }
+    if let Some(identity) = &identity {
+        for (k, v) in &identity.env {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let ids = identity.map(|i| (i.uid, i.gid, i.groups));
+    // SAFETY: the closure only makes async-signal-safe system calls on data prepared
+    // before the fork (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid, groups)) = &ids {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // After the identity change, so the directory is entered with the server's
+            // own permissions.
+            if libc::chdir(dir_c.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        program: program_path.display().to_string(),
+        source,
+    })?;
+    let pid = child.id() as i32;
+    let exited = reaper.watch(pid);
+    // No wait() on `child`: the reaper owns the exit status.
+    drop(child);
+    // Drop our copies of the write end (held by `cmd`) so the pipe closes when the
+    // server's tree is gone.
+    drop(cmd);
+
+    let program = Path::new(program_arg)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program_arg.clone());
+    // A marker between runs in the file; failing to write it is not worth failing the
+    // spawn (the pump reports write errors).
+    let _ = log.append(
+        format!(
+            "=== qoscntrlr: started {} (pid {pid}) at {} ===\n",
+            shell_words::join(&spec.argv),
+            chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        )
+        .as_bytes(),
+    );
+    Ok(SpawnedServer {
+        pid,
+        program,
+        exited,
+        console: ConsoleCapture {
+            reader: read_end,
+            log,
+        },
+    })
+}
+
+/// Send `sig` to every process of group `pgid`.
+pub fn signal_group(pgid: i32, sig: Signal) -> nix::Result<()> {
+    if pgid <= 1 {
+        // killpg(0/1) would hit the controller's own group or be meaningless: refuse.
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    killpg(Pid::from_raw(pgid), sig)
+}
+
+/// Fields of `/proc/<pid>/stat` the tree walk needs.
+struct ProcStat {
+    state: char,
+    pgid: i32,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some(ProcStat { state, pgid })
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// The server `root` and everything that belongs to its tree: its descendants (through
+/// `/proc/<pid>/task/*/children`), the controller's own children other than `root` and
+/// the `exclude`d helper pids (as child subreaper the controller adopts the orphans of
+/// the tree, e.g. `setsid` daemons), their descendants, and every process in group
+/// `pgid`. Zombies are included (they are reaped, not killed); the controller itself
+/// and init never are. Note: orphans of killed helper commands are adopted too and
+/// count as the server's — they are leftovers either way.
+pub fn tree_pids(root: i32, pgid: i32, exclude: &HashSet<i32>) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut seen: HashSet<i32> = HashSet::new();
+    let mut order = Vec::new();
+    let mut queue: VecDeque<i32> = VecDeque::new();
+    let mut push = |pid: i32, queue: &mut VecDeque<i32>| {
+        if pid > 1 && pid != me && !exclude.contains(&pid) && seen.insert(pid) {
+            order.push(pid);
+            queue.push_back(pid);
+        }
+    };
+    if Path::new(&format!("/proc/{root}")).exists() {
+        push(root, &mut queue);
+    }
+    for adopted in children_of(me) {
+        push(adopted, &mut queue);
+    }
+    if pgid > 1 {
+        for pid in all_pids() {
+            if proc_stat(pid).is_some_and(|s| s.pgid == pgid) {
+                push(pid, &mut queue);
+            }
+        }
+    }
+    while let Some(pid) = queue.pop_front() {
+        for child in children_of(pid) {
+            push(child, &mut queue);
+        }
+    }
+    order
+}
+
+/// What [`kill_tree`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KillReport {
+    /// Every pid that was sent SIGKILL, in discovery order.
+    pub killed: Vec<i32>,
+    /// Still alive (not a zombie) after the last round, e.g. stuck in uninterruptible
+    /// sleep. Empty on success.
+    pub survivors: Vec<i32>,
+    pub rounds: u32,
+}
+
+const KILL_ROUNDS: u32 = 20;
+
+fn alive(pid: i32) -> bool {
+    // Zombie ('Z') and dead ('X') entries are waiting for the reaper, not for a signal.
+    proc_stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+/// SIGKILL the server's whole tree (see [`tree_pids`]). Each round first SIGSTOPs every
+/// process found, walking again until no new one turns up (a stopped process cannot fork
+/// while we look), then SIGKILLs them all and the group. Rounds repeat until a walk finds
+/// nothing alive, at most [`KILL_ROUNDS`] times. Reaping is left to the [`Reaper`].
+pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
+    let mut report = KillReport::default();
+    let mut killed: HashSet<i32> = HashSet::new();
+    while report.rounds < KILL_ROUNDS {
+        let mut stopped: Vec<i32> = Vec::new();
+        let mut stopped_set: HashSet<i32> = HashSet::new();
+        loop {
+            let fresh: Vec<i32> = tree_pids(root, pgid, exclude)
+                .into_iter()
+                .filter(|&p| alive(p) && !stopped_set.contains(&p))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for pid in fresh {
+                // ESRCH: it died meanwhile, which is what we want anyway.
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP);
+                stopped_set.insert(pid);
+                stopped.push(pid);
+            }
+        }
+        if stopped.is_empty() {
+            break;
+        }
+        report.rounds += 1;
+        for &pid in &stopped {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if killed.insert(pid) {
+                report.killed.push(pid);
+            }
+        }
+        if pgid > 1 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        // SIGKILL is delivered asynchronously; if some are still on their way out, give
+        // the kernel a moment before walking again.
+        if stopped.iter().any(|&p| alive(p)) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    report.survivors = tree_pids(root, pgid, exclude)
+        .into_iter()
+        .filter(|&p| alive(p))
+        .collect();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::default();
+        for c in chunks {
+            s.feed(c, |l| out.push(l));
+        }
+        s.finish(|l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_crlf_are_joined() {
+        assert_eq!(
+            split(&[b"one\r\ntw", b"o\nthree"]),
+            vec!["one", "two", "three"]
+        );
+    }
+
+    #[test]
+    fn multibyte_character_split_across_reads_survives() {
+        let text = "grüße\n".as_bytes();
+        assert_eq!(split(&[&text[..3], &text[3..]]), vec!["grüße"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        assert_eq!(split(&[b"a\xffb\n"]), vec!["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn long_line_is_cut_and_marked() {
+        let long = vec![b'x'; CONSOLE_LINE_MAX_BYTES * 3];
+        let lines = split(&[&long[..5000], &long[5000..], b"\nnext\n"]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(&"x".repeat(CONSOLE_LINE_MAX_BYTES)));
+        assert!(lines[0].ends_with(" […]"));
+        assert_eq!(lines[1], "next");
+    }
+
+    #[test]
+    fn tail_keeps_only_the_last_lines() {
+        let tail = ConsoleTail::new(3);
+        for i in 0..5 {
+            tail.push(format!("l{i}"));
+        }
+        assert_eq!(tail.tail(10), vec!["l2", "l3", "l4"]);
+        assert_eq!(tail.tail(2), vec!["l3", "l4"]);
+        assert!(tail.clone().tail(0).is_empty());
+    }
+
+    #[test]
+    fn console_log_rotates_keeping_one_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut log = ConsoleLog::with_limit(&path, 10).unwrap();
+        log.append(b"12345678").unwrap();
+        log.append(b"abcd").unwrap(); // would exceed 10 → rotate first
+        log.append(b"ef").unwrap();
+        log.append(b"XYZXYZ").unwrap(); // rotates again, replacing the old .1
+        assert_eq!(std::fs::read(&path).unwrap(), b"XYZXYZ");
+        assert_eq!(
+            std::fs::read(dir.path().join("console.log.1")).unwrap(),
+            b"abcdef"
+        );
+        // Reopening continues the size count from the file.
+        let mut again = ConsoleLog::with_limit(&path, 10).unwrap();
+        again.append(b"12345").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"12345");
+    }
+
+    #[test]
+    fn pump_copies_bytes_and_tail_until_the_writer_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let log = ConsoleLog::open(&path).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut writer = File::from(w);
+        writer.write_all(b"hello\nbad \xff byte\npartial").unwrap();
+        drop(writer);
+        let tail = ConsoleTail::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let summary = rt.block_on(pump_console(r, log, tail.clone()));
+        assert_eq!(summary.bytes, 24);
+        assert!(summary.write_error.is_none() && summary.read_error.is_none());
+        assert_eq!(tail.tail(5), vec!["hello", "bad \u{fffd} byte", "partial"]);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"hello\nbad \xff byte\npartial"
+        );
+    }
+
+    fn make_file(path: &Path, mode: u32) {
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn bare_name_is_found_beside_the_controller_before_path() {
+        let exe_dir = tempfile::tempdir().unwrap();
+        let path_dir = tempfile::tempdir().unwrap();
+        make_file(&exe_dir.path().join("srv"), 0o755);
+        make_file(&path_dir.path().join("srv"), 0o755);
+        make_file(&path_dir.path().join("other"), 0o755);
+        let path_var = path_dir.path().as_os_str();
+        let got = resolve_program("srv", Path::new("/"), Some(exe_dir.path()), Some(path_var));
+        assert_eq!(got.unwrap(), exe_dir.path().join("srv"));
+        let got = resolve_program(
+            "other",
+            Path::new("/"),
+            Some(exe_dir.path()),
+            Some(path_var),
+        );
+        assert_eq!(got.unwrap(), path_dir.path().join("other"));
+    }
+
+    #[test]
+    fn lookup_errors_name_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        make_file(&dir.path().join("noexec"), 0o644);
+        let err = resolve_program(
+            "no-such-server",
+            dir.path(),
+            None,
+            Some(dir.path().as_os_str()),
+        )
+        .unwrap_err();
+        assert!(matches!(&err, SpawnError::NotFound { program } if program == "no-such-server"));
+        assert!(err.to_string().contains("\"no-such-server\" not found"));
+        let err =
+            resolve_program("noexec", dir.path(), None, Some(dir.path().as_os_str())).unwrap_err();
+        assert!(matches!(err, SpawnError::NotExecutable { .. }));
+        // A relative path is relative to the server directory.
+        let err = resolve_program("./noexec", dir.path(), None, None).unwrap_err();
+        assert!(
+            matches!(err, SpawnError::NotExecutable { path } if path == dir.path().join("./noexec"))
+        );
+        let err = resolve_program("./missing", dir.path(), None, None).unwrap_err();
+        assert!(matches!(err, SpawnError::NotFound { .. }));
+        // A directory is not a program.
+        let err = resolve_program(".", dir.path(), None, None).unwrap_err();
+        assert!(matches!(
+            err,
+            SpawnError::NotFound { .. } | SpawnError::NotExecutable { .. }
+        ));
     }
 }
