@@ -182,7 +182,7 @@ fn dispatch(command: Command) -> u8 {
         Command::Resume(_) => not_built("resume"),
         Command::ClearFault(_) => not_built("clear-fault"),
         Command::Diagnose(_) => not_built("diagnose"),
-        Command::Send { .. } => not_built("send"),
+        Command::Send { config, line } => send(&config, &line),
         Command::Logs { .. } => not_built("logs"),
         Command::Report { .. } => not_built("report"),
         Command::SupportBundle { .. } => not_built("support-bundle"),
@@ -253,6 +253,34 @@ pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8>
             }
             eprintln!("qoscntrlr: {failure}");
             Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// How long `send` waits for the controller to take the message.
+const SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `qoscntrlr send '<line>'`: the line is validated before anything is sent, so a typo
+/// is reported here instead of being dropped by the controller.
+fn send(config: &ConfigArg, line: &str) -> u8 {
+    if let Err(e) = crate::message::parse(line).and_then(|m| m.meaning()) {
+        eprintln!("qoscntrlr: send: invalid message: {e}");
+        return EXIT_FAILURE;
+    }
+    let loaded = match load_config_or_exit(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let pipe = &loaded.config.pipe;
+    match crate::pipe::send_line(pipe, line, SEND_LIMIT) {
+        Ok(()) => EXIT_OK,
+        Err(e @ (crate::pipe::SendError::MultiLine | crate::pipe::SendError::TooLong(_))) => {
+            eprintln!("qoscntrlr: send: {e}");
+            EXIT_FAILURE
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: {e}");
+            EXIT_UNREACHABLE
         }
     }
 }

@@ -1,1 +1,572 @@
-//! (to be written)
+//! The QOSPipeWatcher (DESIGN.md §5): the Unix stream socket at `QOS_PIPE` where the
+//! server (or `qoscntrlr send`) writes one message per line. Owns the socket file (stale
+//! replacement, mode 0660, group), the per-client line reading with its limits, and the
+//! client side used by `qoscntrlr send`.
+//!
+//! Bad input never reaches the controller as anything but a rate-limited
+//! [`PipeEvent::Rejected`]; the queue to the runtime is bounded and never waited on, so
+//! a flooding or stalled client cannot delay probing or logging.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc::{error::TrySendError, Sender};
+
+use crate::message::{self, Meaning, Message};
+
+/// Longest message, newline excluded (DESIGN.md §5).
+pub const MAX_LINE: usize = 8 * 1024;
+/// Clients served at once; more are refused so a connect storm cannot exhaust
+/// descriptors or memory.
+pub const MAX_CLIENTS: usize = 64;
+/// Mode of the socket file: owner and group may connect, others may not.
+pub const SOCKET_MODE: u32 = 0o660;
+/// At most one rejection report per client per this interval.
+const REJECT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long `bind` waits on a connect to tell a live socket from a stale one.
+const STALE_PROBE_LIMIT: Duration = Duration::from_secs(1);
+/// Read size; large enough that a flood is handled in few wakeups.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the pipe tells the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeEvent {
+    /// A valid message: `text` is the line as received (trimmed), `message` its parse,
+    /// `meaning` what it asks of the controller.
+    Line {
+        client: u64,
+        text: String,
+        message: Message,
+        meaning: Meaning,
+    },
+    /// Input that was dropped (over-long, invalid UTF-8, not a valid message) or a
+    /// refused connection. Rate-limited per client; the reason counts what was
+    /// suppressed since the last report.
+    Rejected { client: u64, reason: String },
+    /// Events lost because the runtime's queue was full, reported once it had room.
+    Dropped { count: u64 },
+    /// The listener itself failed (e.g. out of descriptors); serving continues.
+    Failed { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("another process is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("cannot inspect {path}: {source}")]
+    Inspect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot remove the stale socket {path}: {source}")]
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set mode 0660 on {path}: {source}")]
+    Mode {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("QOS_CONTROL_GROUP: no group named '{0}'")]
+    UnknownGroup(String),
+    #[error("cannot give {path} to group {group}: {source}")]
+    Chown {
+        path: PathBuf,
+        group: String,
+        source: nix::Error,
+    },
+}
+
+/// Listen on `path`: a stale socket left by a dead controller is replaced, a live one
+/// or anything that is not a socket is left alone. The socket gets mode 0660 and, when
+/// given, the group `group` (name or numeric id). Needs a tokio runtime.
+///
+/// The mode is set right after `bind`; until then the process umask applies, which for
+/// a service is 022 or stricter, so no other user can connect in between.
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, PipeError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if socket_is_live(path).await {
+                return Err(PipeError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(|source| PipeError::RemoveStale {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(_) => return Err(PipeError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(PipeError::Inspect {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|source| PipeError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
+        |source| PipeError::Mode {
+            path: path.to_path_buf(),
+            source,
+        },
+    )?;
+    if let Some(group) = group {
+        let gid = lookup_group(group)?;
+        nix::unistd::chown(path, None, Some(gid)).map_err(|source| PipeError::Chown {
+            path: path.to_path_buf(),
+            group: group.to_string(),
+            source,
+        })?;
+    }
+    Ok(listener)
+}
+
+/// A socket is live when something accepts (or is too busy to refuse) a connect.
+async fn socket_is_live(path: &Path) -> bool {
+    match tokio::time::timeout(STALE_PROBE_LIMIT, UnixStream::connect(path)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+        // A listener whose backlog is full does not answer: it is alive.
+        Err(_) => true,
+    }
+}
+
+fn lookup_group(group: &str) -> Result<nix::unistd::Gid, PipeError> {
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid),
+        _ => group
+            .parse::<u32>()
+            .map(nix::unistd::Gid::from_raw)
+            .map_err(|_| PipeError::UnknownGroup(group.to_string())),
+    }
+}
+
+/// State shared by the accept loop and the client tasks (one thread: `Rc`/`Cell`).
+struct Shared {
+    tx: Sender<PipeEvent>,
+    /// Events lost to a full queue and not yet reported.
+    dropped: Cell<u64>,
+    active: Cell<usize>,
+}
+
+impl Shared {
+    /// Queue `event` without waiting. False when the runtime is gone.
+    fn emit(&self, event: PipeEvent) -> bool {
+        let pending = self.dropped.get();
+        if pending > 0 {
+            match self.tx.try_send(PipeEvent::Dropped { count: pending }) {
+                Ok(()) => self.dropped.set(0),
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.set(pending + 1);
+                    return true;
+                }
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.set(self.dropped.get() + 1);
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Frees the client's slot however its task ends.
+struct ActiveSlot(Rc<Shared>);
+
+impl Drop for ActiveSlot {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
+}
+
+/// Serve clients until the receiving side of `tx` is dropped. Must run inside a
+/// `LocalSet` (each client is a `spawn_local` task). Client ids start at 1.
+pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
+    let shared = Rc::new(Shared {
+        tx,
+        dropped: Cell::new(0),
+        active: Cell::new(0),
+    });
+    let mut next_client: u64 = 1;
+    // One report per episode of refusals / accept failures, not one per connect.
+    let mut refusing = false;
+    let mut failures = RateLimit::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shared.tx.closed() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let client = next_client;
+                next_client += 1;
+                if shared.active.get() >= MAX_CLIENTS {
+                    drop(stream);
+                    if !refusing {
+                        refusing = true;
+                        let reason = format!(
+                            "too many clients ({MAX_CLIENTS}) on the pipe; refusing connections until one disconnects"
+                        );
+                        if !shared.emit(PipeEvent::Rejected { client, reason }) {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                refusing = false;
+                shared.active.set(shared.active.get() + 1);
+                let slot = ActiveSlot(shared.clone());
+                tokio::task::spawn_local(serve_client(slot, client, stream));
+            }
+            Err(e) => {
+                if let Some(suppressed) = failures.allow(Instant::now()) {
+                    let reason =
+                        with_suppressed(format!("cannot accept a connection: {e}"), suppressed);
+                    if !shared.emit(PipeEvent::Failed { reason }) {
+                        return;
+                    }
+                }
+                // Typically EMFILE: the error repeats until a descriptor frees up, so
+                // pause instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// At most one report per [`REJECT_INTERVAL`]; counts what it held back.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `Some(suppressed since the last report)` when a report may go out now.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < REJECT_INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+fn with_suppressed(reason: String, suppressed: u64) -> String {
+    if suppressed == 0 {
+        reason
+    } else {
+        format!("{reason} ({suppressed} similar problem(s) not reported)")
+    }
+}
+
+/// One piece of a client's byte stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    /// A complete line, newline removed, at most [`MAX_LINE`] bytes.
+    Line(&'a [u8]),
+    /// A line grew past [`MAX_LINE`]; it is dropped up to its newline.
+    TooLong,
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes without ever holding
+/// more than that per client.
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    /// Inside an over-long line: drop bytes until the next newline.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, mut chunk: &[u8], mut on: impl FnMut(Piece<'_>)) {
+        while !chunk.is_empty() {
+            let newline = chunk.iter().position(|&b| b == b'\n');
+            let (segment, rest) = match newline {
+                Some(at) => (&chunk[..at], &chunk[at + 1..]),
+                None => (chunk, &[][..]),
+            };
+            chunk = rest;
+            if self.discarding {
+                self.discarding = newline.is_none();
+                continue;
+            }
+            if self.partial.len() + segment.len() > MAX_LINE {
+                self.partial.clear();
+                self.discarding = newline.is_none();
+                on(Piece::TooLong);
+                continue;
+            }
+            match newline {
+                // Common case: the whole line is in this chunk; no copy.
+                Some(_) if self.partial.is_empty() => on(Piece::Line(segment)),
+                Some(_) => {
+                    self.partial.extend_from_slice(segment);
+                    on(Piece::Line(&self.partial));
+                    self.partial.clear();
+                }
+                None => self.partial.extend_from_slice(segment),
+            }
+        }
+    }
+
+    /// The client closed: an unterminated last line still counts (`printf` without `\n`).
+    fn finish(&mut self, on: impl FnOnce(Piece<'_>)) {
+        if !self.discarding && !self.partial.is_empty() {
+            on(Piece::Line(&self.partial));
+        }
+        self.partial.clear();
+    }
+}
+
+/// Per-client bookkeeping of what was rejected.
+struct ClientState {
+    client: u64,
+    rejects: RateLimit,
+    /// Over-long lines are reported once per client; later ones are only counted.
+    too_long_reported: bool,
+    /// False once the runtime is gone.
+    open: bool,
+}
+
+impl ClientState {
+    fn reject(&mut self, shared: &Shared, reason: String) {
+        if let Some(suppressed) = self.rejects.allow(Instant::now()) {
+            let reason = with_suppressed(reason, suppressed);
+            self.open &= shared.emit(PipeEvent::Rejected {
+                client: self.client,
+                reason,
+            });
+        }
+    }
+
+    fn handle(&mut self, shared: &Shared, piece: Piece<'_>) {
+        let bytes = match piece {
+            Piece::Line(bytes) => bytes,
+            Piece::TooLong if !self.too_long_reported => {
+                self.too_long_reported = true;
+                self.reject(
+                    shared,
+                    format!("message longer than {MAX_LINE} bytes cut off and dropped (further ones from this client are dropped without a report)"),
+                );
+                return;
+            }
+            Piece::TooLong => {
+                self.rejects.suppressed += 1;
+                return;
+            }
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.trim(),
+            Err(_) => {
+                self.reject(shared, "message is not valid UTF-8; dropped".to_string());
+                return;
+            }
+        };
+        if text.is_empty() {
+            return;
+        }
+        let parsed = message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning)));
+        match parsed {
+            Ok((message, meaning)) => {
+                self.open &= shared.emit(PipeEvent::Line {
+                    client: self.client,
+                    text: text.to_string(),
+                    message,
+                    meaning,
+                });
+            }
+            Err(e) => self.reject(shared, format!("invalid message dropped: {e}")),
+        }
+    }
+}
+
+async fn serve_client(slot: ActiveSlot, client: u64, mut stream: UnixStream) {
+    let shared = slot.0.clone();
+    let mut state = ClientState {
+        client,
+        rejects: RateLimit::default(),
+        too_long_reported: false,
+        open: true,
+    };
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    while state.open {
+        let read = tokio::select! {
+            read = stream.read(&mut buf) => read,
+            _ = shared.tx.closed() => return,
+        };
+        match read {
+            Ok(0) => {
+                splitter.finish(|piece| state.handle(&shared, piece));
+                break;
+            }
+            Ok(n) => splitter.feed(&buf[..n], |piece| state.handle(&shared, piece)),
+            Err(e) => {
+                state.reject(&shared, format!("read error: {e}"));
+                break;
+            }
+        }
+        // A client that always has data must not starve the probe and the log on the
+        // one runtime thread.
+        tokio::task::yield_now().await;
+    }
+    if state.open && state.rejects.suppressed > 0 {
+        let reason = format!(
+            "{} problem(s) not reported before the client disconnected",
+            state.rejects.suppressed
+        );
+        shared.emit(PipeEvent::Rejected { client, reason });
+    }
+}
+
+/// Why `qoscntrlr send` could not deliver a line.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no controller is listening on {0}")]
+    NotListening(PathBuf),
+    #[error("permission denied on {0} (the pipe admits its owner and QOS_CONTROL_GROUP)")]
+    PermissionDenied(PathBuf),
+    #[error("the message must be one line")]
+    MultiLine,
+    #[error("the message is {0} bytes; at most {MAX_LINE} are accepted")]
+    TooLong(usize),
+    #[error("the controller on {0} did not take the message in time")]
+    TimedOut(PathBuf),
+    #[error("cannot send to {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Send one message line to the pipe at `path` (blocking; for `qoscntrlr send`).
+/// `limit` bounds the write; a newline is added.
+pub fn send_line(path: &Path, line: &str, limit: Duration) -> Result<(), SendError> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.contains(['\r', '\n']) {
+        return Err(SendError::MultiLine);
+    }
+    if line.len() > MAX_LINE {
+        return Err(SendError::TooLong(line.len()));
+    }
+    let io_error = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            SendError::NotListening(path.to_path_buf())
+        }
+        std::io::ErrorKind::PermissionDenied => SendError::PermissionDenied(path.to_path_buf()),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            SendError::TimedOut(path.to_path_buf())
+        }
+        _ => SendError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(io_error)?;
+    // A zero timeout is rejected by std; treat it as the shortest wait.
+    stream
+        .set_write_timeout(Some(limit.max(Duration::from_millis(1))))
+        .map_err(io_error)?;
+    let mut data = Vec::with_capacity(line.len() + 1);
+    data.extend_from_slice(line.as_bytes());
+    data.push(b'\n');
+    stream.write_all(&data).map_err(io_error)?;
+    stream.flush().map_err(io_error)?;
+    // The controller may already have closed its side (e.g. while shutting down).
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(splitter: &mut LineSplitter, chunk: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        splitter.feed(chunk, |p| {
+            out.push(match p {
+                Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                Piece::TooLong => "<too long>".into(),
+            })
+        });
+        out
+    }
+
+    #[test]
+    fn splitter_joins_partial_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(pieces(&mut s, b"OpMsg=REA"), Vec::<String>::new());
+        assert_eq!(
+            pieces(&mut s, b"DY Type=SERVER\nab"),
+            vec!["OpMsg=READY Type=SERVER"]
+        );
+        assert_eq!(pieces(&mut s, b"c\n\nd\n"), vec!["abc", "", "d"]);
+        let mut last = Vec::new();
+        assert_eq!(pieces(&mut s, b"tail"), Vec::<String>::new());
+        s.finish(|p| last.push(p == Piece::Line(b"tail")));
+        assert_eq!(last, vec![true]);
+    }
+
+    #[test]
+    fn splitter_cuts_over_long_lines_until_newline() {
+        let mut s = LineSplitter::default();
+        let exact = vec![b'a'; MAX_LINE];
+        let mut input = exact.clone();
+        input.push(b'\n');
+        assert_eq!(pieces(&mut s, &input), vec!["a".repeat(MAX_LINE)]);
+        // One byte more, delivered in small pieces: reported once, then skipped.
+        let mut out = Vec::new();
+        for _ in 0..(MAX_LINE + 1000) / 100 {
+            out.extend(pieces(&mut s, &[b'b'; 100]));
+        }
+        assert_eq!(out, vec!["<too long>"]);
+        assert_eq!(pieces(&mut s, b"bbb\nnext\n"), vec!["next"]);
+        // An over-long line complete within one chunk.
+        let mut input = vec![b'c'; MAX_LINE + 1];
+        input.extend_from_slice(b"\nafter\n");
+        assert_eq!(pieces(&mut s, &input), vec!["<too long>", "after"]);
+        // An unterminated over-long tail is not delivered at the end.
+        pieces(&mut s, &vec![b'd'; MAX_LINE + 1]);
+        let mut delivered = false;
+        s.finish(|_| delivered = true);
+        assert!(!delivered);
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::default();
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0 + Duration::from_millis(10)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_millis(999)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(1)), Some(2));
+        assert_eq!(limit.allow(t0 + Duration::from_secs(3)), Some(0));
+    }
+}

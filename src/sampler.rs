@@ -1,1 +1,778 @@
-//! (to be written)
+//! Resource samples of the server's process tree (DESIGN.md §3 `QOS_MAX_*`, issue 4):
+//! memory, CPU % of one core, open descriptors and threads of every process in the tree,
+//! and the free space of the data directory's filesystem. Also the pure limit logic
+//! ([`LimitTracker`]: warn once at `QOS_RESOURCE_WARN` %, exhausted after
+//! `QOS_RESOURCE_SAMPLES` consecutive samples over a limit) for the core to use.
+//!
+//! Targeted refresh: the tree is walked from its root through
+//! `/proc/<pid>/task/<tid>/children`, reading a few files per process; the process table
+//! is never scanned (except, once per sample, on a kernel built without
+//! `CONFIG_PROC_CHILDREN`). A general library such as `sysinfo` refreshes far more than
+//! these few files per process, which is why they are read by hand.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::Config;
+
+/// How the memory figure was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Proportional set size (`/proc/<pid>/smaps_rollup`) of every process: shared pages
+    /// are split among their users, so the tree's sum does not count them twice.
+    Pss,
+    /// Resident set size: the only figure readable for these processes.
+    Rss,
+    /// PSS for some processes, RSS for those whose `smaps_rollup` was unreadable.
+    Mixed,
+}
+
+impl fmt::Display for MemoryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemoryKind::Pss => "PSS",
+            MemoryKind::Rss => "RSS",
+            MemoryKind::Mixed => "PSS/RSS",
+        })
+    }
+}
+
+/// One sample of the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The pids sampled, the root first.
+    pub at_tree: Vec<i32>,
+    /// Memory of the tree in bytes, measured as `memory_kind` says.
+    pub rss_bytes: u64,
+    pub memory_kind: MemoryKind,
+    /// CPU of the tree since the previous sample, percent of one core (may exceed 100
+    /// on several cores). `None` on the first sample.
+    pub cpu_percent: Option<f64>,
+    pub open_files: u64,
+    pub threads: u64,
+    pub disk_free_bytes: u64,
+    pub processes: usize,
+    /// Processes whose descriptors could not be counted (another user's, not root).
+    pub fds_unreadable: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("the server process {0} does not exist")]
+    NoSuchProcess(i32),
+    #[error("cannot read {path}: {source}")]
+    Proc {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the free space of {path}: {source}")]
+    Disk { path: PathBuf, source: nix::Error },
+    #[error("unexpected format of {0}")]
+    Format(PathBuf),
+}
+
+/// The fields of `/proc/<pid>/stat` a sample needs.
+struct Stat {
+    ppid: i32,
+    cpu_ticks: u64,
+    threads: u64,
+    start_ticks: u64,
+    rss_pages: u64,
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 (state) of proc(5).
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Stat {
+        ppid: fields.get(4 - 3)?.parse().ok()?,
+        cpu_ticks: field(14)?.checked_add(field(15)?)?,
+        threads: field(20)?,
+        start_ticks: field(22)?,
+        rss_pages: field(24)?,
+    })
+}
+
+/// `Pss:` of `smaps_rollup`, in bytes.
+fn parse_pss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kib: u64 = line["Pss:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+fn parse_pids(text: &str, into: &mut Vec<i32>) {
+    into.extend(
+        text.split_ascii_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok()),
+    );
+}
+
+/// Samples a process tree, keeping what is needed to compute CPU between samples.
+pub struct Sampler {
+    proc_root: PathBuf,
+    clock_ticks: f64,
+    page_size: u64,
+    /// CPU ticks of each process at the previous sample, keyed by (pid, start time) so
+    /// a reused pid is not mistaken for the old process.
+    previous: HashMap<(i32, u64), u64>,
+    previous_at: Option<Instant>,
+    /// Whether the kernel offers `task/<tid>/children` (CONFIG_PROC_CHILDREN).
+    children_files: bool,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new()
+    }
+}
+
+impl Sampler {
+    pub fn new() -> Sampler {
+        Sampler::with_proc_root(Path::new("/proc"))
+    }
+
+    /// A sampler reading another mount of procfs (tests, containers).
+    pub fn with_proc_root(proc_root: &Path) -> Sampler {
+        use nix::unistd::{sysconf, SysconfVar};
+        // Linux fixes USER_HZ at 100 and pages at 4 KiB on common targets; the fallbacks
+        // only matter if sysconf itself fails.
+        let clock_ticks = match sysconf(SysconfVar::CLK_TCK) {
+            Ok(Some(t)) if t > 0 => t as f64,
+            _ => 100.0,
+        };
+        let page_size = match sysconf(SysconfVar::PAGE_SIZE) {
+            Ok(Some(p)) if p > 0 => p as u64,
+            _ => 4096,
+        };
+        Sampler {
+            proc_root: proc_root.to_path_buf(),
+            clock_ticks,
+            page_size,
+            previous: HashMap::new(),
+            previous_at: None,
+            children_files: proc_root.join("thread-self/children").exists(),
+        }
+    }
+
+    /// Forget the CPU history (the server was restarted: a new tree).
+    pub fn reset(&mut self) {
+        self.previous.clear();
+        self.previous_at = None;
+    }
+
+    /// Sample the tree under `root_pid` plus the trees under `extra_pids` (processes of
+    /// the server that left its tree, e.g. orphans the controller adopted), and the
+    /// filesystem holding `data_dir`.
+    pub fn sample(
+        &mut self,
+        root_pid: i32,
+        extra_pids: &[i32],
+        data_dir: &Path,
+        now: Instant,
+    ) -> Result<Sample, SampleError> {
+        let fallback_children = if self.children_files {
+            None
+        } else {
+            Some(self.children_by_scan())
+        };
+
+        let mut sample = Sample {
+            at_tree: Vec::new(),
+            rss_bytes: 0,
+            memory_kind: MemoryKind::Pss,
+            cpu_percent: None,
+            open_files: 0,
+            threads: 0,
+            disk_free_bytes: 0,
+            processes: 0,
+            fds_unreadable: 0,
+        };
+        let (mut pss_seen, mut rss_seen) = (false, false);
+        let mut ticks_now: HashMap<(i32, u64), u64> = HashMap::new();
+        let mut seen: HashSet<i32> = HashSet::new();
+        // Depth-first, the root popped first so it heads `at_tree`.
+        let mut pending: Vec<i32> = extra_pids.iter().rev().copied().collect();
+        pending.push(root_pid);
+        let mut children = Vec::new();
+
+        while let Some(pid) = pending.pop() {
+            if pid <= 0 && pid == root_pid {
+                return Err(SampleError::NoSuchProcess(root_pid));
+            }
+            if pid <= 0 || !seen.insert(pid) {
+                continue;
+            }
+            let dir = self.proc_root.join(pid.to_string());
+            // A process that ended since its parent listed it is simply not counted.
+            let stat = match std::fs::read_to_string(dir.join("stat")) {
+                Ok(text) => match parse_stat(&text) {
+                    Some(stat) => stat,
+                    None if pid == root_pid => return Err(SampleError::Format(dir.join("stat"))),
+                    None => continue,
+                },
+                Err(e) if pid == root_pid && e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SampleError::Proc {
+                        path: dir.join("stat"),
+                        source: e,
+                    })
+                }
+                Err(_) if pid == root_pid => return Err(SampleError::NoSuchProcess(root_pid)),
+                Err(_) => continue,
+            };
+            sample.at_tree.push(pid);
+            sample.threads += stat.threads;
+            ticks_now.insert((pid, stat.start_ticks), stat.cpu_ticks);
+
+            match std::fs::read_to_string(dir.join("smaps_rollup"))
+                .ok()
+                .and_then(|t| parse_pss(&t))
+            {
+                Some(pss) => {
+                    pss_seen = true;
+                    sample.rss_bytes += pss;
+                }
+                None => {
+                    rss_seen = true;
+                    sample.rss_bytes += stat.rss_pages * self.page_size;
+                }
+            }
+
+            match std::fs::read_dir(dir.join("fd")) {
+                Ok(entries) => sample.open_files += entries.count() as u64,
+                Err(_) => sample.fds_unreadable += 1,
+            }
+
+            children.clear();
+            match &fallback_children {
+                Some(by_parent) => {
+                    children.extend(by_parent.get(&pid).into_iter().flatten().copied())
+                }
+                None => self.children_of(&dir, pid, stat.threads, &mut children),
+            }
+            pending.extend(children.iter().copied());
+        }
+
+        sample.processes = sample.at_tree.len();
+        sample.memory_kind = match (pss_seen, rss_seen) {
+            (true, true) => MemoryKind::Mixed,
+            (false, true) => MemoryKind::Rss,
+            _ => MemoryKind::Pss,
+        };
+        sample.cpu_percent = self.cpu_percent(&ticks_now, now);
+        self.previous = ticks_now;
+        self.previous_at = Some(now);
+
+        let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        sample.disk_free_bytes =
+            (vfs.blocks_available() as u64).saturating_mul(vfs.fragment_size() as u64);
+        Ok(sample)
+    }
+
+    fn cpu_percent(&self, ticks_now: &HashMap<(i32, u64), u64>, now: Instant) -> Option<f64> {
+        let elapsed = now.checked_duration_since(self.previous_at?)?.as_secs_f64();
+        if elapsed <= 0.0 {
+            return None;
+        }
+        // A process new since the last sample counts all its ticks: it was started (by
+        // the tree) within the interval, so they were spent in it.
+        let ticks: u64 = ticks_now
+            .iter()
+            .map(|(key, &now_ticks)| {
+                now_ticks.saturating_sub(self.previous.get(key).copied().unwrap_or(0))
+            })
+            .sum();
+        Some(ticks as f64 / self.clock_ticks / elapsed * 100.0)
+    }
+
+    /// Children of every thread of `pid` (a child belongs to the thread that forked it).
+    fn children_of(&self, dir: &Path, pid: i32, threads: u64, out: &mut Vec<i32>) {
+        let task = dir.join("task");
+        if threads <= 1 {
+            if let Ok(text) = std::fs::read_to_string(task.join(pid.to_string()).join("children")) {
+                parse_pids(&text, out);
+            }
+            return;
+        }
+        let Ok(tasks) = std::fs::read_dir(&task) else {
+            return;
+        };
+        for tid in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(tid.path().join("children")) {
+                parse_pids(&text, out);
+            }
+        }
+    }
+
+    /// Parent → children of every process: the one full scan, for kernels without
+    /// `children` files.
+    fn children_by_scan(&self) -> HashMap<i32, Vec<i32>> {
+        let mut by_parent: HashMap<i32, Vec<i32>> = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.proc_root) else {
+            return by_parent;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|t| parse_stat(&t))
+            {
+                by_parent.entry(stat.ppid).or_default().push(pid);
+            }
+        }
+        by_parent
+    }
+}
+
+/// The limits in force (`QOS_MAX_*`, `QOS_MIN_DISK_FREE`); zero means off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Bytes.
+    pub max_memory: u64,
+    /// Percent of one core.
+    pub max_cpu: u32,
+    pub max_open_files: u64,
+    pub max_threads: u64,
+    /// Bytes.
+    pub min_disk_free: u64,
+    /// Consecutive samples over a limit before it counts as exhausted (at least 1).
+    pub samples: u32,
+    /// Percent of a limit at which to warn; 0 = no warnings.
+    pub warn_percent: u32,
+}
+
+impl ResourceLimits {
+    pub fn from_config(config: &Config) -> ResourceLimits {
+        ResourceLimits {
+            max_memory: config.max_memory,
+            max_cpu: config.max_cpu,
+            max_open_files: config.max_open_files,
+            max_threads: config.max_threads,
+            min_disk_free: config.min_disk_free,
+            samples: config.resource_samples,
+            warn_percent: config.resource_warn_percent,
+        }
+    }
+
+    /// Any limit set: sampling is worth doing.
+    pub fn any(&self) -> bool {
+        self.max_memory > 0
+            || self.max_cpu > 0
+            || self.max_open_files > 0
+            || self.max_threads > 0
+            || self.min_disk_free > 0
+    }
+}
+
+/// What a sample means against the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitVerdict {
+    /// `warn_percent` of a limit was reached; once per incident, no kill.
+    Warn {
+        resource: &'static str,
+        value: String,
+        limit: String,
+    },
+    /// Over the limit for `samples` consecutive samples: smart kill.
+    Exhausted {
+        resource: &'static str,
+        value: String,
+        limit: String,
+    },
+}
+
+impl LimitVerdict {
+    /// The `QoS Controller:` line for this verdict.
+    pub fn log_text(&self) -> String {
+        match self {
+            LimitVerdict::Exhausted {
+                resource,
+                value,
+                limit,
+            } => {
+                let op = if *resource == DISK { "<" } else { ">" };
+                format!("Server has exhausted {resource} ({value} {op} {limit})")
+            }
+            LimitVerdict::Warn {
+                resource,
+                value,
+                limit,
+            } if *resource == DISK => {
+                format!("Server is close to its {resource} limit ({value} free, minimum {limit})")
+            }
+            LimitVerdict::Warn {
+                resource,
+                value,
+                limit,
+            } => format!("Server is close to its {resource} limit ({value} of {limit})"),
+        }
+    }
+}
+
+const MEMORY: &str = "memory";
+const CPU: &str = "cpu";
+const OPEN_FILES: &str = "open files";
+const THREADS: &str = "threads";
+const DISK: &str = "disk space";
+
+/// Memory and disk figures as operators read them: `812 MB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let mb = bytes as f64 / (1024.0 * 1024.0);
+    if mb < 10.0 && bytes % (1024 * 1024) != 0 {
+        format!("{mb:.1} MB")
+    } else {
+        format!("{} MB", mb.round() as u64)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Gauge {
+    /// Consecutive samples over the limit.
+    over: u32,
+    /// The warning for the current incident was given.
+    warned: bool,
+}
+
+/// Consecutive-sample and warning state per resource. Pure.
+#[derive(Debug, Clone)]
+pub struct LimitTracker {
+    limits: ResourceLimits,
+    gauges: [Gauge; 5],
+}
+
+impl LimitTracker {
+    pub fn new(limits: ResourceLimits) -> LimitTracker {
+        LimitTracker {
+            limits,
+            gauges: [Gauge::default(); 5],
+        }
+    }
+
+    pub fn limits(&self) -> &ResourceLimits {
+        &self.limits
+    }
+
+    /// Start over (new server process, or after a kill).
+    pub fn reset(&mut self) {
+        self.gauges = [Gauge::default(); 5];
+    }
+
+    /// Judge one sample. `Exhausted` comes once, on the `samples`-th consecutive sample
+    /// over a limit; `Warn` once when the warning level is reached, again only after
+    /// the value went back under it.
+    pub fn observe(&mut self, sample: &Sample) -> Vec<LimitVerdict> {
+        let l = self.limits;
+        // (name, value, limit, smaller-is-worse, rendering)
+        let checks: [(&'static str, Option<f64>, f64, bool, fn(f64) -> String); 5] = [
+            (
+                MEMORY,
+                Some(sample.rss_bytes as f64),
+                l.max_memory as f64,
+                false,
+                |v| human_bytes(v as u64),
+            ),
+            (CPU, sample.cpu_percent, l.max_cpu as f64, false, |v| {
+                format!("{}%", v.round() as u64)
+            }),
+            (
+                OPEN_FILES,
+                Some(sample.open_files as f64),
+                l.max_open_files as f64,
+                false,
+                |v| format!("{}", v as u64),
+            ),
+            (
+                THREADS,
+                Some(sample.threads as f64),
+                l.max_threads as f64,
+                false,
+                |v| format!("{}", v as u64),
+            ),
+            (
+                DISK,
+                Some(sample.disk_free_bytes as f64),
+                l.min_disk_free as f64,
+                true,
+                |v| human_bytes(v as u64),
+            ),
+        ];
+        let warn = l.warn_percent as f64 / 100.0;
+        let needed = l.samples.max(1);
+        let mut verdicts = Vec::new();
+        for (gauge, (resource, value, limit, minimum, render)) in self.gauges.iter_mut().zip(checks)
+        {
+            if limit <= 0.0 {
+                *gauge = Gauge::default();
+                continue;
+            }
+            let Some(value) = value else {
+                // No figure yet (CPU on the first sample): no streak either.
+                gauge.over = 0;
+                continue;
+            };
+            let (over, near) = if minimum {
+                (value < limit, warn > 0.0 && value * warn <= limit)
+            } else {
+                (value > limit, warn > 0.0 && value >= limit * warn)
+            };
+            let make = |exhausted: bool| {
+                let (value, limit) = (render(value), render(limit));
+                if exhausted {
+                    LimitVerdict::Exhausted {
+                        resource,
+                        value,
+                        limit,
+                    }
+                } else {
+                    LimitVerdict::Warn {
+                        resource,
+                        value,
+                        limit,
+                    }
+                }
+            };
+            if near && !gauge.warned {
+                gauge.warned = true;
+                verdicts.push(make(false));
+            } else if !near {
+                gauge.warned = false;
+            }
+            if over {
+                gauge.over = gauge.over.saturating_add(1);
+                if gauge.over == needed {
+                    verdicts.push(make(true));
+                }
+            } else {
+                gauge.over = 0;
+            }
+        }
+        verdicts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1024 * 1024;
+
+    fn sample(memory: u64, cpu: Option<f64>, files: u64, threads: u64, disk: u64) -> Sample {
+        Sample {
+            at_tree: vec![1],
+            rss_bytes: memory,
+            memory_kind: MemoryKind::Rss,
+            cpu_percent: cpu,
+            open_files: files,
+            threads,
+            disk_free_bytes: disk,
+            processes: 1,
+            fds_unreadable: 0,
+        }
+    }
+
+    fn limits() -> ResourceLimits {
+        ResourceLimits {
+            max_memory: 1000 * MB,
+            max_cpu: 90,
+            max_open_files: 1000,
+            max_threads: 100,
+            min_disk_free: 1000 * MB,
+            samples: 3,
+            warn_percent: 80,
+        }
+    }
+
+    fn calm() -> Sample {
+        sample(100 * MB, Some(5.0), 10, 10, 100_000 * MB)
+    }
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_the_name() {
+        let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 123456 1000000 321 18446744073709551615";
+        let stat = parse_stat(text).unwrap();
+        assert_eq!(stat.ppid, 1);
+        assert_eq!(stat.cpu_ticks, 300);
+        assert_eq!(stat.threads, 7);
+        assert_eq!(stat.start_ticks, 123456);
+        assert_eq!(stat.rss_pages, 321);
+        assert!(parse_stat("4242 (x) S 1").is_none());
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn pss_from_smaps_rollup() {
+        let text = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:    2048 kB\nPss:     1234 kB\nPss_Anon: 1000 kB\n";
+        assert_eq!(parse_pss(text), Some(1234 * 1024));
+        assert_eq!(parse_pss("Rss: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn human_values() {
+        assert_eq!(human_bytes(812 * MB), "812 MB");
+        assert_eq!(human_bytes(812 * MB + MB / 3), "812 MB");
+        assert_eq!(human_bytes(MB / 2), "0.5 MB");
+        assert_eq!(human_bytes(0), "0 MB");
+    }
+
+    #[test]
+    fn exhausted_after_n_consecutive_samples_once() {
+        let mut t = LimitTracker::new(limits());
+        let hog = sample(1200 * MB, Some(5.0), 10, 10, 100_000 * MB);
+        let first = t.observe(&hog);
+        assert_eq!(
+            first,
+            vec![LimitVerdict::Warn {
+                resource: "memory",
+                value: "1200 MB".into(),
+                limit: "1000 MB".into()
+            }]
+        );
+        assert_eq!(t.observe(&hog), vec![]);
+        let third = t.observe(&hog);
+        assert_eq!(
+            third,
+            vec![LimitVerdict::Exhausted {
+                resource: "memory",
+                value: "1200 MB".into(),
+                limit: "1000 MB".into()
+            }]
+        );
+        assert_eq!(
+            third[0].log_text(),
+            "Server has exhausted memory (1200 MB > 1000 MB)"
+        );
+        // Still over: not repeated.
+        assert_eq!(t.observe(&hog), vec![]);
+    }
+
+    #[test]
+    fn a_dip_below_the_limit_restarts_the_count() {
+        let mut t = LimitTracker::new(limits());
+        let hot = sample(100 * MB, Some(95.0), 10, 10, 100_000 * MB);
+        let warm = sample(100 * MB, Some(85.0), 10, 10, 100_000 * MB);
+        assert!(matches!(
+            t.observe(&hot)[..],
+            [LimitVerdict::Warn {
+                resource: "cpu",
+                ..
+            }]
+        ));
+        assert_eq!(t.observe(&hot), vec![]);
+        // Under the limit but above the warning level: the count restarts, no new warning.
+        assert_eq!(t.observe(&warm), vec![]);
+        assert_eq!(t.observe(&hot), vec![]);
+        assert_eq!(t.observe(&hot), vec![]);
+        let verdicts = t.observe(&hot);
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(
+            verdicts[0].log_text(),
+            "Server has exhausted cpu (95% > 90%)"
+        );
+    }
+
+    #[test]
+    fn warning_once_per_incident_and_rearmed_below_the_warning_level() {
+        let mut t = LimitTracker::new(limits());
+        let near = sample(100 * MB, Some(5.0), 850, 10, 100_000 * MB);
+        let w = t.observe(&near);
+        assert_eq!(
+            w,
+            vec![LimitVerdict::Warn {
+                resource: "open files",
+                value: "850".into(),
+                limit: "1000".into()
+            }]
+        );
+        assert_eq!(
+            w[0].log_text(),
+            "Server is close to its open files limit (850 of 1000)"
+        );
+        assert_eq!(t.observe(&near), vec![]);
+        assert_eq!(t.observe(&calm()), vec![]);
+        assert_eq!(t.observe(&near).len(), 1);
+    }
+
+    #[test]
+    fn disk_space_is_a_minimum() {
+        let mut t = LimitTracker::new(limits());
+        // 1200 MB free: within 1000/0.8 = 1250 MB → warning.
+        let low = sample(100 * MB, Some(5.0), 10, 10, 1200 * MB);
+        let w = t.observe(&low);
+        assert_eq!(
+            w[0].log_text(),
+            "Server is close to its disk space limit (1200 MB free, minimum 1000 MB)"
+        );
+        let full = sample(100 * MB, Some(5.0), 10, 10, 900 * MB);
+        assert_eq!(t.observe(&full), vec![]);
+        assert_eq!(t.observe(&full), vec![]);
+        let v = t.observe(&full);
+        assert_eq!(
+            v[0].log_text(),
+            "Server has exhausted disk space (900 MB < 1000 MB)"
+        );
+    }
+
+    #[test]
+    fn several_resources_threads_and_off_limits() {
+        let mut t = LimitTracker::new(ResourceLimits {
+            max_memory: 0,
+            min_disk_free: 0,
+            samples: 1,
+            ..limits()
+        });
+        let bad = sample(u64::MAX / 2, Some(200.0), 5000, 500, 0);
+        let v = t.observe(&bad);
+        let names: Vec<(&str, bool)> = v
+            .iter()
+            .map(|v| match v {
+                LimitVerdict::Warn { resource, .. } => (*resource, false),
+                LimitVerdict::Exhausted { resource, .. } => (*resource, true),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("cpu", false),
+                ("cpu", true),
+                ("open files", false),
+                ("open files", true),
+                ("threads", false),
+                ("threads", true)
+            ]
+        );
+        t.reset();
+        assert_eq!(t.observe(&bad).len(), 6);
+    }
+
+    #[test]
+    fn no_cpu_figure_breaks_the_streak_and_no_warnings_at_zero_percent() {
+        let mut t = LimitTracker::new(ResourceLimits {
+            warn_percent: 0,
+            samples: 2,
+            ..limits()
+        });
+        let hot = sample(100 * MB, Some(99.0), 10, 10, 100_000 * MB);
+        let unknown = sample(100 * MB, None, 10, 10, 100_000 * MB);
+        assert_eq!(t.observe(&hot), vec![]);
+        assert_eq!(t.observe(&unknown), vec![]);
+        assert_eq!(t.observe(&hot), vec![]);
+        assert_eq!(t.observe(&hot).len(), 1);
+    }
+}

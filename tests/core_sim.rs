@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use qoscntrlr::core::{
-    Action, Command, Component, Controller, Event, Health, Policy, ServerSignal, StateName,
+    Action, AppKey, Command, Component, Controller, Event, Health, Policy, ServerSignal, StateName,
 };
 
 /// How the simulated server answers probes.
@@ -625,7 +625,7 @@ fn long_running_application_defers_probe_timeout() {
     sim.feed(msg(
         "OpMsg=START Type=FIXUP ObjectType=DB ObjectValue=C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf",
         ServerSignal::AppStart {
-            app: "FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf]".into(),
+            app: AppKey::new("FIXUP", Some("C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf")),
         },
     ));
     sim.probe = ProbeMode::Refused;
@@ -644,7 +644,10 @@ fn long_running_application_defers_probe_timeout() {
     sim.feed(msg(
         "OpMsg=END Type=FIXUP",
         ServerSignal::AppEnd {
-            app: "FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf]".into(),
+            app: AppKey::new(
+                "FIXUP",
+                Some("C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf"),
+            ),
         },
     ));
     sim.assert_in_order(&[
@@ -666,14 +669,14 @@ fn application_without_progress_is_killed_after_apps_timeout() {
     sim.feed(msg(
         "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
         ServerSignal::AppStart {
-            app: "COMPACT[events4.nsf]".into(),
+            app: AppKey::new("COMPACT", Some("events4.nsf")),
         },
     ));
     sim.run(Duration::from_secs(60));
     sim.feed(msg(
         "OpMsg=PROGRESS Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
         ServerSignal::AppProgress {
-            app: "COMPACT[events4.nsf]".into(),
+            app: AppKey::new("COMPACT", Some("events4.nsf")),
         },
     ));
     sim.run(Duration::from_secs(119));
@@ -693,7 +696,7 @@ fn application_without_progress_is_killed_after_apps_timeout() {
 fn application_that_ends_in_time_is_left_alone() {
     let mut sim = Sim::new(Sim::fast());
     sim.start();
-    let app = "COMPACT[events4.nsf]".to_string();
+    let app = AppKey::new("COMPACT", Some("events4.nsf"));
     sim.feed(msg(
         "OpMsg=START Type=COMPACT",
         ServerSignal::AppStart { app: app.clone() },
@@ -712,7 +715,7 @@ fn end_of_unknown_application_is_logged_and_ignored() {
     sim.feed(msg(
         "OpMsg=END Type=BACKUP",
         ServerSignal::AppEnd {
-            app: "BACKUP[x]".into(),
+            app: AppKey::new("BACKUP", Some("x")),
         },
     ));
     assert_eq!(

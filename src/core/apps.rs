@@ -1,49 +1,312 @@
-//! TEMPORARY stand-in for the long-running applications list (replaced by the messages branch).
+//! The long-running applications list (DESIGN.md §1, §5): applications the server
+//! announced with `OpMsg=START Type=<TYPE>`, when each last showed progress, and which
+//! one has gone longest without it. Pure: the caller passes `now` in.
+//!
+//! Every operation is O(log n): a map from application to its entry, and an ordered
+//! index of (last progress, sequence) so the oldest deadline is the first index entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Default)]
+use crate::message::AppKey;
+
+/// `QoS Applications:` line when an application is added (`{}` is the `TYPE[value]`).
+pub const LOG_ADDING: &str = "Adding {} to long running apps list";
+/// `QoS Applications:` line when an application ends (two dots, as in the reference).
+pub const LOG_REMOVING: &str = "Removing {} from long running apps list..";
+/// `QoS Applications:` line when the server starts or stops.
+pub const LOG_CLEARING: &str = "Clearing long running apps list";
+/// `QoS Controller:` line when a probe timeout is deferred by running applications.
+pub const LOG_PROBING_PAUSED: &str =
+    "There are long running applications - probing will pause until they have completed.";
+
+/// [`LOG_ADDING`] for `app`.
+pub fn log_adding(app: &AppKey) -> String {
+    LOG_ADDING.replacen("{}", &app.to_string(), 1)
+}
+
+/// [`LOG_REMOVING`] for `app`.
+pub fn log_removing(app: &AppKey) -> String {
+    LOG_REMOVING.replacen("{}", &app.to_string(), 1)
+}
+
+/// What a START did to the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// A new entry.
+    Added,
+    /// The application was already listed; its progress timer restarted.
+    Refreshed,
+}
+
+/// Ages of one listed application, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppAges {
+    /// Since the (first) START.
+    pub running: Duration,
+    /// Since the last START or PROGRESS.
+    pub without_progress: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    started: Instant,
+    last_progress: Instant,
+    /// Ties entries with equal instants apart in the index.
+    seq: u64,
+}
+
+/// The list. `Default` is empty.
+#[derive(Debug, Default, Clone)]
 pub struct AppsList {
-    apps: HashMap<String, Instant>,
+    entries: HashMap<AppKey, Entry>,
+    by_progress: BTreeMap<(Instant, u64), AppKey>,
+    next_seq: u64,
 }
 
 impl AppsList {
-    pub fn start(&mut self, key: &str, now: Instant) -> bool {
-        self.apps.insert(key.to_string(), now).is_none()
+    pub fn new() -> AppsList {
+        AppsList::default()
     }
-    pub fn progress(&mut self, key: &str, now: Instant) -> bool {
-        match self.apps.get_mut(key) {
-            Some(t) => {
-                *t = now;
+
+    fn touch(&mut self, app: &AppKey, entry: &mut Entry, now: Instant) {
+        self.by_progress.remove(&(entry.last_progress, entry.seq));
+        entry.last_progress = now;
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_progress
+            .insert((entry.last_progress, entry.seq), app.clone());
+    }
+
+    /// START: add the application, or restart its timer if it is already listed.
+    pub fn start(&mut self, app: AppKey, now: Instant) -> StartOutcome {
+        if let Some(mut entry) = self.entries.get(&app).copied() {
+            self.touch(&app, &mut entry, now);
+            self.entries.insert(app, entry);
+            return StartOutcome::Refreshed;
+        }
+        let entry = Entry {
+            started: now,
+            last_progress: now,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        self.by_progress.insert((now, entry.seq), app.clone());
+        self.entries.insert(app, entry);
+        StartOutcome::Added
+    }
+
+    /// PROGRESS: restart the application's timer. False when it is not listed.
+    pub fn progress(&mut self, app: &AppKey, now: Instant) -> bool {
+        let Some(mut entry) = self.entries.get(app).copied() else {
+            return false;
+        };
+        self.touch(app, &mut entry, now);
+        self.entries.insert(app.clone(), entry);
+        true
+    }
+
+    /// END: remove the application. False when it was not listed.
+    pub fn end(&mut self, app: &AppKey) -> bool {
+        match self.entries.remove(app) {
+            Some(entry) => {
+                self.by_progress.remove(&(entry.last_progress, entry.seq));
                 true
             }
             None => false,
         }
     }
-    pub fn end(&mut self, key: &str) -> bool {
-        self.apps.remove(key).is_some()
-    }
+
+    /// Server start or stop: forget every application.
     pub fn clear(&mut self) {
-        self.apps.clear()
+        self.entries.clear();
+        self.by_progress.clear();
     }
+
     pub fn len(&self) -> usize {
-        self.apps.len()
+        self.entries.len()
     }
+
     pub fn is_empty(&self) -> bool {
-        self.apps.is_empty()
+        self.entries.is_empty()
     }
+
+    /// When the application longest without progress reaches `timeout`. `None` when the
+    /// list is empty (or the deadline lies beyond what `Instant` can represent).
     pub fn next_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.apps.values().min().map(|t| *t + timeout)
+        let (&(last_progress, _), _) = self.by_progress.first_key_value()?;
+        last_progress.checked_add(timeout)
     }
-    pub fn expired(&self, now: Instant, timeout: Duration) -> Option<(String, Duration)> {
-        self.apps
-            .iter()
-            .min_by_key(|(_, t)| **t)
-            .filter(|(_, t)| now >= **t + timeout)
-            .map(|(k, t)| (k.clone(), now - *t))
+
+    /// The application longest without progress, if that is at least `timeout`, with how
+    /// long it has gone without. The entry stays listed: the caller decides what follows.
+    pub fn expired(&self, now: Instant, timeout: Duration) -> Option<(AppKey, Duration)> {
+        let (&(last_progress, _), app) = self.by_progress.first_key_value()?;
+        let without = now.saturating_duration_since(last_progress);
+        (without >= timeout).then(|| (app.clone(), without))
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Instant)> {
-        self.apps.iter()
+
+    /// Every listed application, longest without progress first.
+    pub fn iter(&self, now: Instant) -> impl Iterator<Item = (&AppKey, AppAges)> + '_ {
+        self.by_progress.values().filter_map(move |app| {
+            let entry = self.entries.get(app)?;
+            Some((
+                app,
+                AppAges {
+                    running: now.saturating_duration_since(entry.started),
+                    without_progress: now.saturating_duration_since(entry.last_progress),
+                },
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: &str, object: &str) -> AppKey {
+        AppKey::new(kind, Some(object))
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn log_texts_match_the_reference() {
+        let app = key("FIXUP", r"C:\Program Files\HCL\Domino\Data\ddm.nsf");
+        assert_eq!(
+            log_adding(&app),
+            r"Adding FIXUP[C:\Program Files\HCL\Domino\Data\ddm.nsf] to long running apps list"
+        );
+        assert_eq!(
+            log_removing(&app),
+            r"Removing FIXUP[C:\Program Files\HCL\Domino\Data\ddm.nsf] from long running apps list.."
+        );
+    }
+
+    #[test]
+    fn start_end_and_unknown_end() {
+        let t0 = Instant::now();
+        let mut list = AppsList::new();
+        assert!(list.is_empty());
+        assert_eq!(list.next_deadline(MIN), None);
+        assert_eq!(list.start(key("COMPACT", "a.nsf"), t0), StartOutcome::Added);
+        assert_eq!(list.start(key("COMPACT", "b.nsf"), t0), StartOutcome::Added);
+        assert_eq!(list.len(), 2);
+        assert!(!list.end(&key("COMPACT", "c.nsf")));
+        assert!(list.end(&key("COMPACT", "a.nsf")));
+        assert!(!list.end(&key("COMPACT", "a.nsf")));
+        assert_eq!(list.len(), 1);
+        list.clear();
+        assert!(list.is_empty());
+        assert_eq!(list.next_deadline(MIN), None);
+        assert_eq!(list.expired(t0 + 100 * MIN, MIN), None);
+    }
+
+    #[test]
+    fn the_oldest_progress_sets_the_deadline() {
+        let t0 = Instant::now();
+        let mut list = AppsList::new();
+        list.start(key("COMPACT", "a.nsf"), t0);
+        list.start(key("FIXUP", "b.nsf"), t0 + 2 * MIN);
+        assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 10 * MIN));
+        assert_eq!(
+            list.expired(t0 + 10 * MIN - Duration::from_millis(1), 10 * MIN),
+            None
+        );
+        // Progress moves a's deadline behind b's.
+        assert!(list.progress(&key("COMPACT", "a.nsf"), t0 + 5 * MIN));
+        assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 12 * MIN));
+        assert_eq!(
+            list.expired(t0 + 13 * MIN, 10 * MIN),
+            Some((key("FIXUP", "b.nsf"), 11 * MIN))
+        );
+        // A duplicate START refreshes instead of adding.
+        assert_eq!(
+            list.start(key("FIXUP", "b.nsf"), t0 + 13 * MIN),
+            StartOutcome::Refreshed
+        );
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 15 * MIN));
+        assert!(!list.progress(&key("BACKUP", "x"), t0));
+    }
+
+    #[test]
+    fn ages_for_status_oldest_first() {
+        let t0 = Instant::now();
+        let mut list = AppsList::new();
+        list.start(key("A", "1"), t0);
+        list.start(key("B", "2"), t0 + MIN);
+        list.progress(&key("A", "1"), t0 + 3 * MIN);
+        let seen: Vec<(String, AppAges)> = list
+            .iter(t0 + 4 * MIN)
+            .map(|(k, a)| (k.to_string(), a))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "B[2]".to_string(),
+                    AppAges {
+                        running: 3 * MIN,
+                        without_progress: 3 * MIN
+                    }
+                ),
+                (
+                    "A[1]".to_string(),
+                    AppAges {
+                        running: 4 * MIN,
+                        without_progress: MIN
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_instants_are_kept_apart() {
+        let t0 = Instant::now();
+        let mut list = AppsList::new();
+        for i in 0..10 {
+            list.start(key("X", &i.to_string()), t0);
+        }
+        assert_eq!(list.len(), 10);
+        assert!(list.end(&key("X", "3")));
+        assert_eq!(list.iter(t0).count(), 9);
+    }
+
+    #[test]
+    fn hundred_thousand_entries_expire_in_order() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut list = AppsList::new();
+        for i in 0..100_000u32 {
+            list.start(key("COMPACT", &format!("db{i}.nsf")), t0 + ms * i);
+        }
+        // Every even entry shows progress late; every entry divisible by 3 ends.
+        for i in (0..100_000u32).step_by(2) {
+            assert!(list.progress(
+                &key("COMPACT", &format!("db{i}.nsf")),
+                t0 + ms * (200_000 + i)
+            ));
+        }
+        for i in (0..100_000u32).step_by(3) {
+            assert!(list.end(&key("COMPACT", &format!("db{i}.nsf"))));
+        }
+        let timeout = 10 * MIN;
+        // First to expire: the oldest odd index not divisible by 3 → 1.
+        assert_eq!(list.next_deadline(timeout), Some(t0 + ms + timeout));
+        let mut now = t0;
+        let mut expired = 0;
+        // Drain like the core would: pop the expired entry, look again.
+        while let Some(deadline) = list.next_deadline(timeout) {
+            now = now.max(deadline);
+            let (app, without) = list.expired(now, timeout).expect("due at its deadline");
+            assert_eq!(without, timeout);
+            assert!(list.end(&app));
+            expired += 1;
+        }
+        let expected = (0..100_000u32).filter(|i| i % 3 != 0).count();
+        assert_eq!(expired, expected);
     }
 }

@@ -11,20 +11,11 @@ mod policy;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use apps::AppsList;
 pub use crate::failover::Health;
+pub use crate::qoslog::Component;
+pub use crate::message::AppKey;
+use apps::{AppsList, StartOutcome};
 pub use policy::Policy;
-
-/// Where a log line goes (the `<Component>` of DESIGN.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Component {
-    Controller,
-    Probe,
-    Applications,
-    Kill,
-    /// A line without component (the reference's probe-thread line).
-    Bare,
-}
 
 /// The server's states (DESIGN.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,13 +146,13 @@ pub enum ServerSignal {
         resource: String,
     },
     AppStart {
-        app: String,
+        app: AppKey,
     },
     AppProgress {
-        app: String,
+        app: AppKey,
     },
     AppEnd {
-        app: String,
+        app: AppKey,
     },
 }
 
@@ -308,7 +299,6 @@ pub enum Action {
     /// The controller's work is done: exit with this code.
     Exit(u8),
 }
-
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertKind {
@@ -1065,7 +1055,7 @@ impl Controller {
                 }
             }
             ServerSignal::AppStart { app } => {
-                if self.apps.start(&app, now) {
+                if self.apps.start(app.clone(), now) == StartOutcome::Added {
                     out.push(log(
                         Component::Applications,
                         format!("Adding {app} to long running apps list"),
@@ -1998,7 +1988,13 @@ impl Controller {
                         ),
                     ));
                 }
-                self.smart_kill(now, Reason::AppTimeout { app: app.clone() }, out);
+                self.smart_kill(
+                    now,
+                    Reason::AppTimeout {
+                        app: app.to_string(),
+                    },
+                    out,
+                );
                 if self.paused || self.policy.nokill {
                     // Keep it listed but do not fire every tick: treat as fresh progress.
                     self.apps.progress(&app, now);
@@ -2037,8 +2033,8 @@ impl Controller {
             probe_timeout_at: self.probe_timeout_at(),
             apps: self
                 .apps
-                .iter()
-                .map(|(k, t)| (k.clone(), now.saturating_duration_since(*t)))
+                .iter(now)
+                .map(|(k, ages)| (k.to_string(), ages.without_progress))
                 .collect(),
             paused: self.paused,
             paused_until: self.paused_until,
