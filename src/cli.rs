@@ -173,16 +173,42 @@ fn dispatch(command: Command) -> u8 {
     match command {
         Command::Run(_) => not_built("run"),
         Command::CheckConfig(arg) => check_config(&arg),
-        Command::Status { .. } => not_built("status"),
-        Command::Start(_) => not_built("start"),
-        Command::Quit(_) => not_built("quit"),
-        Command::Restart(_) => not_built("restart"),
-        Command::Kill(_) => not_built("kill"),
-        Command::Pause { .. } => not_built("pause"),
-        Command::Resume(_) => not_built("resume"),
-        Command::ClearFault(_) => not_built("clear-fault"),
-        Command::Diagnose(_) => not_built("diagnose"),
         Command::Send { config, line } => send(&config, &line),
+        Command::Status { config, json } => {
+            control_command(&config, crate::control::ControlCommand::Status, json)
+        }
+        Command::Start(config) => {
+            control_command(&config, crate::control::ControlCommand::Start, false)
+        }
+        Command::Quit(config) => {
+            control_command(&config, crate::control::ControlCommand::Quit, false)
+        }
+        Command::Restart(config) => {
+            control_command(&config, crate::control::ControlCommand::Restart, false)
+        }
+        Command::Kill(config) => {
+            control_command(&config, crate::control::ControlCommand::Kill, false)
+        }
+        Command::Pause { config, duration } => match pause_duration(duration.as_deref()) {
+            Ok(for_duration) => control_command(
+                &config,
+                crate::control::ControlCommand::Pause { for_duration },
+                false,
+            ),
+            Err(message) => {
+                eprintln!("qoscntrlr: pause: {message}");
+                EXIT_FAILURE
+            }
+        },
+        Command::Resume(config) => {
+            control_command(&config, crate::control::ControlCommand::Resume, false)
+        }
+        Command::ClearFault(config) => {
+            control_command(&config, crate::control::ControlCommand::ClearFault, false)
+        }
+        Command::Diagnose(config) => {
+            control_command(&config, crate::control::ControlCommand::Diagnose, false)
+        }
         Command::Logs { .. } => not_built("logs"),
         Command::Report { .. } => not_built("report"),
         Command::SupportBundle { .. } => not_built("support-bundle"),
@@ -252,8 +278,114 @@ pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8>
                 eprintln!("error: {error}");
             }
             eprintln!("qoscntrlr: {failure}");
-            Err(EXIT_CONFIG)
+/// How long a client command waits for the controller's answer. Commands are answered
+/// when accepted (a restart is acknowledged, not awaited), so this only guards against a
+/// wedged controller.
+const CONTROL_CLIENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run one operator command against the controller named by the configuration, print
+/// the answer and return the exit code.
+fn control_command(arg: &ConfigArg, command: crate::control::ControlCommand, json: bool) -> u8 {
+    let loaded = match load_config_or_exit(arg) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let socket = &loaded.config.control_socket;
+    let result = crate::control::request(socket, &command, CONTROL_CLIENT_LIMIT);
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let outcome = control_outcome(&command, result, json, color);
+    if !outcome.stdout.is_empty() {
+        print!("{}", outcome.stdout);
+    }
+    if !outcome.stderr.is_empty() {
+        eprint!("{}", outcome.stderr);
+    }
+    outcome.code
+}
+
+/// What a client command prints and how it exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlOutcome {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Turn the controller's answer (or the failure to get one) into output and exit code:
+/// 0 accepted, 1 refused or failed, 69 no controller; `status` exits with
+/// [`crate::status::exit_code`].
+pub fn control_outcome(
+    command: &crate::control::ControlCommand,
+    result: Result<crate::control::ControlResponse, crate::control::ClientError>,
+    json: bool,
+    color: bool,
+) -> ControlOutcome {
+    use crate::control::{ClientError, ControlCommand};
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            let code = match error {
+                ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
+                _ => EXIT_FAILURE,
+            };
+            return ControlOutcome {
+                code,
+                stdout: String::new(),
+                stderr: format!("qoscntrlr: {}: {error}\n", command.word()),
+            };
         }
+    };
+    if !response.ok {
+        return ControlOutcome {
+            code: EXIT_FAILURE,
+            stdout: String::new(),
+            stderr: format!("qoscntrlr: {}: {}\n", command.word(), response.message),
+        };
+    }
+    match (command, &response.status) {
+        (ControlCommand::Status, Some(snapshot)) => {
+            let stdout = if json {
+                match serde_json::to_string_pretty(snapshot) {
+                    Ok(text) => format!("{text}\n"),
+                    Err(e) => {
+                        return ControlOutcome {
+                            code: EXIT_FAILURE,
+                            stdout: String::new(),
+                            stderr: format!("qoscntrlr: status: cannot encode JSON: {e}\n"),
+                        }
+                    }
+                }
+            } else {
+                crate::status::render_human(snapshot, color)
+            };
+            ControlOutcome {
+                code: crate::status::exit_code(snapshot),
+                stdout,
+                stderr: String::new(),
+            }
+        }
+        (ControlCommand::Status, None) => ControlOutcome {
+            code: EXIT_FAILURE,
+            stdout: String::new(),
+            stderr: "qoscntrlr: status: the controller answered without a status\n".to_string(),
+        },
+        _ => ControlOutcome {
+            code: EXIT_OK,
+            stdout: format!("{}\n", response.message),
+            stderr: String::new(),
+        },
+    }
+}
+
+/// `pause --for DURATION`: a bare number is minutes, suffixes ms/s/m/min/h as in the ini.
+fn pause_duration(text: Option<&str>) -> Result<Option<std::time::Duration>, String> {
+    match text {
+        None => Ok(None),
+        Some(text) => match crate::config::parse_duration(text, std::time::Duration::from_secs(60)) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(Some(d)),
+            Ok(_) => Err(format!("--for {text}: must be at least 1 second")),
+            Err(e) => Err(format!("--for {text}: {e}")),
+        },
     }
 }
 

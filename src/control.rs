@@ -1,1 +1,550 @@
-//! (to be written)
+//! The operator control socket (`QOS_CONTROL_SOCKET`, default
+//! `DATA_DIRECTORY/qoscntrlr.ctl`): binding it safely, checking who is calling, turning
+//! requests into [`ControlEvent`]s for the runtime, and the blocking client used by the
+//! `status`/`start`/`quit`/… subcommands. It decides nothing: the runtime answers every
+//! [`ControlRequest`] through its `reply` channel.
+//!
+//! # Protocol (version 1)
+//!
+//! A Unix stream socket; one request and one response per connection, each a single
+//! JSON object on one line (`\n`-terminated, at most 64 KiB for a request).
+//!
+//! ```text
+//! request:  {"v":1,"cmd":"status"|"start"|"quit"|"restart"|"kill"|"pause"|"resume"
+//!                        |"clear-fault"|"diagnose","for_secs":N}     for_secs: pause only, optional
+//! response: {"v":1,"ok":true|false,"message":"...","status":{...}}  status: the
+//!           `status --json` snapshot (crate::status), present on "status" answers
+//! ```
+//!
+//! An unknown `v` or `cmd`, or a line that is not such an object, is answered `ok:false`
+//! with a message naming the problem. A caller that is not root, not the controller's own
+//! user and not in `QOS_CONTROL_GROUP` gets `{"v":1,"ok":false,"message":"permission
+//! denied"}` and the runtime receives [`ControlEvent::Refused`] to log it.
+//!
+//! Access: the socket is mode 0600, or 0660 and group-owned by `QOS_CONTROL_GROUP`; peer
+//! credentials (`SO_PEERCRED`) are checked on every connection as well, so a permissive
+//! umask or a chmod by someone else opens nothing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::status::StatusSnapshot;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest response line the client accepts (a status snapshot is a few KiB).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// A connection must deliver its request line within this time.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The runtime must answer a request within this time.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlCommand {
+    Status,
+    Start,
+    Quit,
+    Restart,
+    Kill,
+    Pause { for_duration: Option<Duration> },
+    Resume,
+    ClearFault,
+    Diagnose,
+}
+
+impl ControlCommand {
+    /// The protocol word, also used in log lines.
+    pub fn word(&self) -> &'static str {
+        match self {
+            ControlCommand::Status => "status",
+            ControlCommand::Start => "start",
+            ControlCommand::Quit => "quit",
+            ControlCommand::Restart => "restart",
+            ControlCommand::Kill => "kill",
+            ControlCommand::Pause { .. } => "pause",
+            ControlCommand::Resume => "resume",
+            ControlCommand::ClearFault => "clear-fault",
+            ControlCommand::Diagnose => "diagnose",
+        }
+    }
+}
+
+/// One request on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireRequest {
+    pub v: u32,
+    pub cmd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_secs: Option<u64>,
+}
+
+impl WireRequest {
+    pub fn from_command(command: &ControlCommand) -> WireRequest {
+        let for_secs = match command {
+            ControlCommand::Pause { for_duration } => for_duration.map(|d| d.as_secs().max(1)),
+            _ => None,
+        };
+        WireRequest {
+            v: PROTOCOL_VERSION,
+            cmd: command.word().to_string(),
+            for_secs,
+        }
+    }
+
+    /// The command asked for, or the refusal message to send back.
+    pub fn to_command(&self) -> Result<ControlCommand, String> {
+        if self.v != PROTOCOL_VERSION {
+            return Err(format!(
+                "unsupported protocol version {} (this controller speaks {PROTOCOL_VERSION})",
+                self.v
+            ));
+        }
+        if self.for_secs.is_some() && self.cmd != "pause" {
+            return Err(format!("'for_secs' is only valid with 'pause', not '{}'", self.cmd));
+        }
+        Ok(match self.cmd.as_str() {
+            "status" => ControlCommand::Status,
+            "start" => ControlCommand::Start,
+            "quit" => ControlCommand::Quit,
+            "restart" => ControlCommand::Restart,
+            "kill" => ControlCommand::Kill,
+            "pause" => match self.for_secs {
+                Some(0) => return Err("pause: 'for_secs' must be at least 1".to_string()),
+                secs => ControlCommand::Pause {
+                    for_duration: secs.map(Duration::from_secs),
+                },
+            },
+            "resume" => ControlCommand::Resume,
+            "clear-fault" => ControlCommand::ClearFault,
+            "diagnose" => ControlCommand::Diagnose,
+            other => {
+                return Err(format!(
+                    "unknown command '{other}' (expected status, start, quit, restart, kill, \
+                     pause, resume, clear-fault or diagnose)"
+                ))
+            }
+        })
+    }
+}
+
+/// One response on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlResponse {
+    pub v: u32,
+    pub ok: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Box<StatusSnapshot>>,
+}
+
+impl ControlResponse {
+    pub fn ok(message: impl Into<String>) -> ControlResponse {
+        ControlResponse {
+            v: PROTOCOL_VERSION,
+            ok: true,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> ControlResponse {
+        ControlResponse {
+            v: PROTOCOL_VERSION,
+            ok: false,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    pub fn status(snapshot: StatusSnapshot) -> ControlResponse {
+        ControlResponse {
+            v: PROTOCOL_VERSION,
+            ok: true,
+            message: format!("{} is {}", snapshot.server.name, snapshot.server.state),
+            status: Some(Box::new(snapshot)),
+        }
+    }
+}
+
+/// A permitted request for the runtime to carry out and answer.
+#[derive(Debug)]
+pub struct ControlRequest {
+    pub command: ControlCommand,
+    /// The operator's uid, for the log line.
+    pub uid: u32,
+    pub pid: Option<i32>,
+    pub reply: oneshot::Sender<ControlResponse>,
+}
+
+/// What the control socket tells the runtime.
+#[derive(Debug)]
+pub enum ControlEvent {
+    Request(ControlRequest),
+    /// A caller without permission was turned away (log it).
+    Refused {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {path}: another controller is listening on it")]
+    InUse { path: PathBuf },
+    #[error("control socket {path}: exists and is not a socket; not removing it")]
+    NotASocket { path: PathBuf },
+    #[error("control socket {path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("QOS_CONTROL_GROUP={name}: no such group")]
+    UnknownGroup { name: String },
+    #[error("QOS_CONTROL_GROUP={name}: cannot look it up: {source}")]
+    GroupLookup { name: String, source: nix::Error },
+    #[error("control socket {path}: cannot give it to group {group}: {source}")]
+    Chown {
+        path: PathBuf,
+        group: String,
+        source: nix::Error,
+    },
+}
+
+/// The gid of `QOS_CONTROL_GROUP`.
+pub fn resolve_group(name: &str) -> Result<u32, ControlError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(ControlError::UnknownGroup {
+            name: name.to_string(),
+        }),
+        Err(source) => Err(ControlError::GroupLookup {
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Bind the control socket at `path`: mode 0600, or 0660 and owned by `group`.
+///
+/// A file already at `path` is replaced only if it is a socket nobody listens on (left by
+/// a controller that died); a live socket or any other kind of file is an error.
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ControlError> {
+    let io_err = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| ControlError::Io {
+            path,
+            action,
+            source,
+        }
+    };
+    let group_gid = group.map(resolve_group).transpose()?;
+    remove_stale_socket(path)?;
+    let listener = UnixListener::bind(path).map_err(io_err("bind"))?;
+    // Between bind and chmod the socket carries the umask's mode; peer credentials are
+    // checked on every connection regardless, so that window grants nothing.
+    let mode = if group_gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("chmod"))?;
+    if let (Some(gid), Some(name)) = (group_gid, group) {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(
+            |source| ControlError::Chown {
+                path: path.to_path_buf(),
+                group: name.to_string(),
+                source,
+            },
+        )?;
+    }
+    Ok(listener)
+}
+
+fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ControlError::Io {
+                path: path.to_path_buf(),
+                action: "inspect",
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ControlError::NotASocket {
+            path: path.to_path_buf(),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ControlError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|source| ControlError::Io {
+                path: path.to_path_buf(),
+                action: "remove stale socket",
+                source,
+            })
+        }
+        Err(source) => Err(ControlError::Io {
+            path: path.to_path_buf(),
+            action: "probe existing socket",
+            source,
+        }),
+    }
+}
+
+/// Accept connections until `events` is closed. Each connection runs as its own task so
+/// a slow or silent client never holds up the others.
+pub async fn serve(
+    listener: UnixListener,
+    group_gid: Option<u32>,
+    events: mpsc::Sender<ControlEvent>,
+) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = events.closed() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let events = events.clone();
+                tokio::spawn(async move {
+                    handle_connection(stream, own_uid, group_gid, events).await;
+                });
+            }
+            // EMFILE and the like: back off briefly rather than spin on accept.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn handle_connection(
+    stream: UnixStream,
+    own_uid: u32,
+    group_gid: Option<u32>,
+    events: mpsc::Sender<ControlEvent>,
+) {
+    let Ok(cred) = stream.peer_cred() else {
+        return;
+    };
+    let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
+    let (read_half, mut write_half) = stream.into_split();
+    let allowed = is_allowed(uid, gid, own_uid, group_gid).await;
+    if !allowed {
+        let _ = events.send(ControlEvent::Refused { uid, gid, pid }).await;
+        let _ = write_response(
+            &mut write_half,
+            &ControlResponse::refused("permission denied"),
+        )
+        .await;
+        return;
+    }
+
+    let mut reader = AsyncBufReader::new(read_half).take(MAX_REQUEST_BYTES as u64 + 1);
+    let mut line = Vec::new();
+    let response =
+        match tokio::time::timeout(REQUEST_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await
+        {
+            Err(_) => ControlResponse::refused("no request received in time"),
+            Ok(Err(e)) => ControlResponse::refused(format!("cannot read the request: {e}")),
+            Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => ControlResponse::refused(format!(
+                "request longer than {MAX_REQUEST_BYTES} bytes"
+            )),
+            Ok(Ok(_)) => match parse_request(&line) {
+                Err(message) => ControlResponse::refused(message),
+                Ok(command) => ask_runtime(command, uid, pid, &events).await,
+            },
+        };
+    let _ = write_response(&mut write_half, &response).await;
+}
+
+/// Parse one request line into a command, or the refusal message.
+pub fn parse_request(line: &[u8]) -> Result<ControlCommand, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty request".to_string());
+    }
+    let request: WireRequest = serde_json::from_str(text).map_err(|e| {
+        format!("malformed request ({e}); expected {{\"v\":1,\"cmd\":\"status\"}}")
+    })?;
+    request.to_command()
+}
+
+async fn ask_runtime(
+    command: ControlCommand,
+    uid: u32,
+    pid: Option<i32>,
+    events: &mpsc::Sender<ControlEvent>,
+) -> ControlResponse {
+    let (reply, answer) = oneshot::channel();
+    let request = ControlRequest {
+        command,
+        uid,
+        pid,
+        reply,
+    };
+    if events.send(ControlEvent::Request(request)).await.is_err() {
+        return ControlResponse::refused("the controller is shutting down");
+    }
+    match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => ControlResponse::refused("the controller is shutting down"),
+        Err(_) => ControlResponse::refused("the controller did not answer in time"),
+    }
+}
+
+async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    response: &ControlResponse,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    tokio::time::timeout(REQUEST_READ_TIMEOUT, async {
+        writer.write_all(&line).await?;
+        writer.shutdown().await
+    })
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+/// Root, the controller's own user, or a member of the control group.
+async fn is_allowed(uid: u32, gid: u32, own_uid: u32, group_gid: Option<u32>) -> bool {
+    if uid == 0 || uid == own_uid {
+        return true;
+    }
+    let Some(group) = group_gid else {
+        return false;
+    };
+    if gid == group {
+        return true;
+    }
+    // Supplementary groups come from NSS, which may be slow (LDAP): keep it off the
+    // runtime thread.
+    tokio::task::spawn_blocking(move || user_in_group(uid, gid, group))
+        .await
+        .unwrap_or(false)
+}
+
+fn user_in_group(uid: u32, primary_gid: u32, group: u32) -> bool {
+    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
+    match nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(primary_gid)) {
+        Ok(groups) => groups.iter().any(|g| g.as_raw() == group),
+        Err(_) => false,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no controller is listening on {}", .path.display())]
+    Unreachable { path: PathBuf },
+    #[error("permission denied on {}: ask for membership of QOS_CONTROL_GROUP or run as the controller's user", .path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("the controller on {} did not answer within {} s", .path.display(), .limit.as_secs())]
+    Timeout { path: PathBuf, limit: Duration },
+    #[error("talking to the controller on {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unexpected answer from the controller on {}: {detail}", .path.display())]
+    Protocol { path: PathBuf, detail: String },
+}
+
+/// Send one command and wait (at most `limit` for each of connect, write and read) for the
+/// answer. Blocking: for the CLI.
+pub fn request(
+    path: &Path,
+    command: &ControlCommand,
+    limit: Duration,
+) -> Result<ControlResponse, ClientError> {
+    use std::io::ErrorKind;
+    let io = |source: std::io::Error| match source.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => ClientError::Timeout {
+            path: path.to_path_buf(),
+            limit,
+        },
+        ErrorKind::PermissionDenied => ClientError::PermissionDenied {
+            path: path.to_path_buf(),
+        },
+        _ => ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(ClientError::Unreachable {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    stream.set_read_timeout(Some(limit)).map_err(io)?;
+    stream.set_write_timeout(Some(limit)).map_err(io)?;
+    let mut line = serde_json::to_vec(&WireRequest::from_command(command)).map_err(|e| {
+        ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }
+    })?;
+    line.push(b'\n');
+    // A refused peer may be answered and closed before our write lands: a broken pipe
+    // then still leaves the answer to read.
+    if let Err(e) = stream.write_all(&line) {
+        if e.kind() != ErrorKind::BrokenPipe {
+            return Err(io(e));
+        }
+    }
+    let mut reader = BufReader::new(stream).take(MAX_RESPONSE_BYTES as u64 + 1);
+    let mut answer = Vec::new();
+    reader.read_until(b'\n', &mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: "the connection closed without an answer".to_string(),
+        });
+    }
+    if answer.len() > MAX_RESPONSE_BYTES {
+        return Err(ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: format!("answer longer than {MAX_RESPONSE_BYTES} bytes"),
+        });
+    }
+    let response: ControlResponse =
+        serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    if response.v != PROTOCOL_VERSION {
+        return Err(ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: format!("protocol version {} (expected {PROTOCOL_VERSION})", response.v),
+        });
+    }
+    Ok(response)
+}

@@ -1,1 +1,517 @@
-//! (to be written)
+//! The status snapshot and its renderings: the `status --json` contract, the 80-column
+//! human view and the exit code of `qoscntrlr status`. Pure: the runtime fills a
+//! [`StatusSnapshot`], the CLI prints it; nothing here reads a clock or the system.
+//!
+//! # `status --json` contract (field names are stable)
+//!
+//! Times are RFC 3339 strings with offset; durations are whole seconds (`*_secs`) or
+//! milliseconds (`*_ms`); `null` means "not known" or "not applicable".
+//!
+//! ```text
+//! taken_at                       when the snapshot was taken
+//! controller { version, pid, since, config_path }
+//! server { name, state, phase, why, state_since, pid, uptime_secs,
+//!          restarts_in_window, restart_limit, restart_period_secs, last_exit }
+//!     state: STARTING|READY|STOPPING|KILLING|CRASHED|RESTARTING|STOPPED|FAULTED
+//!     phase: failover|diagnostics|kill (KILLING only, else null)
+//!     restart_limit: null when QOS_RESTART_LIMIT_ENABLE=0
+//! probe { target, interval_secs, last_result, last_latency_ms,
+//!         since_last_success_secs, timeout_left_secs, enabled }
+//! apps [ { name, age_secs, since_progress_secs } ]
+//! resources { sampled_at, memory_bytes, max_memory_bytes, cpu_percent, max_cpu_percent,
+//!             open_files, max_open_files, threads, max_threads,
+//!             disk_free_bytes, min_disk_free_bytes } | null   (max_*/min_*: null = off)
+//! failover { trigger_present, health }      health: "ready" | "down: <reason>" | "drain"
+//! flags { paused, paused_until, nokill, failover_triggered }
+//! incidents [ { id, kind, detected_at, outcome, diagnostics } ]   (newest last, at most 10)
+//! ```
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, FixedOffset, Local, SecondsFormat};
+use serde::{Deserialize, Serialize};
+
+/// How many incidents a snapshot carries.
+pub const MAX_INCIDENTS: usize = 10;
+
+/// The width the human rendering fits in.
+pub const COLUMNS: usize = 80;
+
+/// Server states of DESIGN.md §4, spelled as in the logs and the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerState {
+    Starting,
+    Ready,
+    Stopping,
+    Killing,
+    Crashed,
+    Restarting,
+    Stopped,
+    Faulted,
+}
+
+impl ServerState {
+    pub const ALL: [ServerState; 8] = [
+        ServerState::Starting,
+        ServerState::Ready,
+        ServerState::Stopping,
+        ServerState::Killing,
+        ServerState::Crashed,
+        ServerState::Restarting,
+        ServerState::Stopped,
+        ServerState::Faulted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Starting => "STARTING",
+            ServerState::Ready => "READY",
+            ServerState::Stopping => "STOPPING",
+            ServerState::Killing => "KILLING",
+            ServerState::Crashed => "CRASHED",
+            ServerState::Restarting => "RESTARTING",
+            ServerState::Stopped => "STOPPED",
+            ServerState::Faulted => "FAULTED",
+        }
+    }
+}
+
+impl std::fmt::Display for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a smart kill is (DESIGN.md §4: failover → diagnostics → kill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KillPhase {
+    Failover,
+    Diagnostics,
+    Kill,
+}
+
+impl KillPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillPhase::Failover => "failover",
+            KillPhase::Diagnostics => "diagnostics",
+            KillPhase::Kill => "kill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    pub taken_at: String,
+    pub controller: ControllerStatus,
+    pub server: ServerStatus,
+    pub probe: ProbeStatus,
+    pub apps: Vec<AppStatus>,
+    pub resources: Option<ResourceStatus>,
+    pub failover: FailoverStatus,
+    pub flags: Flags,
+    pub incidents: Vec<IncidentStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerStatus {
+    pub version: String,
+    pub pid: u32,
+    pub since: String,
+    pub config_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub state: ServerState,
+    pub phase: Option<KillPhase>,
+    pub why: String,
+    pub state_since: String,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<u64>,
+    pub restarts_in_window: u32,
+    pub restart_limit: Option<u32>,
+    pub restart_period_secs: u64,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub target: String,
+    pub interval_secs: u64,
+    /// e.g. `SUCCESS`, `ERROR: connection refused`.
+    pub last_result: Option<String>,
+    pub last_latency_ms: Option<u64>,
+    pub since_last_success_secs: Option<u64>,
+    pub timeout_left_secs: Option<u64>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// As in the log, e.g. `FIXUP[ddm.nsf]`.
+    pub name: String,
+    pub age_secs: u64,
+    pub since_progress_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    pub sampled_at: String,
+    pub memory_bytes: u64,
+    pub max_memory_bytes: Option<u64>,
+    pub cpu_percent: f64,
+    pub max_cpu_percent: Option<u32>,
+    pub open_files: u64,
+    pub max_open_files: Option<u64>,
+    pub threads: u64,
+    pub max_threads: Option<u64>,
+    pub disk_free_bytes: u64,
+    pub min_disk_free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    pub trigger_present: bool,
+    pub health: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flags {
+    pub paused: bool,
+    pub paused_until: Option<String>,
+    pub nokill: bool,
+    pub failover_triggered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentStatus {
+    pub id: String,
+    /// e.g. `probe-timeout`, `crash`, `app-timeout`, `exhausted`, `operator-kill`.
+    pub kind: String,
+    pub detected_at: String,
+    /// e.g. `restarted`, `in progress`, `faulted`, `nokill: reported only`.
+    pub outcome: String,
+    pub diagnostics: Option<String>,
+}
+
+/// A time as the snapshot carries it (RFC 3339, seconds, local offset).
+pub fn rfc3339(time: DateTime<Local>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// Exit code of `qoscntrlr status`: 0 READY and not paused; 3 STOPPED or FAULTED;
+/// 1 for everything in between (recovering, degraded, paused).
+pub fn exit_code(snapshot: &StatusSnapshot) -> u8 {
+    match snapshot.server.state {
+        ServerState::Ready if !snapshot.flags.paused => 0,
+        ServerState::Stopped | ServerState::Faulted => 3,
+        _ => 1,
+    }
+}
+
+const RED: &str = "\x1b[1;31m";
+const YELLOW: &str = "\x1b[1;33m";
+const GREEN: &str = "\x1b[1;32m";
+const BLUE: &str = "\x1b[1;34m";
+const RESET: &str = "\x1b[0m";
+
+fn state_color(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Faulted | ServerState::Crashed | ServerState::Killing => RED,
+        ServerState::Starting | ServerState::Restarting | ServerState::Stopping => YELLOW,
+        ServerState::Ready => GREEN,
+        ServerState::Stopped => BLUE,
+    }
+}
+
+/// The human view: at most [`COLUMNS`] characters a line; the state (and PAUSED) coloured
+/// only when `color` is set — the CLI passes `stdout().is_terminal()`.
+pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
+    let paint = |text: &str, code: &str| -> String {
+        if color {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    };
+    let taken = parse_time(&snapshot.taken_at);
+    let mut out = String::new();
+    let c = &snapshot.controller;
+    push(
+        &mut out,
+        &format!(
+            "qoscntrlr {}  pid {}  up since {}",
+            c.version,
+            c.pid,
+            short_time(&c.since)
+        ),
+    );
+    push(&mut out, &format!("config    {}", c.config_path));
+
+    let s = &snapshot.server;
+    push(&mut out, &format!("server    {}", s.name));
+    // The state word is painted after fitting, so escape codes never count as columns.
+    let mut state_word = s.state.as_str().to_string();
+    if let Some(phase) = s.phase {
+        state_word.push_str(&format!(" ({})", phase.as_str()));
+    }
+    let since = match (taken, parse_time(&s.state_since)) {
+        (Some(now), Some(then)) => format!(
+            "since {} ({} ago)",
+            short_time(&s.state_since),
+            human_secs((now - then).num_seconds().max(0) as u64)
+        ),
+        _ => format!("since {}", short_time(&s.state_since)),
+    };
+    let rest = fit(&format!("  {since}"), COLUMNS.saturating_sub(10 + state_word.len()));
+    let _ = writeln!(
+        out,
+        "state     {}{}",
+        paint(&state_word, state_color(s.state)),
+        rest
+    );
+    if !s.why.is_empty() {
+        push(&mut out, &format!("why       {}", s.why));
+    }
+    let mut line = match s.pid {
+        Some(pid) => format!("pid       {pid}"),
+        None => "pid       -".to_string(),
+    };
+    if let Some(up) = s.uptime_secs {
+        line.push_str(&format!("  uptime {}", human_secs(up)));
+    }
+    push(&mut out, &line);
+    let limit = match s.restart_limit {
+        Some(max) => format!(
+            "{} of {} in {}",
+            s.restarts_in_window,
+            max,
+            human_secs(s.restart_period_secs)
+        ),
+        None => format!("{} (no limit)", s.restarts_in_window),
+    };
+    let mut line = format!("restarts  {limit}");
+    if let Some(exit) = &s.last_exit {
+        line.push_str(&format!("  last exit: {exit}"));
+    }
+    push(&mut out, &line);
+
+    let p = &snapshot.probe;
+    if p.enabled {
+        push(
+            &mut out,
+            &format!(
+                "probe     {} every {}",
+                p.target,
+                human_secs(p.interval_secs)
+            ),
+        );
+        let mut parts = Vec::new();
+        match (&p.last_result, p.last_latency_ms) {
+            (Some(result), Some(ms)) => parts.push(format!("last {result} ({ms}ms)")),
+            (Some(result), None) => parts.push(format!("last {result}")),
+            _ => parts.push("no result yet".to_string()),
+        }
+        if let Some(secs) = p.since_last_success_secs {
+            parts.push(format!("ok {} ago", human_secs(secs)));
+        }
+        if let Some(secs) = p.timeout_left_secs {
+            parts.push(format!("timeout in {}", human_secs(secs)));
+        }
+        push(&mut out, &format!("          {}", parts.join(", ")));
+    } else {
+        push(&mut out, &format!("probe     off ({})", p.target));
+    }
+
+    if snapshot.apps.is_empty() {
+        push(&mut out, "apps      none running long");
+    } else {
+        push(
+            &mut out,
+            &format!("apps      {} long-running", snapshot.apps.len()),
+        );
+        for app in &snapshot.apps {
+            let tail = format!(
+                " age {}, progress {} ago",
+                human_secs(app.age_secs),
+                human_secs(app.since_progress_secs)
+            );
+            let name = fit(&app.name, COLUMNS.saturating_sub(10 + tail.len()));
+            push(&mut out, &format!("  - {name}{tail}"));
+        }
+    }
+
+    if let Some(r) = &snapshot.resources {
+        let mut parts = vec![
+            format!(
+                "mem {}{}",
+                human_bytes(r.memory_bytes),
+                limit_text(r.max_memory_bytes.map(human_bytes))
+            ),
+            format!(
+                "cpu {:.0}%{}",
+                r.cpu_percent,
+                limit_text(r.max_cpu_percent.map(|v| format!("{v}%")))
+            ),
+        ];
+        parts.push(format!(
+            "files {}{}",
+            r.open_files,
+            limit_text(r.max_open_files.map(|v| v.to_string()))
+        ));
+        parts.push(format!(
+            "threads {}{}",
+            r.threads,
+            limit_text(r.max_threads.map(|v| v.to_string()))
+        ));
+        push(&mut out, &format!("resources {}", parts.join("  ")));
+        push(
+            &mut out,
+            &format!(
+                "          disk free {}{}  at {}",
+                human_bytes(r.disk_free_bytes),
+                r.min_disk_free_bytes
+                    .map(|v| format!(" (min {})", human_bytes(v)))
+                    .unwrap_or_default(),
+                short_time(&r.sampled_at)
+            ),
+        );
+    } else {
+        push(&mut out, "resources no sample yet");
+    }
+
+    let f = &snapshot.failover;
+    push(
+        &mut out,
+        &format!(
+            "failover  trigger file {}, health {}",
+            if f.trigger_present {
+                "present"
+            } else {
+                "absent"
+            },
+            f.health
+        ),
+    );
+
+    let fl = &snapshot.flags;
+    let mut flags = Vec::new();
+    if fl.paused {
+        let text = match &fl.paused_until {
+            Some(until) => format!("PAUSED until {}", short_time(until)),
+            None => "PAUSED".to_string(),
+        };
+        flags.push(text);
+    }
+    if fl.nokill {
+        flags.push("nokill".to_string());
+    }
+    if fl.failover_triggered {
+        flags.push("failover triggered".to_string());
+    }
+    if flags.is_empty() {
+        push(&mut out, "flags     none");
+    } else {
+        let plain = fit(&flags.join(", "), COLUMNS - 10);
+        // Paint "PAUSED…" (always first when present) only after fitting.
+        let painted = if fl.paused && color {
+            let end = plain.find(',').unwrap_or(plain.len());
+            format!("{}{}", paint(&plain[..end], YELLOW), &plain[end..])
+        } else {
+            plain
+        };
+        let _ = writeln!(out, "flags     {painted}");
+    }
+
+    if snapshot.incidents.is_empty() {
+        push(&mut out, "incidents none");
+    } else {
+        push(&mut out, "incidents (newest last)");
+        let skip = snapshot.incidents.len().saturating_sub(MAX_INCIDENTS);
+        for incident in snapshot.incidents.iter().skip(skip) {
+            push(
+                &mut out,
+                &format!(
+                    "  {} {} {} -> {}",
+                    short_time(&incident.detected_at),
+                    incident.kind,
+                    incident.id,
+                    incident.outcome
+                ),
+            );
+            if let Some(diag) = &incident.diagnostics {
+                push(&mut out, &format!("      diagnostics {diag}"));
+            }
+        }
+    }
+    out
+}
+
+fn push(out: &mut String, line: &str) {
+    out.push_str(&fit(line, COLUMNS));
+    out.push('\n');
+}
+
+/// Cut `text` to `width` characters, marking the cut with `~`.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('~');
+    cut
+}
+
+fn limit_text(limit: Option<String>) -> String {
+    limit.map(|l| format!("/{l}")).unwrap_or_default()
+}
+
+fn parse_time(text: &str) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text).ok()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the snapshot's own offset; the raw text if it is not RFC 3339.
+fn short_time(text: &str) -> String {
+    match parse_time(text) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// `45s`, `3m 12s`, `2h 5m`, `3d 4h`.
+pub fn human_secs(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        if s > 0 {
+            format!("{m}m {s}s")
+        } else {
+            format!("{m}m")
+        }
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Binary units, one decimal: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
