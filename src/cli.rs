@@ -278,6 +278,11 @@ pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8>
                 eprintln!("error: {error}");
             }
             eprintln!("qoscntrlr: {failure}");
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
 /// How long a client command waits for the controller's answer. Commands are answered
 /// when accepted (a restart is acknowledged, not awaited), so this only guards against a
 /// wedged controller.
@@ -381,7 +386,8 @@ pub fn control_outcome(
 fn pause_duration(text: Option<&str>) -> Result<Option<std::time::Duration>, String> {
     match text {
         None => Ok(None),
-        Some(text) => match crate::config::parse_duration(text, std::time::Duration::from_secs(60)) {
+        Some(text) => match crate::config::parse_duration(text, std::time::Duration::from_secs(60))
+        {
             Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(Some(d)),
             Ok(_) => Err(format!("--for {text}: must be at least 1 second")),
             Err(e) => Err(format!("--for {text}: {e}")),

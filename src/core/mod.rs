@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub use crate::failover::Health;
-pub use crate::qoslog::Component;
 pub use crate::message::AppKey;
+pub use crate::qoslog::Component;
 use apps::{AppsList, StartOutcome};
 pub use policy::Policy;
 
