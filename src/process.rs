@@ -81,6 +81,11 @@ impl Reaper {
         rx
     }
 
+    /// The pids whose exit somebody awaits (the server and the helper commands).
+    pub fn watched(&self) -> HashSet<i32> {
+        self.waiters.borrow().keys().copied().collect()
+    }
+
     /// Reap every child that has exited. Watched pids get their status through their
     /// channel; the others (orphans adopted as subreaper) are returned.
     pub fn reap_all(&self) -> Vec<(i32, ExitInfo)> {

@@ -1,1 +1,1255 @@
-//! (to be written)
+//! The imperative shell of `qoscntrlr run`: one `tokio::select!` loop on a current-thread
+//! runtime (inside a `LocalSet`) that turns the world — reaped children, probe results,
+//! pipe messages, operator commands, signals, timers — into [`core::Event`]s, feeds them
+//! to the [`Controller`], and carries out the [`Action`]s it returns through the module
+//! that owns each effect. Decisions live in the core; this file only wires.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Local};
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{self, Config, ProbeTarget};
+use crate::control::{self, ControlCommand, ControlEvent, ControlResponse};
+use crate::core::{
+    self, Action, Alert, Command, Component, Controller, Event, Health, Policy, ServerSignal,
+    StateName,
+};
+use crate::diagnostics::{self, DiagReport, DiagRequest};
+use crate::events::{EventRecord, EventsFile};
+use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
+use crate::lock::{DataDirLock, LockError, ServerRecord, StateFile};
+use crate::message::Meaning;
+use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
+use crate::pipe::{self, PipeEvent};
+use crate::probe::{self, ProbeOutcome};
+use crate::process::{self, ConsoleTail, ExitInfo, Reaper, ServerSpec};
+use crate::qoslog::QosLog;
+use crate::sampler::{LimitTracker, LimitVerdict, ResourceLimits, Sample, Sampler};
+use crate::sdnotify::SdNotify;
+use crate::status::{self, StatusSnapshot};
+use crate::timefmt;
+
+/// Exit codes of `run` (DESIGN.md §7).
+pub const EXIT_CONFIG: u8 = 78;
+pub const EXIT_LOCKED: u8 = 75;
+const EXIT_SOFTWARE: u8 = 70;
+
+/// Time limit of a failover or recovery hook.
+const HOOK_LIMIT: Duration = Duration::from_secs(30);
+/// Lines kept for the body of alert mails.
+const RECENT_LINES: usize = 60;
+/// Console lines handed to diagnostics and mails.
+const CONSOLE_TAIL_LINES: usize = 50;
+/// Queue between the pipe and the loop: a flood is dropped (and counted) past this.
+const PIPE_QUEUE: usize = 1024;
+const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
+
+/// Run the controller with the configuration at `config_path`; returns the exit code.
+pub fn run(config_path: &Path) -> u8 {
+    let loaded = match config::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(failure) => {
+            for warning in &failure.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for error in &failure.errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!("qoscntrlr: {failure}");
+            return EXIT_CONFIG;
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let cfg = loaded.config;
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_directory) {
+        eprintln!(
+            "qoscntrlr: cannot create data directory {}: {e}",
+            cfg.data_directory.display()
+        );
+        return EXIT_CONFIG;
+    }
+    if let Err(e) = process::become_subreaper() {
+        // Without it, daemonized grandchildren escape to init; the group kill still works.
+        eprintln!("qoscntrlr: warning: cannot become child subreaper: {e}");
+    }
+    let lock = match DataDirLock::acquire(&cfg.data_directory) {
+        Ok(lock) => lock,
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("qoscntrlr: {e}");
+            return EXIT_LOCKED;
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qoscntrlr: cannot start the runtime: {e}");
+            return EXIT_SOFTWARE;
+        }
+    };
+    let code = tokio::task::LocalSet::new().block_on(&runtime, async move {
+        match Shell::start(cfg, config_path.to_path_buf()).await {
+            Ok(shell) => shell.run().await,
+            Err(code) => code,
+        }
+    });
+    drop(lock);
+    code
+}
+
+/// The running server as the shell knows it.
+#[derive(Debug, Clone)]
+struct ServerProc {
+    pid: i32,
+    started: Instant,
+}
+
+/// Results that background tasks hand back to the loop.
+enum TaskResult {
+    Probe(ProbeOutcome),
+    Diagnostics(DiagReport),
+    ServerExit { pid: i32, exit: ExitInfo },
+    Log(Component, String),
+}
+
+struct Shell {
+    cfg: Config,
+    config_path: PathBuf,
+    ctl: Controller,
+    log: QosLog,
+    events: EventsFile,
+    reaper: Rc<Reaper>,
+    server: Option<ServerProc>,
+    /// The last server's pid/pgid, for killing leftovers after it has exited.
+    last_pgid: Option<i32>,
+    console: ConsoleTail,
+    trigger: TriggerFile,
+    health: HealthBoard,
+    state_file: StateFile,
+    sd: Option<SdNotify>,
+    sampler: Sampler,
+    tracker: LimitTracker,
+    last_sample: Option<(Sample, DateTime<Local>)>,
+    tasks: mpsc::UnboundedSender<TaskResult>,
+    tasks_rx: Option<mpsc::UnboundedReceiver<TaskResult>>,
+    replies: HashMap<u64, oneshot::Sender<ControlResponse>>,
+    next_request: u64,
+    recent: VecDeque<String>,
+    started_wall: DateTime<Local>,
+    started_mono: Instant,
+    incident_prefix: String,
+    metrics: MetricsSnapshot,
+    metrics_tx: watch::Sender<MetricsSnapshot>,
+    mailer: Option<crate::mail::MailerHandle>,
+    queue: VecDeque<Event>,
+    exit: Option<u8>,
+    sockets: Vec<PathBuf>,
+    pipe_rx: Option<mpsc::Receiver<PipeEvent>>,
+    control_rx: Option<mpsc::Receiver<ControlEvent>>,
+    last_diagnostics: Option<String>,
+}
+
+impl Shell {
+    async fn start(cfg: Config, config_path: PathBuf) -> Result<Shell, u8> {
+        let started_wall = Local::now();
+        let started_mono = Instant::now();
+        let (mut log, lifecycle) = match QosLog::open(
+            &cfg.data_directory,
+            started_wall,
+            cfg.log_retention_days,
+            cfg.log_max_size,
+        ) {
+            Ok(opened) => opened,
+            Err(e) => {
+                eprintln!("qoscntrlr: {e}");
+                return Err(EXIT_CONFIG);
+            }
+        };
+        log.line(Component::Controller, "Starting QOSPipeWatcher", started_wall);
+        log.header(&cfg, started_wall);
+        for (from, to) in &lifecycle.renamed {
+            log.line(
+                Component::Controller,
+                &format!("Previous log {} renamed to {}", from.display(), to.display()),
+                started_wall,
+            );
+        }
+        for deleted in &lifecycle.deleted {
+            log.line(
+                Component::Controller,
+                &format!("Deleted old log {}", deleted.display()),
+                started_wall,
+            );
+        }
+        for problem in &lifecycle.problems {
+            log.line(Component::Controller, problem, started_wall);
+        }
+        let (events, event_errors) = EventsFile::open(&cfg.data_directory, cfg.log_retention_days);
+        for e in event_errors {
+            log.line(Component::Controller, &e.to_string(), started_wall);
+        }
+        let (tasks, tasks_rx) = mpsc::unbounded_channel();
+        let policy = Policy::from_config(&cfg);
+        let (metrics_tx, _) = watch::channel(MetricsSnapshot::new(status::ServerState::Stopped));
+        let tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
+        let mut shell = Shell {
+            ctl: Controller::new(policy, started_mono),
+            log,
+            events,
+            reaper: Reaper::new(),
+            server: None,
+            last_pgid: None,
+            console: ConsoleTail::default(),
+            trigger: TriggerFile::new(&cfg.data_directory),
+            health: HealthBoard::new(Health::Down {
+                reason: "starting".into(),
+            }),
+            state_file: StateFile::new(&cfg.data_directory),
+            sd: SdNotify::from_env(),
+            sampler: Sampler::new(),
+            tracker,
+            last_sample: None,
+            tasks,
+            tasks_rx: Some(tasks_rx),
+            replies: HashMap::new(),
+            next_request: 1,
+            recent: VecDeque::new(),
+            started_wall,
+            started_mono,
+            incident_prefix: timefmt::file_stamp(&started_wall),
+            metrics: MetricsSnapshot::new(status::ServerState::Stopped),
+            metrics_tx,
+            mailer: None,
+            queue: VecDeque::new(),
+            exit: None,
+            sockets: Vec::new(),
+            pipe_rx: None,
+            control_rx: None,
+            last_diagnostics: None,
+            cfg,
+            config_path,
+        };
+        shell.kill_stale_server();
+        shell.open_listeners().await;
+        let prune = diagnostics::prune(
+            &shell.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
+            shell.cfg.diag_retention_days,
+            shell.cfg.diag_max_size,
+        );
+        for e in prune.errors {
+            shell.line(Component::Controller, format!("Diagnostics pruning: {e}"));
+        }
+        shell.mailer = crate::mail::MailSettings::from_config(&shell.cfg).map(|settings| {
+            crate::mail::Mailer::start(
+                settings,
+                shell.cfg.data_directory.join("mail-spool"),
+                shell.log_sender(),
+            )
+        });
+        Ok(shell)
+    }
+
+    /// A previous controller that died (SIGKILL) may have left its server running:
+    /// never two servers.
+    fn kill_stale_server(&mut self) {
+        if let Some(stale) = self.state_file.stale_server() {
+            self.line(
+                Component::Controller,
+                format!(
+                    "Found server {} (pid {}) left running by a previous controller; killing its process tree",
+                    stale.program, stale.pid
+                ),
+            );
+            let report = process::kill_tree(stale.pid, stale.pgid, &HashSet::new());
+            self.line(
+                Component::Kill,
+                format!("Killed {} leftover process(es)", report.killed.len()),
+            );
+        }
+        if let Err(e) = self.state_file.clear() {
+            self.line(Component::Controller, e.to_string());
+        }
+    }
+
+    fn log_sender(&self) -> mpsc::UnboundedSender<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            while let Some(line) = rx.recv().await {
+                if tasks.send(TaskResult::Log(Component::Controller, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        tx
+    }
+
+    async fn open_listeners(&mut self) {
+        let cfg = self.cfg.clone();
+        match pipe::bind(&cfg.pipe, cfg.control_group.as_deref()).await {
+            Ok(listener) => {
+                let (tx, rx) = mpsc::channel(PIPE_QUEUE);
+                tokio::task::spawn_local(pipe::serve(listener, tx));
+                self.pipe_rx = Some(rx);
+                self.sockets.push(cfg.pipe.clone());
+            }
+            Err(e) => self.line(
+                Component::Controller,
+                format!("Cannot open the message pipe {}: {e}", cfg.pipe.display()),
+            ),
+        }
+        let group_gid = match cfg.control_group.as_deref().map(control::resolve_group) {
+            Some(Ok(gid)) => Some(gid),
+            Some(Err(e)) => {
+                self.line(Component::Controller, e.to_string());
+                None
+            }
+            None => None,
+        };
+        match control::bind(&cfg.control_socket, cfg.control_group.as_deref()).await {
+            Ok(listener) => {
+                let (tx, rx) = mpsc::channel(64);
+                tokio::task::spawn_local(control::serve(listener, group_gid, tx));
+                self.control_rx = Some(rx);
+                self.sockets.push(cfg.control_socket.clone());
+            }
+            Err(e) => self.line(
+                Component::Controller,
+                format!(
+                    "Cannot open the control socket {}: {e}",
+                    cfg.control_socket.display()
+                ),
+            ),
+        }
+        if let Some(addr) = cfg.readiness_listen {
+            match failover::bind(addr).await {
+                Ok(l) => {
+                    tokio::task::spawn_local(failover::serve_readiness(l, self.health.subscribe()));
+                    self.line(
+                        Component::Controller,
+                        format!("Readiness endpoint listening on http://{addr}/"),
+                    );
+                }
+                Err(e) => self.line(
+                    Component::Controller,
+                    format!("Cannot listen for readiness on {addr}: {e}"),
+                ),
+            }
+        }
+        if let Some(addr) = cfg.agent_listen {
+            match failover::bind(addr).await {
+                Ok(l) => {
+                    tokio::task::spawn_local(failover::serve_agent(l, self.health.subscribe()));
+                    self.line(
+                        Component::Controller,
+                        format!("HAProxy agent-check listening on {addr}"),
+                    );
+                }
+                Err(e) => self.line(
+                    Component::Controller,
+                    format!("Cannot listen for the HAProxy agent on {addr}: {e}"),
+                ),
+            }
+        }
+        if let Some(addr) = cfg.metrics_listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tokio::task::spawn_local(metrics::serve(l, self.metrics_tx.subscribe()));
+                    self.line(
+                        Component::Controller,
+                        format!("Metrics listening on http://{addr}/metrics"),
+                    );
+                }
+                Err(e) => self.line(
+                    Component::Controller,
+                    format!("Cannot listen for metrics on {addr}: {e}"),
+                ),
+            }
+        }
+    }
+
+    /// Write one line now (and keep it for alert mails).
+    fn line(&mut self, component: Component, text: impl AsRef<str>) {
+        let wall = Local::now();
+        let text = text.as_ref();
+        self.log.line(component, text, wall);
+        let full = crate::qoslog::format_line(component, text, &wall);
+        if self.recent.len() == RECENT_LINES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(full.trim_end().to_string());
+    }
+
+    async fn run(mut self) -> u8 {
+        let Some(mut tasks_rx) = self.tasks_rx.take() else {
+            return EXIT_SOFTWARE;
+        };
+        let mut pipe_rx = self.pipe_rx.take();
+        let mut control_rx = self.control_rx.take();
+        let (unclaimed_tx, mut unclaimed_rx) = mpsc::unbounded_channel();
+        tokio::task::spawn_local(reap_loop(self.reaper.clone(), unclaimed_tx));
+        let (mut sigterm, mut sigint, mut sighup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            _ => {
+                self.line(Component::Controller, "Cannot install signal handlers");
+                return EXIT_SOFTWARE;
+            }
+        };
+        let watchdog_every = self
+            .sd
+            .as_ref()
+            .and_then(|sd| sd.watchdog_interval())
+            .unwrap_or(Duration::from_secs(3600));
+        let mut watchdog = tokio::time::interval(watchdog_every);
+        let mut resources = tokio::time::interval(self.cfg.resource_interval);
+        resources.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut log_retry = tokio::time::interval(Duration::from_secs(5));
+
+        let trigger_present = self.trigger.exists();
+        self.queue.push_back(Event::ControllerStarted { trigger_present });
+        self.drain_queue();
+        if let Some(sd) = &self.sd {
+            let _ = sd.ready();
+        }
+
+        while self.exit.is_none() {
+            let deadline = self.ctl.next_deadline();
+            let sleep = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => self.queue.push_back(Event::DeadlineReached),
+                Some(result) = tasks_rx.recv() => self.on_task(result),
+                Some(pe) = recv_opt(&mut pipe_rx) => self.on_pipe(pe),
+                Some(ce) = recv_opt(&mut control_rx) => self.on_control(ce),
+                Some((pid, exit)) = unclaimed_rx.recv() => {
+                    // Orphans adopted as subreaper, reaped; nothing else to do.
+                    let _ = (pid, exit);
+                }
+                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
+                _ = sighup.recv() => self.reload(),
+                _ = watchdog.tick() => {
+                    // Sent from the loop itself: a wedged loop stops the heartbeat.
+                    if let Some(sd) = &self.sd { let _ = sd.watchdog(); }
+                }
+                _ = resources.tick() => self.sample_resources(),
+                _ = log_retry.tick() => { self.log.retry(Local::now()); }
+            }
+            self.drain_queue();
+        }
+        self.shutdown();
+        self.exit.unwrap_or(0)
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(sd) = &self.sd {
+            let _ = sd.stopping();
+        }
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+        let _ = self.state_file.clear();
+    }
+
+    fn on_stop_signal(&mut self, name: &str) {
+        self.line(
+            Component::Controller,
+            format!("Received {name}: shutting down"),
+        );
+        if let Some(sd) = &self.sd {
+            let _ = sd.stopping();
+        }
+        self.queue.push_back(Event::StopRequested);
+    }
+
+    fn drain_queue(&mut self) {
+        while let Some(event) = self.queue.pop_front() {
+            let actions = self.ctl.handle(Instant::now(), event);
+            for action in actions {
+                self.execute(action);
+            }
+        }
+        self.publish_metrics();
+    }
+
+    fn on_task(&mut self, result: TaskResult) {
+        match result {
+            TaskResult::Probe(outcome) => {
+                let (success, latency, detail) = match outcome {
+                    ProbeOutcome::Success { latency } => (true, latency, String::new()),
+                    ProbeOutcome::Failure { reason, latency } => (false, latency, reason),
+                };
+                if success {
+                    self.metrics.probe_success_total += 1;
+                    self.metrics.probe_latency.observe(latency);
+                } else {
+                    self.metrics.probe_error_total += 1;
+                }
+                self.queue.push_back(Event::ProbeFinished {
+                    success,
+                    latency,
+                    detail,
+                });
+            }
+            TaskResult::Diagnostics(report) => {
+                let path = report.path.map(|p| p.display().to_string());
+                self.last_diagnostics = path.clone();
+                let prune = diagnostics::prune(
+                    &self.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
+                    self.cfg.diag_retention_days,
+                    self.cfg.diag_max_size,
+                );
+                for e in prune.errors {
+                    self.line(Component::Controller, format!("Diagnostics pruning: {e}"));
+                }
+                self.queue.push_back(Event::DiagnosticsFinished {
+                    path,
+                    error: report.error,
+                });
+            }
+            TaskResult::ServerExit { pid, exit } => {
+                if self.server.as_ref().map(|s| s.pid) == Some(pid) {
+                    self.server = None;
+                    let _ = self.state_file.clear();
+                }
+                self.queue.push_back(Event::ServerExited {
+                    pid,
+                    exit: exit.to_string(),
+                    clean: exit.success(),
+                });
+            }
+            TaskResult::Log(component, text) => self.line(component, text),
+        }
+    }
+
+    fn on_pipe(&mut self, event: PipeEvent) {
+        match event {
+            PipeEvent::Line {
+                message, meaning, ..
+            } => {
+                let text = message.log_text(&timefmt::timedate(&Local::now()));
+                let signal = match meaning {
+                    Meaning::QosStart => ServerSignal::QosStart,
+                    Meaning::ServerStart => ServerSignal::ServerStart,
+                    Meaning::ServerReady => ServerSignal::Ready,
+                    Meaning::ServerEnd => ServerSignal::ServerEnd {
+                        restart: message
+                            .object("Detail")
+                            .is_some_and(|d| d.eq_ignore_ascii_case("restart")),
+                    },
+                    Meaning::QosEnd => ServerSignal::QosEnd,
+                    Meaning::Crash => ServerSignal::Crash,
+                    Meaning::ProbeTimeout => ServerSignal::ProbeTimeout,
+                    Meaning::ProbeResult {
+                        success,
+                        latency_ms,
+                        detail,
+                    } => ServerSignal::ProbeResult {
+                        success,
+                        latency_ms,
+                        detail,
+                    },
+                    Meaning::Exhausted { resource } => ServerSignal::Exhausted { resource },
+                    Meaning::AppStart { app } => ServerSignal::AppStart { app },
+                    Meaning::AppProgress { app } => ServerSignal::AppProgress { app },
+                    Meaning::AppEnd { app } => ServerSignal::AppEnd { app },
+                };
+                self.queue.push_back(Event::MessageReceived {
+                    text,
+                    append_timedate: false,
+                    signal,
+                });
+            }
+            PipeEvent::Rejected { client, reason } => {
+                self.queue.push_back(Event::MessageRejected {
+                    reason: format!("client {client}: {reason}"),
+                });
+            }
+            PipeEvent::Dropped { count } => self.line(
+                Component::Controller,
+                format!("{count} message(s) dropped: the message queue was full"),
+            ),
+            PipeEvent::Failed { reason } => self.line(
+                Component::Controller,
+                format!("Message pipe: {reason}"),
+            ),
+        }
+    }
+
+    fn on_control(&mut self, event: ControlEvent) {
+        match event {
+            ControlEvent::Refused { uid, gid, pid } => self.line(
+                Component::Controller,
+                format!(
+                    "Control socket: refused uid {uid} gid {gid} (pid {})",
+                    pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                ),
+            ),
+            ControlEvent::Request(request) => {
+                let command = match request.command {
+                    ControlCommand::Status => {
+                        let _ = request.reply.send(ControlResponse::status(self.snapshot()));
+                        return;
+                    }
+                    ControlCommand::Start => Command::Start,
+                    ControlCommand::Quit => Command::Quit,
+                    ControlCommand::Restart => Command::Restart,
+                    ControlCommand::Kill => Command::Kill,
+                    ControlCommand::Pause { for_duration } => Command::Pause {
+                        duration: for_duration,
+                    },
+                    ControlCommand::Resume => Command::Resume,
+                    ControlCommand::ClearFault => Command::ClearFault,
+                    ControlCommand::Diagnose => Command::Diagnose,
+                };
+                let id = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(id, request.reply);
+                self.queue.push_back(Event::CommandReceived {
+                    command,
+                    uid: request.uid,
+                    request: id,
+                });
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        self.line(
+            Component::Controller,
+            format!(
+                "Received SIGHUP: reloading {}",
+                self.config_path.display()
+            ),
+        );
+        match config::load(&self.config_path) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    self.line(Component::Controller, format!("Reload warning: {warning}"));
+                }
+                let cfg = loaded.config;
+                if cfg.data_directory != self.cfg.data_directory {
+                    self.line(
+                        Component::Controller,
+                        "DATA_DIRECTORY cannot change on reload; restart the controller to move it",
+                    );
+                }
+                self.ctl.set_policy(Policy::from_config(&cfg));
+                self.tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
+                let data_directory = self.cfg.data_directory.clone();
+                self.cfg = Config {
+                    data_directory,
+                    ..cfg
+                };
+                for line in self.cfg.effective_lines() {
+                    self.line(Component::Controller, line);
+                }
+                self.line(Component::Controller, "Configuration reloaded");
+            }
+            Err(failure) => {
+                for error in &failure.errors {
+                    self.line(Component::Controller, format!("Reload error: {error}"));
+                }
+                self.line(
+                    Component::Controller,
+                    "Reload failed; the previous configuration stays in force",
+                );
+            }
+        }
+    }
+
+    fn sample_resources(&mut self) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        if !matches!(self.ctl.state(), StateName::Starting | StateName::Ready) {
+            return;
+        }
+        let extra: Vec<i32> = Vec::new();
+        match self.sampler.sample(
+            server.pid,
+            &extra,
+            &self.cfg.data_directory,
+            Instant::now(),
+        ) {
+            Ok(sample) => {
+                for verdict in self.tracker.observe(&sample) {
+                    match verdict {
+                        LimitVerdict::Warn {
+                            resource,
+                            value,
+                            limit,
+                        } => self.queue.push_back(Event::ResourceWarning {
+                            resource: resource.to_string(),
+                            detail: format!("{value} of {limit}"),
+                        }),
+                        LimitVerdict::Exhausted {
+                            resource,
+                            value,
+                            limit,
+                        } => self.queue.push_back(Event::ResourceExhausted {
+                            resource: resource.to_string(),
+                            detail: format!("{value} > {limit}"),
+                        }),
+                    }
+                }
+                self.metrics.resources = Some(ResourceGauges {
+                    memory_bytes: sample.rss_bytes,
+                    cpu_percent: sample.cpu_percent.unwrap_or(0.0),
+                    open_files: sample.open_files,
+                    threads: sample.threads,
+                    disk_free_bytes: sample.disk_free_bytes,
+                });
+                self.last_sample = Some((sample, Local::now()));
+            }
+            Err(e) => {
+                // The server may have just exited; its exit event tells the story.
+                let _ = e;
+            }
+        }
+    }
+
+    fn incident_id(&self, n: u64) -> String {
+        format!("{}-{n}", self.incident_prefix)
+    }
+
+    fn helper_pids(&self, server: Option<i32>) -> HashSet<i32> {
+        let mut watched = self.reaper.watched();
+        if let Some(pid) = server {
+            watched.remove(&pid);
+        }
+        watched
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Log {
+                component,
+                text,
+                append_timedate,
+            } => {
+                if append_timedate {
+                    let td = timefmt::timedate(&Local::now());
+                    self.line(component, format!("{text} TimeDate={td}"));
+                } else {
+                    self.line(component, text);
+                }
+            }
+            Action::Spawn => self.spawn_server(),
+            Action::RequestStop => self.request_stop(),
+            Action::KillTree => self.kill_tree(),
+            Action::Probe => self.start_probe(),
+            Action::RunDiagnostics { reason, .. } => self.start_diagnostics(reason),
+            Action::WriteTrigger => {
+                let enabled = !self.cfg.disable_failover_trigger;
+                if let Err(e) = self.trigger.write(enabled) {
+                    self.line(
+                        Component::Kill,
+                        format!(
+                            "Cannot write the failover trigger {}: {e}",
+                            self.trigger.path().display()
+                        ),
+                    );
+                }
+            }
+            Action::RemoveTrigger => {
+                if let Err(e) = self.trigger.remove() {
+                    self.line(
+                        Component::Controller,
+                        format!(
+                            "Cannot remove the failover trigger {}: {e}",
+                            self.trigger.path().display()
+                        ),
+                    );
+                }
+            }
+            Action::SetHealth(health) => self.health.set(health),
+            Action::RunHook {
+                recovery,
+                reason,
+                incident,
+            } => self.run_hook(recovery, &reason, incident),
+            Action::Mail(alert) => self.mail(alert),
+            Action::StateChanged { from, to, why } => {
+                self.line(
+                    Component::Controller,
+                    format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
+                );
+                let record = EventRecord::new(Local::now(), "state", to.as_str())
+                    .reason(&why)
+                    .field("from", from.as_str());
+                self.record_event(record);
+                if let Some(sd) = &self.sd {
+                    let _ = sd.status(&format!("{}: {why}", to.as_str()));
+                }
+                if to == StateName::Restarting {
+                    self.tracker.reset();
+                    self.sampler.reset();
+                }
+            }
+            Action::Incident { id, kind, outcome } => {
+                let state = self.ctl.state().as_str();
+                let record = EventRecord::new(Local::now(), "incident", state)
+                    .incident(&self.incident_id(id))
+                    .reason(&kind)
+                    .field("outcome", outcome.as_str());
+                self.record_event(record);
+                match outcome.as_str() {
+                    "diagnostics" | "detected" => {
+                        self.metrics.last_incident_timestamp_seconds =
+                            Some(Local::now().timestamp());
+                    }
+                    "killed" => *self.metrics.kills_total.entry(kind).or_default() += 1,
+                    "restarted" => *self.metrics.restarts_total.entry(kind).or_default() += 1,
+                    _ => {}
+                }
+            }
+            Action::Reply {
+                request,
+                ok,
+                message,
+            } => {
+                if let Some(reply) = self.replies.remove(&request) {
+                    let response = if ok {
+                        ControlResponse::ok(message)
+                    } else {
+                        ControlResponse::refused(message)
+                    };
+                    let _ = reply.send(response);
+                }
+            }
+            Action::Exit(code) => self.exit = Some(code),
+        }
+    }
+
+    fn record_event(&mut self, record: EventRecord) {
+        if let Some(e) = self.events.record(&record) {
+            self.line(Component::Controller, format!("Events file: {e}"));
+        }
+    }
+
+    fn spawn_server(&mut self) {
+        // Leftovers of a previous server (daemonized grandchildren) go first.
+        if let Some(pgid) = self.last_pgid.take() {
+            let exclude = self.helper_pids(None);
+            let report = process::kill_tree(pgid, pgid, &exclude);
+            if !report.killed.is_empty() {
+                self.line(
+                    Component::Kill,
+                    format!(
+                        "Killed {} leftover process(es) of the previous server",
+                        report.killed.len()
+                    ),
+                );
+            }
+        }
+        let spec = ServerSpec {
+            argv: self.cfg.server_command.clone(),
+            directory: self.cfg.server_directory.clone(),
+            user: self.cfg.server_user.clone(),
+            group: self.cfg.server_group.clone(),
+            env: vec![
+                (
+                    "QOSCNTRLR_PIPE".into(),
+                    self.cfg.pipe.to_string_lossy().into_owned(),
+                ),
+                ("QOSCNTRLR_SERVER_NAME".into(), self.cfg.server_name.clone()),
+            ],
+            console_log: self.cfg.data_directory.join(CONSOLE_LOG_NAME),
+        };
+        self.line(
+            Component::Controller,
+            format!(
+                "Starting server: {}",
+                shell_words::join(&self.cfg.server_command)
+            ),
+        );
+        match process::spawn_server(&spec, &self.reaper) {
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                let tasks = self.tasks.clone();
+                let exited = spawned.exited;
+                tokio::task::spawn_local(async move {
+                    if let Ok(exit) = exited.await {
+                        let _ = tasks.send(TaskResult::ServerExit { pid, exit });
+                    }
+                });
+                tokio::task::spawn_local(spawned.console.pump(self.console.clone()));
+                if let Some(record) = ServerRecord::of_running(pid, pid, &spawned.program) {
+                    if let Err(e) = self.state_file.record(&record) {
+                        self.line(Component::Controller, e.to_string());
+                    }
+                }
+                self.server = Some(ServerProc {
+                    pid,
+                    started: Instant::now(),
+                });
+                self.last_pgid = Some(pid);
+                self.queue.push_back(Event::ServerSpawned {
+                    pid,
+                    program: spawned.program,
+                });
+            }
+            Err(e) => self.queue.push_back(Event::SpawnFailed {
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    fn request_stop(&mut self) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        if let Some(argv) = self.cfg.server_stop_command.clone() {
+            if let Some((program, args)) = argv.split_first() {
+                let mut cmd = StdCommand::new(program);
+                cmd.args(args)
+                    .current_dir(&self.cfg.server_directory)
+                    .env("QOSCNTRLR_SERVER_PID", server.pid.to_string());
+                crate::sdnotify::scrub_env(&mut cmd);
+                let reaper = self.reaper.clone();
+                let tasks = self.tasks.clone();
+                let limit = self.cfg.shutdown_timeout;
+                tokio::task::spawn_local(async move {
+                    let text = match process::run_helper(&reaper, cmd, limit).await {
+                        Ok(out) => match out.exit {
+                            Some(exit) => format!("Stop command ended: {exit}"),
+                            None => "Stop command timed out and was killed".to_string(),
+                        },
+                        Err(e) => format!("Stop command failed: {e}"),
+                    };
+                    let _ = tasks.send(TaskResult::Log(Component::Controller, text));
+                });
+                return;
+            }
+        }
+        let signal = Signal::try_from(self.cfg.server_stop_signal).unwrap_or(Signal::SIGTERM);
+        if let Err(e) = process::signal_group(server.pid, signal) {
+            self.line(
+                Component::Controller,
+                format!("Cannot send {} to the server: {e}", signal.as_str()),
+            );
+        }
+    }
+
+    fn kill_tree(&mut self) {
+        let Some(pgid) = self.server.as_ref().map(|s| s.pid).or(self.last_pgid) else {
+            return;
+        };
+        let exclude = self.helper_pids(Some(pgid));
+        let report = process::kill_tree(pgid, pgid, &exclude);
+        if !report.killed.is_empty() {
+            self.line(
+                Component::Kill,
+                format!(
+                    "Killed {} process(es) of the server's tree: {}",
+                    report.killed.len(),
+                    report
+                        .killed
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+        }
+        if !report.survivors.is_empty() {
+            self.line(
+                Component::Kill,
+                format!(
+                    "Still alive after SIGKILL (uninterruptible?): {:?}",
+                    report.survivors
+                ),
+            );
+        }
+    }
+
+    fn start_probe(&mut self) {
+        let Some(target) = self.cfg.probe.clone() else {
+            return;
+        };
+        if target == ProbeTarget::Message {
+            return;
+        }
+        // One attempt never outlives the interval nor the timeout.
+        let limit = self.cfg.probe_interval.min(self.cfg.probe_timeout);
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            let outcome = probe::probe_once(&target, limit, &reaper).await;
+            let _ = tasks.send(TaskResult::Probe(outcome));
+        });
+    }
+
+    fn start_diagnostics(&mut self, reason: String) {
+        let server = self.server.as_ref().map(|s| s.pid);
+        let tree = match server {
+            Some(pid) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
+            None => Vec::new(),
+        };
+        let request = DiagRequest {
+            reason,
+            server_pid: server,
+            tree,
+            console_tail: self.console.tail(CONSOLE_TAIL_LINES),
+            data_dir: self.cfg.data_directory.clone(),
+            nsd_path: self.cfg.nsd_path.clone(),
+            limit: self.cfg.nsd_timeout,
+            server_name: self.cfg.server_name.clone(),
+        };
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            let report = diagnostics::collect(request, &reaper, Local::now()).await;
+            let _ = tasks.send(TaskResult::Diagnostics(report));
+        });
+    }
+
+    fn run_hook(&mut self, recovery: bool, reason: &str, incident: u64) {
+        let (argv, event) = if recovery {
+            (self.cfg.recovery_hook.clone(), HookEvent::Recovery)
+        } else {
+            (self.cfg.failover_hook.clone(), HookEvent::Failover)
+        };
+        let Some(argv) = argv else {
+            return;
+        };
+        let env = failover::hook_env(
+            event,
+            reason,
+            &self.cfg.server_name,
+            &self.incident_id(incident),
+            self.trigger.path(),
+        );
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        let data_dir = self.cfg.data_directory.clone();
+        tokio::task::spawn_local(async move {
+            let outcome = failover::run_hook(&reaper, &argv, &env, HOOK_LIMIT, &data_dir).await;
+            let text = format!("{} hook: {outcome}", capitalize(event.as_str()));
+            let _ = tasks.send(TaskResult::Log(Component::Kill, text));
+        });
+    }
+
+    fn mail(&mut self, alert: Alert) {
+        let Some(mailer) = &self.mailer else {
+            return;
+        };
+        let kind = match alert.kind {
+            core::AlertKind::SmartKill => crate::mail::AlertKind::SmartKill,
+            core::AlertKind::Crash => crate::mail::AlertKind::Crash,
+            core::AlertKind::RestartLimit => crate::mail::AlertKind::RestartLimit,
+            core::AlertKind::ResourceWarning => crate::mail::AlertKind::ResourceWarning,
+            core::AlertKind::Recovery => crate::mail::AlertKind::Recovery,
+            core::AlertKind::NoKillIncident => crate::mail::AlertKind::SmartKill,
+        };
+        let mail = crate::mail::Alert {
+            kind,
+            event: alert.event,
+            server: self.cfg.server_name.clone(),
+            when: Local::now(),
+            summary: alert.summary,
+            log_lines: self.recent.iter().cloned().collect(),
+            diagnostics: alert.diagnostics.map(PathBuf::from),
+            console_tail: self.console.tail(CONSOLE_TAIL_LINES),
+            attach_diagnostics: self.cfg.nokill,
+        };
+        mailer.submit(mail);
+    }
+
+    fn publish_metrics(&mut self) {
+        self.metrics.state = server_state(self.ctl.state());
+        let core_status = self.ctl.status(Instant::now());
+        self.metrics.paused = core_status.paused;
+        self.metrics.apps_in_list = core_status.apps.len() as u64;
+        self.metrics_tx.send_replace(self.metrics.clone());
+    }
+
+    /// Everything `status` shows.
+    fn snapshot(&self) -> StatusSnapshot {
+        let now = Instant::now();
+        let wall = Local::now();
+        let core = self.ctl.status(now);
+        let at = |t: Instant| status::rfc3339(wall - chrono_duration(now.saturating_duration_since(t)));
+        let policy = self.ctl.policy();
+        let resources = self.last_sample.as_ref().map(|(s, at)| status::ResourceStatus {
+            sampled_at: status::rfc3339(*at),
+            memory_bytes: s.rss_bytes,
+            max_memory_bytes: nonzero(self.cfg.max_memory),
+            cpu_percent: s.cpu_percent.unwrap_or(0.0),
+            max_cpu_percent: (self.cfg.max_cpu > 0).then_some(self.cfg.max_cpu),
+            open_files: s.open_files,
+            max_open_files: nonzero(self.cfg.max_open_files),
+            threads: s.threads,
+            max_threads: nonzero(self.cfg.max_threads),
+            disk_free_bytes: s.disk_free_bytes,
+            min_disk_free_bytes: nonzero(self.cfg.min_disk_free),
+        });
+        StatusSnapshot {
+            taken_at: status::rfc3339(wall),
+            controller: status::ControllerStatus {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                since: status::rfc3339(self.started_wall),
+                config_path: self.config_path.display().to_string(),
+            },
+            server: status::ServerStatus {
+                name: self.cfg.server_name.clone(),
+                state: server_state(core.state),
+                phase: core.phase.map(|p| match p {
+                    core::KillPhase::Failover => status::KillPhase::Failover,
+                    core::KillPhase::Diagnostics => status::KillPhase::Diagnostics,
+                    core::KillPhase::Kill => status::KillPhase::Kill,
+                }),
+                why: core.why.clone(),
+                state_since: at(core.state_since),
+                pid: core.server_pid.map(|p| p as u32),
+                uptime_secs: self
+                    .server
+                    .as_ref()
+                    .map(|s| now.saturating_duration_since(s.started).as_secs()),
+                restarts_in_window: core.restarts_in_window as u32,
+                restart_limit: policy
+                    .restart_limit_enable
+                    .then_some(policy.restart_limit_maximum),
+                restart_period_secs: policy.restart_limit_period.as_secs(),
+                last_exit: core.last_exit.clone(),
+            },
+            probe: status::ProbeStatus {
+                target: probe_target_text(self.cfg.probe.as_ref()),
+                interval_secs: self.cfg.probe_interval.as_secs(),
+                last_result: core.probe_last_result.as_ref().map(|(ok, _, detail)| {
+                    if *ok {
+                        "SUCCESS".to_string()
+                    } else {
+                        format!("ERROR: {detail}")
+                    }
+                }),
+                last_latency_ms: core
+                    .probe_last_result
+                    .as_ref()
+                    .map(|(_, l, _)| l.as_millis() as u64),
+                since_last_success_secs: core
+                    .probe_last_success
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                timeout_left_secs: core
+                    .probe_timeout_at
+                    .map(|t| t.saturating_duration_since(now).as_secs()),
+                enabled: policy.probing,
+            },
+            apps: core
+                .apps
+                .iter()
+                .map(|(name, without)| status::AppStatus {
+                    name: name.clone(),
+                    age_secs: without.as_secs(),
+                    since_progress_secs: without.as_secs(),
+                })
+                .collect(),
+            resources,
+            failover: status::FailoverStatus {
+                trigger_present: self.trigger.exists(),
+                health: match self.health.current() {
+                    Health::Ready => "ready".into(),
+                    Health::Down { reason } => format!("down: {reason}"),
+                    Health::Drain => "drain".into(),
+                },
+            },
+            flags: status::Flags {
+                paused: core.paused,
+                paused_until: core.paused_until.map(|t| {
+                    status::rfc3339(wall + chrono_duration(t.saturating_duration_since(now)))
+                }),
+                nokill: core.nokill,
+                failover_triggered: core.failover_triggered,
+            },
+            incidents: core
+                .incidents
+                .iter()
+                .rev()
+                .map(|i| status::IncidentStatus {
+                    id: self.incident_id(i.id),
+                    kind: i.kind.clone(),
+                    detected_at: at(i.detected_at),
+                    outcome: i.outcome.clone(),
+                    diagnostics: i.diagnostics.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn reap_loop(reaper: Rc<Reaper>, unclaimed: mpsc::UnboundedSender<(i32, ExitInfo)>) {
+    if let Err(e) = process::reap_forever(reaper, unclaimed).await {
+        eprintln!("qoscntrlr: the reaper stopped: {e}");
+    }
+}
+
+fn server_state(state: StateName) -> status::ServerState {
+    match state {
+        StateName::Starting => status::ServerState::Starting,
+        StateName::Ready => status::ServerState::Ready,
+        StateName::Stopping => status::ServerState::Stopping,
+        StateName::Killing => status::ServerState::Killing,
+        StateName::Crashed => status::ServerState::Crashed,
+        StateName::Restarting => status::ServerState::Restarting,
+        StateName::Stopped => status::ServerState::Stopped,
+        StateName::Faulted => status::ServerState::Faulted,
+    }
+}
+
+fn probe_target_text(target: Option<&ProbeTarget>) -> String {
+    match target {
+        None => "none".into(),
+        Some(ProbeTarget::Http { host, port, path }) => format!("http://{host}:{port}{path}"),
+        Some(ProbeTarget::Tcp { host, port }) => format!("tcp://{host}:{port}"),
+        Some(ProbeTarget::Exec { argv }) => format!("exec:{}", shell_words::join(argv)),
+        Some(ProbeTarget::Message) => "message".into(),
+    }
+}
+
+fn nonzero(v: u64) -> Option<u64> {
+    (v > 0).then_some(v)
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::zero())
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
