@@ -372,7 +372,11 @@ fn parse_duration_for_control(text: &str) -> Result<std::time::Duration, String>
         "ms" => 1,
         "s" => 1_000,
         "h" => 3_600_000,
-        other => return Err(format!("unknown unit '{other}' (expected ms, s, m, min or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' (expected ms, s, m, min or h)"
+            ))
+        }
     };
     value
         .checked_mul(millis_per_unit)

@@ -110,7 +110,10 @@ impl WireRequest {
             ));
         }
         if self.for_secs.is_some() && self.cmd != "pause" {
-            return Err(format!("'for_secs' is only valid with 'pause', not '{}'", self.cmd));
+            return Err(format!(
+                "'for_secs' is only valid with 'pause', not '{}'",
+                self.cmd
+            ));
         }
         Ok(match self.cmd.as_str() {
             "status" => ControlCommand::Status,
@@ -290,13 +293,12 @@ fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
         Ok(_) => Err(ControlError::InUse {
             path: path.to_path_buf(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            std::fs::remove_file(path).map_err(|source| ControlError::Io {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|source| ControlError::Io {
                 path: path.to_path_buf(),
                 action: "remove stale socket",
                 source,
-            })
-        }
+            }),
         Err(source) => Err(ControlError::Io {
             path: path.to_path_buf(),
             action: "probe existing socket",
@@ -360,9 +362,9 @@ async fn handle_connection(
         {
             Err(_) => ControlResponse::refused("no request received in time"),
             Ok(Err(e)) => ControlResponse::refused(format!("cannot read the request: {e}")),
-            Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => ControlResponse::refused(format!(
-                "request longer than {MAX_REQUEST_BYTES} bytes"
-            )),
+            Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => {
+                ControlResponse::refused(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
+            }
             Ok(Ok(_)) => match parse_request(&line) {
                 Err(message) => ControlResponse::refused(message),
                 Ok(command) => ask_runtime(command, uid, pid, &events).await,
@@ -378,9 +380,8 @@ pub fn parse_request(line: &[u8]) -> Result<ControlCommand, String> {
     if text.is_empty() {
         return Err("empty request".to_string());
     }
-    let request: WireRequest = serde_json::from_str(text).map_err(|e| {
-        format!("malformed request ({e}); expected {{\"v\":1,\"cmd\":\"status\"}}")
-    })?;
+    let request: WireRequest = serde_json::from_str(text)
+        .map_err(|e| format!("malformed request ({e}); expected {{\"v\":1,\"cmd\":\"status\"}}"))?;
     request.to_command()
 }
 
@@ -543,7 +544,10 @@ pub fn request(
     if response.v != PROTOCOL_VERSION {
         return Err(ClientError::Protocol {
             path: path.to_path_buf(),
-            detail: format!("protocol version {} (expected {PROTOCOL_VERSION})", response.v),
+            detail: format!(
+                "protocol version {} (expected {PROTOCOL_VERSION})",
+                response.v
+            ),
         });
     }
     Ok(response)

@@ -242,7 +242,9 @@ pub fn is_rotated_name(name: &str) -> bool {
     };
     stamp.len() == 14
         && stamp.bytes().all(|b| b.is_ascii_digit())
-        && suffix.map_or(true, |n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && suffix.map_or(true, |n| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 fn prune_rotated(dir: &Path, retention_days: u32, now: SystemTime) -> Vec<EventsError> {

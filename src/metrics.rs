@@ -137,10 +137,19 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(snapshot: &MetricsSnapshot) -> String {
     let mut out = String::new();
 
-    header(&mut out, "qoscntrlr_state", "gauge", "1 for the server's current state.");
+    header(
+        &mut out,
+        "qoscntrlr_state",
+        "gauge",
+        "1 for the server's current state.",
+    );
     for state in ServerState::ALL {
         let value = u8::from(state == snapshot.state);
-        let _ = writeln!(out, "qoscntrlr_state{{state=\"{}\"}} {value}", state.as_str());
+        let _ = writeln!(
+            out,
+            "qoscntrlr_state{{state=\"{}\"}} {value}",
+            state.as_str()
+        );
     }
     header(
         &mut out,

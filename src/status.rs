@@ -267,7 +267,10 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
         ),
         _ => format!("since {}", short_time(&s.state_since)),
     };
-    let rest = fit(&format!("  {since}"), COLUMNS.saturating_sub(10 + state_word.len()));
+    let rest = fit(
+        &format!("  {since}"),
+        COLUMNS.saturating_sub(10 + state_word.len()),
+    );
     let _ = writeln!(
         out,
         "state     {}{}",

@@ -71,9 +71,11 @@ impl Served {
 
     async fn request(&self, command: ControlCommand) -> Result<ControlResponse, ClientError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || control::request(&path, &command, Duration::from_secs(5)))
-            .await
-            .expect("client thread")
+        tokio::task::spawn_blocking(move || {
+            control::request(&path, &command, Duration::from_secs(5))
+        })
+        .await
+        .expect("client thread")
     }
 
     async fn raw(&self, line: &str) -> String {
@@ -138,10 +140,16 @@ fn running_as_root() -> bool {
 #[tokio::test(flavor = "current_thread")]
 async fn status_and_commands_round_trip() {
     let served = Served::start(None).await;
-    let mode = std::fs::metadata(&served.path).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&served.path)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode without a group");
 
-    let answer = served.request(ControlCommand::Status).await.expect("status");
+    let answer = served
+        .request(ControlCommand::Status)
+        .await
+        .expect("status");
     assert!(answer.ok);
     assert_eq!(answer.status.as_deref(), Some(&snapshot()));
 
@@ -154,11 +162,17 @@ async fn status_and_commands_round_trip() {
     assert!(answer.ok, "{answer:?}");
     assert_eq!(answer.message, "pause accepted");
 
-    let answer = served.request(ControlCommand::Restart).await.expect("restart");
+    let answer = served
+        .request(ControlCommand::Restart)
+        .await
+        .expect("restart");
     assert!(!answer.ok);
     assert_eq!(answer.message, "restart refused: a quit is in progress");
 
-    let answer = served.request(ControlCommand::ClearFault).await.expect("clear");
+    let answer = served
+        .request(ControlCommand::ClearFault)
+        .await
+        .expect("clear");
     assert!(answer.ok);
 
     let seen = served.finish().await;
@@ -178,9 +192,15 @@ async fn status_and_commands_round_trip() {
 async fn bad_requests_get_clear_refusals() {
     let served = Served::start(None).await;
     let cases = [
-        (r#"{"v":2,"cmd":"status"}"#, "unsupported protocol version 2"),
+        (
+            r#"{"v":2,"cmd":"status"}"#,
+            "unsupported protocol version 2",
+        ),
         (r#"{"v":1,"cmd":"reboot"}"#, "unknown command 'reboot'"),
-        (r#"{"v":1,"cmd":"kill","for_secs":5}"#, "only valid with 'pause'"),
+        (
+            r#"{"v":1,"cmd":"kill","for_secs":5}"#,
+            "only valid with 'pause'",
+        ),
         (r#"{"v":1,"cmd":"pause","for_secs":0}"#, "at least 1"),
         ("status please", "malformed request"),
         ("", "empty request"),
@@ -191,7 +211,11 @@ async fn bad_requests_get_clear_refusals() {
             serde_json::from_str(answer.trim()).unwrap_or_else(|e| panic!("{answer:?}: {e}"));
         assert!(!response.ok, "{line}");
         assert_eq!(response.v, 1);
-        assert!(response.message.contains(expected), "{line}: {}", response.message);
+        assert!(
+            response.message.contains(expected),
+            "{line}: {}",
+            response.message
+        );
     }
     let long = format!("{}\n", "x".repeat(control::MAX_REQUEST_BYTES + 10));
     let answer = served.raw(&long).await;
@@ -206,14 +230,19 @@ async fn unreachable_and_stale_sockets() {
     let path = dir.path().join("qoscntrlr.ctl");
     let err = control::request(&path, &ControlCommand::Status, Duration::from_secs(2)).unwrap_err();
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
-    assert_eq!(err.to_string(), format!("no controller is listening on {}", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("no controller is listening on {}", path.display())
+    );
 
     // A socket left by a dead controller: nobody listens, so it is replaced.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(std::fs::metadata(&path).unwrap().file_type().is_socket());
     let err = control::request(&path, &ControlCommand::Status, Duration::from_secs(2)).unwrap_err();
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
-    let live = control::bind(&path, None).await.expect("stale socket replaced");
+    let live = control::bind(&path, None)
+        .await
+        .expect("stale socket replaced");
 
     // A live one is not.
     let err = control::bind(&path, None).await.unwrap_err();
@@ -224,11 +253,19 @@ async fn unreachable_and_stale_sockets() {
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "keep me").unwrap();
     let err = control::bind(&file, None).await.unwrap_err();
-    assert!(matches!(err, control::ControlError::NotASocket { .. }), "{err}");
+    assert!(
+        matches!(err, control::ControlError::NotASocket { .. }),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 
-    let err = control::bind(&dir.path().join("g.ctl"), Some("no-such-group-qos")).await.unwrap_err();
-    assert_eq!(err.to_string(), "QOS_CONTROL_GROUP=no-such-group-qos: no such group");
+    let err = control::bind(&dir.path().join("g.ctl"), Some("no-such-group-qos"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "QOS_CONTROL_GROUP=no-such-group-qos: no such group"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -236,7 +273,10 @@ async fn silent_client_does_not_block_others() {
     let served = Served::start(None).await;
     // Connects and says nothing: must not hold up the next caller.
     let silent = std::os::unix::net::UnixStream::connect(&served.path).unwrap();
-    let answer = served.request(ControlCommand::Status).await.expect("status");
+    let answer = served
+        .request(ControlCommand::Status)
+        .await
+        .expect("status");
     assert!(answer.ok);
     drop(silent);
     served.finish().await;
@@ -321,6 +361,9 @@ async fn control_group_members_are_allowed() {
     let seen = served.finish().await;
     assert_eq!(
         seen,
-        vec![format!("Diagnose uid={NOBODY}"), format!("refused uid={NOBODY} gid=1")]
+        vec![
+            format!("Diagnose uid={NOBODY}"),
+            format!("refused uid={NOBODY} gid=1")
+        ]
     );
 }

@@ -8,7 +8,10 @@ use qoscntrlr::events::{is_rotated_name, EventRecord, EventsFile, FILE_NAME};
 use serde_json::Value;
 
 fn at(secs: u32) -> chrono::DateTime<Local> {
-    Local.with_ymd_and_hms(2024, 5, 8, 10, 0, secs).single().unwrap()
+    Local
+        .with_ymd_and_hms(2024, 5, 8, 10, 0, secs)
+        .single()
+        .unwrap()
 }
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
@@ -144,5 +147,7 @@ fn open_in_a_missing_directory_reports_and_does_not_panic() {
     let parent = tempfile::tempdir().unwrap();
     let (mut events, problems) = EventsFile::open(&parent.path().join("missing"), 14);
     assert_eq!(problems.len(), 1);
-    assert!(events.record(&EventRecord::new(at(0), "state", "READY")).is_none());
+    assert!(events
+        .record(&EventRecord::new(at(0), "state", "READY"))
+        .is_none());
 }

@@ -33,12 +33,20 @@ fn samples(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# ") {
-            assert!(rest.starts_with("HELP qoscntrlr_") || rest.starts_with("TYPE qoscntrlr_"), "{line}");
+            assert!(
+                rest.starts_with("HELP qoscntrlr_") || rest.starts_with("TYPE qoscntrlr_"),
+                "{line}"
+            );
             continue;
         }
-        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
         assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
-        assert!(out.insert(key.to_string(), value.to_string()).is_none(), "duplicate {key}");
+        assert!(
+            out.insert(key.to_string(), value.to_string()).is_none(),
+            "duplicate {key}"
+        );
     }
     out
 }
@@ -49,7 +57,10 @@ fn renders_every_family() {
     assert!(text.ends_with('\n'));
     let s = samples(&text);
     assert_eq!(s["qoscntrlr_state{state=\"KILLING\"}"], "1");
-    for state in ServerState::ALL.iter().filter(|&&st| st != ServerState::Killing) {
+    for state in ServerState::ALL
+        .iter()
+        .filter(|&&st| st != ServerState::Killing)
+    {
         assert_eq!(s[&format!("qoscntrlr_state{{state=\"{state}\"}}")], "0");
     }
     assert_eq!(s["qoscntrlr_paused"], "0");
@@ -68,7 +79,10 @@ fn renders_every_family() {
     assert_eq!(s["qoscntrlr_probe_error_total"], "1");
     assert_eq!(s["qoscntrlr_restarts_total{reason=\"crash\"}"], "2");
     assert_eq!(s["qoscntrlr_restarts_total{reason=\"probe-timeout\"}"], "1");
-    assert_eq!(s["qoscntrlr_kills_total{reason=\"probe \\\"timeout\\\"\"}"], "1");
+    assert_eq!(
+        s["qoscntrlr_kills_total{reason=\"probe \\\"timeout\\\"\"}"],
+        "1"
+    );
     assert_eq!(s["qoscntrlr_apps_in_list"], "2");
     assert_eq!(s["qoscntrlr_memory_bytes"], "1610612736");
     assert_eq!(s["qoscntrlr_cpu_percent"], "35.5");
@@ -116,12 +130,19 @@ async fn serves_the_latest_snapshot_over_http() {
 
     tx.send(sample()).unwrap();
     let answer = get(addr, "GET /metrics?x=1 HTTP/1.1\r\n\r\n").await;
-    assert!(answer.contains("qoscntrlr_state{state=\"KILLING\"} 1\n"), "{answer}");
+    assert!(
+        answer.contains("qoscntrlr_state{state=\"KILLING\"} 1\n"),
+        "{answer}"
+    );
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(body, metrics::render(&sample()));
 
-    assert!(get(addr, "GET / HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
-    assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 405"));
+    assert!(get(addr, "GET / HTTP/1.1\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 405"));
 
     // The server ends with the runtime's sender.
     drop(tx);

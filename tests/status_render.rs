@@ -30,26 +30,59 @@ fn json_field_names_are_the_documented_contract() {
     };
     assert_eq!(
         keys(&value),
-        ["apps", "controller", "failover", "flags", "incidents", "probe", "resources", "server", "taken_at"]
+        [
+            "apps",
+            "controller",
+            "failover",
+            "flags",
+            "incidents",
+            "probe",
+            "resources",
+            "server",
+            "taken_at"
+        ]
     );
-    assert_eq!(keys(&value["controller"]), ["config_path", "pid", "since", "version"]);
+    assert_eq!(
+        keys(&value["controller"]),
+        ["config_path", "pid", "since", "version"]
+    );
     assert_eq!(
         keys(&value["server"]),
         [
-            "last_exit", "name", "phase", "pid", "restart_limit", "restart_period_secs",
-            "restarts_in_window", "state", "state_since", "uptime_secs", "why"
+            "last_exit",
+            "name",
+            "phase",
+            "pid",
+            "restart_limit",
+            "restart_period_secs",
+            "restarts_in_window",
+            "state",
+            "state_since",
+            "uptime_secs",
+            "why"
         ]
     );
     assert_eq!(
         keys(&value["probe"]),
         [
-            "enabled", "interval_secs", "last_latency_ms", "last_result",
-            "since_last_success_secs", "target", "timeout_left_secs"
+            "enabled",
+            "interval_secs",
+            "last_latency_ms",
+            "last_result",
+            "since_last_success_secs",
+            "target",
+            "timeout_left_secs"
         ]
     );
-    assert_eq!(keys(&value["apps"][0]), ["age_secs", "name", "since_progress_secs"]);
+    assert_eq!(
+        keys(&value["apps"][0]),
+        ["age_secs", "name", "since_progress_secs"]
+    );
     assert_eq!(keys(&value["failover"]), ["health", "trigger_present"]);
-    assert_eq!(keys(&value["flags"]), ["failover_triggered", "nokill", "paused", "paused_until"]);
+    assert_eq!(
+        keys(&value["flags"]),
+        ["failover_triggered", "nokill", "paused", "paused_until"]
+    );
     assert_eq!(
         keys(&value["incidents"][0]),
         ["detected_at", "diagnostics", "id", "kind", "outcome"]
@@ -136,7 +169,10 @@ fn colour_only_when_asked_and_by_state() {
         assert!(text.contains(painted), "{state}: {text}");
     }
     let paused = render_human(&with_state(ServerState::Ready, true), true);
-    assert!(paused.contains("\x1b[1;33mPAUSED until 2024-05-08 10:45:30"), "{paused}");
+    assert!(
+        paused.contains("\x1b[1;33mPAUSED until 2024-05-08 10:45:30"),
+        "{paused}"
+    );
     let paused = render_human(&with_state(ServerState::Ready, true), false);
     assert!(paused.contains("flags     PAUSED until 2024-05-08 10:45:30, failover triggered"));
 }
@@ -188,7 +224,9 @@ fn sparse_snapshot_renders_without_gaps() {
 fn cli_outcomes() {
     let unreachable = control_outcome(
         &ControlCommand::Status,
-        Err(ClientError::Unreachable { path: "/srv/qos/qoscntrlr.ctl".into() }),
+        Err(ClientError::Unreachable {
+            path: "/srv/qos/qoscntrlr.ctl".into(),
+        }),
         false,
         false,
     );
@@ -200,24 +238,37 @@ fn cli_outcomes() {
 
     let refused = control_outcome(
         &ControlCommand::Restart,
-        Ok(ControlResponse::refused("restart refused: a quit is in progress")),
+        Ok(ControlResponse::refused(
+            "restart refused: a quit is in progress",
+        )),
         false,
         false,
     );
     assert_eq!(refused.code, 1);
-    assert_eq!(refused.stderr, "qoscntrlr: restart: restart refused: a quit is in progress\n");
+    assert_eq!(
+        refused.stderr,
+        "qoscntrlr: restart: restart refused: a quit is in progress\n"
+    );
 
     let accepted = control_outcome(
-        &ControlCommand::Pause { for_duration: Some(Duration::from_secs(60)) },
+        &ControlCommand::Pause {
+            for_duration: Some(Duration::from_secs(60)),
+        },
         Ok(ControlResponse::ok("paused for 1m")),
         false,
         false,
     );
-    assert_eq!((accepted.code, accepted.stdout.as_str()), (0, "paused for 1m\n"));
+    assert_eq!(
+        (accepted.code, accepted.stdout.as_str()),
+        (0, "paused for 1m\n")
+    );
 
     let timeout = control_outcome(
         &ControlCommand::Kill,
-        Err(ClientError::Timeout { path: "/x.ctl".into(), limit: Duration::from_secs(30) }),
+        Err(ClientError::Timeout {
+            path: "/x.ctl".into(),
+            limit: Duration::from_secs(30),
+        }),
         false,
         false,
     );
@@ -236,7 +287,10 @@ fn cli_outcomes() {
 
     let human = control_outcome(
         &ControlCommand::Status,
-        Ok(ControlResponse::status(with_state(ServerState::Ready, false))),
+        Ok(ControlResponse::status(with_state(
+            ServerState::Ready,
+            false,
+        ))),
         false,
         false,
     );
