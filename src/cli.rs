@@ -171,7 +171,7 @@ fn not_built(what: &str) -> u8 {
 
 fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run(_) => not_built("run"),
+        Command::Run(arg) => crate::runtime::run(&arg.path()),
         Command::CheckConfig(arg) => check_config(&arg),
         Command::Send { config, line } => send(&config, &line),
         Command::Status { config, json } => {

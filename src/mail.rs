@@ -1,1 +1,734 @@
-//! (to be written)
+//! Mail alerts (lettre over tokio): smart kill, crash, restart limit, resource warning,
+//! recovery. Owns composing the mail, the SMTP exchange, retries, the spool and folding
+//! of repeats.
+//!
+//! Sending never delays the controller: [`MailerHandle::submit`] only queues. A task owns
+//! the queue and sends one mail at a time, each exchange bounded by an outer time limit
+//! (lettre's own timeout covers only the connect, so a server that accepts and never
+//! answers would otherwise hang the send). Every mail is written to the spool
+//! (`DATA_DIRECTORY/mail-spool/*.json`, mode 0600) before the first attempt and removed
+//! once delivered, so undelivered mail survives a restart and is retried by the next
+//! controller. Failures go back to the runtime as log lines and are retried with backoff
+//! (30 s, 1 m, 2 m, … capped at 15 m). The first alert of a kind goes out at once; more of
+//! that kind within the fold window (10 min) are held and sent as one mail with a count
+//! ("3 crashes since 03:12") when the window closes.
+//!
+//! The SMTP password is read from `QOS_MAIL_PASSWORD_FILE` at each send, trimmed, and
+//! never logged or spooled.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Local, SecondsFormat};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Config, MailTls};
+
+/// Subdirectory of the data directory holding undelivered mail.
+pub const SPOOL_DIR_NAME: &str = "mail-spool";
+
+/// The spool directory for a data directory.
+pub fn spool_dir(data_directory: &Path) -> PathBuf {
+    data_directory.join(SPOOL_DIR_NAME)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("{key}={value}: not a valid mail address: {reason}")]
+    BadAddress {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where and how to send, from the configuration.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub to: Vec<Mailbox>,
+    pub from: Mailbox,
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+impl MailSettings {
+    /// `Ok(None)` when mail is not configured (no `QOS_MAIL_TO` or no
+    /// `QOS_MAIL_SMTP_SERVER`). Without `QOS_MAIL_FROM` the sender is
+    /// `qoscntrlr@<host name>`.
+    pub fn from_config(config: &Config) -> Result<Option<MailSettings>, MailError> {
+        let Some((host, port)) = config.mail_smtp_server.clone() else {
+            return Ok(None);
+        };
+        if config.mail_to.is_empty() {
+            return Ok(None);
+        }
+        let parse = |key: &'static str, value: &str| {
+            value
+                .trim()
+                .parse::<Mailbox>()
+                .map_err(|e| MailError::BadAddress {
+                    key,
+                    value: value.to_string(),
+                    reason: e.to_string(),
+                })
+        };
+        let to = config
+            .mail_to
+            .iter()
+            .map(|address| parse("QOS_MAIL_TO", address))
+            .collect::<Result<Vec<_>, _>>()?;
+        let from = match &config.mail_from {
+            Some(from) => parse("QOS_MAIL_FROM", from)?,
+            None => parse("QOS_MAIL_FROM", &format!("qoscntrlr@{}", host_name()))?,
+        };
+        Ok(Some(MailSettings {
+            to,
+            from,
+            host,
+            port,
+            tls: config.mail_tls,
+            user: config.mail_user.clone(),
+            password_file: config.mail_password_file.clone(),
+        }))
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// What the alert is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertKind {
+    /// `reason` in words, e.g. `probe timeout`.
+    SmartKill {
+        reason: String,
+    },
+    Crash,
+    RestartLimit,
+    /// `resource` e.g. `memory`, `cpu`, `open files`.
+    ResourceWarning {
+        resource: String,
+    },
+    Recovery,
+    /// Anything else (e.g. an operator kill, a nokill detection), in words.
+    Other {
+        event: String,
+    },
+}
+
+impl AlertKind {
+    /// The `<event>` of the subject.
+    pub fn event_words(&self) -> String {
+        match self {
+            AlertKind::SmartKill { reason } => format!("smart kill ({reason})"),
+            AlertKind::Crash => "crashed".to_string(),
+            AlertKind::RestartLimit => "restart limit reached".to_string(),
+            AlertKind::ResourceWarning { resource } => format!("resource warning ({resource})"),
+            AlertKind::Recovery => "recovered".to_string(),
+            AlertKind::Other { event } => event.clone(),
+        }
+    }
+
+    /// Alerts with the same fold key are folded together.
+    fn fold_key(&self) -> String {
+        match self {
+            AlertKind::SmartKill { .. } => "smart-kill".to_string(),
+            AlertKind::Crash => "crash".to_string(),
+            AlertKind::RestartLimit => "restart-limit".to_string(),
+            AlertKind::ResourceWarning { .. } => "resource-warning".to_string(),
+            AlertKind::Recovery => "recovery".to_string(),
+            AlertKind::Other { event } => format!("other:{event}"),
+        }
+    }
+
+    fn plural(&self) -> String {
+        match self {
+            AlertKind::SmartKill { .. } => "smart kills".to_string(),
+            AlertKind::Crash => "crashes".to_string(),
+            AlertKind::RestartLimit => "restart-limit alerts".to_string(),
+            AlertKind::ResourceWarning { .. } => "resource warnings".to_string(),
+            AlertKind::Recovery => "recoveries".to_string(),
+            AlertKind::Other { event } => format!("'{event}' alerts"),
+        }
+    }
+}
+
+/// One notification as the runtime submits it.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub server: String,
+    pub when: DateTime<Local>,
+    /// What happened, one or two sentences.
+    pub summary: String,
+    /// The incident's log lines, as written to the `.out` file.
+    pub log_lines: Vec<String>,
+    pub diagnostics: Option<PathBuf>,
+    pub console_tail: Vec<String>,
+    /// Attach the diagnostics file (`QOS_NOKILL=1`).
+    pub attach_diagnostics: bool,
+}
+
+/// `[qoscntrlr] <server>: <event>`
+pub fn subject(alert: &Alert) -> String {
+    format!("[qoscntrlr] {}: {}", alert.server, alert.kind.event_words())
+}
+
+/// The plain-text body of one alert.
+pub fn body(alert: &Alert) -> String {
+    let mut out = String::new();
+    push_details(&mut out, alert);
+    out
+}
+
+fn push_details(out: &mut String, alert: &Alert) {
+    out.push_str(alert.summary.trim_end());
+    out.push_str("\n\n");
+    out.push_str(&format!("Server:      {}\n", alert.server));
+    out.push_str(&format!("Event:       {}\n", alert.kind.event_words()));
+    out.push_str(&format!(
+        "When:        {}\n",
+        alert.when.format("%Y-%m-%d %H:%M:%S %:z")
+    ));
+    out.push_str(&format!("Host:        {}\n", host_name()));
+    match &alert.diagnostics {
+        Some(path) if alert.attach_diagnostics => {
+            out.push_str(&format!("Diagnostics: {} (attached)\n", path.display()))
+        }
+        Some(path) => out.push_str(&format!("Diagnostics: {}\n", path.display())),
+        None => out.push_str("Diagnostics: none collected\n"),
+    }
+    out.push_str("\nLog lines of this incident:\n");
+    push_indented(out, &alert.log_lines);
+    out.push_str("\nServer console (last lines):\n");
+    push_indented(out, &alert.console_tail);
+}
+
+fn push_indented(out: &mut String, lines: &[String]) {
+    if lines.is_empty() {
+        out.push_str("    (none)\n");
+    }
+    for line in lines {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// One mail, as spooled: composed once, sent to the recipients configured at send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpooledMail {
+    pub subject: String,
+    pub body: String,
+    pub attachment: Option<PathBuf>,
+    pub created: String,
+    pub attempts: u32,
+}
+
+impl SpooledMail {
+    fn from_alert(alert: &Alert) -> SpooledMail {
+        SpooledMail {
+            subject: subject(alert),
+            body: body(alert),
+            attachment: attachment_of(alert),
+            created: alert.when.to_rfc3339_opts(SecondsFormat::Secs, false),
+            attempts: 0,
+        }
+    }
+
+    /// One mail for `held` (all of one kind, oldest first, at least one).
+    fn folded(held: &[Alert]) -> Option<SpooledMail> {
+        let (first, latest) = (held.first()?, held.last()?);
+        let mut text = format!(
+            "{} {} since {}\n\n",
+            held.len(),
+            latest.kind.plural(),
+            first.when.format("%H:%M")
+        );
+        if held.len() > 1 {
+            for alert in held {
+                text.push_str(&format!(
+                    "  {}  {}\n",
+                    alert.when.format("%Y-%m-%d %H:%M:%S"),
+                    alert.summary.lines().next().unwrap_or_default()
+                ));
+            }
+            text.push_str("\nThe latest:\n\n");
+        }
+        push_details(&mut text, latest);
+        Some(SpooledMail {
+            subject: subject(latest),
+            body: text,
+            attachment: attachment_of(latest),
+            created: latest.when.to_rfc3339_opts(SecondsFormat::Secs, false),
+            attempts: 0,
+        })
+    }
+}
+
+fn attachment_of(alert: &Alert) -> Option<PathBuf> {
+    alert
+        .diagnostics
+        .clone()
+        .filter(|_| alert.attach_diagnostics)
+}
+
+/// Timings of the mailer; the defaults are the production ones.
+#[derive(Debug, Clone)]
+pub struct MailerOptions {
+    /// Outer limit on one whole SMTP exchange.
+    pub send_timeout: Duration,
+    /// lettre's connect timeout.
+    pub connect_timeout: Duration,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    pub fold_window: Duration,
+    /// Larger diagnostics files are named in the body but not attached.
+    pub max_attachment_bytes: u64,
+}
+
+impl Default for MailerOptions {
+    fn default() -> Self {
+        MailerOptions {
+            send_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            first_retry: Duration::from_secs(30),
+            max_retry: Duration::from_secs(15 * 60),
+            fold_window: Duration::from_secs(10 * 60),
+            max_attachment_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+enum Request {
+    Alert(Box<Alert>),
+}
+
+/// The runtime's side of the mailer.
+pub struct MailerHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MailerHandle {
+    /// Queue an alert. Never blocks, never waits for the network.
+    pub fn submit(&self, alert: Alert) {
+        // The task only ends after close(); a send error then has nowhere to go.
+        let _ = self.tx.send(Request::Alert(Box::new(alert)));
+    }
+
+    /// Stop: held (folded) alerts are spooled for the next controller, a send in
+    /// progress is abandoned (its mail stays spooled). Waits at most `limit`.
+    pub async fn close(self, limit: Duration) {
+        drop(self.tx);
+        let mut task = self.task;
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// The mailer task.
+pub struct Mailer {
+    settings: MailSettings,
+    options: MailerOptions,
+    spool: PathBuf,
+    log: mpsc::UnboundedSender<String>,
+    pending: Vec<Pending>,
+    folds: BTreeMap<String, Fold>,
+    next_seq: u64,
+}
+
+struct Pending {
+    file: PathBuf,
+    mail: SpooledMail,
+    due: Instant,
+}
+
+struct Fold {
+    window_end: Instant,
+    held: Vec<Alert>,
+}
+
+impl Mailer {
+    /// Start the mailer with the production timings (see [`Mailer::start_with`]).
+    pub fn start(
+        settings: MailSettings,
+        spool_dir: PathBuf,
+        log_tx: mpsc::UnboundedSender<String>,
+    ) -> MailerHandle {
+        Self::start_with(settings, spool_dir, log_tx, MailerOptions::default())
+    }
+
+    /// Spawn the mailer task; mail spooled by an earlier run is retried at once. Log
+    /// lines (without the `QoS Controller: ` prefix) arrive on `log_tx`.
+    pub fn start_with(
+        settings: MailSettings,
+        spool_dir: PathBuf,
+        log_tx: mpsc::UnboundedSender<String>,
+        options: MailerOptions,
+    ) -> MailerHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mailer = Mailer {
+            settings,
+            options,
+            spool: spool_dir,
+            log: log_tx,
+            pending: Vec::new(),
+            folds: BTreeMap::new(),
+            next_seq: 0,
+        };
+        let task = tokio::spawn(mailer.run(rx));
+        MailerHandle { tx, task }
+    }
+
+    fn log(&self, line: String) {
+        let _ = self.log.send(line);
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        self.load_spool();
+        loop {
+            self.close_due_folds();
+            self.send_due().await;
+            let wake = self
+                .pending
+                .iter()
+                .map(|p| p.due)
+                .chain(self.folds.values().map(|f| f.window_end))
+                .min();
+            let request = match wake {
+                Some(at) => tokio::select! {
+                    request = rx.recv() => request,
+                    _ = tokio::time::sleep_until(at) => continue,
+                },
+                None => rx.recv().await,
+            };
+            match request {
+                Some(Request::Alert(alert)) => self.accept(*alert),
+                None => {
+                    self.spool_held();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, alert: Alert) {
+        let now = Instant::now();
+        let key = format!("{}\u{0}{}", alert.server, alert.kind.fold_key());
+        match self.folds.get_mut(&key) {
+            Some(fold) if now < fold.window_end => fold.held.push(alert),
+            _ => {
+                self.folds.insert(
+                    key,
+                    Fold {
+                        window_end: now + self.options.fold_window,
+                        held: Vec::new(),
+                    },
+                );
+                self.enqueue(SpooledMail::from_alert(&alert));
+            }
+        }
+    }
+
+    /// A window with held alerts sends them as one mail and opens a new window; an empty
+    /// one closes, so the next alert of that kind goes out at once.
+    fn close_due_folds(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .folds
+            .iter()
+            .filter(|(_, f)| f.window_end <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(fold) = self.folds.remove(&key) else {
+                continue;
+            };
+            if let Some(mail) = SpooledMail::folded(&fold.held) {
+                self.folds.insert(
+                    key,
+                    Fold {
+                        window_end: now + self.options.fold_window,
+                        held: Vec::new(),
+                    },
+                );
+                self.enqueue(mail);
+            }
+        }
+    }
+
+    fn spool_held(&mut self) {
+        let folds = std::mem::take(&mut self.folds);
+        for fold in folds.into_values() {
+            if let Some(mail) = SpooledMail::folded(&fold.held) {
+                self.enqueue(mail);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, mail: SpooledMail) {
+        self.next_seq += 1;
+        let stamp = Local::now().format("%Y%m%d%H%M%S%3f");
+        let file = self.spool.join(format!(
+            "mail-{stamp}-{}-{}.json",
+            std::process::id(),
+            self.next_seq
+        ));
+        if let Err(e) = write_spool_file(&self.spool, &file, &mail) {
+            self.log(format!(
+                "Mail '{}' could not be spooled ({e}); it is kept in memory only",
+                mail.subject
+            ));
+        }
+        self.pending.push(Pending {
+            file,
+            mail,
+            due: Instant::now(),
+        });
+    }
+
+    fn load_spool(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.spool) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "json")
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("mail-"))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let parsed = std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<SpooledMail>(&bytes).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(mail) => {
+                    self.log(format!(
+                        "Mail '{}' from an earlier run is still undelivered; retrying",
+                        mail.subject
+                    ));
+                    self.pending.push(Pending {
+                        file,
+                        mail,
+                        due: Instant::now(),
+                    });
+                }
+                Err(e) => self.log(format!(
+                    "Mail spool file {} is unreadable and is left alone: {e}",
+                    file.display()
+                )),
+            }
+        }
+    }
+
+    async fn send_due(&mut self) {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < self.pending.len() {
+            if self.pending[index].due > now {
+                index += 1;
+                continue;
+            }
+            let result = send(&self.settings, &self.options, &self.pending[index].mail).await;
+            match result {
+                Ok(()) => {
+                    let done = self.pending.remove(index);
+                    let _ = std::fs::remove_file(&done.file);
+                    self.log(format!(
+                        "Mail sent: {} (to {})",
+                        done.mail.subject,
+                        recipients(&self.settings)
+                    ));
+                }
+                Err(reason) => {
+                    let retry = backoff(&self.options, self.pending[index].mail.attempts);
+                    let pending = &mut self.pending[index];
+                    pending.mail.attempts += 1;
+                    pending.due = Instant::now() + retry;
+                    let _ = write_spool_file(&self.spool, &pending.file, &pending.mail);
+                    let line = format!(
+                        "Mail '{}' to {} via {}:{} failed (attempt {}): {reason}; retrying in {}",
+                        pending.mail.subject,
+                        recipients(&self.settings),
+                        self.settings.host,
+                        self.settings.port,
+                        pending.mail.attempts,
+                        crate::status::human_secs(retry.as_secs())
+                    );
+                    self.log(line);
+                    index += 1;
+                }
+            }
+        }
+    }
+}
+
+fn recipients(settings: &MailSettings) -> String {
+    settings
+        .to
+        .iter()
+        .map(|m| m.email.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 30 s, 1 m, 2 m, 4 m, … capped (with the defaults).
+fn backoff(options: &MailerOptions, attempts_before: u32) -> Duration {
+    let factor = 1u32 << attempts_before.min(16);
+    options
+        .first_retry
+        .saturating_mul(factor)
+        .min(options.max_retry)
+}
+
+fn write_spool_file(dir: &Path, file: &Path, mail: &SpooledMail) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = file.with_extension("tmp");
+    let bytes = serde_json::to_vec_pretty(mail).map_err(std::io::Error::other)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(&bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, file)
+}
+
+/// One SMTP exchange, bounded by the outer time limit. The error is fit for the log (no
+/// secret in it).
+async fn send(
+    settings: &MailSettings,
+    options: &MailerOptions,
+    mail: &SpooledMail,
+) -> Result<(), String> {
+    let message = build_message(settings, options, mail)?;
+    let transport = build_transport(settings, options)?;
+    match tokio::time::timeout(options.send_timeout, transport.send(message)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer from the SMTP server within {} s",
+            options.send_timeout.as_secs_f64()
+        )),
+    }
+}
+
+fn build_message(
+    settings: &MailSettings,
+    options: &MailerOptions,
+    mail: &SpooledMail,
+) -> Result<Message, String> {
+    let mut builder = Message::builder()
+        .from(settings.from.clone())
+        .subject(mail.subject.clone());
+    for to in &settings.to {
+        builder = builder.to(to.clone());
+    }
+    let mut text = mail.body.clone();
+    let attachment = match &mail.attachment {
+        None => None,
+        Some(path) => match read_attachment(path, options.max_attachment_bytes) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(reason) => {
+                text.push_str(&format!(
+                    "\n(The diagnostics file could not be attached: {reason}.)\n"
+                ));
+                None
+            }
+        },
+    };
+    let text_part = SinglePart::plain(text);
+    let built = match attachment {
+        None => builder.singlepart(text_part),
+        Some((path, bytes)) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "diagnostics".to_string());
+            let content_type = ContentType::parse("application/octet-stream")
+                .map_err(|e| format!("content type: {e}"))?;
+            builder.multipart(
+                MultiPart::mixed()
+                    .singlepart(text_part)
+                    .singlepart(Attachment::new(name).body(bytes, content_type)),
+            )
+        }
+    };
+    built.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+fn read_attachment(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if size > max {
+        return Err(format!(
+            "{} is {} bytes, more than the {} allowed",
+            path.display(),
+            size,
+            max
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn build_transport(
+    settings: &MailSettings,
+    options: &MailerOptions,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let host = settings.host.as_str();
+    let tls_parameters =
+        || TlsParameters::new(host.to_string()).map_err(|e| format!("TLS setup for {host}: {e}"));
+    let tls = match settings.tls {
+        MailTls::None => Tls::None,
+        MailTls::StartTls => Tls::Required(tls_parameters()?),
+        MailTls::Tls => Tls::Wrapper(tls_parameters()?),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(settings.port)
+        .tls(tls)
+        .timeout(Some(options.connect_timeout));
+    if let Some(user) = &settings.user {
+        let password = match &settings.password_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| format!("QOS_MAIL_PASSWORD_FILE {}: {e}", file.display()))?
+                .trim()
+                .to_string(),
+            None => String::new(),
+        };
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(builder.build())
+}

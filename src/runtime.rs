@@ -151,7 +151,6 @@ struct Shell {
     next_request: u64,
     recent: VecDeque<String>,
     started_wall: DateTime<Local>,
-    started_mono: Instant,
     incident_prefix: String,
     metrics: MetricsSnapshot,
     metrics_tx: watch::Sender<MetricsSnapshot>,
@@ -167,7 +166,6 @@ struct Shell {
 impl Shell {
     async fn start(cfg: Config, config_path: PathBuf) -> Result<Shell, u8> {
         let started_wall = Local::now();
-        let started_mono = Instant::now();
         let (mut log, lifecycle) = match QosLog::open(
             &cfg.data_directory,
             started_wall,
@@ -180,12 +178,20 @@ impl Shell {
                 return Err(EXIT_CONFIG);
             }
         };
-        log.line(Component::Controller, "Starting QOSPipeWatcher", started_wall);
+        log.line(
+            Component::Controller,
+            "Starting QOSPipeWatcher",
+            started_wall,
+        );
         log.header(&cfg, started_wall);
         for (from, to) in &lifecycle.renamed {
             log.line(
                 Component::Controller,
-                &format!("Previous log {} renamed to {}", from.display(), to.display()),
+                &format!(
+                    "Previous log {} renamed to {}",
+                    from.display(),
+                    to.display()
+                ),
                 started_wall,
             );
         }
@@ -208,7 +214,7 @@ impl Shell {
         let (metrics_tx, _) = watch::channel(MetricsSnapshot::new(status::ServerState::Stopped));
         let tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
         let mut shell = Shell {
-            ctl: Controller::new(policy, started_mono),
+            ctl: Controller::new(policy, Instant::now()),
             log,
             events,
             reaper: Reaper::new(),
@@ -230,7 +236,6 @@ impl Shell {
             next_request: 1,
             recent: VecDeque::new(),
             started_wall,
-            started_mono,
             incident_prefix: timefmt::file_stamp(&started_wall),
             metrics: MetricsSnapshot::new(status::ServerState::Stopped),
             metrics_tx,
@@ -254,13 +259,17 @@ impl Shell {
         for e in prune.errors {
             shell.line(Component::Controller, format!("Diagnostics pruning: {e}"));
         }
-        shell.mailer = crate::mail::MailSettings::from_config(&shell.cfg).map(|settings| {
-            crate::mail::Mailer::start(
-                settings,
-                shell.cfg.data_directory.join("mail-spool"),
-                shell.log_sender(),
-            )
-        });
+        match crate::mail::MailSettings::from_config(&shell.cfg) {
+            Ok(Some(settings)) => {
+                shell.mailer = Some(crate::mail::Mailer::start(
+                    settings,
+                    crate::mail::spool_dir(&shell.cfg.data_directory),
+                    shell.log_sender(),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => shell.line(Component::Controller, format!("Mail disabled: {e}")),
+        }
         Ok(shell)
     }
 
@@ -291,7 +300,10 @@ impl Shell {
         let tasks = self.tasks.clone();
         tokio::task::spawn_local(async move {
             while let Some(line) = rx.recv().await {
-                if tasks.send(TaskResult::Log(Component::Controller, line)).is_err() {
+                if tasks
+                    .send(TaskResult::Log(Component::Controller, line))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -425,7 +437,8 @@ impl Shell {
         let mut log_retry = tokio::time::interval(Duration::from_secs(5));
 
         let trigger_present = self.trigger.exists();
-        self.queue.push_back(Event::ControllerStarted { trigger_present });
+        self.queue
+            .push_back(Event::ControllerStarted { trigger_present });
         self.drain_queue();
         if let Some(sd) = &self.sd {
             let _ = sd.ready();
@@ -592,10 +605,9 @@ impl Shell {
                 Component::Controller,
                 format!("{count} message(s) dropped: the message queue was full"),
             ),
-            PipeEvent::Failed { reason } => self.line(
-                Component::Controller,
-                format!("Message pipe: {reason}"),
-            ),
+            PipeEvent::Failed { reason } => {
+                self.line(Component::Controller, format!("Message pipe: {reason}"))
+            }
         }
     }
 
@@ -640,10 +652,7 @@ impl Shell {
     fn reload(&mut self) {
         self.line(
             Component::Controller,
-            format!(
-                "Received SIGHUP: reloading {}",
-                self.config_path.display()
-            ),
+            format!("Received SIGHUP: reloading {}", self.config_path.display()),
         );
         match config::load(&self.config_path) {
             Ok(loaded) => {
@@ -689,12 +698,10 @@ impl Shell {
             return;
         }
         let extra: Vec<i32> = Vec::new();
-        match self.sampler.sample(
-            server.pid,
-            &extra,
-            &self.cfg.data_directory,
-            Instant::now(),
-        ) {
+        match self
+            .sampler
+            .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
+        {
             Ok(sample) => {
                 for verdict in self.tracker.observe(&sample) {
                     match verdict {
@@ -1058,17 +1065,8 @@ impl Shell {
         let Some(mailer) = &self.mailer else {
             return;
         };
-        let kind = match alert.kind {
-            core::AlertKind::SmartKill => crate::mail::AlertKind::SmartKill,
-            core::AlertKind::Crash => crate::mail::AlertKind::Crash,
-            core::AlertKind::RestartLimit => crate::mail::AlertKind::RestartLimit,
-            core::AlertKind::ResourceWarning => crate::mail::AlertKind::ResourceWarning,
-            core::AlertKind::Recovery => crate::mail::AlertKind::Recovery,
-            core::AlertKind::NoKillIncident => crate::mail::AlertKind::SmartKill,
-        };
         let mail = crate::mail::Alert {
-            kind,
-            event: alert.event,
+            kind: alert.kind,
             server: self.cfg.server_name.clone(),
             when: Local::now(),
             summary: alert.summary,
@@ -1093,21 +1091,25 @@ impl Shell {
         let now = Instant::now();
         let wall = Local::now();
         let core = self.ctl.status(now);
-        let at = |t: Instant| status::rfc3339(wall - chrono_duration(now.saturating_duration_since(t)));
+        let at =
+            |t: Instant| status::rfc3339(wall - chrono_duration(now.saturating_duration_since(t)));
         let policy = self.ctl.policy();
-        let resources = self.last_sample.as_ref().map(|(s, at)| status::ResourceStatus {
-            sampled_at: status::rfc3339(*at),
-            memory_bytes: s.rss_bytes,
-            max_memory_bytes: nonzero(self.cfg.max_memory),
-            cpu_percent: s.cpu_percent.unwrap_or(0.0),
-            max_cpu_percent: (self.cfg.max_cpu > 0).then_some(self.cfg.max_cpu),
-            open_files: s.open_files,
-            max_open_files: nonzero(self.cfg.max_open_files),
-            threads: s.threads,
-            max_threads: nonzero(self.cfg.max_threads),
-            disk_free_bytes: s.disk_free_bytes,
-            min_disk_free_bytes: nonzero(self.cfg.min_disk_free),
-        });
+        let resources = self
+            .last_sample
+            .as_ref()
+            .map(|(s, at)| status::ResourceStatus {
+                sampled_at: status::rfc3339(*at),
+                memory_bytes: s.rss_bytes,
+                max_memory_bytes: nonzero(self.cfg.max_memory),
+                cpu_percent: s.cpu_percent.unwrap_or(0.0),
+                max_cpu_percent: (self.cfg.max_cpu > 0).then_some(self.cfg.max_cpu),
+                open_files: s.open_files,
+                max_open_files: nonzero(self.cfg.max_open_files),
+                threads: s.threads,
+                max_threads: nonzero(self.cfg.max_threads),
+                disk_free_bytes: s.disk_free_bytes,
+                min_disk_free_bytes: nonzero(self.cfg.min_disk_free),
+            });
         StatusSnapshot {
             taken_at: status::rfc3339(wall),
             controller: status::ControllerStatus {

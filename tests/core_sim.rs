@@ -464,7 +464,7 @@ fn crash_while_running_post_mortem_then_restart() {
     assert!(sim
         .actions
         .iter()
-        .any(|a| matches!(a, Action::Mail(m) if m.event == "crashed")));
+        .any(|a| matches!(a, Action::Mail(m) if m.kind == qoscntrlr::core::AlertKind::Crash)));
     assert_eq!(sim.ctl.state(), StateName::Ready);
 }
 

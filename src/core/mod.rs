@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub use crate::failover::Health;
+pub use crate::mail::AlertKind;
 pub use crate::message::AppKey;
 pub use crate::qoslog::Component;
 use apps::{AppsList, StartOutcome};
@@ -301,19 +302,8 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlertKind {
-    SmartKill,
-    Crash,
-    RestartLimit,
-    ResourceWarning,
-    Recovery,
-    NoKillIncident,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub kind: AlertKind,
-    pub event: String,
     pub summary: String,
     pub diagnostics: Option<String>,
     pub incident: Option<u64>,
@@ -710,8 +700,9 @@ impl Controller {
                     format!("Warning: server is close to its {resource} limit ({detail})"),
                 ));
                 out.push(Action::Mail(Alert {
-                    kind: AlertKind::ResourceWarning,
-                    event: format!("resource warning ({resource})"),
+                    kind: AlertKind::ResourceWarning {
+                        resource: resource.clone(),
+                    },
                     summary: format!("The server is close to its {resource} limit: {detail}."),
                     diagnostics: None,
                     incident: None,
@@ -846,7 +837,6 @@ impl Controller {
             });
             out.push(Action::Mail(Alert {
                 kind: AlertKind::Recovery,
-                event: "recovered".into(),
                 summary: "The server is ready and probing well again.".into(),
                 diagnostics: None,
                 incident: Some(incident),
@@ -1227,8 +1217,9 @@ impl Controller {
                     out.push(a);
                 }
                 out.push(Action::Mail(Alert {
-                    kind: AlertKind::SmartKill,
-                    event: format!("smart kill ({})", reason.describe()),
+                    kind: AlertKind::SmartKill {
+                        reason: reason.describe(),
+                    },
                     summary: format!(
                         "The controller detected a {} and is killing and restarting the server.",
                         reason.describe()
@@ -1249,7 +1240,6 @@ impl Controller {
                 }
                 out.push(Action::Mail(Alert {
                     kind: AlertKind::Crash,
-                    event: "crashed".into(),
                     summary: format!(
                         "Server {} has crashed ({}).",
                         self.policy.server_name,
@@ -1278,8 +1268,7 @@ impl Controller {
                 // An operator diagnose or a NOKILL incident: the mail carries the file.
                 if let Some(id) = self.nokill_incident {
                     out.push(Action::Mail(Alert {
-                        kind: AlertKind::NoKillIncident,
-                        event: "problem detected (QOS_NOKILL)".into(),
+                        kind: AlertKind::Other { event: "problem detected (QOS_NOKILL)".into() },
                         summary: "The controller detected a problem; QOS_NOKILL is set, so the server was not killed.".into(),
                         diagnostics: path.clone(),
                         incident: Some(id),
@@ -1390,7 +1379,6 @@ impl Controller {
                     ));
                     out.push(Action::Mail(Alert {
                         kind: AlertKind::RestartLimit,
-                        event: "restart limit reached".into(),
                         summary: format!(
                             "The server was restarted {} times within {}; it is left down until an operator runs clear-fault.",
                             self.restarts.len(),
