@@ -221,7 +221,11 @@ fn health_answers_ok_and_bad_requests_are_refused() {
     let (status, _) = raw_request(&demo.addr, "DELETE /health HTTP/1.1\r\n\r\n", PATIENCE)
         .expect("DELETE /health");
     assert_eq!(status, 405);
-    assert_eq!(demo.get("/health").0, 200, "still serving after bad requests");
+    assert_eq!(
+        demo.get("/health").0,
+        200,
+        "still serving after bad requests"
+    );
 }
 
 #[test]
@@ -387,7 +391,11 @@ fn leak_threads_and_files_grow_the_process() {
             .and_then(|v| v.parse().ok())
             .expect("VmRSS")
     };
-    let count = |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).expect(dir).count();
+    let count = |dir: &str| {
+        std::fs::read_dir(format!("/proc/{pid}/{dir}"))
+            .expect(dir)
+            .count()
+    };
     let before_rss = rss_kb();
     let before_fds = count("fd");
     let before_threads = count("task");

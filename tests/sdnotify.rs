@@ -93,7 +93,10 @@ fn from_env_reads_the_variables_systemd_sets() {
         std::env::remove_var(name);
     }
     let notify = notify.expect("NOTIFY_SOCKET is set");
-    assert_eq!(notify.watchdog_interval(), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        notify.watchdog_interval(),
+        Some(Duration::from_millis(1500))
+    );
     notify.ready().expect("send READY");
     assert_eq!(receive(&systemd), "READY=1");
     let not_ours = not_ours.expect("NOTIFY_SOCKET is set");

@@ -728,10 +728,7 @@ fn route(server: &Arc<Server>, request: &Request) -> Response {
         "/threads" => threads(server, &request.query),
         "/files" => files(server, &request.query),
         other => {
-            return Response::error(
-                404,
-                format!("no such switch '{other}'; GET / lists them\n"),
-            )
+            return Response::error(404, format!("no such switch '{other}'; GET / lists them\n"))
         }
     };
     result.unwrap_or_else(|message| Response::error(400, format!("{message}\n")))
@@ -897,7 +894,10 @@ fn task(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Respons
         Some(s) => format!("progress every {s} s"),
         None => "no progress reports".to_string(),
     };
-    eprintln!("{}: task {id} {kind} {name}: {ends}, {reports}", server.name);
+    eprintln!(
+        "{}: task {id} {kind} {name}: {ends}, {reports}",
+        server.name
+    );
     Ok(Response::ok(format!(
         "task {id} started: {kind} {name}, {ends}, {reports}\n"
     )))
@@ -1042,7 +1042,10 @@ fn files(server: &Server, query: &HashMap<String, String>) -> Result<Response, S
             Err(e) => {
                 return Ok(Response::error(
                     500,
-                    format!("opened {i} of {n} files ({} extra in total): {e}\n", open.len()),
+                    format!(
+                        "opened {i} of {n} files ({} extra in total): {e}\n",
+                        open.len()
+                    ),
                 ))
             }
         }
