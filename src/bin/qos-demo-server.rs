@@ -27,7 +27,8 @@ const PROGRAM: &str = "qos-demo-server";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8089";
 /// The controller puts its message socket path here for the server it spawns.
 const PIPE_ENV: &str = "QOSCNTRLR_PIPE";
-/// Hidden argument: run as the escaped grandchild of `/daemonize`.
+/// Hidden arguments of `/daemonize`: the short-lived middle process, and the escaped
+/// grandchild it leaves behind.
 const DAEMON_CHILD_ARG: &str = "--daemonize-child";
 const DAEMON_SLEEPER_ARG: &str = "--daemonize-sleeper";
 
@@ -781,7 +782,7 @@ fn help(server: &Server) -> String {
     text
 }
 
-fn hang(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Response, String> {
+fn hang(server: &Server, query: &HashMap<String, String>) -> Result<Response, String> {
     let params = Params::check(query, &["secs"])?;
     let secs = params.optional_number("secs", 365 * 24 * 3600)?;
     let until = match secs {
@@ -794,12 +795,12 @@ fn hang(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Respons
         _ => "until killed".to_string(),
     };
     eprintln!("{}: hanging {how_long}", server.name);
-    // The hang starts once this answer is out, so the caller is not left waiting.
-    let server = Arc::clone(server);
+    // Armed before answering, so no request that follows this answer gets through; the
+    // /hang request itself is past the hang check already and is still answered.
+    server.hung.store(true, Ordering::SeqCst);
     Ok(Response::ok(format!(
         "hanging {how_long}: no request gets an answer from now on\n"
-    ))
-    .then(move || server.hung.store(true, Ordering::SeqCst)))
+    )))
 }
 
 fn crash(server: &Server) -> Response {
