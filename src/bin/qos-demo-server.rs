@@ -27,7 +27,8 @@ const PROGRAM: &str = "qos-demo-server";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8089";
 /// The controller puts its message socket path here for the server it spawns.
 const PIPE_ENV: &str = "QOSCNTRLR_PIPE";
-/// Hidden argument: run as the escaped grandchild of `/daemonize`.
+/// Hidden arguments of `/daemonize`: the short-lived middle process, and the escaped
+/// grandchild it leaves behind.
 const DAEMON_CHILD_ARG: &str = "--daemonize-child";
 const DAEMON_SLEEPER_ARG: &str = "--daemonize-sleeper";
 
@@ -295,8 +296,6 @@ struct Server {
     hang_until_ms: AtomicU64,
     /// How long to keep running after SIGTERM, in milliseconds.
     shutdown_delay_ms: AtomicU64,
-    /// When SIGTERM arrived (millis since `started` + 1; 0 = not yet).
-    terminating_since_ms: AtomicU64,
     started: Instant,
     leaked: Mutex<Vec<Vec<u8>>>,
     open_files: Mutex<Vec<File>>,
@@ -332,7 +331,6 @@ fn serve(options: Options) -> ExitCode {
         shutdown_delay_ms: AtomicU64::new(
             u64::try_from(options.shutdown_delay.as_millis()).unwrap_or(u64::MAX),
         ),
-        terminating_since_ms: AtomicU64::new(0),
         started: Instant::now(),
         leaked: Mutex::new(Vec::new()),
         open_files: Mutex::new(Vec::new()),
@@ -373,10 +371,14 @@ fn serve(options: Options) -> ExitCode {
     );
     server.messenger.send("OpMsg=READY Type=SERVER");
 
+    let mut exit_at: Option<Instant> = None;
     loop {
-        if TERMINATE.load(Ordering::SeqCst) && should_exit_now(&server) {
-            eprintln!("{}: stopped", server.name);
-            return ExitCode::SUCCESS;
+        if TERMINATE.load(Ordering::SeqCst) {
+            let exit_at = *exit_at.get_or_insert_with(|| begin_shutdown(&server));
+            if Instant::now() >= exit_at {
+                eprintln!("{}: stopped", server.name);
+                return ExitCode::SUCCESS;
+            }
         }
         if !wait_readable(&listener) {
             continue;
@@ -401,27 +403,21 @@ fn serve(options: Options) -> ExitCode {
     }
 }
 
-/// First call after SIGTERM sends END/SERVER and starts the shutdown delay, if one is
-/// armed; returns true once the process should exit.
-fn should_exit_now(server: &Server) -> bool {
-    let now = server.elapsed_ms();
-    let since = server.terminating_since_ms.load(Ordering::SeqCst);
-    let delay = server.shutdown_delay_ms.load(Ordering::SeqCst);
-    if since == 0 {
-        server.terminating_since_ms.store(now + 1, Ordering::SeqCst);
-        server
-            .messenger
-            .send("OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit");
-        if delay > 0 {
-            eprintln!(
-                "{}: termination requested; slow shutdown armed, exiting in {} ms",
-                server.name, delay
-            );
-            return false;
-        }
-        return true;
+/// Called once, when SIGTERM/SIGINT has arrived: sends END/SERVER and returns when the
+/// process should exit (later than now when a slow shutdown is armed).
+fn begin_shutdown(server: &Server) -> Instant {
+    server
+        .messenger
+        .send("OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit");
+    let delay = Duration::from_millis(server.shutdown_delay_ms.load(Ordering::SeqCst));
+    if !delay.is_zero() {
+        eprintln!(
+            "{}: termination requested; slow shutdown armed, exiting in {} ms",
+            server.name,
+            delay.as_millis()
+        );
     }
-    now + 1 >= since.saturating_add(delay)
+    Instant::now() + delay
 }
 
 /// Waits up to one tick for a connection, so the signal flag is looked at regularly.
@@ -786,7 +782,7 @@ fn help(server: &Server) -> String {
     text
 }
 
-fn hang(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Response, String> {
+fn hang(server: &Server, query: &HashMap<String, String>) -> Result<Response, String> {
     let params = Params::check(query, &["secs"])?;
     let secs = params.optional_number("secs", 365 * 24 * 3600)?;
     let until = match secs {
@@ -799,12 +795,12 @@ fn hang(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Respons
         _ => "until killed".to_string(),
     };
     eprintln!("{}: hanging {how_long}", server.name);
-    // The hang starts once this answer is out, so the caller is not left waiting.
-    let server = Arc::clone(server);
+    // Armed before answering, so no request that follows this answer gets through; the
+    // /hang request itself is past the hang check already and is still answered.
+    server.hung.store(true, Ordering::SeqCst);
     Ok(Response::ok(format!(
         "hanging {how_long}: no request gets an answer from now on\n"
-    ))
-    .then(move || server.hung.store(true, Ordering::SeqCst)))
+    )))
 }
 
 fn crash(server: &Server) -> Response {

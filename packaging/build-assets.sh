@@ -1,0 +1,39 @@
+#!/bin/sh
+# Generate the man page and shell completions from the clap definitions of the release
+# binary into target/assets/, where [package.metadata.deb] and qoscntrlr.spec expect them.
+#
+#   cargo build --release && packaging/build-assets.sh && cargo deb --no-build
+#
+# Environment: QOSCNTRLR_BIN (default: $CARGO_TARGET_DIR or target, /release/qoscntrlr),
+#              ASSETS_DIR (default: target/assets, relative to the crate root).
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+bin=${QOSCNTRLR_BIN:-$target_dir/release/qoscntrlr}
+out=${ASSETS_DIR:-$root/target/assets}
+
+if [ ! -x "$bin" ]; then
+    echo "build-assets.sh: $bin not found; run 'cargo build --release' first" >&2
+    exit 1
+fi
+
+mkdir -p "$out"
+tmp=$(mktemp -d "$out/.build.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+"$bin" generate man > "$tmp/qoscntrlr.1"
+"$bin" generate bash > "$tmp/qoscntrlr.bash"
+"$bin" generate zsh > "$tmp/_qoscntrlr"
+"$bin" generate fish > "$tmp/qoscntrlr.fish"
+# -n: no name or time stamp in the header, so the same input gives the same bytes.
+gzip -9n "$tmp/qoscntrlr.1"
+
+for f in qoscntrlr.1.gz qoscntrlr.bash _qoscntrlr qoscntrlr.fish; do
+    if [ ! -s "$tmp/$f" ]; then
+        echo "build-assets.sh: generated $f is empty" >&2
+        exit 1
+    fi
+    mv -f "$tmp/$f" "$out/$f"
+done
+echo "build-assets.sh: man page and completions in $out"
