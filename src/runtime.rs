@@ -122,7 +122,7 @@ struct ServerProc {
 /// Results that background tasks hand back to the loop.
 enum TaskResult {
     Probe(ProbeOutcome),
-    Diagnostics(DiagReport),
+    Diagnostics(Option<u64>, DiagReport),
     ServerExit { pid: i32, exit: ExitInfo },
     Log(Component, String),
 }
@@ -527,7 +527,7 @@ impl Shell {
                     detail,
                 });
             }
-            TaskResult::Diagnostics(report) => {
+            TaskResult::Diagnostics(incident, report) => {
                 let path = report.path.map(|p| p.display().to_string());
                 self.last_diagnostics = path.clone();
                 let prune = diagnostics::prune(
@@ -539,6 +539,7 @@ impl Shell {
                     self.line(Component::Controller, format!("Diagnostics pruning: {e}"));
                 }
                 self.queue.push_back(Event::DiagnosticsFinished {
+                    incident,
                     path,
                     error: report.error,
                 });
@@ -769,7 +770,7 @@ impl Shell {
             Action::RequestStop => self.request_stop(),
             Action::KillTree => self.kill_tree(),
             Action::Probe => self.start_probe(),
-            Action::RunDiagnostics { reason, .. } => self.start_diagnostics(reason),
+            Action::RunDiagnostics { reason, incident } => self.start_diagnostics(reason, incident),
             Action::WriteTrigger => {
                 let enabled = !self.cfg.disable_failover_trigger;
                 if let Err(e) = self.trigger.write(enabled) {
@@ -1011,7 +1012,7 @@ impl Shell {
         });
     }
 
-    fn start_diagnostics(&mut self, reason: String) {
+    fn start_diagnostics(&mut self, reason: String, incident: Option<u64>) {
         let server = self.server.as_ref().map(|s| s.pid);
         let tree = match server {
             Some(pid) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
@@ -1031,7 +1032,7 @@ impl Shell {
         let tasks = self.tasks.clone();
         tokio::task::spawn_local(async move {
             let report = diagnostics::collect(request, &reaper, Local::now()).await;
-            let _ = tasks.send(TaskResult::Diagnostics(report));
+            let _ = tasks.send(TaskResult::Diagnostics(incident, report));
         });
     }
 

@@ -167,9 +167,10 @@ impl Sim {
                 };
                 self.schedule(after, event);
             }
-            Action::RunDiagnostics { reason, .. } => self.schedule(
+            Action::RunDiagnostics { reason, incident } => self.schedule(
                 Duration::from_secs(3),
                 Event::DiagnosticsFinished {
+                    incident: *incident,
                     path: Some(format!("diagnostics/nsd_{reason}.log")),
                     error: None,
                 },

@@ -238,7 +238,10 @@ pub enum Event {
         uid: u32,
         request: u64,
     },
+    /// A diagnostics run has ended; `incident` is the one given in
+    /// [`Action::RunDiagnostics`] (`None` for operator and slow-shutdown snapshots).
     DiagnosticsFinished {
+        incident: Option<u64>,
         path: Option<String>,
         error: Option<String>,
     },
@@ -467,7 +470,6 @@ pub struct Controller {
     pause_suppressed: Option<Reason>,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
-    shutdown_nsd_running: bool,
 }
 
 const KEPT_INCIDENTS: usize = 10;
@@ -535,7 +537,6 @@ impl Controller {
             pause_suppressed: None,
             next_incident: 1,
             incidents: VecDeque::new(),
-            shutdown_nsd_running: false,
         }
     }
 
@@ -722,9 +723,11 @@ impl Controller {
                 uid,
                 request,
             } => self.on_command(now, command, uid, request, &mut out),
-            Event::DiagnosticsFinished { path, error } => {
-                self.on_diagnostics(now, path, error, &mut out)
-            }
+            Event::DiagnosticsFinished {
+                incident,
+                path,
+                error,
+            } => self.on_diagnostics(now, incident, path, error, &mut out),
             Event::StopRequested => self.on_stop_requested(now, &mut out),
             Event::DeadlineReached => self.on_deadline(now, &mut out),
         }
@@ -765,10 +768,8 @@ impl Controller {
             "waiting for the server to be ready",
         ));
         if !self.policy.probing {
-            // Nothing can prove readiness but a message; without QoS it is ready once up.
-            if !self.policy.qos_enable {
-                self.become_ready(now, pid, false, out);
-            }
+            // Without a probe nothing but the process itself can prove readiness.
+            self.become_ready(now, pid, false, out);
             return;
         }
         if !self.policy.probe_by_message {
@@ -1095,6 +1096,16 @@ impl Controller {
         let Some(pid) = self.state.server_pid() else {
             return;
         };
+        if !self.policy.qos_enable {
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "QOS_ENABLE=0: not acting on the {} (plain supervision)",
+                    reason.describe()
+                ),
+            ));
+            return;
+        }
         let was_ready = matches!(self.state, State::Ready { .. });
         if self.policy.nokill {
             if self.nokill_incident.is_none() {
@@ -1190,6 +1201,7 @@ impl Controller {
     fn on_diagnostics(
         &mut self,
         now: Instant,
+        for_incident: Option<u64>,
         path: Option<String>,
         error: Option<String>,
         out: &mut Vec<Action>,
@@ -1200,10 +1212,10 @@ impl Controller {
         if let Some(e) = &error {
             out.push(log(Component::Kill, format!("Diagnostics failed: {e}")));
         }
-        if self.shutdown_nsd_running {
-            self.shutdown_nsd_running = false;
+        // Operator and slow-shutdown snapshots carry no incident and decide nothing.
+        let Some(for_incident) = for_incident else {
             return;
-        }
+        };
         match self.state.clone() {
             State::Killing {
                 phase: KillPhase::Diagnostics,
@@ -1212,7 +1224,7 @@ impl Controller {
                 incident,
                 then,
                 ..
-            } => {
+            } if incident == for_incident => {
                 if let Some(a) = self.update_incident(incident, "killing", path.as_deref()) {
                     out.push(a);
                 }
@@ -1234,7 +1246,7 @@ impl Controller {
                 incident,
                 diagnostics_done: false,
                 then,
-            } => {
+            } if incident == for_incident => {
                 if let Some(a) = self.update_incident(incident, "restarting", path.as_deref()) {
                     out.push(a);
                 }
@@ -1265,8 +1277,8 @@ impl Controller {
                 }
             }
             _ => {
-                // An operator diagnose or a NOKILL incident: the mail carries the file.
-                if let Some(id) = self.nokill_incident {
+                // A NOKILL incident: the mail carries the file.
+                if let Some(id) = self.nokill_incident.filter(|id| *id == for_incident) {
                     out.push(Action::Mail(Alert {
                         kind: AlertKind::Other { event: "problem detected (QOS_NOKILL)".into() },
                         summary: "The controller detected a problem; QOS_NOKILL is set, so the server was not killed.".into(),
@@ -1777,7 +1789,6 @@ impl Controller {
             },
             Command::Diagnose => {
                 out.push(log(Component::Kill, "Running nsd..."));
-                self.shutdown_nsd_running = false;
                 out.push(Action::RunDiagnostics {
                     reason: "operator".into(),
                     incident: None,
@@ -1917,7 +1928,6 @@ impl Controller {
                             Component::Kill,
                             "Running nsd... (shutdown still in progress)",
                         ));
-                        self.shutdown_nsd_running = true;
                         out.push(Action::RunDiagnostics {
                             reason: "shutdown".into(),
                             incident: None,
