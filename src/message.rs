@@ -452,7 +452,10 @@ mod tests {
         assert_eq!(m("OpMsg=START Type=SERVER"), Ok(Meaning::ServerStart));
         assert_eq!(m("OpMsg=END Type=SERVER"), Ok(Meaning::ServerEnd));
         assert_eq!(m("OpMsg=END Type=QOS"), Ok(Meaning::QosEnd));
-        assert_eq!(m("OpMsg=TIMEOUT Type=PROBE TimeDate=null"), Ok(Meaning::ProbeTimeout));
+        assert_eq!(
+            m("OpMsg=TIMEOUT Type=PROBE TimeDate=null"),
+            Ok(Meaning::ProbeTimeout)
+        );
         assert_eq!(
             m("OpMsg=EXHAUSTED Type=SHARED_HANDLES"),
             Ok(Meaning::Exhausted {

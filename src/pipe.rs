@@ -39,6 +39,9 @@ const STALE_PROBE_LIMIT: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 * 1024;
 
 /// What the pipe tells the runtime.
+// `Line` is by far the most frequent variant; boxing it to shrink the rare ones would
+// cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PipeEvent {
     /// A valid message: `text` is the line as received (trimmed), `message` its parse,
@@ -230,7 +233,8 @@ pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
             }
             Err(e) => {
                 if let Some(suppressed) = failures.allow(Instant::now()) {
-                    let reason = with_suppressed(format!("cannot accept a connection: {e}"), suppressed);
+                    let reason =
+                        with_suppressed(format!("cannot accept a connection: {e}"), suppressed);
                     if !shared.report(PipeEvent::Failed { reason }) {
                         return;
                     }
@@ -510,7 +514,10 @@ mod tests {
     fn splitter_joins_partial_lines() {
         let mut s = LineSplitter::default();
         assert_eq!(pieces(&mut s, b"OpMsg=REA"), Vec::<String>::new());
-        assert_eq!(pieces(&mut s, b"DY Type=SERVER\nab"), vec!["OpMsg=READY Type=SERVER"]);
+        assert_eq!(
+            pieces(&mut s, b"DY Type=SERVER\nab"),
+            vec!["OpMsg=READY Type=SERVER"]
+        );
         assert_eq!(pieces(&mut s, b"c\n\nd\n"), vec!["abc", "", "d"]);
         let mut last = Vec::new();
         assert_eq!(pieces(&mut s, b"tail"), Vec::<String>::new());

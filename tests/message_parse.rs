@@ -66,13 +66,15 @@ const KEY_NAMES: [&str; 7] = [
 /// A value as a server could send it: spaces, `=`, backslashes, non-ASCII — but not
 /// starting or ending with whitespace and never containing ` Key=` of a known key.
 fn value() -> impl Strategy<Value = String> {
-    "[A-Za-z0-9=:\\\\/.,_é-][A-Za-z0-9 =:\\\\/.,_é-]{0,30}[A-Za-z0-9=:\\\\/._é-]"
-        .prop_filter("no embedded key", |v| {
+    "[A-Za-z0-9=:\\\\/.,_é-][A-Za-z0-9 =:\\\\/.,_é-]{0,30}[A-Za-z0-9=:\\\\/._é-]".prop_filter(
+        "no embedded key",
+        |v| {
             let lower = v.to_ascii_lowercase();
             !KEY_NAMES
                 .iter()
                 .any(|k| lower.contains(&format!(" {}=", k.to_ascii_lowercase())))
-        })
+        },
+    )
 }
 
 fn name() -> impl Strategy<Value = String> {

@@ -89,7 +89,9 @@ fn socket_file_mode_stale_live_and_foreign_files() {
         // The caller's own group, by name and by number, is accepted.
         let gid = nix::unistd::getegid();
         let by_number = dir.path().join("g.pipe");
-        bind(&by_number, Some(&gid.as_raw().to_string())).await.expect("numeric group");
+        bind(&by_number, Some(&gid.as_raw().to_string()))
+            .await
+            .expect("numeric group");
         assert!(matches!(
             bind(&dir.path().join("h.pipe"), Some("no-such-group-qoscntrlr")).await,
             Err(PipeError::UnknownGroup(_))
@@ -102,7 +104,10 @@ fn lines_arrive_exactly_and_send_reports_no_listener() {
     run_local(async {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nothing.pipe");
-        assert!(matches!(send(&missing, FIXUP).await, Err(SendError::NotListening(_))));
+        assert!(matches!(
+            send(&missing, FIXUP).await,
+            Err(SendError::NotListening(_))
+        ));
         let stale = dir.path().join("stale.pipe");
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
         match send(&stale, FIXUP).await {
@@ -120,7 +125,12 @@ fn lines_arrive_exactly_and_send_reports_no_listener() {
         let (path, mut rx) = start(dir.path(), 64).await;
         send(&path, FIXUP).await.expect("sent");
         match next(&mut rx).await {
-            PipeEvent::Line { text, message, meaning, .. } => {
+            PipeEvent::Line {
+                text,
+                message,
+                meaning,
+                ..
+            } => {
                 assert_eq!(text, FIXUP);
                 assert_eq!(message.log_text("x"), FIXUP);
                 match meaning {
@@ -181,7 +191,9 @@ fn a_megabyte_of_noise_does_not_disturb_other_clients() {
             // The controller may drop the noisy client; that is fine.
             let _ = client.write_all(&noise(1 << 20, 0x9e3779b97f4a7c15));
         });
-        send(&path, FIXUP).await.expect("a good client is served alongside");
+        send(&path, FIXUP)
+            .await
+            .expect("a good client is served alongside");
         let mut rejected = 0;
         let mut good = 0;
         loop {
@@ -219,7 +231,10 @@ fn an_over_long_line_is_reported_once_per_client() {
         client.write_all(b"OpMsg=READY Type=SERVER\n").unwrap();
         match next(&mut rx).await {
             PipeEvent::Rejected { reason, .. } => {
-                assert!(reason.contains(&format!("longer than {MAX_LINE} bytes")), "{reason}")
+                assert!(
+                    reason.contains(&format!("longer than {MAX_LINE} bytes")),
+                    "{reason}"
+                )
             }
             other => panic!("expected one report, got {other:?}"),
         }
@@ -227,7 +242,9 @@ fn an_over_long_line_is_reported_once_per_client() {
         drop(client);
         // On disconnect, the count of what went unreported.
         match next(&mut rx).await {
-            PipeEvent::Rejected { reason, .. } => assert!(reason.starts_with("2 problem(s)"), "{reason}"),
+            PipeEvent::Rejected { reason, .. } => {
+                assert!(reason.starts_with("2 problem(s)"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     });
@@ -239,7 +256,9 @@ fn invalid_utf8_is_dropped_and_the_client_keeps_going() {
         let dir = tempfile::tempdir().unwrap();
         let (path, mut rx) = start(dir.path(), 64).await;
         let mut client = StdStream::connect(&path).unwrap();
-        client.write_all(b"OpMsg=START Type=\xff\xfe\nOpMsg=END Type=SERVER\n").unwrap();
+        client
+            .write_all(b"OpMsg=START Type=\xff\xfe\nOpMsg=END Type=SERVER\n")
+            .unwrap();
         match next(&mut rx).await {
             PipeEvent::Rejected { reason, .. } => assert!(reason.contains("UTF-8"), "{reason}"),
             other => panic!("{other:?}"),
@@ -270,7 +289,10 @@ fn a_full_queue_slows_the_sender_and_loses_nothing() {
             match next(&mut rx).await {
                 PipeEvent::Line { text, .. } if text == "OpMsg=END Type=OTHER" => other = true,
                 PipeEvent::Line { text, .. } => {
-                    assert_eq!(text, format!("OpMsg=PROGRESS Type=T ObjectValue={expected}"));
+                    assert_eq!(
+                        text,
+                        format!("OpMsg=PROGRESS Type=T ObjectValue={expected}")
+                    );
                     expected += 1;
                 }
                 event => panic!("{event:?}"),
@@ -297,7 +319,9 @@ fn clients_past_the_limit_are_refused_with_one_report() {
         }
         let extra: Vec<StdStream> = (0..3).map(|_| StdStream::connect(&path).unwrap()).collect();
         match next(&mut rx).await {
-            PipeEvent::Rejected { reason, .. } => assert!(reason.contains("too many clients"), "{reason}"),
+            PipeEvent::Rejected { reason, .. } => {
+                assert!(reason.contains("too many clients"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
         drop(extra);
@@ -313,7 +337,10 @@ fn clients_past_the_limit_are_refused_with_one_report() {
                 break;
             }
         }
-        assert_eq!(line_text(served.expect("served after a slot freed")), "OpMsg=READY Type=SERVER");
+        assert_eq!(
+            line_text(served.expect("served after a slot freed")),
+            "OpMsg=READY Type=SERVER"
+        );
         // The two further refusals of the same episode were not reported.
         assert!(rx.try_recv().is_err());
     });

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use qoscntrlr::sampler::{MemoryKind, SampleError, Sampler};
+use qoscntrlr::sampler::{MemoryKind, MemoryMeasure, SampleError, Sampler};
 
 /// Kills the whole process group on drop, then reaps the root (the group's other
 /// members are reparented and reaped by init or the subreaper above us).
@@ -55,6 +55,18 @@ fn a_fifty_process_tree_is_sampled_whole() {
     assert!(first.open_files >= 150, "{first:?}");
     assert_eq!(first.fds_unreadable, 0);
     assert!(first.rss_bytes > 0);
+    let mut rss_sampler = Sampler::new();
+    rss_sampler.set_memory_measure(MemoryMeasure::Rss);
+    let by_rss = rss_sampler
+        .sample(root, &[], dir.path(), Instant::now())
+        .unwrap();
+    assert_eq!(by_rss.memory_kind, MemoryKind::Rss);
+    assert_eq!(by_rss.processes, 50);
+    // The sleeps share their pages: summed RSS counts them 50 times, PSS once.
+    assert!(
+        by_rss.rss_bytes >= first.rss_bytes,
+        "{by_rss:?} vs {first:?}"
+    );
     assert!(first.disk_free_bytes > 0);
     if std::path::Path::new(&format!("/proc/{root}/smaps_rollup")).exists() {
         assert_eq!(first.memory_kind, MemoryKind::Pss);
@@ -66,7 +78,9 @@ fn a_fifty_process_tree_is_sampled_whole() {
     let baseline = sampler.sample(root, &[], dir.path(), t0).unwrap();
     assert_eq!(baseline.cpu_percent, None);
     std::thread::sleep(Duration::from_millis(300));
-    let busy = sampler.sample(root, &[], dir.path(), Instant::now()).unwrap();
+    let busy = sampler
+        .sample(root, &[], dir.path(), Instant::now())
+        .unwrap();
     let cpu = busy.cpu_percent.expect("cpu on the second sample");
     assert!(cpu > 1.0, "busy loop at {cpu}%");
 
@@ -90,7 +104,10 @@ fn a_fifty_process_tree_is_sampled_whole() {
     drop(tree);
     match sampler.sample(root, &[], dir.path(), Instant::now()) {
         Err(e @ SampleError::NoSuchProcess(_)) => {
-            assert_eq!(e.to_string(), format!("the server process {root} does not exist"))
+            assert_eq!(
+                e.to_string(),
+                format!("the server process {root} does not exist")
+            )
         }
         other => panic!("expected NoSuchProcess, got {other:?}"),
     }
@@ -110,16 +127,31 @@ fn bench_sample_cost() {
     let tree = spawn("for i in $(seq 49); do sleep 60 & done; wait");
     let root = tree.0.id() as i32;
     let started = Instant::now();
-    while sampler.sample(root, &[], dir.path(), Instant::now()).unwrap().processes < 50 {
-        assert!(started.elapsed() < Duration::from_secs(20), "tree did not grow");
+    while sampler
+        .sample(root, &[], dir.path(), Instant::now())
+        .unwrap()
+        .processes
+        < 50
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "tree did not grow"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let rounds = 2000;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        sampler.sample(root, &[], dir.path(), Instant::now()).unwrap();
+    for measure in [MemoryMeasure::PssWhereReadable, MemoryMeasure::Rss] {
+        sampler.set_memory_measure(measure);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            sampler
+                .sample(root, &[], dir.path(), Instant::now())
+                .unwrap();
+        }
+        let per = t.elapsed() / rounds;
+        println!(
+            "sampler: one sample of a 50-process tree ({measure:?}): {per:?} (mean of {rounds})"
+        );
     }
-    let per = t.elapsed() / rounds;
-    println!("sampler: one sample of a 50-process tree: {per:?} (mean of {rounds})");
     drop(tree);
 }

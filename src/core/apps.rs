@@ -210,7 +210,10 @@ mod tests {
         list.start(key("COMPACT", "a.nsf"), t0);
         list.start(key("FIXUP", "b.nsf"), t0 + 2 * MIN);
         assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 10 * MIN));
-        assert_eq!(list.expired(t0 + 10 * MIN - Duration::from_millis(1), 10 * MIN), None);
+        assert_eq!(
+            list.expired(t0 + 10 * MIN - Duration::from_millis(1), 10 * MIN),
+            None
+        );
         // Progress moves a's deadline behind b's.
         assert!(list.progress(&key("COMPACT", "a.nsf"), t0 + 5 * MIN));
         assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 12 * MIN));
@@ -282,7 +285,10 @@ mod tests {
         }
         // Every even entry shows progress late; every entry divisible by 3 ends.
         for i in (0..100_000u32).step_by(2) {
-            assert!(list.progress(&key("COMPACT", &format!("db{i}.nsf")), t0 + ms * (200_000 + i)));
+            assert!(list.progress(
+                &key("COMPACT", &format!("db{i}.nsf")),
+                t0 + ms * (200_000 + i)
+            ));
         }
         for i in (0..100_000u32).step_by(3) {
             assert!(list.end(&key("COMPACT", &format!("db{i}.nsf"))));
@@ -302,5 +308,44 @@ mod tests {
         }
         let expected = (0..100_000u32).filter(|i| i % 3 != 0).count();
         assert_eq!(expired, expected);
+    }
+
+    /// 100k applications: cost per START / PROGRESS / END and of finding each expiry
+    /// at its deadline. Run by bench/messages-bench.sh; prints, asserts no time.
+    #[test]
+    #[ignore = "benchmark: bench/messages-bench.sh"]
+    fn bench_hundred_thousand_apps() {
+        const N: u32 = 100_000;
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let keys: Vec<AppKey> = (0..N)
+            .map(|i| key("COMPACT", &format!("db{i}.nsf")))
+            .collect();
+        let mut list = AppsList::new();
+        let clock = Instant::now();
+        for (i, k) in keys.iter().enumerate() {
+            list.start(k.clone(), t0 + ms * i as u32);
+        }
+        let start = clock.elapsed() / N;
+        let clock = Instant::now();
+        for (i, k) in keys.iter().enumerate() {
+            list.progress(k, t0 + ms * (N + i as u32));
+        }
+        let progress = clock.elapsed() / N;
+        // Expiry on time: every deadline is the progress instant + timeout, found first.
+        let timeout = 10 * MIN;
+        let clock = Instant::now();
+        let mut late = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let due = t0 + ms * (N + i as u32) + timeout;
+            if list.next_deadline(timeout) != Some(due)
+                || list.expired(due, timeout).map(|e| e.0) != Some(k.clone())
+            {
+                late += 1;
+            }
+            list.end(k);
+        }
+        let expire = clock.elapsed() / N;
+        println!("apps: 100k entries: start {start:?}/op, progress {progress:?}/op, deadline+expired+end {expire:?}/op, {late} not found at their deadline");
     }
 }
