@@ -4,8 +4,12 @@
 //! client side used by `qoscntrlr send`.
 //!
 //! Bad input never reaches the controller as anything but a rate-limited
-//! [`PipeEvent::Rejected`]; the queue to the runtime is bounded and never waited on, so
-//! a flooding or stalled client cannot delay probing or logging.
+//! [`PipeEvent::Rejected`]. The queue to the runtime is bounded and only client tasks
+//! wait on it: a flooding client is slowed down (it stops being read, its writes block
+//! in the kernel) instead of having messages dropped — a lost `END` would leave an
+//! application listed and end in a false apps-timeout kill. The runtime never waits on
+//! a client, so a flooding or stalled one cannot delay probing or logging; waiting
+//! senders are served in turn, so a flooder cannot starve other clients either.
 
 use std::cell::Cell;
 use std::io::Write;
@@ -35,6 +39,9 @@ const STALE_PROBE_LIMIT: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 * 1024;
 
 /// What the pipe tells the runtime.
+// `Line` is by far the most frequent variant; boxing it to shrink the rare ones would
+// cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PipeEvent {
     /// A valid message: `text` is the line as received (trimmed), `message` its parse,
@@ -49,8 +56,6 @@ pub enum PipeEvent {
     /// refused connection. Rate-limited per client; the reason counts what was
     /// suppressed since the last report.
     Rejected { client: u64, reason: String },
-    /// Events lost because the runtime's queue was full, reported once it had room.
-    Dropped { count: u64 },
     /// The listener itself failed (e.g. out of descriptors); serving continues.
     Failed { reason: String },
 }
@@ -161,33 +166,21 @@ fn lookup_group(group: &str) -> Result<nix::unistd::Gid, PipeError> {
 /// State shared by the accept loop and the client tasks (one thread: `Rc`/`Cell`).
 struct Shared {
     tx: Sender<PipeEvent>,
-    /// Events lost to a full queue and not yet reported.
-    dropped: Cell<u64>,
     active: Cell<usize>,
 }
 
 impl Shared {
-    /// Queue `event` without waiting. False when the runtime is gone.
-    fn emit(&self, event: PipeEvent) -> bool {
-        let pending = self.dropped.get();
-        if pending > 0 {
-            match self.tx.try_send(PipeEvent::Dropped { count: pending }) {
-                Ok(()) => self.dropped.set(0),
-                Err(TrySendError::Full(_)) => {
-                    self.dropped.set(pending + 1);
-                    return true;
-                }
-                Err(TrySendError::Closed(_)) => return false,
-            }
-        }
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.set(self.dropped.get() + 1);
-                true
-            }
-            Err(TrySendError::Closed(_)) => false,
-        }
+    /// Queue a client's event, waiting for room (this slows only that client). False
+    /// when the runtime is gone.
+    async fn send(&self, event: PipeEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+
+    /// Queue a report of the accept loop without waiting: accepting must go on, and
+    /// losing a report about refused connections to a full queue is acceptable. False
+    /// when the runtime is gone.
+    fn report(&self, event: PipeEvent) -> bool {
+        !matches!(self.tx.try_send(event), Err(TrySendError::Closed(_)))
     }
 }
 
@@ -205,7 +198,6 @@ impl Drop for ActiveSlot {
 pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
     let shared = Rc::new(Shared {
         tx,
-        dropped: Cell::new(0),
         active: Cell::new(0),
     });
     let mut next_client: u64 = 1;
@@ -228,7 +220,7 @@ pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
                         let reason = format!(
                             "too many clients ({MAX_CLIENTS}) on the pipe; refusing connections until one disconnects"
                         );
-                        if !shared.emit(PipeEvent::Rejected { client, reason }) {
+                        if !shared.report(PipeEvent::Rejected { client, reason }) {
                             return;
                         }
                     }
@@ -243,7 +235,7 @@ pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
                 if let Some(suppressed) = failures.allow(Instant::now()) {
                     let reason =
                         with_suppressed(format!("cannot accept a connection: {e}"), suppressed);
-                    if !shared.emit(PipeEvent::Failed { reason }) {
+                    if !shared.report(PipeEvent::Failed { reason }) {
                         return;
                     }
                 }
@@ -351,58 +343,47 @@ struct ClientState {
     rejects: RateLimit,
     /// Over-long lines are reported once per client; later ones are only counted.
     too_long_reported: bool,
-    /// False once the runtime is gone.
-    open: bool,
 }
 
 impl ClientState {
-    fn reject(&mut self, shared: &Shared, reason: String) {
-        if let Some(suppressed) = self.rejects.allow(Instant::now()) {
-            let reason = with_suppressed(reason, suppressed);
-            self.open &= shared.emit(PipeEvent::Rejected {
-                client: self.client,
-                reason,
-            });
-        }
+    fn reject(&mut self, reason: String) -> Option<PipeEvent> {
+        let suppressed = self.rejects.allow(Instant::now())?;
+        Some(PipeEvent::Rejected {
+            client: self.client,
+            reason: with_suppressed(reason, suppressed),
+        })
     }
 
-    fn handle(&mut self, shared: &Shared, piece: Piece<'_>) {
+    /// The event for one piece of input, if it deserves one.
+    fn handle(&mut self, piece: Piece<'_>) -> Option<PipeEvent> {
         let bytes = match piece {
             Piece::Line(bytes) => bytes,
             Piece::TooLong if !self.too_long_reported => {
                 self.too_long_reported = true;
-                self.reject(
-                    shared,
-                    format!("message longer than {MAX_LINE} bytes cut off and dropped (further ones from this client are dropped without a report)"),
-                );
-                return;
+                return self.reject(format!(
+                    "message longer than {MAX_LINE} bytes cut off and dropped (further ones from this client are dropped without a report)"
+                ));
             }
             Piece::TooLong => {
                 self.rejects.suppressed += 1;
-                return;
+                return None;
             }
         };
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.trim(),
-            Err(_) => {
-                self.reject(shared, "message is not valid UTF-8; dropped".to_string());
-                return;
-            }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return self.reject("message is not valid UTF-8; dropped".to_string());
         };
+        let text = text.trim();
         if text.is_empty() {
-            return;
+            return None;
         }
-        let parsed = message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning)));
-        match parsed {
-            Ok((message, meaning)) => {
-                self.open &= shared.emit(PipeEvent::Line {
-                    client: self.client,
-                    text: text.to_string(),
-                    message,
-                    meaning,
-                });
-            }
-            Err(e) => self.reject(shared, format!("invalid message dropped: {e}")),
+        match message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning))) {
+            Ok((message, meaning)) => Some(PipeEvent::Line {
+                client: self.client,
+                text: text.to_string(),
+                message,
+                meaning,
+            }),
+            Err(e) => self.reject(format!("invalid message dropped: {e}")),
         }
     }
 }
@@ -413,36 +394,46 @@ async fn serve_client(slot: ActiveSlot, client: u64, mut stream: UnixStream) {
         client,
         rejects: RateLimit::default(),
         too_long_reported: false,
-        open: true,
     };
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; READ_CHUNK];
-    while state.open {
+    let mut events = Vec::new();
+    loop {
         let read = tokio::select! {
             read = stream.read(&mut buf) => read,
             _ = shared.tx.closed() => return,
         };
-        match read {
+        let more = match read {
             Ok(0) => {
-                splitter.finish(|piece| state.handle(&shared, piece));
-                break;
+                splitter.finish(|piece| events.extend(state.handle(piece)));
+                false
             }
-            Ok(n) => splitter.feed(&buf[..n], |piece| state.handle(&shared, piece)),
+            Ok(n) => {
+                splitter.feed(&buf[..n], |piece| events.extend(state.handle(piece)));
+                true
+            }
             Err(e) => {
-                state.reject(&shared, format!("read error: {e}"));
-                break;
+                events.extend(state.reject(format!("read error: {e}")));
+                false
+            }
+        };
+        for event in events.drain(..) {
+            if !shared.send(event).await {
+                return;
             }
         }
-        // A client that always has data must not starve the probe and the log on the
-        // one runtime thread.
+        if !more {
+            break;
+        }
+        // A client that always has data must not monopolise the one runtime thread.
         tokio::task::yield_now().await;
     }
-    if state.open && state.rejects.suppressed > 0 {
+    if state.rejects.suppressed > 0 {
         let reason = format!(
             "{} problem(s) not reported before the client disconnected",
             state.rejects.suppressed
         );
-        shared.emit(PipeEvent::Rejected { client, reason });
+        shared.send(PipeEvent::Rejected { client, reason }).await;
     }
 }
 

@@ -47,7 +47,8 @@ const HOOK_LIMIT: Duration = Duration::from_secs(30);
 const RECENT_LINES: usize = 60;
 /// Console lines handed to diagnostics and mails.
 const CONSOLE_TAIL_LINES: usize = 50;
-/// Queue between the pipe and the loop: a flood is dropped (and counted) past this.
+/// Queue between the pipe and the loop: past this a flooding client waits (its socket
+/// is not read), the loop never does.
 const PIPE_QUEUE: usize = 1024;
 const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 
@@ -602,10 +603,6 @@ impl Shell {
                     reason: format!("client {client}: {reason}"),
                 });
             }
-            PipeEvent::Dropped { count } => self.line(
-                Component::Controller,
-                format!("{count} message(s) dropped: the message queue was full"),
-            ),
             PipeEvent::Failed { reason } => {
                 self.line(Component::Controller, format!("Message pipe: {reason}"))
             }

@@ -116,6 +116,60 @@ fn parse_pids(text: &str, into: &mut Vec<i32>) {
     );
 }
 
+/// Reads small procfs files into one reused buffer: open, read, close — no size probe
+/// and no allocation per file, which matter at a few hundred files per sample.
+#[derive(Default)]
+struct ProcReader {
+    buf: Vec<u8>,
+}
+
+impl ProcReader {
+    /// The file's text; a command name that is not UTF-8 is replaced lossily (borrowed,
+    /// no copy, in the usual all-UTF-8 case).
+    ///
+    /// `one_record`: the file is a single seq_file record (`stat`, `smaps_rollup`), which
+    /// the kernel hands over whole in the first read; reading on to the end would make
+    /// it compute the file twice (doubling the cost of `smaps_rollup`).
+    fn read(
+        &mut self,
+        path: &Path,
+        one_record: bool,
+    ) -> std::io::Result<std::borrow::Cow<'_, str>> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        // The buffer keeps its length between reads; only a file larger than any
+        // before grows it (zeroing it once, not per read).
+        if self.buf.is_empty() {
+            self.buf = vec![0; 16 * 1024];
+        }
+        let mut filled = 0;
+        loop {
+            if filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = file.read(&mut self.buf[filled..])?;
+            filled += n;
+            // Otherwise only a zero read is the end: a multi-record seq file returns a
+            // page at a time (a `children` list of hundreds of pids).
+            if n == 0 || (one_record && filled < self.buf.len()) {
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&self.buf[..filled]))
+    }
+}
+
+/// Which memory figure to take per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMeasure {
+    /// PSS where `smaps_rollup` is readable, else RSS. Accurate for trees whose
+    /// processes share memory (a forked server's children, shared segments), but the
+    /// kernel walks every mapping for it: the costlier choice.
+    PssWhereReadable,
+    /// RSS from `/proc/<pid>/stat` only: cheap, counts shared pages once per process.
+    Rss,
+}
+
 /// Samples a process tree, keeping what is needed to compute CPU between samples.
 pub struct Sampler {
     proc_root: PathBuf,
@@ -127,6 +181,8 @@ pub struct Sampler {
     previous_at: Option<Instant>,
     /// Whether the kernel offers `task/<tid>/children` (CONFIG_PROC_CHILDREN).
     children_files: bool,
+    measure: MemoryMeasure,
+    reader: ProcReader,
 }
 
 impl Default for Sampler {
@@ -160,7 +216,14 @@ impl Sampler {
             previous: HashMap::new(),
             previous_at: None,
             children_files: proc_root.join("thread-self/children").exists(),
+            measure: MemoryMeasure::PssWhereReadable,
+            reader: ProcReader::default(),
         }
+    }
+
+    /// Choose the memory figure (default: PSS where readable).
+    pub fn set_memory_measure(&mut self, measure: MemoryMeasure) {
+        self.measure = measure;
     }
 
     /// Forget the CPU history (the server was restarted: a new tree).
@@ -213,7 +276,7 @@ impl Sampler {
             }
             let dir = self.proc_root.join(pid.to_string());
             // A process that ended since its parent listed it is simply not counted.
-            let stat = match std::fs::read_to_string(dir.join("stat")) {
+            let stat = match self.reader.read(&dir.join("stat"), true) {
                 Ok(text) => match parse_stat(&text) {
                     Some(stat) => stat,
                     None if pid == root_pid => return Err(SampleError::Format(dir.join("stat"))),
@@ -232,10 +295,15 @@ impl Sampler {
             sample.threads += stat.threads;
             ticks_now.insert((pid, stat.start_ticks), stat.cpu_ticks);
 
-            match std::fs::read_to_string(dir.join("smaps_rollup"))
-                .ok()
-                .and_then(|t| parse_pss(&t))
-            {
+            let pss = match self.measure {
+                MemoryMeasure::PssWhereReadable => self
+                    .reader
+                    .read(&dir.join("smaps_rollup"), true)
+                    .ok()
+                    .and_then(|text| parse_pss(&text)),
+                MemoryMeasure::Rss => None,
+            };
+            match pss {
                 Some(pss) => {
                     pss_seen = true;
                     sample.rss_bytes += pss;
@@ -297,10 +365,13 @@ impl Sampler {
     }
 
     /// Children of every thread of `pid` (a child belongs to the thread that forked it).
-    fn children_of(&self, dir: &Path, pid: i32, threads: u64, out: &mut Vec<i32>) {
+    fn children_of(&mut self, dir: &Path, pid: i32, threads: u64, out: &mut Vec<i32>) {
         let task = dir.join("task");
         if threads <= 1 {
-            if let Ok(text) = std::fs::read_to_string(task.join(pid.to_string()).join("children")) {
+            if let Ok(text) = self
+                .reader
+                .read(&task.join(pid.to_string()).join("children"), false)
+            {
                 parse_pids(&text, out);
             }
             return;
@@ -309,7 +380,7 @@ impl Sampler {
             return;
         };
         for tid in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(tid.path().join("children")) {
+            if let Ok(text) = self.reader.read(&tid.path().join("children"), false) {
                 parse_pids(&text, out);
             }
         }
@@ -450,6 +521,9 @@ struct Gauge {
     warned: bool,
 }
 
+/// One resource against its limit: (name, value, limit, smaller-is-worse, rendering).
+type Check = (&'static str, Option<f64>, f64, bool, fn(f64) -> String);
+
 /// Consecutive-sample and warning state per resource. Pure.
 #[derive(Debug, Clone)]
 pub struct LimitTracker {
@@ -479,8 +553,7 @@ impl LimitTracker {
     /// the value went back under it.
     pub fn observe(&mut self, sample: &Sample) -> Vec<LimitVerdict> {
         let l = self.limits;
-        // (name, value, limit, smaller-is-worse, rendering)
-        let checks: [(&'static str, Option<f64>, f64, bool, fn(f64) -> String); 5] = [
+        let checks: [Check; 5] = [
             (
                 MEMORY,
                 Some(sample.rss_bytes as f64),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use qoscntrlr::sampler::{MemoryKind, SampleError, Sampler};
+use qoscntrlr::sampler::{MemoryKind, MemoryMeasure, SampleError, Sampler};
 
 /// Kills the whole process group on drop, then reaps the root (the group's other
 /// members are reparented and reaped by init or the subreaper above us).
@@ -55,6 +55,18 @@ fn a_fifty_process_tree_is_sampled_whole() {
     assert!(first.open_files >= 150, "{first:?}");
     assert_eq!(first.fds_unreadable, 0);
     assert!(first.rss_bytes > 0);
+    let mut rss_sampler = Sampler::new();
+    rss_sampler.set_memory_measure(MemoryMeasure::Rss);
+    let by_rss = rss_sampler
+        .sample(root, &[], dir.path(), Instant::now())
+        .unwrap();
+    assert_eq!(by_rss.memory_kind, MemoryKind::Rss);
+    assert_eq!(by_rss.processes, 50);
+    // The sleeps share their pages: summed RSS counts them 50 times, PSS once.
+    assert!(
+        by_rss.rss_bytes >= first.rss_bytes,
+        "{by_rss:?} vs {first:?}"
+    );
     assert!(first.disk_free_bytes > 0);
     if std::path::Path::new(&format!("/proc/{root}/smaps_rollup")).exists() {
         assert_eq!(first.memory_kind, MemoryKind::Pss);
@@ -128,13 +140,18 @@ fn bench_sample_cost() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let rounds = 2000;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        sampler
-            .sample(root, &[], dir.path(), Instant::now())
-            .unwrap();
+    for measure in [MemoryMeasure::PssWhereReadable, MemoryMeasure::Rss] {
+        sampler.set_memory_measure(measure);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            sampler
+                .sample(root, &[], dir.path(), Instant::now())
+                .unwrap();
+        }
+        let per = t.elapsed() / rounds;
+        println!(
+            "sampler: one sample of a 50-process tree ({measure:?}): {per:?} (mean of {rounds})"
+        );
     }
-    let per = t.elapsed() / rounds;
-    println!("sampler: one sample of a 50-process tree: {per:?} (mean of {rounds})");
     drop(tree);
 }

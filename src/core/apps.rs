@@ -309,4 +309,43 @@ mod tests {
         let expected = (0..100_000u32).filter(|i| i % 3 != 0).count();
         assert_eq!(expired, expected);
     }
+
+    /// 100k applications: cost per START / PROGRESS / END and of finding each expiry
+    /// at its deadline. Run by bench/messages-bench.sh; prints, asserts no time.
+    #[test]
+    #[ignore = "benchmark: bench/messages-bench.sh"]
+    fn bench_hundred_thousand_apps() {
+        const N: u32 = 100_000;
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let keys: Vec<AppKey> = (0..N)
+            .map(|i| key("COMPACT", &format!("db{i}.nsf")))
+            .collect();
+        let mut list = AppsList::new();
+        let clock = Instant::now();
+        for (i, k) in keys.iter().enumerate() {
+            list.start(k.clone(), t0 + ms * i as u32);
+        }
+        let start = clock.elapsed() / N;
+        let clock = Instant::now();
+        for (i, k) in keys.iter().enumerate() {
+            list.progress(k, t0 + ms * (N + i as u32));
+        }
+        let progress = clock.elapsed() / N;
+        // Expiry on time: every deadline is the progress instant + timeout, found first.
+        let timeout = 10 * MIN;
+        let clock = Instant::now();
+        let mut late = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let due = t0 + ms * (N + i as u32) + timeout;
+            if list.next_deadline(timeout) != Some(due)
+                || list.expired(due, timeout).map(|e| e.0) != Some(k.clone())
+            {
+                late += 1;
+            }
+            list.end(k);
+        }
+        let expire = clock.elapsed() / N;
+        println!("apps: 100k entries: start {start:?}/op, progress {progress:?}/op, deadline+expired+end {expire:?}/op, {late} not found at their deadline");
+    }
 }
