@@ -534,7 +534,12 @@ fn build(r: &mut Reader, source: &Path) -> Config {
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
 
     let data_directory = match r.path("DATA_DIRECTORY") {
-        Some(dir) => absolute(&ini_dir.join(dir)),
+        // An existing directory is shown without `..` (canonical); one that does not exist
+        // yet keeps the spelling it was given, made absolute.
+        Some(dir) => {
+            let joined = absolute(&ini_dir.join(dir));
+            std::fs::canonicalize(&joined).unwrap_or(joined)
+        }
         None => ini_dir.clone(),
     };
     let in_data_dir = |p: PathBuf| -> PathBuf {
