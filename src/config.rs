@@ -1011,7 +1011,7 @@ fn parse_command(text: &str) -> Result<Vec<String>, String> {
          e.g. /usr/bin/app --name \"my server\")"
             .to_string()
     })?;
-    if argv.first().is_none_or(|program| program.is_empty()) {
+    if argv.first().map_or(true, |program| program.is_empty()) {
         return Err("no program (expected a program and arguments split like shell words)".into());
     }
     Ok(argv)
@@ -1279,11 +1279,8 @@ impl Config {
     /// password *file* path). `check-config` prints these; the log header writes them with
     /// component `QoS Controller`.
     pub fn effective_lines(&self) -> Vec<String> {
-        let command = |argv: &Option<Vec<String>>| {
-            argv.as_ref()
-                .map(|a| shell_words::join(a))
-                .unwrap_or_default()
-        };
+        let command =
+            |argv: &Option<Vec<String>>| argv.as_ref().map(shell_words::join).unwrap_or_default();
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
         let path = |value: &Option<PathBuf>| {
             value
