@@ -698,7 +698,10 @@ fn cross_check(r: &mut Reader, c: &Config) {
     let failed = |r: &Reader, key: &str| r.errors.iter().any(|e| e.key == key);
     let probing = c.qos_enable && !c.disable_probing;
     if probing {
-        if !r.is_set("QOS_PROBE") || r.entries["QOS_PROBE"].value.is_empty() {
+        if r.entries
+            .get("QOS_PROBE")
+            .map_or(true, |entry| entry.value.is_empty())
+        {
             let line = r.line_of("QOS_PROBE");
             r.error(
                 line,
