@@ -534,7 +534,12 @@ fn build(r: &mut Reader, source: &Path) -> Config {
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
 
     let data_directory = match r.path("DATA_DIRECTORY") {
-        Some(dir) => absolute(&ini_dir.join(dir)),
+        // An existing directory is shown without `..` (canonical); one that does not exist
+        // yet keeps the spelling it was given, made absolute.
+        Some(dir) => {
+            let joined = absolute(&ini_dir.join(dir));
+            std::fs::canonicalize(&joined).unwrap_or(joined)
+        }
         None => ini_dir.clone(),
     };
     let in_data_dir = |p: PathBuf| -> PathBuf {
@@ -693,7 +698,10 @@ fn cross_check(r: &mut Reader, c: &Config) {
     let failed = |r: &Reader, key: &str| r.errors.iter().any(|e| e.key == key);
     let probing = c.qos_enable && !c.disable_probing;
     if probing {
-        if !r.is_set("QOS_PROBE") || r.entries["QOS_PROBE"].value.is_empty() {
+        if r.entries
+            .get("QOS_PROBE")
+            .map_or(true, |entry| entry.value.is_empty())
+        {
             let line = r.line_of("QOS_PROBE");
             r.error(
                 line,
@@ -1006,7 +1014,7 @@ fn parse_command(text: &str) -> Result<Vec<String>, String> {
          e.g. /usr/bin/app --name \"my server\")"
             .to_string()
     })?;
-    if argv.first().is_none_or(|program| program.is_empty()) {
+    if argv.first().map_or(true, |program| program.is_empty()) {
         return Err("no program (expected a program and arguments split like shell words)".into());
     }
     Ok(argv)
@@ -1274,11 +1282,8 @@ impl Config {
     /// password *file* path). `check-config` prints these; the log header writes them with
     /// component `QoS Controller`.
     pub fn effective_lines(&self) -> Vec<String> {
-        let command = |argv: &Option<Vec<String>>| {
-            argv.as_ref()
-                .map(|a| shell_words::join(a))
-                .unwrap_or_default()
-        };
+        let command =
+            |argv: &Option<Vec<String>>| argv.as_ref().map(shell_words::join).unwrap_or_default();
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
         let path = |value: &Option<PathBuf>| {
             value

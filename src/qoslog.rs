@@ -86,15 +86,17 @@ pub fn format_line(component: Component, text: &str, wall: &DateTime<Local>) -> 
     }
 }
 
-/// A controller log file name: `qoscntrlr<12 digits>[-<n>].out|.log`.
+/// A controller log file name: `qoscntrlr<12 digits>[-<n>].out|.log`. Sorting these
+/// gives the order the files were written in: by minute, closed `.log` files by sequence,
+/// then the `.out`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogFileName {
     /// `YYYYMMDDHHmm`, local time of the start (or roll) that created the file.
     pub stamp: String,
-    /// The `-<n>` that kept a second file of the same minute from overwriting the first.
-    pub sequence: u32,
     /// `.out`: the file of a running (or crashed) controller; `.log`: closed.
     pub active: bool,
+    /// The `-<n>` that kept a second file of the same minute from overwriting the first.
+    pub sequence: u32,
 }
 
 impl LogFileName {
@@ -237,7 +239,7 @@ impl QosLog {
             partial_front: false,
             failure: None,
         };
-        match create_new_log(data_dir, &stamp) {
+        match create_new_log(data_dir, &stamp, 0) {
             Ok((path, file)) => {
                 log.path = path;
                 log.file = Some(file);
@@ -410,7 +412,9 @@ impl QosLog {
     /// file cannot be created the old one stays in use and the roll is retried later.
     fn roll(&mut self, wall: DateTime<Local>) {
         let stamp = timefmt::file_stamp(&wall);
-        let (new_path, new_file) = match create_new_log(&self.dir, &stamp) {
+        // Above every file of this minute, so that names sort in the order written.
+        let first_free = highest_sequence(&self.dir, &stamp).map_or(0, |n| n + 1);
+        let (new_path, new_file) = match create_new_log(&self.dir, &stamp, first_free) {
             Ok(created) => created,
             Err(e) => {
                 self.next_roll_at = self.size + (self.max_size / 8).max(64 * 1024);
@@ -475,9 +479,23 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     open_options().create(true).open(path)
 }
 
-/// Create `qoscntrlr<stamp>[-n].out`, the first name not taken.
-fn create_new_log(dir: &Path, stamp: &str) -> std::io::Result<(PathBuf, File)> {
-    for sequence in 0..=MAX_SEQUENCE {
+/// The highest `-<n>` among the controller logs of minute `stamp` (0 for the plain name).
+fn highest_sequence(dir: &Path, stamp: &str) -> Option<u32> {
+    let mut ignored = LifecycleReport::default();
+    controller_logs(dir, &mut ignored)
+        .into_iter()
+        .filter(|(_, name)| name.stamp == stamp)
+        .map(|(_, name)| name.sequence)
+        .max()
+}
+
+/// Create `qoscntrlr<stamp>[-n].out`, the first name from `first_sequence` on not taken.
+fn create_new_log(
+    dir: &Path,
+    stamp: &str,
+    first_sequence: u32,
+) -> std::io::Result<(PathBuf, File)> {
+    for sequence in first_sequence..=MAX_SEQUENCE {
         let name = LogFileName {
             stamp: stamp.to_string(),
             sequence,
@@ -496,7 +514,8 @@ fn create_new_log(dir: &Path, stamp: &str) -> std::io::Result<(PathBuf, File)> {
     ))
 }
 
-/// Rename a `.out` to the first free `.log` name of its minute; never overwrites.
+/// Rename a `.out` to the first free `.log` name of its minute from its own sequence on
+/// (so that names keep sorting in the order written); never overwrites.
 fn retire(out: &Path) -> std::io::Result<PathBuf> {
     let name = out
         .file_name()
@@ -504,7 +523,7 @@ fn retire(out: &Path) -> std::io::Result<PathBuf> {
         .and_then(parse_log_file_name)
         .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "not a controller log"))?;
     let dir = out.parent().unwrap_or(Path::new("."));
-    for sequence in 0..=MAX_SEQUENCE {
+    for sequence in name.sequence..=MAX_SEQUENCE {
         let target = dir.join(
             LogFileName {
                 stamp: name.stamp.clone(),

@@ -110,45 +110,35 @@ pub fn parse_timedate(text: &str) -> Option<DateTime<FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Timelike;
 
-    fn at(
-        offset_seconds: i32,
-        y: i32,
-        mo: u32,
-        d: u32,
-        h: u32,
-        mi: u32,
-        s: u32,
-        ms: u32,
-    ) -> DateTime<FixedOffset> {
+    /// `offset_seconds` east of UTC, `local` as `YYYY-MM-DD HH:MM:SS.mmm`.
+    fn at(offset_seconds: i32, local: &str) -> DateTime<FixedOffset> {
+        let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.3f").unwrap();
         FixedOffset::east_opt(offset_seconds)
             .unwrap()
-            .with_ymd_and_hms(y, mo, d, h, mi, s)
-            .unwrap()
-            .with_nanosecond(ms * 1_000_000)
+            .from_local_datetime(&naive)
             .unwrap()
     }
 
     #[test]
     fn timedate_matches_the_reference() {
-        let t = at(-4 * 3600, 2012, 5, 8, 0, 15, 6, 950);
+        let t = at(-4 * 3600, "2012-05-08 00:15:06.950");
         assert_eq!(timedate(&t), "20120508T001506,95-04");
-        let t = at(3600, 2012, 5, 8, 0, 15, 7, 409);
+        let t = at(3600, "2012-05-08 00:15:07.409");
         assert_eq!(timedate(&t), "20120508T001507,40+01");
-        let t = at(0, 2012, 5, 8, 0, 15, 7, 0);
+        let t = at(0, "2012-05-08 00:15:07.000");
         assert_eq!(timedate(&t), "20120508T001507,00+00");
-        let t = at(5 * 3600 + 1800, 2012, 5, 8, 0, 15, 7, 5);
+        let t = at(5 * 3600 + 1800, "2012-05-08 00:15:07.005");
         assert_eq!(timedate(&t), "20120508T001507,00+0530");
-        let t = at(-(3 * 3600 + 1800), 2012, 5, 8, 0, 15, 7, 5);
+        let t = at(-(3 * 3600 + 1800), "2012-05-08 00:15:07.005");
         assert_eq!(timedate(&t), "20120508T001507,00-0330");
     }
 
     #[test]
     fn timedate_round_trips() {
-        let t = at(-4 * 3600, 2012, 5, 8, 0, 15, 6, 950);
+        let t = at(-4 * 3600, "2012-05-08 00:15:06.950");
         assert_eq!(parse_timedate(&timedate(&t)), Some(t));
-        let t = at(5 * 3600 + 1800, 2020, 1, 31, 23, 59, 59, 120);
+        let t = at(5 * 3600 + 1800, "2020-01-31 23:59:59.120");
         assert_eq!(parse_timedate(&timedate(&t)), Some(t));
         assert_eq!(parse_timedate("null"), None);
         assert_eq!(parse_timedate("20120508T001506,95"), None);
