@@ -227,7 +227,7 @@ impl Shell {
                 reason: "starting".into(),
             }),
             state_file: StateFile::new(&cfg.data_directory),
-            sd: SdNotify::from_env(),
+            sd: None,
             sampler: Sampler::new(),
             tracker,
             last_sample: None,
@@ -250,6 +250,13 @@ impl Shell {
             cfg,
             config_path,
         };
+        match SdNotify::try_from_env() {
+            Ok(sd) => shell.sd = sd,
+            Err(e) => shell.line(
+                Component::Controller,
+                format!("systemd notification disabled: {e}"),
+            ),
+        }
         shell.kill_stale_server();
         shell.open_listeners().await;
         let prune = diagnostics::prune(
