@@ -171,7 +171,10 @@ fn not_built(what: &str) -> u8 {
 
 fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run(arg) => crate::runtime::run(&arg.path()),
+        Command::Run(arg) => match load_config_or_exit(&arg) {
+            Ok(loaded) => crate::runtime::run(loaded.config, &arg.path()),
+            Err(code) => code,
+        },
         Command::CheckConfig(arg) => check_config(&arg),
         Command::Send { config, line } => send(&config, &line),
         Command::Status { config, json } => {

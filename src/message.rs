@@ -131,7 +131,11 @@ pub enum Meaning {
     QosStart,
     ServerStart,
     ServerReady,
-    ServerEnd,
+    /// `restart`: the detail says the server is restarting itself
+    /// (`ObjectType=Detail ObjectValue=Restart`), so it is started again once down.
+    ServerEnd {
+        restart: bool,
+    },
     QosEnd,
     Crash,
     ProbeTimeout,
@@ -305,7 +309,11 @@ impl Message {
             "START" if self.kind_is("QOS") => Ok(Meaning::QosStart),
             "START" if self.kind_is("SERVER") => Ok(Meaning::ServerStart),
             "END" if self.kind_is("QOS") => Ok(Meaning::QosEnd),
-            "END" if self.kind_is("SERVER") => Ok(Meaning::ServerEnd),
+            "END" if self.kind_is("SERVER") => Ok(Meaning::ServerEnd {
+                restart: self
+                    .object("Detail")
+                    .is_some_and(|d| d.eq_ignore_ascii_case("restart")),
+            }),
             "START" | "END" | "PROGRESS" if reserved => {
                 Err(self.unsupported("SERVER, QOS and PROBE are not application types"))
             }
@@ -450,7 +458,14 @@ mod tests {
         let m = |line: &str| parse(line).unwrap().meaning();
         assert_eq!(m("OpMsg=START Type=QOS"), Ok(Meaning::QosStart));
         assert_eq!(m("OpMsg=START Type=SERVER"), Ok(Meaning::ServerStart));
-        assert_eq!(m("OpMsg=END Type=SERVER"), Ok(Meaning::ServerEnd));
+        assert_eq!(
+            m("OpMsg=END Type=SERVER"),
+            Ok(Meaning::ServerEnd { restart: false })
+        );
+        assert_eq!(
+            m("OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Restart"),
+            Ok(Meaning::ServerEnd { restart: true })
+        );
         assert_eq!(m("OpMsg=END Type=QOS"), Ok(Meaning::QosEnd));
         assert_eq!(
             m("OpMsg=TIMEOUT Type=PROBE TimeDate=null"),

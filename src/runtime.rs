@@ -15,17 +15,16 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cli::{EXIT_CONFIG, EXIT_LOCKED};
 use crate::config::{self, Config, ProbeTarget};
 use crate::control::{self, ControlCommand, ControlEvent, ControlResponse};
 use crate::core::{
-    self, Action, Alert, Command, Component, Controller, Event, Health, Policy, ServerSignal,
-    StateName,
+    Action, Alert, Command, Component, Controller, Event, Health, Policy, StateName,
 };
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
 use crate::lock::{DataDirLock, LockError, ServerRecord, StateFile};
-use crate::message::Meaning;
 use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
 use crate::pipe::{self, PipeEvent};
 use crate::probe::{self, ProbeOutcome};
@@ -36,9 +35,7 @@ use crate::sdnotify::SdNotify;
 use crate::status::{self, StatusSnapshot};
 use crate::timefmt;
 
-/// Exit codes of `run` (DESIGN.md §7).
-pub const EXIT_CONFIG: u8 = 78;
-pub const EXIT_LOCKED: u8 = 75;
+/// Internal failure (sysexits EX_SOFTWARE): no runtime, no signal handlers.
 const EXIT_SOFTWARE: u8 = 70;
 
 /// Time limit of a failover or recovery hook.
@@ -52,25 +49,9 @@ const CONSOLE_TAIL_LINES: usize = 50;
 const PIPE_QUEUE: usize = 1024;
 const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 
-/// Run the controller with the configuration at `config_path`; returns the exit code.
-pub fn run(config_path: &Path) -> u8 {
-    let loaded = match config::load(config_path) {
-        Ok(loaded) => loaded,
-        Err(failure) => {
-            for warning in &failure.warnings {
-                eprintln!("warning: {warning}");
-            }
-            for error in &failure.errors {
-                eprintln!("error: {error}");
-            }
-            eprintln!("qoscntrlr: {failure}");
-            return EXIT_CONFIG;
-        }
-    };
-    for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let cfg = loaded.config;
+/// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
+/// the exit code.
+pub fn run(cfg: Config, config_path: &Path) -> u8 {
     if let Err(e) = std::fs::create_dir_all(&cfg.data_directory) {
         eprintln!(
             "qoscntrlr: cannot create data directory {}: {e}",
@@ -573,32 +554,7 @@ impl Shell {
                 message, meaning, ..
             } => {
                 let text = message.log_text(&timefmt::timedate(&Local::now()));
-                let signal = match meaning {
-                    Meaning::QosStart => ServerSignal::QosStart,
-                    Meaning::ServerStart => ServerSignal::ServerStart,
-                    Meaning::ServerReady => ServerSignal::Ready,
-                    Meaning::ServerEnd => ServerSignal::ServerEnd {
-                        restart: message
-                            .object("Detail")
-                            .is_some_and(|d| d.eq_ignore_ascii_case("restart")),
-                    },
-                    Meaning::QosEnd => ServerSignal::QosEnd,
-                    Meaning::Crash => ServerSignal::Crash,
-                    Meaning::ProbeTimeout => ServerSignal::ProbeTimeout,
-                    Meaning::ProbeResult {
-                        success,
-                        latency_ms,
-                        detail,
-                    } => ServerSignal::ProbeResult {
-                        success,
-                        latency_ms,
-                        detail,
-                    },
-                    Meaning::Exhausted { resource } => ServerSignal::Exhausted { resource },
-                    Meaning::AppStart { app } => ServerSignal::AppStart { app },
-                    Meaning::AppProgress { app } => ServerSignal::AppProgress { app },
-                    Meaning::AppEnd { app } => ServerSignal::AppEnd { app },
-                };
+                let signal = meaning;
                 self.queue.push_back(Event::MessageReceived {
                     text,
                     append_timedate: false,
@@ -1084,7 +1040,7 @@ impl Shell {
     }
 
     fn publish_metrics(&mut self) {
-        self.metrics.state = server_state(self.ctl.state());
+        self.metrics.state = self.ctl.state();
         let core_status = self.ctl.status(Instant::now());
         self.metrics.paused = core_status.paused;
         self.metrics.apps_in_list = core_status.apps.len() as u64;
@@ -1125,12 +1081,8 @@ impl Shell {
             },
             server: status::ServerStatus {
                 name: self.cfg.server_name.clone(),
-                state: server_state(core.state),
-                phase: core.phase.map(|p| match p {
-                    core::KillPhase::Failover => status::KillPhase::Failover,
-                    core::KillPhase::Diagnostics => status::KillPhase::Diagnostics,
-                    core::KillPhase::Kill => status::KillPhase::Kill,
-                }),
+                state: core.state,
+                phase: core.phase,
                 why: core.why.clone(),
                 state_since: at(core.state_since),
                 pid: core.server_pid.map(|p| p as u32),
@@ -1219,19 +1171,6 @@ async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 async fn reap_loop(reaper: Rc<Reaper>, unclaimed: mpsc::UnboundedSender<(i32, ExitInfo)>) {
     if let Err(e) = process::reap_forever(reaper, unclaimed).await {
         eprintln!("qoscntrlr: the reaper stopped: {e}");
-    }
-}
-
-fn server_state(state: StateName) -> status::ServerState {
-    match state {
-        StateName::Starting => status::ServerState::Starting,
-        StateName::Ready => status::ServerState::Ready,
-        StateName::Stopping => status::ServerState::Stopping,
-        StateName::Killing => status::ServerState::Killing,
-        StateName::Crashed => status::ServerState::Crashed,
-        StateName::Restarting => status::ServerState::Restarting,
-        StateName::Stopped => status::ServerState::Stopped,
-        StateName::Faulted => status::ServerState::Faulted,
     }
 }
 

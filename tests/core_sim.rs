@@ -131,7 +131,7 @@ impl Sim {
                 } else if self.speaks {
                     self.schedule(
                         Duration::from_secs(1),
-                        msg("OpMsg=READY Type=SERVER", ServerSignal::Ready),
+                        msg("OpMsg=READY Type=SERVER", ServerSignal::ServerReady),
                     );
                 }
             }

@@ -47,7 +47,7 @@ fn reference_meanings() {
         ),
         other => panic!("FIXUP START is an application start, got {other:?}"),
     }
-    assert_eq!(meanings[4], Meaning::ServerEnd);
+    assert_eq!(meanings[4], Meaning::ServerEnd { restart: false });
     assert_eq!(meanings[5], Meaning::QosEnd);
     assert_eq!(meanings[6], Meaning::Crash);
     assert_eq!(meanings[7], Meaning::ProbeTimeout);

@@ -13,56 +13,11 @@ use std::time::{Duration, Instant};
 
 pub use crate::failover::Health;
 pub use crate::mail::AlertKind;
-pub use crate::message::AppKey;
+pub use crate::message::{AppKey, Meaning as ServerSignal};
 pub use crate::qoslog::Component;
+pub use crate::status::{KillPhase, ServerState as StateName};
 use apps::{AppsList, StartOutcome};
 pub use policy::Policy;
-
-/// The server's states (DESIGN.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StateName {
-    Starting,
-    Ready,
-    Stopping,
-    Killing,
-    Crashed,
-    Restarting,
-    Stopped,
-    Faulted,
-}
-
-impl StateName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Starting => "STARTING",
-            StateName::Ready => "READY",
-            StateName::Stopping => "STOPPING",
-            StateName::Killing => "KILLING",
-            StateName::Crashed => "CRASHED",
-            StateName::Restarting => "RESTARTING",
-            StateName::Stopped => "STOPPED",
-            StateName::Faulted => "FAULTED",
-        }
-    }
-}
-
-/// The phases of a smart kill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillPhase {
-    Failover,
-    Diagnostics,
-    Kill,
-}
-
-impl KillPhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KillPhase::Failover => "failover",
-            KillPhase::Diagnostics => "diagnostics",
-            KillPhase::Kill => "kill",
-        }
-    }
-}
 
 /// Why the controller decided a server is unhealthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,38 +78,6 @@ fn slugify(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// What the server said on the pipe, already parsed and classified by the shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerSignal {
-    QosStart,
-    ServerStart,
-    Ready,
-    /// `END SERVER`; `restart` when the detail says the server is restarting itself.
-    ServerEnd {
-        restart: bool,
-    },
-    QosEnd,
-    Crash,
-    ProbeTimeout,
-    ProbeResult {
-        success: bool,
-        latency_ms: Option<u64>,
-        detail: Option<String>,
-    },
-    Exhausted {
-        resource: String,
-    },
-    AppStart {
-        app: AppKey,
-    },
-    AppProgress {
-        app: AppKey,
-    },
-    AppEnd {
-        app: AppKey,
-    },
 }
 
 /// An operator command from the control socket.
@@ -990,7 +913,7 @@ impl Controller {
         }
         match signal {
             ServerSignal::QosStart | ServerSignal::ServerStart => {}
-            ServerSignal::Ready => {
+            ServerSignal::ServerReady => {
                 if let State::Starting { pid: Some(pid), .. } = self.state {
                     self.become_ready(now, pid, false, out);
                 }
