@@ -534,6 +534,22 @@ impl Shell {
                 });
             }
             TaskResult::ServerExit { pid, exit } => {
+                if let ExitInfo::Signaled {
+                    core_dumped: true, ..
+                } = exit
+                {
+                    // Where the core went is the kernel's choice; support needs to know it.
+                    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+                        .map(|p| p.trim().to_string())
+                        .unwrap_or_else(|_| "unknown".into());
+                    self.line(
+                        Component::Controller,
+                        format!(
+                            "The server dumped core (kernel.core_pattern={pattern}, working directory {})",
+                            self.cfg.server_directory.display()
+                        ),
+                    );
+                }
                 if self.server.as_ref().map(|s| s.pid) == Some(pid) {
                     self.server = None;
                     let _ = self.state_file.clear();
