@@ -1,0 +1,1 @@
+//! HTML report (to be written)
