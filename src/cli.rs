@@ -183,9 +183,13 @@ fn dispatch(command: Command) -> u8 {
         Command::ClearFault(_) => not_built("clear-fault"),
         Command::Diagnose(_) => not_built("diagnose"),
         Command::Send { .. } => not_built("send"),
-        Command::Logs { .. } => not_built("logs"),
-        Command::Report { .. } => not_built("report"),
-        Command::SupportBundle { .. } => not_built("support-bundle"),
+        Command::Logs { view } => logs_command(view),
+        Command::Report {
+            config,
+            html,
+            paths,
+        } => report_command(&config, &html, paths),
+        Command::SupportBundle { config, output } => support_bundle_command(&config, output),
         Command::Generate { what } => generate(&what),
     }
 }
@@ -215,6 +219,192 @@ fn generate(what: &str) -> u8 {
                 "qoscntrlr: generate: unknown target '{other}' (expected man, bash, zsh or fish)"
             );
             EXIT_FAILURE
+        }
+    }
+}
+
+/// The paths to review: the ones given, else the data directory of the configuration.
+fn review_paths_or_data_dir(config: &ConfigArg, paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, u8> {
+    if !paths.is_empty() {
+        return Ok(paths);
+    }
+    let loaded = load_config_for_review(config)?;
+    Ok(vec![loaded.config.data_directory])
+}
+
+fn review_failed(what: &str, err: &crate::review::ReviewError) -> u8 {
+    eprintln!("qoscntrlr: {what}: {err}");
+    EXIT_FAILURE
+}
+
+fn warn_if_no_logs(review: &crate::review::Review, paths: &[PathBuf]) {
+    if review.files.is_empty() {
+        let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "qoscntrlr: warning: no controller logs (qoscntrlrYYYYMMDDHHmm.out/.log) in {}",
+            list.join(", ")
+        );
+    }
+}
+
+fn logs_command(view: LogsView) -> u8 {
+    use std::io::Write as _;
+    let (args, event) = match view {
+        LogsView::Summary(args) => (args, None),
+        LogsView::Timeline { args, event } => (args, Some(event)),
+    };
+    let what = if event.is_some() {
+        "logs timeline"
+    } else {
+        "logs summary"
+    };
+    let (since, until) =
+        match crate::review::parse_window(args.since.as_deref(), args.until.as_deref()) {
+            Ok(window) => window,
+            Err(e) => return review_failed(what, &e),
+        };
+    let paths = match review_paths_or_data_dir(&args.config, args.paths) {
+        Ok(paths) => paths,
+        Err(code) => return code,
+    };
+    let mut opts = crate::review::Options {
+        since,
+        until,
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match event {
+        None => {
+            let review = match crate::review::review_paths(&paths, opts, |_| {}) {
+                Ok(review) => review,
+                Err(e) => return review_failed(what, &e),
+            };
+            warn_if_no_logs(&review, &paths);
+            // A closed stdout (`| head`) is the reader's choice, not an error of ours.
+            let _ = if args.json {
+                let json = crate::review::summary_json(&review);
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                )
+            } else {
+                write!(out, "{}", crate::review::summary_text(&review))
+            };
+        }
+        Some(filter) => {
+            let filter = match filter
+                .as_deref()
+                .map(crate::review::parse_event)
+                .transpose()
+            {
+                Ok(filter) => filter,
+                Err(e) => return review_failed(what, &e),
+            };
+            opts.keep_timeline = true;
+            let json = args.json;
+            let result = crate::review::review_paths(&paths, opts, |entry| {
+                if filter.is_some_and(|kind| kind != entry.kind) {
+                    return;
+                }
+                let _ = if json {
+                    let value = serde_json::json!({
+                        "at": entry.at,
+                        "event": entry.kind,
+                        "incident": entry.incident,
+                        "text": entry.text,
+                    });
+                    writeln!(out, "{value}")
+                } else {
+                    writeln!(out, "{entry}")
+                };
+            });
+            match result {
+                Ok(review) => warn_if_no_logs(&review, &paths),
+                Err(e) => return review_failed(what, &e),
+            }
+        }
+    }
+    let _ = out.flush();
+    EXIT_OK
+}
+
+fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf>) -> u8 {
+    let paths = match review_paths_or_data_dir(config, paths) {
+        Ok(paths) => paths,
+        Err(code) => return code,
+    };
+    let opts = crate::review::Options {
+        keep_series: true,
+        ..Default::default()
+    };
+    let review = match crate::review::review_paths(&paths, opts, |_| {}) {
+        Ok(review) => review,
+        Err(e) => return review_failed("report", &e),
+    };
+    warn_if_no_logs(&review, &paths);
+    let title: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let generated = chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string();
+    let page = crate::review::html::render(&review, &title.join(", "), &generated);
+    match crate::bundle::write_atomically(html, page.as_bytes(), 0o644) {
+        Ok(()) => {
+            println!("Report written to {}", html.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: report: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn support_bundle_command(config: &ConfigArg, output: Option<PathBuf>) -> u8 {
+    let loaded = match load_config_for_review(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let request = crate::bundle::BundleRequest::from_config(&loaded.config, output);
+    // The controller's own status needs the control-socket client, wired by the runtime.
+    let status = crate::bundle::ControllerStatus::NotReachable(
+        "controller not reachable (status client not available in this build)".to_string(),
+    );
+    match crate::bundle::create(&request, &status) {
+        Ok(report) => {
+            for note in &report.notes {
+                eprintln!("qoscntrlr: support-bundle: {note}");
+            }
+            println!(
+                "Support bundle written to {} ({} files)",
+                report.path.display(),
+                report.members
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: support-bundle: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Stand-in for `load_config_or_exit` (being written in parallel): read the configuration
+/// by the documented lookup order, print every error, map failure to the exit code.
+fn load_config_for_review(arg: &ConfigArg) -> Result<crate::config::Loaded, u8> {
+    let path = arg.path();
+    match crate::config::load(&path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("qoscntrlr: warning: {warning}");
+            }
+            Ok(loaded)
+        }
+        Err(err) => {
+            eprintln!("qoscntrlr: {err}");
+            for finding in &err.errors {
+                eprintln!("  {finding}");
+            }
+            Err(EXIT_CONFIG)
         }
     }
 }

@@ -281,7 +281,12 @@ impl Analyzer {
 
     fn emit(&mut self, at: Stamp, kind: EventKind, incident: Option<usize>, text: String) {
         if self.opts.keep_timeline {
-            self.timeline.push(TimelineEntry { at, kind, incident, text });
+            self.timeline.push(TimelineEntry {
+                at,
+                kind,
+                incident,
+                text,
+            });
         }
     }
 
@@ -300,7 +305,8 @@ impl Analyzer {
             return;
         };
         let at = parsed.stamp;
-        self.in_window = self.opts.since.map_or(true, |s| at >= s) && self.opts.until.map_or(true, |u| at <= u);
+        self.in_window =
+            self.opts.since.map_or(true, |s| at >= s) && self.opts.until.map_or(true, |u| at <= u);
         if !self.in_window {
             return;
         }
@@ -319,7 +325,11 @@ impl Analyzer {
             }
             if let Some(incident) = &mut self.open {
                 record_line(incident, line);
-                if incident.failover_at.is_none() && incident.kill_started_at.is_none() && incident.killed_at.is_none() && !incident.restarted {
+                if incident.failover_at.is_none()
+                    && incident.kill_started_at.is_none()
+                    && incident.killed_at.is_none()
+                    && !incident.restarted
+                {
                     self.close(at, Outcome::Recovered);
                 }
             }
@@ -350,7 +360,12 @@ impl Analyzer {
                 self.restart_announced = false;
                 self.restart_requested = false;
                 self.last_down = LastDown::None;
-                self.emit(at, EventKind::Start, open_id, format!("{text} (controller started)"));
+                self.emit(
+                    at,
+                    EventKind::Start,
+                    open_id,
+                    format!("{text} (controller started)"),
+                );
             }
             LineEvent::ServerStart => {
                 if self.server_started {
@@ -362,7 +377,11 @@ impl Analyzer {
                 let is_restart = if self.restart_announced {
                     false
                 } else {
-                    self.run_had_start && matches!(self.last_down, LastDown::Abnormal | LastDown::RestartRequested)
+                    self.run_had_start
+                        && matches!(
+                            self.last_down,
+                            LastDown::Abnormal | LastDown::RestartRequested
+                        )
                 };
                 if is_restart {
                     self.review.counts.restarts += 1;
@@ -374,7 +393,11 @@ impl Analyzer {
                 if let Some(incident) = &mut self.open {
                     incident.restarted = true;
                 }
-                let kind = if is_restart { EventKind::Restart } else { EventKind::Start };
+                let kind = if is_restart {
+                    EventKind::Restart
+                } else {
+                    EventKind::Start
+                };
                 self.emit(at, kind, open_id, text);
             }
             LineEvent::Ready => {
@@ -423,7 +446,8 @@ impl Analyzer {
                 let kind = match &mut self.open {
                     Some(incident) => {
                         end_diagnostics(incident, at);
-                        incident.diagnostics_file = Some(String::from_utf8_lossy(path).trim().to_string());
+                        incident.diagnostics_file =
+                            Some(String::from_utf8_lossy(path).trim().to_string());
                         EventKind::Kill
                     }
                     None => EventKind::Diagnostics,
@@ -627,7 +651,9 @@ impl Analyzer {
 fn record_line(incident: &mut Incident, line: &[u8]) {
     incident.line_count += 1;
     if incident.lines.len() < INCIDENT_LINES {
-        incident.lines.push(String::from_utf8_lossy(line).into_owned());
+        incident
+            .lines
+            .push(String::from_utf8_lossy(line).into_owned());
     }
 }
 

@@ -90,12 +90,21 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<LogFile>, ReviewError> {
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => ReviewError::NotFound(path.clone()),
-            _ => ReviewError::Read { path: path.clone(), source },
+            _ => ReviewError::Read {
+                path: path.clone(),
+                source,
+            },
         })?;
         if meta.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|source| ReviewError::Read { path: path.clone(), source })?;
+            let entries = std::fs::read_dir(path).map_err(|source| ReviewError::Read {
+                path: path.clone(),
+                source,
+            })?;
             for entry in entries {
-                let entry = entry.map_err(|source| ReviewError::Read { path: path.clone(), source })?;
+                let entry = entry.map_err(|source| ReviewError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
                 let name = entry.file_name();
                 let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
                 if is_file && name.to_str().is_some_and(is_log_file_name) {
@@ -131,8 +140,14 @@ pub fn for_each_line(path: &Path, mut on_line: impl FnMut(&[u8])) -> Result<(), 
 }
 
 /// Like `for_each_line`, stopping when `on_line` returns true.
-fn for_each_line_until(path: &Path, mut on_line: impl FnMut(&[u8]) -> bool) -> Result<(), ReviewError> {
-    let read_error = |source| ReviewError::Read { path: path.to_path_buf(), source };
+fn for_each_line_until(
+    path: &Path,
+    mut on_line: impl FnMut(&[u8]) -> bool,
+) -> Result<(), ReviewError> {
+    let read_error = |source| ReviewError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(read_error)?;
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     let mut buffer = Vec::with_capacity(512);
@@ -154,9 +169,22 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(name_parts("qoscntrlr201105171528.out").map(|p| (p.1, p.2)), Some((0, true)));
-        assert_eq!(name_parts("qoscntrlr201105171528-2.log").map(|p| (p.1, p.2)), Some((2, false)));
-        for bad in ["qoscntrlr20110517152.out", "qoscntrlr201105171528.txt", "qoscntrlr201113171528.out", "qoscntrlr201105171528-.log", "qoscntrlr201105171528x.log", "xqoscntrlr201105171528.out"] {
+        assert_eq!(
+            name_parts("qoscntrlr201105171528.out").map(|p| (p.1, p.2)),
+            Some((0, true))
+        );
+        assert_eq!(
+            name_parts("qoscntrlr201105171528-2.log").map(|p| (p.1, p.2)),
+            Some((2, false))
+        );
+        for bad in [
+            "qoscntrlr20110517152.out",
+            "qoscntrlr201105171528.txt",
+            "qoscntrlr201113171528.out",
+            "qoscntrlr201105171528-.log",
+            "qoscntrlr201105171528x.log",
+            "xqoscntrlr201105171528.out",
+        ] {
             assert!(!is_log_file_name(bad), "{bad}");
         }
     }

@@ -172,7 +172,10 @@ fn latency_ms(after: &[u8]) -> Option<u64> {
 /// The `OpMsg=<OP> Type=<TYPE>` head of a server message line.
 fn opmsg(rest: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = strip(rest, b"OpMsg=")?;
-    let op_end = rest.iter().position(|&b| b == b' ' || b == b',').unwrap_or(rest.len());
+    let op_end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b',')
+        .unwrap_or(rest.len());
     let op = &rest[..op_end];
     let after = &rest[op_end..];
     let after = after.strip_prefix(b",").unwrap_or(after);
@@ -266,12 +269,14 @@ mod tests {
     use super::*;
 
     fn event(line: &str) -> LineEvent<'_> {
-        parse(line.as_bytes()).map(|p| p.event).expect("line has the timestamp shape")
+        parse(line.as_bytes())
+            .map(|p| p.event)
+            .expect("line has the timestamp shape")
     }
 
     #[test]
     fn reference_lines() {
-        use IncidentKind::*;
+        use IncidentKind::{Crash, ProbeTimeout};
         use LineEvent::*;
         let cases: &[(&str, LineEvent)] = &[
             ("2012/05/08 00:15:09 QoS Controller: OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev ObjectType2=ProcessName ObjectValue2=nserver TimeDate=20120508T001506,95-04", ServerStart),
@@ -307,7 +312,7 @@ mod tests {
 
     #[test]
     fn controller_lines() {
-        use IncidentKind::*;
+        use IncidentKind::{AppTimeout, Exhausted};
         use LineEvent::*;
         let cases: &[(&str, LineEvent)] = &[
             ("2024/01/02 03:04:05 QoS Controller: Server exit: killed by SIGABRT (core dumped)", CrashExit),
@@ -334,6 +339,9 @@ mod tests {
         assert!(parse(b"garbage").is_none());
         assert!(parse(b"2012/05/08 00:3").is_none());
         assert!(parse(b"2012/05/08 00:37:41X").is_none());
-        assert_eq!(parse(b"2012/05/08 00:37:41").map(|p| p.event), Some(LineEvent::Other));
+        assert_eq!(
+            parse(b"2012/05/08 00:37:41").map(|p| p.event),
+            Some(LineEvent::Other)
+        );
     }
 }

@@ -28,7 +28,9 @@ mod stats;
 
 use std::path::{Path, PathBuf};
 
-pub use analyze::{Analyzer, Counts, EventKind, Incident, Options, Outcome, Review, TimelineEntry, INCIDENT_LINES};
+pub use analyze::{
+    Analyzer, Counts, EventKind, Incident, Options, Outcome, Review, TimelineEntry, INCIDENT_LINES,
+};
 pub use files::{discover, is_log_file_name, LogFile};
 pub use line::IncidentKind;
 pub use render::{summary_json, summary_text};
@@ -52,21 +54,35 @@ pub enum ReviewError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--{flag} '{value}': not a time (expected YYYY-MM-DD[ HH:MM[:SS]] or YYYY/MM/DD HH:MM:SS)")]
+    #[error(
+        "--{flag} '{value}': not a time (expected YYYY-MM-DD[ HH:MM[:SS]] or YYYY/MM/DD HH:MM:SS)"
+    )]
     BadTime { flag: &'static str, value: String },
     #[error("--event '{0}': unknown event (expected one of: {list})", list = event_names())]
     UnknownEvent(String),
 }
 
 fn event_names() -> String {
-    EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `--since`/`--until` arguments into stamps.
-pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<(Option<Stamp>, Option<Stamp>), ReviewError> {
+pub fn parse_window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<Stamp>, Option<Stamp>), ReviewError> {
     let parse = |flag: &'static str, value: Option<&str>, end_of: bool| {
         value
-            .map(|v| Stamp::parse_arg(v, end_of).ok_or_else(|| ReviewError::BadTime { flag, value: v.to_string() }))
+            .map(|v| {
+                Stamp::parse_arg(v, end_of).ok_or_else(|| ReviewError::BadTime {
+                    flag,
+                    value: v.to_string(),
+                })
+            })
             .transpose()
     };
     Ok((parse("since", since, false)?, parse("until", until, true)?))

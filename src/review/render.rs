@@ -63,12 +63,21 @@ pub fn summary_text(review: &Review) -> String {
     let p = &review.probe;
     let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "Period:      {} .. {}", opt_stamp(review.from), opt_stamp(review.to));
+    let _ = writeln!(
+        out,
+        "Period:      {} .. {}",
+        opt_stamp(review.from),
+        opt_stamp(review.to)
+    );
     let _ = writeln!(out, "Files:       {}", review.files.len());
     for file in &review.files {
         let _ = writeln!(out, "             {file}");
     }
-    let _ = writeln!(out, "Lines:       {} ({} unknown, skipped)", review.lines, review.unknown_lines);
+    let _ = writeln!(
+        out,
+        "Lines:       {} ({} unknown, skipped)",
+        review.lines, review.unknown_lines
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "Counts");
     for (name, n) in [
@@ -109,19 +118,43 @@ pub fn summary_text(review: &Review) -> String {
     let _ = writeln!(out, "Incidents: {}", review.incidents.len());
     for incident in &review.incidents {
         let from = incident.detected_at;
-        let _ = writeln!(out, "  #{} {}  detected {}", incident.id, incident.kind.as_str(), from);
+        let _ = writeln!(
+            out,
+            "  #{} {}  detected {}",
+            incident.id,
+            incident.kind.as_str(),
+            from
+        );
         let _ = writeln!(out, "     why:             {}", incident.reason);
-        let _ = writeln!(out, "     failover:        {}", since(from, incident.failover_at));
+        let _ = writeln!(
+            out,
+            "     failover:        {}",
+            since(from, incident.failover_at)
+        );
         let diag = match (incident.diagnostics_at, incident.diagnostics_secs) {
             (Some(at), Some(secs)) => format!("{at} (took {})", human_secs(secs)),
             (Some(at), None) => format!("{at} (did not finish in the logs)"),
             _ => "-".to_string(),
         };
         let _ = writeln!(out, "     diagnostics:     {diag}");
-        let _ = writeln!(out, "     killed:          {}", since(from, incident.killed_at));
-        let _ = writeln!(out, "     READY again:     {}", since(from, incident.ready_again_at));
-        let downtime = incident.downtime_secs.map_or_else(|| "-".to_string(), human_secs);
-        let _ = writeln!(out, "     downtime:        {downtime} ({})", outcome_text(incident.outcome));
+        let _ = writeln!(
+            out,
+            "     killed:          {}",
+            since(from, incident.killed_at)
+        );
+        let _ = writeln!(
+            out,
+            "     READY again:     {}",
+            since(from, incident.ready_again_at)
+        );
+        let downtime = incident
+            .downtime_secs
+            .map_or_else(|| "-".to_string(), human_secs);
+        let _ = writeln!(
+            out,
+            "     downtime:        {downtime} ({})",
+            outcome_text(incident.outcome)
+        );
         if let Some(file) = &incident.diagnostics_file {
             let _ = writeln!(out, "     diagnostics file: {file}");
         }

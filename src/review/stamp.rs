@@ -46,14 +46,23 @@ fn digits(bytes: &[u8]) -> Option<i64> {
 
 impl Stamp {
     /// Build from calendar fields; `None` when a field is out of range.
-    pub fn from_fields(year: i64, month: i64, day: i64, hour: i64, min: i64, sec: i64) -> Option<Stamp> {
+    pub fn from_fields(
+        year: i64,
+        month: i64,
+        day: i64,
+        hour: i64,
+        min: i64,
+        sec: i64,
+    ) -> Option<Stamp> {
         let valid = (1..=12).contains(&month)
             && (1..=31).contains(&day)
             && (0..24).contains(&hour)
             && (0..60).contains(&min)
             // 60: a leap second as some clocks print it.
             && (0..=60).contains(&sec);
-        valid.then(|| Stamp(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec))
+        valid.then(|| {
+            Stamp(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+        })
     }
 
     /// Parse the 19-byte log prefix `YYYY/MM/DD HH:MM:SS` (nothing else).
@@ -119,7 +128,11 @@ impl Stamp {
             }
         };
         let start = Stamp::from_fields(year, month, day, hour, min, sec)?;
-        Some(if end_of { Stamp(start.0 + slack) } else { start })
+        Some(if end_of {
+            Stamp(start.0 + slack)
+        } else {
+            start
+        })
     }
 
     fn fields(self) -> (i64, i64, i64, i64, i64, i64) {
@@ -166,13 +179,29 @@ mod tests {
         assert_eq!(stamp.to_string(), "2012/05/08 00:37:41");
         assert_eq!(stamp.iso(), "2012-05-08T00:37:41");
         assert_eq!(Stamp::parse_log(b"1970/01/01 00:00:00"), Some(Stamp(0)));
-        assert_eq!(Stamp::parse_log(b"2024/02/29 23:59:59").unwrap().to_string(), "2024/02/29 23:59:59");
+        assert_eq!(
+            Stamp::parse_log(b"2024/02/29 23:59:59")
+                .unwrap()
+                .to_string(),
+            "2024/02/29 23:59:59"
+        );
     }
 
     #[test]
     fn malformed_stamps_are_rejected() {
-        for bad in [&b"2012/13/08 00:37:41"[..], b"2012/05/08 24:00:00", b"2012-05-08 00:37:41", b"2012/05/08 00:37:4x", b"2012/05/08 00:37"] {
-            assert_eq!(Stamp::parse_log(bad), None, "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"2012/13/08 00:37:41"[..],
+            b"2012/05/08 24:00:00",
+            b"2012-05-08 00:37:41",
+            b"2012/05/08 00:37:4x",
+            b"2012/05/08 00:37",
+        ] {
+            assert_eq!(
+                Stamp::parse_log(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -180,11 +209,28 @@ mod tests {
     fn argument_forms() {
         let at = |s| Stamp::parse_arg(s, false).map(|s| s.to_string());
         assert_eq!(at("2012-05-08").as_deref(), Some("2012/05/08 00:00:00"));
-        assert_eq!(at("2012-05-08 00:37").as_deref(), Some("2012/05/08 00:37:00"));
-        assert_eq!(at("2012-05-08T00:37:41").as_deref(), Some("2012/05/08 00:37:41"));
-        assert_eq!(at("2012/05/08 00:37:41").as_deref(), Some("2012/05/08 00:37:41"));
-        assert_eq!(Stamp::parse_arg("2012-05-08", true).unwrap().to_string(), "2012/05/08 23:59:59");
-        assert_eq!(Stamp::parse_arg("2012-05-08 10:15", true).unwrap().to_string(), "2012/05/08 10:15:59");
+        assert_eq!(
+            at("2012-05-08 00:37").as_deref(),
+            Some("2012/05/08 00:37:00")
+        );
+        assert_eq!(
+            at("2012-05-08T00:37:41").as_deref(),
+            Some("2012/05/08 00:37:41")
+        );
+        assert_eq!(
+            at("2012/05/08 00:37:41").as_deref(),
+            Some("2012/05/08 00:37:41")
+        );
+        assert_eq!(
+            Stamp::parse_arg("2012-05-08", true).unwrap().to_string(),
+            "2012/05/08 23:59:59"
+        );
+        assert_eq!(
+            Stamp::parse_arg("2012-05-08 10:15", true)
+                .unwrap()
+                .to_string(),
+            "2012/05/08 10:15:59"
+        );
         assert_eq!(at("yesterday"), None);
         assert_eq!(at("2012-5-8"), None);
     }
