@@ -737,10 +737,7 @@ fn fill<W: Write>(
         match read_tail(path, FILE_MAX_BYTES) {
             Ok((bytes, _)) => {
                 budget = budget.saturating_sub(bytes.len() as u64);
-                packer.add(
-                    &format!("diagnostics/{}", relative.trim_start_matches('/')),
-                    &bytes,
-                )?;
+                packer.add(relative.trim_start_matches('/'), &bytes)?;
             }
             Err(e) => notes.push(format!("{relative} not included: {e}")),
         }

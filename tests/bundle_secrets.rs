@@ -29,7 +29,11 @@ fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
-        assert_eq!(entry.header().entry_type(), tar::EntryType::Regular, "only regular files");
+        assert_eq!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular,
+            "only regular files"
+        );
         let name = entry.path().unwrap().to_string_lossy().into_owned();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
@@ -41,7 +45,10 @@ fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
 fn data_dir_with_secrets(root: &Path) -> (PathBuf, PathBuf) {
     let data = root.join("data");
     let outside = root.join("outside");
-    write(&outside.join("private.txt"), &format!("QOS_MAIL_PASSWORD={}\n", SECRETS[4]));
+    write(
+        &outside.join("private.txt"),
+        &format!("QOS_MAIL_PASSWORD={}\n", SECRETS[4]),
+    );
     write(&data.join("mail.pw"), &format!("{}\n", SECRETS[1]));
     let ini = data.join("dcontroller.ini");
     write(
@@ -75,16 +82,37 @@ fn data_dir_with_secrets(root: &Path) -> (PathBuf, PathBuf) {
         ),
     );
     let old = data.join("qoscntrlr202301010000.log");
-    write(&old, "2023/01/01 00:00:00 QoS Controller: Starting QOSPipeWatcher\n");
+    write(
+        &old,
+        "2023/01/01 00:00:00 QoS Controller: Starting QOSPipeWatcher\n",
+    );
     let month_ago = SystemTime::now() - Duration::from_secs(40 * 86_400);
-    std::fs::File::options().write(true).open(&old).unwrap().set_modified(month_ago).unwrap();
-    write(&data.join("qoscntrlr-events.jsonl"), "{\"event\":\"crash\",\"at\":\"2024-03-01T09:10:00\"}\n");
-    write(&data.join("console.log"), &format!("server says hello\nAPI_TOKEN={}\n", SECRETS[2]));
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    write(
+        &data.join("qoscntrlr-events.jsonl"),
+        "{\"event\":\"crash\",\"at\":\"2024-03-01T09:10:00\"}\n",
+    );
+    write(
+        &data.join("console.log"),
+        &format!("server says hello\nAPI_TOKEN={}\n", SECRETS[2]),
+    );
     write(
         &data.join("diagnostics/nsd_20240301_091000.log"),
-        &format!("== environment\nHOME=/home/qos\nQOS_MAIL_PASSWORD={}\nDB_SECRET: {}\n", SECRETS[0], SECRETS[1]),
+        &format!(
+            "== environment\nHOME=/home/qos\nQOS_MAIL_PASSWORD={}\nDB_SECRET: {}\n",
+            SECRETS[0], SECRETS[1]
+        ),
     );
-    std::os::unix::fs::symlink(outside.join("private.txt"), data.join("qoscntrlr202403011100.log")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("private.txt"),
+        data.join("qoscntrlr202403011100.log"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(&outside, data.join("diagnostics/elsewhere")).unwrap();
     (data, ini)
 }
@@ -124,9 +152,20 @@ fn bundle_has_the_case_material_and_no_secret() {
         assert!(names.contains(&expected), "missing {expected} in {names:?}");
     }
     assert_eq!(names.len(), 10, "unexpected members: {names:?}");
-    assert!(!names.iter().any(|n| n.contains("202301010000")), "a log older than 14 days was packed");
-    assert!(!names.iter().any(|n| n.contains("mail.pw")), "the password file was packed");
-    assert!(!names.iter().any(|n| n.contains("202403011100") || n.contains("elsewhere")), "followed a symlink");
+    assert!(
+        !names.iter().any(|n| n.contains("202301010000")),
+        "a log older than 14 days was packed"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("mail.pw")),
+        "the password file was packed"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("202403011100") || n.contains("elsewhere")),
+        "followed a symlink"
+    );
 
     for (name, bytes) in &members {
         for secret in SECRETS {
@@ -146,13 +185,20 @@ fn bundle_has_the_case_material_and_no_secret() {
     assert!(ini.contains("QOS_MAIL_PASSWORD=<redacted>"), "{ini}");
     assert!(ini.contains("SERVER_COMMAND=/opt/server --serve"), "{ini}");
     let system = text("system.txt");
-    assert!(system.contains("uname:") && system.contains("MemTotal"), "{system}");
+    assert!(
+        system.contains("uname:") && system.contains("MemTotal"),
+        "{system}"
+    );
     assert!(system.contains("disk of the data directory"), "{system}");
     let summary = text("summary.txt");
     assert!(summary.contains("crashes             1"), "{summary}");
     assert!(text("status.json").contains("READY"));
     assert!(text("MANIFEST.txt").contains("skipped symlink"));
-    let leftovers: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
@@ -170,13 +216,28 @@ fn unreachable_controller_is_noted_and_missing_data_dir_is_an_error() {
         host: "h".to_string(),
         now: SystemTime::now(),
     };
-    create(&request, &ControllerStatus::NotReachable("controller not reachable".into())).unwrap();
+    create(
+        &request,
+        &ControllerStatus::NotReachable("controller not reachable".into()),
+    )
+    .unwrap();
     let members = members(&output);
-    let (_, status) = members.iter().find(|(n, _)| n.ends_with("/status.txt")).expect("status.txt");
-    assert_eq!(String::from_utf8_lossy(status).trim(), "controller not reachable");
+    let (_, status) = members
+        .iter()
+        .find(|(n, _)| n.ends_with("/status.txt"))
+        .expect("status.txt");
+    assert_eq!(
+        String::from_utf8_lossy(status).trim(),
+        "controller not reachable"
+    );
     // The password file named in the ini is found and scrubbed even when not passed in.
     for (name, bytes) in &members {
-        assert!(!bytes.windows(SECRETS[1].len()).any(|w| w == SECRETS[1].as_bytes()), "{name}");
+        assert!(
+            !bytes
+                .windows(SECRETS[1].len())
+                .any(|w| w == SECRETS[1].as_bytes()),
+            "{name}"
+        );
     }
 
     request.data_directory = root.path().join("does-not-exist");

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/logs")
+        .join(name)
 }
 
 fn write_report(out: &Path) -> String {
@@ -29,10 +31,16 @@ fn report_is_self_contained() {
     let page = write_report(&dir.path().join("report.html"));
     assert!(page.starts_with("<!DOCTYPE html>"));
     for forbidden in ["<script", "src=", "href=", "<link", "@import", "url("] {
-        assert!(!page.contains(forbidden), "external/scripted content '{forbidden}' in the report");
+        assert!(
+            !page.contains(forbidden),
+            "external/scripted content '{forbidden}' in the report"
+        );
     }
     // The only URL is the SVG namespace name, which is never fetched.
-    assert_eq!(page.matches("http").count(), page.matches("http://www.w3.org/2000/svg").count());
+    assert_eq!(
+        page.matches("http").count(),
+        page.matches("http://www.w3.org/2000/svg").count()
+    );
     assert!(page.contains("id=\"summary\""));
     assert!(page.contains("id=\"latency-chart\""));
     assert!(page.contains("id=\"downtime-chart\""));
@@ -48,7 +56,12 @@ fn find_chromium() -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH")?;
     for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+        for name in [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ] {
             let candidate = dir.join(name);
             if candidate.is_file() {
                 return Some(candidate);
@@ -128,14 +141,28 @@ fn report_renders_in_headless_chromium() {
     write_report(&page);
     let dom = chromium(&browser, &page, &["--dump-dom"]);
     assert!(dom.contains("qoscntrlr incident report"), "DOM: {dom}");
-    assert!(dom.contains("id=\"summary\""), "summary table missing from the DOM");
-    assert!(dom.contains("<svg") && dom.contains("latency-chart"), "chart missing from the DOM");
+    assert!(
+        dom.contains("id=\"summary\""),
+        "summary table missing from the DOM"
+    );
+    assert!(
+        dom.contains("<svg") && dom.contains("latency-chart"),
+        "chart missing from the DOM"
+    );
     assert!(dom.contains("Probe timeouts"));
     assert!(dom.contains("<details"));
 
     let shot = dir.path().join("report.png");
-    chromium(&browser, &page, &[&format!("--screenshot={}", shot.display())]);
+    chromium(
+        &browser,
+        &page,
+        &[&format!("--screenshot={}", shot.display())],
+    );
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    assert!(png.len() > 10_000, "screenshot suspiciously small ({} bytes)", png.len());
+    assert!(
+        png.len() > 10_000,
+        "screenshot suspiciously small ({} bytes)",
+        png.len()
+    );
 }

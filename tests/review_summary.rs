@@ -11,11 +11,17 @@ fn bin() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/logs")
+        .join(name)
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = bin().args(args).env_remove("QOSCNTRLR_CONFIG").output().expect("run qoscntrlr");
+    let out = bin()
+        .args(args)
+        .env_remove("QOSCNTRLR_CONFIG")
+        .output()
+        .expect("run qoscntrlr");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -71,7 +77,10 @@ fn design_example_lines_give_the_documented_numbers() {
     assert_eq!(kill["ready_again_at"], "2012-05-08T00:39:05");
     assert_eq!(kill["downtime_secs"], 84);
     assert_eq!(kill["outcome"], "ready");
-    assert!(kill["lines"][0].as_str().unwrap().contains("The probe thread has not received"));
+    assert!(kill["lines"][0]
+        .as_str()
+        .unwrap()
+        .contains("The probe thread has not received"));
     let crash = &incidents[1];
     assert_eq!(crash["kind"], "crash");
     assert_eq!(crash["detected_at"], "2012-05-08T01:00:44");
@@ -86,7 +95,10 @@ fn summary_text_and_timeline_read_as_a_story() {
     assert_eq!(code, 0);
     assert!(text.contains("probe timeouts      1"), "{text}");
     assert!(text.contains("max 156 ms"), "{text}");
-    assert!(text.contains("#1 probe-timeout  detected 2012/05/08 00:37:41"), "{text}");
+    assert!(
+        text.contains("#1 probe-timeout  detected 2012/05/08 00:37:41"),
+        "{text}"
+    );
 
     let (code, timeline, _) = run(&["logs", "timeline", &fixture("design").display().to_string()]);
     assert_eq!(code, 0);
@@ -108,18 +120,42 @@ fn summary_text_and_timeline_read_as_a_story() {
         "2012/05/08 01:00:44 crash         [#2]",
     ];
     let positions: Vec<usize> = order.iter().map(|n| position(n)).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order:\n{timeline}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{timeline}"
+    );
     // One line per detection, not one per detection line.
-    assert_eq!(lines.iter().filter(|l| l[20..].starts_with("probe-timeout ")).count(), 1);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l[20..].starts_with("probe-timeout "))
+            .count(),
+        1
+    );
 
-    let (code, crashes, _) = run(&["logs", "timeline", "--event", "crash", &fixture("design").display().to_string()]);
+    let (code, crashes, _) = run(&[
+        "logs",
+        "timeline",
+        "--event",
+        "crash",
+        &fixture("design").display().to_string(),
+    ]);
     assert_eq!(code, 0);
     assert_eq!(crashes.lines().count(), 1, "{crashes}");
     assert!(crashes.contains("=CRASH"));
 
-    let (code, _, err) = run(&["logs", "timeline", "--event", "explosion", &fixture("design").display().to_string()]);
+    let (code, _, err) = run(&[
+        "logs",
+        "timeline",
+        "--event",
+        "explosion",
+        &fixture("design").display().to_string(),
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains("explosion") && err.contains("probe-timeout"), "{err}");
+    assert!(
+        err.contains("explosion") && err.contains("probe-timeout"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,14 +163,28 @@ fn missing_path_is_a_clear_error() {
     let (code, stdout, stderr) = run(&["logs", "summary", "/nonexistent/qoscntrlr-logs"]);
     assert_eq!(code, 1);
     assert!(stdout.is_empty());
-    assert!(stderr.contains("/nonexistent/qoscntrlr-logs") && stderr.contains("no such file"), "{stderr}");
-    let (code, _, stderr) = run(&["report", "--html", "/tmp/never-written.html", "/nonexistent/x"]);
+    assert!(
+        stderr.contains("/nonexistent/qoscntrlr-logs") && stderr.contains("no such file"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[
+        "report",
+        "--html",
+        "/tmp/never-written.html",
+        "/nonexistent/x",
+    ]);
     assert_eq!(code, 1, "{stderr}");
 }
 
 #[test]
 fn bad_time_is_a_clear_error() {
-    let (code, _, stderr) = run(&["logs", "summary", "--since", "last tuesday", &fixture("design").display().to_string()]);
+    let (code, _, stderr) = run(&[
+        "logs",
+        "summary",
+        "--since",
+        "last tuesday",
+        &fixture("design").display().to_string(),
+    ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--since 'last tuesday'"), "{stderr}");
 }
@@ -180,12 +230,28 @@ fn controller_written_crash_loop_over_rotated_files() {
 2024/03/01 09:02:11 QoS Controller: State CRASHED -> FAULTED (restart limit)\n",
     );
     // Not a controller log: ignored in a directory.
-    write(dir.path(), "notes.txt", b"2024/03/01 09:00:00 QoS Controller: Server x has crashed.\n");
+    write(
+        dir.path(),
+        "notes.txt",
+        b"2024/03/01 09:00:00 QoS Controller: Server x has crashed.\n",
+    );
 
     let j = summary_json(&[dir.path()], &[]);
     assert_eq!(j["files"], 3);
-    let names: Vec<String> = j["file_list"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().rsplit('/').next().unwrap().to_string()).collect();
-    assert_eq!(names, ["qoscntrlr202403010900.log", "qoscntrlr202403010900-1.log", "qoscntrlr202403010903.out"]);
+    let names: Vec<String> = j["file_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "qoscntrlr202403010900.log",
+            "qoscntrlr202403010900-1.log",
+            "qoscntrlr202403010903.out"
+        ]
+    );
     let c = &j["counts"];
     assert_eq!(c["crashes"], 3);
     assert_eq!(c["starts"], 3);
@@ -202,10 +268,27 @@ fn controller_written_crash_loop_over_rotated_files() {
     assert_eq!(incidents[2]["outcome"], "faulted");
     assert_eq!(incidents[2]["restart_limit_hit"], true);
 
-    let (_, timeline, _) = run(&["logs", "timeline", "--event", "restart-limit", &dir.path().display().to_string()]);
+    let (_, timeline, _) = run(&[
+        "logs",
+        "timeline",
+        "--event",
+        "restart-limit",
+        &dir.path().display().to_string(),
+    ]);
     assert_eq!(timeline.lines().count(), 1);
-    assert!(timeline.starts_with("2024/03/01 09:02:11 restart-limit [#3] QoS Controller: Restart limit reached"), "{timeline}");
-    let (_, states, _) = run(&["logs", "timeline", "--event", "state", &dir.path().display().to_string()]);
+    assert!(
+        timeline.starts_with(
+            "2024/03/01 09:02:11 restart-limit [#3] QoS Controller: Restart limit reached"
+        ),
+        "{timeline}"
+    );
+    let (_, states, _) = run(&[
+        "logs",
+        "timeline",
+        "--event",
+        "state",
+        &dir.path().display().to_string(),
+    ]);
     assert_eq!(states.lines().count(), 3, "{states}");
 }
 
@@ -252,13 +335,19 @@ fn app_timeout_exhaustion_pause_and_operator_kill() {
     assert_eq!(c["exhaustions"], 1);
     assert_eq!(c["kills"], 2);
     assert_eq!(c["pauses"], 1);
-    assert_eq!(c["restarts"], 2, "a start after a requested quit is not a restart");
+    assert_eq!(
+        c["restarts"], 2,
+        "a start after a requested quit is not a restart"
+    );
     assert_eq!(c["starts"], 4);
     assert_eq!(c["readys"], 3);
     let incidents = j["incidents"].as_array().unwrap();
     assert_eq!(incidents.len(), 3);
     assert_eq!(incidents[0]["kind"], "app-timeout");
-    assert_eq!(incidents[0]["diagnostics_file"], "/data/diagnostics/nsd_20240302_081001.log");
+    assert_eq!(
+        incidents[0]["diagnostics_file"],
+        "/data/diagnostics/nsd_20240302_081001.log"
+    );
     assert_eq!(incidents[0]["diagnostics_secs"], 30);
     assert_eq!(incidents[0]["downtime_secs"], 63);
     assert_eq!(incidents[1]["kind"], "exhausted");
@@ -289,14 +378,21 @@ fn tolerant_reading_and_time_window() {
     assert_eq!(j["period"]["from"], "2024-03-03T09:30:00");
     assert_eq!(j["period"]["to"], "2024-03-03T11:00:00");
 
-    let j = summary_json(&[dir.path()], &["--since", "2024-03-03 10:00", "--until", "2024-03-03 10:59"]);
+    let j = summary_json(
+        &[dir.path()],
+        &["--since", "2024-03-03 10:00", "--until", "2024-03-03 10:59"],
+    );
     assert_eq!(j["probe"]["successes"], 1);
     assert_eq!(j["probe"]["errors"], 1);
     assert_eq!(j["probe"]["latency_ms"]["max"], 10);
 
     // A file named explicitly is read whatever its name.
     let odd = dir.path().join("copied-from-customer.txt");
-    std::fs::write(&odd, b"2024/03/03 12:00:00 QoS Controller: OpMsg=CRASH Type=QOS\n").unwrap();
+    std::fs::write(
+        &odd,
+        b"2024/03/03 12:00:00 QoS Controller: OpMsg=CRASH Type=QOS\n",
+    )
+    .unwrap();
     let j = summary_json(&[&odd], &[]);
     assert_eq!(j["counts"]["crashes"], 1);
 }
