@@ -454,14 +454,14 @@ fn system_facts(data_dir: &Path) -> String {
     );
     match nix::sys::statvfs::statvfs(data_dir) {
         Ok(fs) => {
-            let block = fs.fragment_size() as u64;
+            let block = fs.fragment_size();
             let mb = |blocks: u64| blocks * block / (1024 * 1024);
             let _ = writeln!(
                 out,
                 "size {} MB, free {} MB, available {} MB, inodes free {} of {}",
-                mb(fs.blocks() as u64),
-                mb(fs.blocks_free() as u64),
-                mb(fs.blocks_available() as u64),
+                mb(fs.blocks()),
+                mb(fs.blocks_free()),
+                mb(fs.blocks_available()),
                 fs.files_free(),
                 fs.files()
             );
