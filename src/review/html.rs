@@ -66,13 +66,25 @@ fn latency_chart(review: &Review, out: &mut String) {
     let x = |at: i64| LEFT + ((at - from.0) as f64 / span).clamp(0.0, 1.0) * plot_w;
     let max_ms = review.series.iter().map(|p| p.max_ms).max().unwrap_or(0);
     let top_ms = nice_ceiling(max_ms as f64);
-    let y = |ms: f64| TOP + plot_h - (ms / top_ms).clamp(0.0, 1.0) * plot_h;
+    // A few multi-second outliers would flatten everything else: switch to a log scale
+    // when the slowest probe is far above the typical one.
+    let typical = review.probe.latency.percentile(95.0).unwrap_or(0) as f64;
+    let log_scale = top_ms >= 1000.0 && top_ms > 10.0 * typical.max(1.0);
+    let y = |ms: f64| {
+        let fraction = if log_scale {
+            (ms + 1.0).log10() / (top_ms + 1.0).log10()
+        } else {
+            ms / top_ms
+        };
+        TOP + plot_h - fraction.clamp(0.0, 1.0) * plot_h
+    };
 
     let _ = writeln!(
         out,
         "<svg id=\"latency-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_W}\" height=\"{CHART_H}\" viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Probe latency over time\">"
     );
     // Incidents: a band from detection to READY again (or to the end of the logs).
+    let mut last_label_x = f64::NEG_INFINITY;
     for incident in &review.incidents {
         let start = x(incident.detected_at.0);
         let end = incident
@@ -81,16 +93,23 @@ fn latency_chart(review: &Review, out: &mut String) {
             .max(start + 2.0);
         let _ = writeln!(
             out,
-            "<rect class=\"incident\" x=\"{start:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#d93025\" fill-opacity=\"0.18\"><title>#{} {} at {}</title></rect>\
-             <text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#b3261e\">#{}</text>",
+            "<rect class=\"incident\" x=\"{start:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#d93025\" fill-opacity=\"0.18\"><title>#{} {} at {}</title></rect>",
             end - start,
             incident.id,
             incident.kind.as_str(),
             incident.detected_at,
-            start + 2.0,
-            TOP + 12.0,
-            incident.id
         );
+        // Labels of incidents close together would overprint: label the first only.
+        if start - last_label_x >= 24.0 {
+            last_label_x = start;
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#b3261e\">#{}</text>",
+                start + 2.0,
+                TOP + 12.0,
+                incident.id
+            );
+        }
     }
     for at in &review.restart_limit_hits {
         let px = x(at.0);
@@ -101,8 +120,16 @@ fn latency_chart(review: &Review, out: &mut String) {
         );
     }
     // Axes and grid.
-    for i in 0..=4 {
-        let ms = top_ms * f64::from(i) / 4.0;
+    let ticks: Vec<f64> = if log_scale {
+        std::iter::once(0.0)
+            .chain(
+                std::iter::successors(Some(1.0), |t| Some(t * 10.0)).take_while(|t| *t <= top_ms),
+            )
+            .collect()
+    } else {
+        (0..=4).map(|i| top_ms * f64::from(i) / 4.0).collect()
+    };
+    for ms in ticks {
         let py = y(ms);
         let _ = writeln!(
             out,
@@ -183,6 +210,11 @@ fn latency_chart(review: &Review, out: &mut String) {
         );
     }
     out.push_str("</svg>\n<p class=\"meta\">Dark blue: slowest probe per time slice; light blue: mean; red bands: incidents from detection to READY again; red ticks: probe errors; purple dashes: restart limit reached.</p>\n");
+    if log_scale {
+        out.push_str(
+            "<p class=\"meta\">Latency axis is logarithmic (a few very slow probes).</p>\n",
+        );
+    }
 }
 
 fn downtime_chart(review: &Review, out: &mut String) {
