@@ -353,7 +353,7 @@ fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("qoscntrlr: report: {e}");
+            eprintln!("qoscntrlr: report: cannot write {}: {e}", html.display());
             EXIT_FAILURE
         }
     }

@@ -159,6 +159,40 @@ fn summary_text_and_timeline_read_as_a_story() {
 }
 
 #[test]
+fn timeline_json_is_one_object_per_line() {
+    let (code, out, _) = run(&[
+        "logs",
+        "timeline",
+        "--json",
+        "--event",
+        "kill",
+        &fixture("design").display().to_string(),
+    ]);
+    assert_eq!(code, 0);
+    let entries: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(entries.len(), 4, "{out}");
+    assert_eq!(entries[0]["at"], "2012-05-08T00:37:43");
+    assert_eq!(entries[0]["event"], "kill");
+    assert_eq!(entries[0]["incident"], 1);
+    assert_eq!(entries[3]["text"], "QoS Kill: Setting kill complete.");
+}
+
+#[test]
+fn unwritable_report_names_the_file() {
+    let (code, _, err) = run(&[
+        "report",
+        "--html",
+        "/nonexistent-dir/r.html",
+        &fixture("design").display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent-dir/r.html"), "{err}");
+}
+
+#[test]
 fn missing_path_is_a_clear_error() {
     let (code, stdout, stderr) = run(&["logs", "summary", "/nonexistent/qoscntrlr-logs"]);
     assert_eq!(code, 1);
