@@ -90,6 +90,36 @@ fn design_example_lines_give_the_documented_numbers() {
 }
 
 #[test]
+fn documents_verbatim_one_crash_one_probe_timeout() {
+    // DESIGN.md §2 blocks in document order: the crash block comes before the smart kill.
+    let j = summary_json(&[&fixture("design-verbatim")], &[]);
+    assert_eq!(j["counts"]["crashes"], 1);
+    assert_eq!(j["counts"]["probe_timeouts"], 1);
+    assert_eq!(j["counts"]["kills"], 1);
+    assert_eq!(j["probe"]["successes"], 1);
+    assert_eq!(j["probe"]["errors"], 1);
+    assert_eq!(j["unknown_lines"], 0);
+    // The reference's own sections jump back in time: counts hold, no negative durations.
+    let j = summary_json(&[&fixture("reference")], &[]);
+    assert_eq!(j["counts"]["crashes"], 1);
+    assert_eq!(j["counts"]["probe_timeouts"], 1);
+    assert_eq!(j["probe"]["successes"], 7);
+    assert_eq!(j["probe"]["latency_ms"]["max"], 156);
+    for incident in j["incidents"].as_array().unwrap() {
+        for key in ["downtime_secs", "diagnostics_secs"] {
+            assert!(
+                incident[key].as_i64().is_none_or(|v| v >= 0),
+                "{key} negative: {incident}"
+            );
+        }
+    }
+    // Both documents together: the eight probe successes, max 156 ms.
+    let j = summary_json(&[&fixture("design-verbatim"), &fixture("reference")], &[]);
+    assert_eq!(j["probe"]["successes"], 8);
+    assert_eq!(j["probe"]["latency_ms"]["max"], 156);
+}
+
+#[test]
 fn summary_text_and_timeline_read_as_a_story() {
     let (code, text, _) = run(&["logs", "summary", &fixture("design").display().to_string()]);
     assert_eq!(code, 0);

@@ -325,7 +325,9 @@ impl Analyzer {
             }
             if let Some(incident) = &mut self.open {
                 record_line(incident, line);
-                if incident.failover_at.is_none()
+                // A success stamped before the detection is a clock jump, not a recovery.
+                if at >= incident.detected_at
+                    && incident.failover_at.is_none()
                     && incident.kill_started_at.is_none()
                     && incident.killed_at.is_none()
                     && !incident.restarted
@@ -543,13 +545,13 @@ impl Analyzer {
             self.mark_down(LastDown::Abnormal);
         }
         if let Some(open) = &self.open {
-            if !open.restarted {
-                // A second line about the same problem (the reference writes four for one
-                // probe timeout), or a new symptom while it is being handled.
+            if !open.restarted && open.kind == kind {
+                // Another line about the same problem: the reference writes four for one
+                // probe timeout, two for one crash.
                 return;
             }
-            let superseded_at = at;
-            self.close(superseded_at, Outcome::Superseded);
+            // A different problem, or the same one again after a restart: a new incident.
+            self.close(at, Outcome::Superseded);
         }
         let id = self.open_incident(at, kind, &text, line);
         self.emit(at, EventKind::of_incident(kind), Some(id), text);
@@ -620,9 +622,9 @@ impl Analyzer {
         match outcome {
             Outcome::Ready | Outcome::Recovered => {
                 incident.ready_again_at = Some(at);
-                incident.downtime_secs = Some(at.0 - incident.detected_at.0);
+                incident.downtime_secs = elapsed(incident.detected_at, at);
             }
-            Outcome::Superseded => incident.downtime_secs = Some(at.0 - incident.detected_at.0),
+            Outcome::Superseded => incident.downtime_secs = elapsed(incident.detected_at, at),
             Outcome::Faulted | Outcome::Open => {}
         }
         self.review.incidents.push(incident);
@@ -659,8 +661,14 @@ fn record_line(incident: &mut Incident, line: &[u8]) {
 
 fn end_diagnostics(incident: &mut Incident, at: Stamp) {
     if let (Some(start), None) = (incident.diagnostics_at, incident.diagnostics_secs) {
-        incident.diagnostics_secs = Some(at.0 - start.0);
+        incident.diagnostics_secs = elapsed(start, at);
     }
+}
+
+/// Seconds from `from` to `to`; `None` when the clock went backwards between them (a
+/// negative duration would be a lie, not a measurement).
+fn elapsed(from: Stamp, to: Stamp) -> Option<i64> {
+    (to >= from).then_some(to.0 - from.0)
 }
 
 fn finish_incident(incident: &mut Incident) {
