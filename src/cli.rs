@@ -14,7 +14,7 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_LOCKED: u8 = 75;
 /// Exit code: the controller is not reachable (sysexits EX_UNAVAILABLE).
 pub const EXIT_UNREACHABLE: u8 = 69;
-/// Exit code: a feature that is not built yet, or a generic failure.
+/// Exit code: a refused command or a generic failure.
 pub const EXIT_FAILURE: u8 = 1;
 
 #[derive(Debug, Parser)]
@@ -164,11 +164,6 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(cli.command))
 }
 
-fn not_built(what: &str) -> u8 {
-    eprintln!("qoscntrlr: '{what}' is not built yet in this version");
-    EXIT_FAILURE
-}
-
 fn dispatch(command: Command) -> u8 {
     match command {
         Command::Run(arg) => match load_config_or_exit(&arg) {
@@ -212,9 +207,13 @@ fn dispatch(command: Command) -> u8 {
         Command::Diagnose(config) => {
             control_command(&config, crate::control::ControlCommand::Diagnose, false)
         }
-        Command::Logs { .. } => not_built("logs"),
-        Command::Report { .. } => not_built("report"),
-        Command::SupportBundle { .. } => not_built("support-bundle"),
+        Command::Logs { view } => logs_command(view),
+        Command::Report {
+            config,
+            html,
+            paths,
+        } => report_command(&config, &html, paths),
+        Command::SupportBundle { config, output } => support_bundle_command(&config, output),
         Command::Generate { what } => generate(&what),
     }
 }
@@ -422,6 +421,186 @@ fn send(config: &ConfigArg, line: &str) -> u8 {
         Err(e) => {
             eprintln!("qoscntrlr: {e}");
             EXIT_UNREACHABLE
+        }
+    }
+}
+
+/// The paths to review: the ones given, else the data directory of the configuration.
+fn review_paths_or_data_dir(config: &ConfigArg, paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, u8> {
+    if !paths.is_empty() {
+        return Ok(paths);
+    }
+    let loaded = load_config_or_exit(config)?;
+    Ok(vec![loaded.config.data_directory])
+}
+
+fn review_failed(what: &str, err: &crate::review::ReviewError) -> u8 {
+    eprintln!("qoscntrlr: {what}: {err}");
+    EXIT_FAILURE
+}
+
+fn warn_if_no_logs(review: &crate::review::Review, paths: &[PathBuf]) {
+    if review.files.is_empty() {
+        let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "qoscntrlr: warning: no controller logs (qoscntrlrYYYYMMDDHHmm.out/.log) in {}",
+            list.join(", ")
+        );
+    }
+}
+
+fn logs_command(view: LogsView) -> u8 {
+    use std::io::Write as _;
+    let (args, event) = match view {
+        LogsView::Summary(args) => (args, None),
+        LogsView::Timeline { args, event } => (args, Some(event)),
+    };
+    let what = if event.is_some() {
+        "logs timeline"
+    } else {
+        "logs summary"
+    };
+    let (since, until) =
+        match crate::review::parse_window(args.since.as_deref(), args.until.as_deref()) {
+            Ok(window) => window,
+            Err(e) => return review_failed(what, &e),
+        };
+    let paths = match review_paths_or_data_dir(&args.config, args.paths) {
+        Ok(paths) => paths,
+        Err(code) => return code,
+    };
+    let mut opts = crate::review::Options {
+        since,
+        until,
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match event {
+        None => {
+            let review = match crate::review::review_paths(&paths, opts, |_| {}) {
+                Ok(review) => review,
+                Err(e) => return review_failed(what, &e),
+            };
+            warn_if_no_logs(&review, &paths);
+            // A closed stdout (`| head`) is the reader's choice, not an error of ours.
+            let _ = if args.json {
+                let json = crate::review::summary_json(&review);
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                )
+            } else {
+                write!(out, "{}", crate::review::summary_text(&review))
+            };
+        }
+        Some(filter) => {
+            let filter = match filter
+                .as_deref()
+                .map(crate::review::parse_event)
+                .transpose()
+            {
+                Ok(filter) => filter,
+                Err(e) => return review_failed(what, &e),
+            };
+            opts.keep_timeline = true;
+            let json = args.json;
+            let result = crate::review::review_paths(&paths, opts, |entry| {
+                if filter.is_some_and(|kind| kind != entry.kind) {
+                    return;
+                }
+                let _ = if json {
+                    let value = serde_json::json!({
+                        "at": entry.at,
+                        "event": entry.kind,
+                        "incident": entry.incident,
+                        "text": entry.text,
+                    });
+                    writeln!(out, "{value}")
+                } else {
+                    writeln!(out, "{entry}")
+                };
+            });
+            match result {
+                Ok(review) => warn_if_no_logs(&review, &paths),
+                Err(e) => return review_failed(what, &e),
+            }
+        }
+    }
+    let _ = out.flush();
+    EXIT_OK
+}
+
+fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf>) -> u8 {
+    let paths = match review_paths_or_data_dir(config, paths) {
+        Ok(paths) => paths,
+        Err(code) => return code,
+    };
+    let opts = crate::review::Options {
+        keep_series: true,
+        ..Default::default()
+    };
+    let review = match crate::review::review_paths(&paths, opts, |_| {}) {
+        Ok(review) => review,
+        Err(e) => return review_failed("report", &e),
+    };
+    warn_if_no_logs(&review, &paths);
+    let title: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let generated = chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string();
+    let page = crate::review::html::render(&review, &title.join(", "), &generated);
+    match crate::bundle::write_atomically(html, page.as_bytes(), 0o644) {
+        Ok(()) => {
+            println!("Report written to {}", html.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: report: cannot write {}: {e}", html.display());
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn support_bundle_command(config: &ConfigArg, output: Option<PathBuf>) -> u8 {
+    let loaded = match load_config_or_exit(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let request = crate::bundle::BundleRequest::from_config(&loaded.config, output);
+    let status = match crate::control::request(
+        &loaded.config.control_socket,
+        &crate::control::ControlCommand::Status,
+        CONTROL_CLIENT_LIMIT,
+    ) {
+        Ok(response) => match response.status.map(|s| serde_json::to_string_pretty(&s)) {
+            Some(Ok(json)) => crate::bundle::ControllerStatus::Json(json),
+            Some(Err(e)) => crate::bundle::ControllerStatus::NotReachable(format!(
+                "controller status could not be encoded: {e}"
+            )),
+            None => crate::bundle::ControllerStatus::NotReachable(format!(
+                "controller answered without a status: {}",
+                response.message
+            )),
+        },
+        Err(e) => {
+            crate::bundle::ControllerStatus::NotReachable(format!("controller not reachable: {e}"))
+        }
+    };
+    match crate::bundle::create(&request, &status) {
+        Ok(report) => {
+            for note in &report.notes {
+                eprintln!("qoscntrlr: support-bundle: {note}");
+            }
+            println!(
+                "Support bundle written to {} ({} files)",
+                report.path.display(),
+                report.members
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("qoscntrlr: support-bundle: {e}");
+            EXIT_FAILURE
         }
     }
 }

@@ -1,1 +1,137 @@
-//! (to be written)
+//! Log review for support cases (issue 6): reads `qoscntrlr*.out`/`.log` files — ours or
+//! the original Domino controller's — in time order, streaming, and answers "what
+//! happened, when, how long were users down, and why" as a summary (text or JSON), a
+//! timeline, or a self-contained HTML report. Owns file discovery and ordering, line
+//! recognition (DESIGN.md §2) and the incident model; no other effect than reading.
+//!
+//! # JSON summary (stable; see also `docs/logs-json.md`)
+//!
+//! ```text
+//! period.{from,to}            first/last timestamp seen ("2012-05-08T00:37:41", log local time) or null
+//! files                       number of files read; file_list: their paths in reading order
+//! lines, unknown_lines        lines read; lines without the `YYYY/MM/DD HH:MM:SS` shape
+//! counts.{starts,readys,crashes,probe_timeouts,app_timeouts,exhaustions,kills,restarts,
+//!         restart_limit_hits,pauses}
+//! probe.{successes,errors,latency_ms.{p50,p95,p99,max}}   latencies null without samples
+//! incidents[] {id, kind, reason, detected_at, failover_at, diagnostics_at, diagnostics_secs,
+//!              killed_at, ready_again_at, downtime_secs, diagnostics_file, restart_limit_hit,
+//!              outcome, file, line_count, lines (first 40)}
+//! ```
+
+mod analyze;
+mod files;
+pub mod html;
+mod line;
+mod render;
+mod stamp;
+mod stats;
+
+use std::path::{Path, PathBuf};
+
+pub use analyze::{
+    Analyzer, Counts, EventKind, Incident, Options, Outcome, Review, TimelineEntry, INCIDENT_LINES,
+};
+pub use files::{discover, is_log_file_name, LogFile};
+pub use line::IncidentKind;
+pub use render::{summary_json, summary_text};
+pub use stamp::{human_secs, Stamp};
+pub use stats::{LatencyHistogram, SeriesPoint};
+
+/// What can go wrong while reviewing logs.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{}: no such file or directory", .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--{flag} '{value}': not a time (expected YYYY-MM-DD[ HH:MM[:SS]] or YYYY/MM/DD HH:MM:SS)"
+    )]
+    BadTime { flag: &'static str, value: String },
+    #[error("--event '{0}': unknown event (expected one of: {list})", list = event_names())]
+    UnknownEvent(String),
+}
+
+fn event_names() -> String {
+    EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--since`/`--until` arguments into stamps.
+pub fn parse_window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<Stamp>, Option<Stamp>), ReviewError> {
+    let parse = |flag: &'static str, value: Option<&str>, end_of: bool| {
+        value
+            .map(|v| {
+                Stamp::parse_arg(v, end_of).ok_or_else(|| ReviewError::BadTime {
+                    flag,
+                    value: v.to_string(),
+                })
+            })
+            .transpose()
+    };
+    Ok((parse("since", since, false)?, parse("until", until, true)?))
+}
+
+/// `--event` into a filter.
+pub fn parse_event(name: &str) -> Result<EventKind, ReviewError> {
+    EventKind::parse(name.trim()).ok_or_else(|| ReviewError::UnknownEvent(name.to_string()))
+}
+
+/// Review the logs at `paths` (files or directories): discover, order, stream every line
+/// through an [`Analyzer`], and hand each timeline entry to `on_entry` as it happens
+/// (only when `opts.keep_timeline`).
+pub fn review_paths(
+    paths: &[PathBuf],
+    opts: Options,
+    mut on_entry: impl FnMut(&TimelineEntry),
+) -> Result<Review, ReviewError> {
+    let files = discover(paths)?;
+    let mut analyzer = Analyzer::new(opts.clone());
+    for file in &files {
+        if let (Some(until), Some(first)) = (opts.until, file.first_stamp) {
+            // Ordered by start: a file that begins after --until holds nothing wanted.
+            if first > until {
+                continue;
+            }
+        }
+        analyzer.begin_file(&file.path.display().to_string());
+        files::for_each_line(&file.path, |line| {
+            analyzer.feed(line);
+            for entry in analyzer.drain_timeline() {
+                on_entry(&entry);
+            }
+        })?;
+    }
+    Ok(analyzer.finish())
+}
+
+/// Review one in-memory text (tests, the support bundle's own summary).
+pub fn review_text(name: &str, text: &[u8], opts: Options) -> Review {
+    let mut analyzer = Analyzer::new(opts);
+    analyzer.begin_file(name);
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        analyzer.feed(line);
+    }
+    analyzer.finish()
+}
+
+/// True when `path` exists (file or directory), for callers that want to check early.
+pub fn path_exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}

@@ -1,0 +1,163 @@
+//! Rendering a [`Review`] as the `logs summary` text and its stable JSON form.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::analyze::{Outcome, Review};
+use super::stamp::{human_secs, Stamp};
+
+fn opt_stamp(stamp: Option<Stamp>) -> String {
+    stamp.map_or_else(|| "-".to_string(), |s| s.to_string())
+}
+
+/// The JSON summary (keys documented in the module doc and `docs/logs-json.md`).
+pub fn summary_json(review: &Review) -> Value {
+    let latency = &review.probe.latency;
+    json!({
+        "period": {
+            "from": review.from,
+            "to": review.to,
+        },
+        "files": review.files.len(),
+        "file_list": review.files,
+        "lines": review.lines,
+        "unknown_lines": review.unknown_lines,
+        "counts": review.counts,
+        "probe": {
+            "successes": review.probe.successes,
+            "errors": review.probe.errors,
+            "latency_ms": {
+                "p50": latency.percentile(50.0),
+                "p95": latency.percentile(95.0),
+                "p99": latency.percentile(99.0),
+                "max": latency.max(),
+            },
+        },
+        "restart_limit_hits": review.restart_limit_hits,
+        "incidents": review.incidents,
+    })
+}
+
+fn outcome_text(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ready => "ready again",
+        Outcome::Recovered => "recovered without a kill",
+        Outcome::Superseded => "superseded by the next incident before READY",
+        Outcome::Faulted => "restart limit reached, server left down",
+        Outcome::Open => "still down at the end of the logs",
+    }
+}
+
+fn since(from: Stamp, at: Option<Stamp>) -> String {
+    match at {
+        Some(at) => format!("{at} (+{})", human_secs(at.0 - from.0)),
+        None => "-".to_string(),
+    }
+}
+
+/// The human summary: period, counts, probe statistics, one block per incident.
+pub fn summary_text(review: &Review) -> String {
+    let mut out = String::new();
+    let c = &review.counts;
+    let p = &review.probe;
+    let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "Period:      {} .. {}",
+        opt_stamp(review.from),
+        opt_stamp(review.to)
+    );
+    let _ = writeln!(out, "Files:       {}", review.files.len());
+    for file in &review.files {
+        let _ = writeln!(out, "             {file}");
+    }
+    let _ = writeln!(
+        out,
+        "Lines:       {} ({} unknown, skipped)",
+        review.lines, review.unknown_lines
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Counts");
+    for (name, n) in [
+        ("starts", c.starts),
+        ("READYs", c.readys),
+        ("crashes", c.crashes),
+        ("probe timeouts", c.probe_timeouts),
+        ("app timeouts", c.app_timeouts),
+        ("exhaustions", c.exhaustions),
+        ("smart kills", c.kills),
+        ("restarts", c.restarts),
+        ("restart-limit hits", c.restart_limit_hits),
+        ("pauses", c.pauses),
+    ] {
+        let _ = writeln!(out, "  {name:<20}{n}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Probe");
+    let _ = writeln!(out, "  {:<20}{}", "successes", p.successes);
+    let _ = writeln!(out, "  {:<20}{}", "errors", p.errors);
+    let _ = writeln!(
+        out,
+        "  {:<20}p50 {}  p95 {}  p99 {}  max {}",
+        "latency",
+        ms(p.latency.percentile(50.0)),
+        ms(p.latency.percentile(95.0)),
+        ms(p.latency.percentile(99.0)),
+        ms(p.latency.max())
+    );
+    if !review.restart_limit_hits.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Restart limit reached");
+        for at in &review.restart_limit_hits {
+            let _ = writeln!(out, "  {at}");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Incidents: {}", review.incidents.len());
+    for incident in &review.incidents {
+        let from = incident.detected_at;
+        let _ = writeln!(
+            out,
+            "  #{} {}  detected {}",
+            incident.id,
+            incident.kind.as_str(),
+            from
+        );
+        let _ = writeln!(out, "     why:             {}", incident.reason);
+        let _ = writeln!(
+            out,
+            "     failover:        {}",
+            since(from, incident.failover_at)
+        );
+        let diag = match (incident.diagnostics_at, incident.diagnostics_secs) {
+            (Some(at), Some(secs)) => format!("{at} (took {})", human_secs(secs)),
+            (Some(at), None) => format!("{at} (did not finish in the logs)"),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(out, "     diagnostics:     {diag}");
+        let _ = writeln!(
+            out,
+            "     killed:          {}",
+            since(from, incident.killed_at)
+        );
+        let _ = writeln!(
+            out,
+            "     READY again:     {}",
+            since(from, incident.ready_again_at)
+        );
+        let downtime = incident
+            .downtime_secs
+            .map_or_else(|| "-".to_string(), human_secs);
+        let _ = writeln!(
+            out,
+            "     downtime:        {downtime} ({})",
+            outcome_text(incident.outcome)
+        );
+        if let Some(file) = &incident.diagnostics_file {
+            let _ = writeln!(out, "     diagnostics file: {file}");
+        }
+    }
+    out
+}
