@@ -42,13 +42,19 @@ pub fn engine_ready(test: &str, programs: &[&str], apt_packages: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let what = missing.join(", ");
+    let what = missing.join(" and ");
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
     if ci {
-        panic!("{test}: CI is set but {what} is missing (apt-get install {apt_packages})");
+        panic!(
+            "{test}: CI is set but this test lacks {what}; .ci/run must run as root after \
+             `apt-get install {apt_packages}`"
+        );
     }
-    println!("SKIPPED {test}: needs {what} (apt-get install {apt_packages}; runs as root)");
-    eprintln!("SKIPPED {test}: needs {what} (apt-get install {apt_packages}; runs as root)");
+    // Straight to stderr, past the test harness's output capture, so a skip is never silent.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: lacks {what} (needs root and `apt-get install {apt_packages}`)"
+    );
     false
 }
 
