@@ -38,6 +38,13 @@ use crate::timefmt;
 /// Internal failure (sysexits EX_SOFTWARE): no runtime, no signal handlers.
 const EXIT_SOFTWARE: u8 = 70;
 
+/// TEST-ONLY hook: when this variable is `1`, SIGUSR2 blocks the supervision loop's
+/// thread for [`TEST_WEDGE_FOR`], so a test can prove that `WATCHDOG=1` stops when the
+/// loop is wedged (tests/sdnotify_run.rs). Never set it in production: it exists because
+/// a real wedge (a blocking syscall, a deadlock) cannot be provoked from outside.
+const TEST_WEDGE_VARIABLE: &str = "QOSCNTRLR_TEST_WEDGE_SIGNAL";
+const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
+
 /// Time limit of a failover or recovery hook.
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
 /// Lines kept for the body of alert mails.
@@ -424,6 +431,7 @@ impl Shell {
         let mut resources = tokio::time::interval(self.cfg.resource_interval);
         resources.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_retry = tokio::time::interval(Duration::from_secs(5));
+        let mut test_wedge = test_wedge_signal();
 
         let trigger_present = self.trigger.exists();
         self.queue
@@ -459,6 +467,14 @@ impl Shell {
                 }
                 _ = resources.tick() => self.sample_resources(),
                 _ = log_retry.tick() => { self.log.retry(Local::now()); }
+                Some(()) = recv_signal(&mut test_wedge) => {
+                    self.line(
+                        Component::Controller,
+                        format!("{TEST_WEDGE_VARIABLE}: test hook wedges the supervision loop for {} s", TEST_WEDGE_FOR.as_secs()),
+                    );
+                    // Deliberately blocks the runtime's only thread: that is the wedge.
+                    std::thread::sleep(TEST_WEDGE_FOR);
+                }
             }
             self.drain_queue();
         }
@@ -1180,6 +1196,22 @@ impl Shell {
 async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGUSR2 as the test-only wedge trigger, when [`TEST_WEDGE_VARIABLE`] is `1`.
+fn test_wedge_signal() -> Option<tokio::signal::unix::Signal> {
+    if std::env::var_os(TEST_WEDGE_VARIABLE).is_some_and(|v| v == "1") {
+        signal(SignalKind::user_defined2()).ok()
+    } else {
+        None
+    }
+}
+
+async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
         None => std::future::pending().await,
     }
 }
