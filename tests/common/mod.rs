@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -75,6 +76,9 @@ pub struct Harness {
     /// Lines of the current `.out` already matched by `wait_for` (they match in order).
     cursor: usize,
     runs: usize,
+    /// Inodes of the `.out` files of earlier runs: until the new run renames them to
+    /// `.log` they must not be mistaken for its log.
+    previous_outs: HashSet<u64>,
 }
 
 impl Harness {
@@ -143,6 +147,7 @@ impl Harness {
             child: None,
             cursor: 0,
             runs: 0,
+            previous_outs: HashSet::new(),
         };
         harness.write_ini();
         fs::create_dir_all(harness.scratch()).expect("create the harness folder");
@@ -198,6 +203,12 @@ impl Harness {
     /// Start `qoscntrlr run -c <ini>` (the previous run must have ended).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "a controller of this test still runs");
+        self.previous_outs = self
+            .log_files("out")
+            .iter()
+            .filter_map(|name| fs::metadata(self.data().join(name)).ok())
+            .map(|m| m.ino())
+            .collect();
         let child = self.spawn_run();
         self.child = Some(child);
         self.cursor = 0;
@@ -281,7 +292,7 @@ impl Harness {
 
     /// Every line of the current `.out` file(s).
     pub fn lines(&self) -> Vec<String> {
-        out_lines(self.data())
+        out_lines(self.data(), &self.previous_outs)
     }
 
     /// Wait for the next line (after the previously matched one) whose text after the
@@ -522,12 +533,16 @@ pub fn log_files_in(dir: &Path, extension: &str) -> Vec<String> {
     names
 }
 
-/// Every complete line of the `.out` file(s) in `dir`.
-pub fn out_lines(dir: &Path) -> Vec<String> {
+/// Every complete line of the `.out` file(s) in `dir`, except the files whose inode is
+/// in `skip`.
+pub fn out_lines(dir: &Path, skip: &HashSet<u64>) -> Vec<String> {
     let mut lines = Vec::new();
     for name in log_files_in(dir, "out") {
         let mut bytes = Vec::new();
         if let Ok(mut f) = File::open(dir.join(name)) {
+            if f.metadata().is_ok_and(|m| skip.contains(&m.ino())) {
+                continue;
+            }
             let _ = f.read_to_end(&mut bytes);
         }
         let text = String::from_utf8_lossy(&bytes);
@@ -577,9 +592,9 @@ impl TriggerWatch {
                 // its log line and removed before the recovery line, so the file is in
                 // its window iff the later read shows more triggers than the earlier one
                 // shows recoveries.
-                let before = out_lines(&dir);
+                let before = out_lines(&dir, &HashSet::new());
                 if let Ok(content) = fs::read_to_string(&path) {
-                    let after = out_lines(&dir);
+                    let after = out_lines(&dir, &HashSet::new());
                     seen.sightings += 1;
                     if !seen.contents.contains(&content) {
                         seen.contents.push(content);
@@ -651,11 +666,17 @@ fn has_timestamp(line: &str) -> bool {
         && b[19] == b' '
 }
 
-/// `qoscntrlrYYYYMMDDHHmm.<extension>` exactly.
+/// `qoscntrlrYYYYMMDDHHmm[-N].<extension>` (`-N` when a minute's name is taken).
 pub fn is_log_name(name: &str, extension: &str) -> bool {
     name.strip_prefix("qoscntrlr")
         .and_then(|rest| rest.strip_suffix(&format!(".{extension}")))
-        .is_some_and(|stamp| stamp.len() == 12 && stamp.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|rest| {
+            let (stamp, sequence) = rest.split_once('-').unwrap_or((rest, "0"));
+            stamp.len() == 12
+                && stamp.bytes().all(|b| b.is_ascii_digit())
+                && !sequence.is_empty()
+                && sequence.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// Running, sleeping or stopped — anything but gone or a zombie.
