@@ -55,6 +55,11 @@ const CONSOLE_TAIL_LINES: usize = 50;
 /// is not read), the loop never does.
 const PIPE_QUEUE: usize = 1024;
 const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
+/// Set (to the data directory) in the environment of every server the controller spawns,
+/// and so inherited by its whole tree. After a controller crash the next controller finds
+/// by it what no tree walk reaches any more: daemons that left the server's group and
+/// session and were re-parented to init when the old controller died.
+const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
 
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
@@ -286,9 +291,33 @@ impl Shell {
                 format!("Killed {} leftover process(es)", report.killed.len()),
             );
         }
+        let leftovers = tree_marked_processes(&self.tree_mark());
+        if !leftovers.is_empty() {
+            self.line(
+                Component::Controller,
+                format!(
+                    "Found {} process(es) of a previous server's tree still running ({}); killing them",
+                    leftovers.len(),
+                    leftovers
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+            for pid in leftovers {
+                // No group: an escaped daemon leads its own; its descendants are walked.
+                process::kill_tree(pid, 0, &HashSet::new());
+            }
+        }
         if let Err(e) = self.state_file.clear() {
             self.line(Component::Controller, e.to_string());
         }
+    }
+
+    /// The value of [`TREE_MARK_ENV`] for servers of this data directory.
+    fn tree_mark(&self) -> String {
+        self.cfg.data_directory.display().to_string()
     }
 
     fn log_sender(&self) -> mpsc::UnboundedSender<String> {
@@ -877,6 +906,7 @@ impl Shell {
                     self.cfg.pipe.to_string_lossy().into_owned(),
                 ),
                 ("QOSCNTRLR_SERVER_NAME".into(), self.cfg.server_name.clone()),
+                (TREE_MARK_ENV.into(), self.tree_mark()),
             ],
             console_log: self.cfg.data_directory.join(CONSOLE_LOG_NAME),
         };
@@ -1191,6 +1221,28 @@ impl Shell {
                 .collect(),
         }
     }
+}
+
+/// Live processes (other than this one) whose environment carries
+/// `TREE_MARK_ENV=<mark>`. One pass over /proc, done only at start.
+fn tree_marked_processes(mark: &str) -> Vec<i32> {
+    let wanted = format!("{TREE_MARK_ENV}={mark}");
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter(|pid| {
+            // Unreadable (another user's, or gone meanwhile): not ours to kill.
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .collect();
+    found.sort_unstable();
+    found
 }
 
 async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {

@@ -1,0 +1,202 @@
+//! End to end, real processes: server messages on the pipe (DESIGN.md §5, issue 4 "Done
+//! when") — long-running applications that stall or end in time, the reference FIXUP line
+//! round trip, and 1 MB of garbage on the pipe.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{is_alive, Harness};
+
+const FIXUP_PATH: &str = r"C:\Program Files\HCL\Domino\Data\ddm.nsf";
+
+#[test]
+fn a_compact_that_never_ends_is_killed_after_the_apps_timeout() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let first = h.server_pid();
+
+    h.send("OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=never.nsf");
+    h.expect_in_order(&[
+        "QoS Controller: OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=never.nsf TimeDate=",
+        "QoS Applications: Adding COMPACT[never.nsf] to long running apps list",
+    ]);
+    let (_, json) = h.status();
+    let apps = json["apps"].as_array().cloned().unwrap_or_default();
+    assert!(
+        apps.iter().any(|a| a["name"] == "COMPACT[never.nsf]"),
+        "status does not list the application: {json}"
+    );
+    h.expect_in_order(&[
+        "QoS Applications: Application COMPACT[never.nsf] has made no progress for 2 seconds",
+        "QoS Kill: Triggering failover...",
+        "QoS Kill: Running nsd...",
+        "QoS Kill: Diagnostics written to ",
+        "QoS Kill: Running nsd -kill",
+        "QoS Kill: Setting kill complete.",
+        "QoS Kill: Restarting DominoStarter thread",
+        "QoS Controller: OpMsg=START Type=QOS ObjectType=ServerName",
+        "QoS Applications: Clearing long running apps list",
+        "QoS Controller: Server is ready to process requests",
+        "QoS Probe: SUCCESS (",
+        "QoS Controller: Server has recovered; failover trigger removed",
+    ]);
+    assert!(!is_alive(first));
+    let (code, json) = h.status();
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["apps"].as_array().map(Vec::len), Some(0), "{json}");
+    assert_eq!(
+        h.count("QoS Applications: Application COMPACT[never.nsf] has made no progress"),
+        1,
+        "one kill per stalled application"
+    );
+    h.stop();
+}
+
+#[test]
+fn tasks_that_end_or_progress_in_time_are_left_alone() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let server = h.server_pid();
+
+    // Ends after 1 s, within the 2 s QOS_APPS_TIMEOUT.
+    h.http_ok("/task?type=COMPACT&name=quick.nsf&secs=1");
+    // Runs 3 s, longer than the timeout, but shows progress every second.
+    h.http_ok("/task?type=BACKUP&name=steady.nsf&secs=3&progress=1");
+    h.wait_for("QoS Applications: Adding COMPACT[quick.nsf] to long running apps list");
+    h.wait_for("QoS Applications: Removing COMPACT[quick.nsf] from long running apps list..");
+    h.wait_for("QoS Applications: Removing BACKUP[steady.nsf] from long running apps list..");
+    let seen = h.seen();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("QoS Controller: OpMsg=PROGRESS Type=BACKUP")),
+        "no PROGRESS message was logged\n{}",
+        h.dump()
+    );
+    // Another apps timeout's worth of probes goes by: still nothing happens.
+    for _ in 0..12 {
+        h.wait_for("QoS Probe: SUCCESS (");
+    }
+    assert_eq!(h.count("QoS Applications: Application "), 0, "{}", h.dump());
+    assert_eq!(h.count("QoS Kill: "), 0, "{}", h.dump());
+    assert_eq!(h.server_pid(), server);
+    h.stop();
+}
+
+#[test]
+fn the_reference_fixup_line_round_trips_exactly() {
+    let mut h = Harness::demo(&[("QOS_APPS_TIMEOUT", "10min")]);
+    h.start_ready();
+    let reference = format!(
+        "OpMsg=START Type=FIXUP ObjectType=DB ObjectValue={FIXUP_PATH} TimeDate=20120508T003826,18-04"
+    );
+    h.send(&reference);
+    let logged = h.wait_for("QoS Controller: OpMsg=START Type=FIXUP");
+    assert_eq!(logged, format!("QoS Controller: {reference}"));
+    let added = h.wait_for("QoS Applications: Adding FIXUP[");
+    assert_eq!(
+        added,
+        format!("QoS Applications: Adding FIXUP[{FIXUP_PATH}] to long running apps list")
+    );
+    let (_, json) = h.status();
+    assert_eq!(
+        json["apps"][0]["name"],
+        format!("FIXUP[{FIXUP_PATH}]"),
+        "{json}"
+    );
+
+    // Without a TimeDate the controller appends its own.
+    h.send(&format!(
+        "OpMsg=END Type=FIXUP ObjectType=DB ObjectValue={FIXUP_PATH}"
+    ));
+    let logged = h.wait_for("QoS Controller: OpMsg=END Type=FIXUP");
+    let prefix = format!(
+        "QoS Controller: OpMsg=END Type=FIXUP ObjectType=DB ObjectValue={FIXUP_PATH} TimeDate="
+    );
+    let stamp = logged
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{logged:?} does not start with {prefix:?}"));
+    assert!(
+        stamp.len() >= 17 && stamp.as_bytes()[8] == b'T' && stamp.contains(','),
+        "TimeDate {stamp:?} is not YYYYMMDDTHHMMSS,hh+zz"
+    );
+    let removed = h.wait_for("QoS Applications: Removing FIXUP[");
+    assert_eq!(
+        removed,
+        format!("QoS Applications: Removing FIXUP[{FIXUP_PATH}] from long running apps list..")
+    );
+    let (_, json) = h.status();
+    assert_eq!(json["apps"].as_array().map(Vec::len), Some(0), "{json}");
+    h.stop();
+}
+
+/// xorshift64*: reproducible bytes without a dependency.
+fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        out.extend_from_slice(&seed.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_megabyte_of_garbage_on_the_pipe_leaves_the_controller_probing() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let server = h.server_pid();
+    let pipe = h.data().join("qoscntrlr.pipe");
+
+    let mut client = UnixStream::connect(&pipe).expect("connect to the pipe");
+    client
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("write timeout");
+    let garbage = random_bytes(1 << 20, 0x9E37_79B9_7F4A_7C15);
+    // The controller may cut a flooding client off: a broken pipe is an acceptable end.
+    let written = match client.write_all(&garbage) {
+        Ok(()) => garbage.len(),
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ),
+                "writing to the pipe failed unexpectedly: {e}"
+            );
+            0
+        }
+    };
+    drop(client);
+
+    // Probing goes on as before.
+    for _ in 0..5 {
+        h.wait_for("QoS Probe: SUCCESS (");
+    }
+    let (code, json) = h.status();
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(h.server_pid(), server);
+    // Bad input is logged, but rate-limited: not a line per garbage line.
+    let rejected = h.count("QoS Controller: Message rejected: ");
+    eprintln!("garbage: wrote {written} bytes; {rejected} rejection line(s)");
+    assert!(
+        rejected < 100,
+        "{rejected} rejection lines for {written} bytes of garbage"
+    );
+
+    // Messages are still accepted afterwards, from a new client.
+    h.send("OpMsg=START Type=BACKUP ObjectType=DB ObjectValue=after.nsf");
+    h.wait_for("QoS Applications: Adding BACKUP[after.nsf] to long running apps list");
+    h.send("OpMsg=END Type=BACKUP ObjectType=DB ObjectValue=after.nsf");
+    h.wait_for("QoS Applications: Removing BACKUP[after.nsf] from long running apps list..");
+    assert_eq!(h.count("QoS Kill: "), 0, "{}", h.dump());
+    h.stop();
+    h.assert_line_format();
+}
