@@ -250,8 +250,6 @@ fn sighup_with_a_broken_config_keeps_the_old_one() {
 }
 
 #[test]
-#[ignore = "core bug: with QOS_DISABLE_PROBING=1 a server that sends no READY stays STARTING \
-            and is killed at every QOS_RESTART_TIMEOUT until FAULTED (core/mod.rs on_spawned)"]
 fn disabled_probing_does_not_kill_a_silent_server() {
     let script = common::fixture("ignore_term.sh");
     let mut h = Harness::server(
