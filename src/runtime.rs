@@ -1162,6 +1162,7 @@ impl Shell {
             probe: status::ProbeStatus {
                 target: probe_target_text(self.cfg.probe.as_ref()),
                 interval_secs: self.cfg.probe_interval.as_secs(),
+                interval_ms: Some(self.cfg.probe_interval.as_millis() as u64),
                 last_result: core.probe_last_result.as_ref().map(|(ok, _, detail)| {
                     if *ok {
                         "SUCCESS".to_string()

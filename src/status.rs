@@ -15,7 +15,7 @@
 //!     state: STARTING|READY|STOPPING|KILLING|CRASHED|RESTARTING|STOPPED|FAULTED
 //!     phase: failover|diagnostics|kill (KILLING only, else null)
 //!     restart_limit: null when QOS_RESTART_LIMIT_ENABLE=0
-//! probe { target, interval_secs, last_result, last_latency_ms,
+//! probe { target, interval_secs, interval_ms, last_result, last_latency_ms,
 //!         since_last_success_secs, timeout_left_secs, enabled }
 //! apps [ { name, age_secs, since_progress_secs } ]
 //! resources { sampled_at, memory_bytes, max_memory_bytes, cpu_percent, max_cpu_percent,
@@ -142,6 +142,9 @@ pub struct ServerStatus {
 pub struct ProbeStatus {
     pub target: String,
     pub interval_secs: u64,
+    /// The same, exact for sub-second intervals (absent in snapshots of older versions).
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
     /// e.g. `SUCCESS`, `ERROR: connection refused`.
     pub last_result: Option<String>,
     pub last_latency_ms: Option<u64>,
@@ -310,7 +313,10 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
             &format!(
                 "probe     {} every {}",
                 p.target,
-                human_secs(p.interval_secs)
+                match p.interval_ms {
+                    Some(ms) if ms < 1000 => format!("{ms}ms"),
+                    _ => human_secs(p.interval_secs),
+                }
             ),
         );
         let mut parts = Vec::new();

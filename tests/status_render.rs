@@ -66,6 +66,7 @@ fn json_field_names_are_the_documented_contract() {
         keys(&value["probe"]),
         [
             "enabled",
+            "interval_ms",
             "interval_secs",
             "last_latency_ms",
             "last_result",
@@ -302,4 +303,16 @@ fn cli_outcomes() {
 #[ignore = "prints the rendering for a human to look at"]
 fn show() {
     println!("{}", render_human(&snapshot(), false));
+}
+
+#[test]
+fn sub_second_probe_interval_renders_in_milliseconds() {
+    let mut s = snapshot();
+    s.probe.interval_secs = 0;
+    s.probe.interval_ms = Some(200);
+    let text = render_human(&s, false);
+    assert!(text.contains("every 200ms"), "{text}");
+    s.probe.interval_secs = 60;
+    s.probe.interval_ms = Some(60_000);
+    assert!(!render_human(&s, false).contains("every 60000ms"));
 }

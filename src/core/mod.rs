@@ -1035,7 +1035,7 @@ impl Controller {
                 let id = self.open_incident(now, &reason.slug());
                 self.nokill_incident = Some(id);
                 out.push(log(
-                    Component::Kill,
+                    Component::Controller,
                     format!(
                         "QOS_NOKILL is set: not killing the server ({})",
                         reason.describe()
@@ -1078,27 +1078,45 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         let incident = self.open_incident(now, &reason.slug());
+        let why = reason.describe();
+        let phase = if failover {
+            KillPhase::Failover
+        } else {
+            KillPhase::Diagnostics
+        };
+        out.push(self.set_state(
+            now,
+            State::Killing {
+                pid: Some(pid),
+                phase,
+                reason: reason.clone(),
+                incident,
+                deadline: Some(now + self.policy.nsd_timeout + DIAGNOSTICS_GRACE),
+                then,
+            },
+            why,
+        ));
+        // DESIGN.md §6 order: trigger file, then readiness/agent down, then hooks.
         if failover {
             out.push(log(Component::Kill, "Triggering failover..."));
             self.failover_triggered = true;
             out.push(Action::WriteTrigger);
-            out.push(Action::SetHealth(Health::Down {
-                reason: reason.describe(),
-            }));
-            if !self.policy.failover_trigger_disabled {
-                out.push(Action::RunHook {
-                    recovery: false,
-                    reason: reason.slug(),
-                    incident,
-                });
-            }
-        } else {
-            out.push(Action::SetHealth(Health::Down {
-                reason: reason.describe(),
-            }));
+        }
+        out.push(Action::SetHealth(Health::Down {
+            reason: reason.describe(),
+        }));
+        if failover && !self.policy.failover_trigger_disabled {
+            out.push(Action::RunHook {
+                recovery: false,
+                reason: reason.slug(),
+                incident,
+            });
         }
         self.deactivate_probe(out);
         out.push(log(Component::Kill, "Running nsd..."));
+        if let State::Killing { phase, .. } = &mut self.state {
+            *phase = KillPhase::Diagnostics;
+        }
         out.push(Action::RunDiagnostics {
             reason: reason.slug(),
             incident: Some(incident),
@@ -1106,19 +1124,6 @@ impl Controller {
         if let Some(a) = self.update_incident(incident, "diagnostics", None) {
             out.push(a);
         }
-        let why = reason.describe();
-        out.push(self.set_state(
-            now,
-            State::Killing {
-                pid: Some(pid),
-                phase: KillPhase::Diagnostics,
-                reason,
-                incident,
-                deadline: Some(now + self.policy.nsd_timeout + DIAGNOSTICS_GRACE),
-                then,
-            },
-            why,
-        ));
     }
 
     fn on_diagnostics(
@@ -1378,16 +1383,7 @@ impl Controller {
         if let Some(exit) = exit {
             out.push(log(Component::Controller, format!("Server exit: {exit}")));
         }
-        self.deactivate_probe(out);
         let incident = self.open_incident(now, "crash");
-        out.push(Action::SetHealth(Health::Down {
-            reason: "server crashed".into(),
-        }));
-        out.push(log(Component::Kill, "Running nsd..."));
-        out.push(Action::RunDiagnostics {
-            reason: "crash".into(),
-            incident: Some(incident),
-        });
         out.push(self.set_state(
             now,
             State::Crashed {
@@ -1398,6 +1394,15 @@ impl Controller {
             },
             "server crashed; post-mortem diagnostics",
         ));
+        self.deactivate_probe(out);
+        out.push(Action::SetHealth(Health::Down {
+            reason: "server crashed".into(),
+        }));
+        out.push(log(Component::Kill, "Running nsd..."));
+        out.push(Action::RunDiagnostics {
+            reason: "crash".into(),
+            incident: Some(incident),
+        });
     }
 
     fn on_exited(
