@@ -1160,7 +1160,11 @@ impl Shell {
                 last_exit: core.last_exit.clone(),
             },
             probe: status::ProbeStatus {
-                target: probe_target_text(self.cfg.probe.as_ref()),
+                target: self
+                    .cfg
+                    .probe
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |p| p.to_string()),
                 interval_secs: self.cfg.probe_interval.as_secs(),
                 interval_ms: Some(self.cfg.probe_interval.as_millis() as u64),
                 last_result: core.probe_last_result.as_ref().map(|(ok, _, detail)| {
@@ -1272,16 +1276,6 @@ async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
 async fn reap_loop(reaper: Rc<Reaper>, unclaimed: mpsc::UnboundedSender<(i32, ExitInfo)>) {
     if let Err(e) = process::reap_forever(reaper, unclaimed).await {
         eprintln!("qoscntrlr: the reaper stopped: {e}");
-    }
-}
-
-fn probe_target_text(target: Option<&ProbeTarget>) -> String {
-    match target {
-        None => "none".into(),
-        Some(ProbeTarget::Http { host, port, path }) => format!("http://{host}:{port}{path}"),
-        Some(ProbeTarget::Tcp { host, port }) => format!("tcp://{host}:{port}"),
-        Some(ProbeTarget::Exec { argv }) => format!("exec:{}", shell_words::join(argv)),
-        Some(ProbeTarget::Message) => "message".into(),
     }
 }
 
