@@ -195,18 +195,6 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// Variables that belong to the controller's own service manager contract. A server that
-/// inherited them could send `READY=1`/`WATCHDOG=1` for the controller, or claim its
-/// socket-activated descriptors.
-pub const SCRUBBED_ENV: [&str; 6] = [
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-];
-
 /// Rotate the console log when it would grow past this; one `.1` generation is kept.
 pub const CONSOLE_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Lines of console output kept in memory for diagnostics and mails.
@@ -726,7 +714,7 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         .stdout(std::process::Stdio::from(write_end))
         .stderr(std::process::Stdio::from(write_end_err))
         .process_group(0);
-    for key in SCRUBBED_ENV {
+    for key in crate::sdnotify::INHERITED_VARIABLES {
         cmd.env_remove(key);
     }
     if let Some(identity) = &identity {

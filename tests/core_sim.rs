@@ -1014,3 +1014,27 @@ fn probe_by_message_feeds_results_and_times_out() {
     sim.run(Duration::from_secs(61));
     assert_eq!(sim.count("The controller has received a probe timeout."), 1);
 }
+
+#[test]
+fn restart_timeout_while_paused_is_acted_on_at_resume() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.probe = ProbeMode::Refused;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.command(Command::Pause { duration: None });
+    sim.run(Duration::from_secs(200));
+    assert_eq!(sim.ctl.state(), StateName::Starting);
+    assert_eq!(sim.count("Running nsd -kill"), 0);
+    assert_eq!(
+        sim.count("Paused: not killing the server (restart timeout)"),
+        1
+    );
+    sim.command(Command::Resume);
+    sim.run(Duration::from_secs(10));
+    sim.assert_in_order(&[
+        "Resuming: acting on the restart timeout detected while paused",
+        "QoS Kill: Running nsd -kill",
+        "QoS Kill: Restarting DominoStarter thread",
+    ]);
+}

@@ -391,6 +391,8 @@ pub struct Controller {
     nokill_incident: Option<u64>,
     /// A pause suppressed this kill; it is carried out on resume if still due.
     pause_suppressed: Option<Reason>,
+    /// A pause kept a server that went down from being restarted; resume restarts it.
+    restart_on_resume: bool,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
 }
@@ -458,6 +460,7 @@ impl Controller {
             quit_requested: false,
             nokill_incident: None,
             pause_suppressed: None,
+            restart_on_resume: false,
             next_incident: 1,
             incidents: VecDeque::new(),
         }
@@ -1293,6 +1296,7 @@ impl Controller {
                         Component::Controller,
                         "Paused: the server is left down until resume",
                     ));
+                    self.restart_on_resume = true;
                     out.push(self.set_state(
                         now,
                         State::Stopped,
@@ -1732,21 +1736,11 @@ impl Controller {
     fn resume(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.paused = false;
         self.paused_until = None;
-        if self.state.name() == StateName::Stopped && self.why.starts_with("down while paused") {
+        if std::mem::take(&mut self.restart_on_resume) && self.state.name() == StateName::Stopped {
             self.after_down(now, AfterKill::AutoRestart, None, out);
         }
-        match (self.pause_suppressed.take(), self.state.clone()) {
-            (Some(Reason::RestartTimeout), State::Starting { pid: Some(pid), .. }) => {
-                self.start_kill(
-                    now,
-                    pid,
-                    Reason::RestartTimeout,
-                    false,
-                    AfterKill::AutoRestart,
-                    out,
-                );
-            }
-            (Some(reason), State::Ready { .. }) => {
+        if let Some(reason) = self.pause_suppressed.take() {
+            if matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
                 out.push(log(
                     Component::Controller,
                     format!(
@@ -1756,7 +1750,6 @@ impl Controller {
                 ));
                 self.smart_kill(now, reason, out);
             }
-            _ => {}
         }
     }
 
@@ -1781,28 +1774,13 @@ impl Controller {
                         describe_duration(self.policy.restart_timeout)
                     ),
                 ));
-                if self.paused {
-                    if self.pause_suppressed.is_none() {
-                        out.push(log(
-                            Component::Controller,
-                            "Paused: not killing the server (restart timeout); resume to act",
-                        ));
-                        self.pause_suppressed = Some(Reason::RestartTimeout);
-                    }
-                    // Looked at again on resume; the deadline itself is spent.
+                self.smart_kill(now, Reason::RestartTimeout, out);
+                if let State::Starting { .. } = self.state {
+                    // Paused or NOKILL: this deadline is spent; look again one period on.
                     self.state = State::Starting {
                         pid: Some(pid),
                         deadline: now + self.policy.restart_timeout,
                     };
-                } else {
-                    self.start_kill(
-                        now,
-                        pid,
-                        Reason::RestartTimeout,
-                        false,
-                        AfterKill::AutoRestart,
-                        out,
-                    );
                 }
                 return;
             }
