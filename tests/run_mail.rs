@@ -283,3 +283,51 @@ fn with_nokill_the_one_mail_carries_the_diagnostics_file() {
         text_of(mail)
     );
 }
+
+#[test]
+fn a_repeat_within_the_fold_window_is_held_and_spooled_when_the_controller_stops() {
+    if !smtp_available() {
+        return;
+    }
+    let sink = Sink::start(free_port());
+    let mut h = harness_mailing_to(sink.port, &[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let _ = h.http("/crash");
+    h.expect_in_order(&[
+        &format!("QoS Controller: Server {SERVER_NAME} has crashed."),
+        "QoS Controller: Server is ready to process requests",
+        "QoS Probe: SUCCESS (",
+    ]);
+    sink.wait_for(1, PATIENCE)
+        .unwrap_or_else(|| panic!("no mail for the first crash\n{}", h.dump()));
+
+    // The second crash falls in the 10-minute window of the first: held, not sent.
+    let _ = h.http("/crash");
+    h.expect_in_order(&[
+        &format!("QoS Controller: Server {SERVER_NAME} has crashed."),
+        "QoS Kill: Diagnostics written to ",
+    ]);
+    let second_diag = diagnostics_file(&h);
+    h.expect_in_order(&["QoS Controller: Server is ready to process requests"]);
+    h.stop();
+    assert_eq!(sink.messages().len(), 1, "{:#?}", sink.messages());
+    assert_eq!(h.count("QoS Controller: Mail sent: "), 1, "{}", h.dump());
+
+    // Stopping handed the held crash to the spool for the next controller.
+    let spool = h.data().join("mail-spool");
+    let held: Vec<Value> = std::fs::read_dir(&spool)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", spool.display(), h.dump()))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert_eq!(held[0]["subject"], subject("crashed"));
+    let body = held[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains(&format!("Diagnostics: {}\n", second_diag.display())),
+        "{body}"
+    );
+}
