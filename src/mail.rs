@@ -257,22 +257,24 @@ impl SpooledMail {
     /// One mail for `held` (all of one kind, oldest first, at least one).
     fn folded(held: &[Alert]) -> Option<SpooledMail> {
         let (first, latest) = (held.first()?, held.last()?);
+        if held.len() == 1 {
+            // Nothing to fold: the plain mail, not "1 crashes since …".
+            return Some(SpooledMail::from_alert(latest));
+        }
         let mut text = format!(
             "{} {} since {}\n\n",
             held.len(),
             latest.kind.plural(),
             first.when.format("%H:%M")
         );
-        if held.len() > 1 {
-            for alert in held {
-                text.push_str(&format!(
-                    "  {}  {}\n",
-                    alert.when.format("%Y-%m-%d %H:%M:%S"),
-                    alert.summary.lines().next().unwrap_or_default()
-                ));
-            }
-            text.push_str("\nThe latest:\n\n");
+        for alert in held {
+            text.push_str(&format!(
+                "  {}  {}\n",
+                alert.when.format("%Y-%m-%d %H:%M:%S"),
+                alert.summary.lines().next().unwrap_or_default()
+            ));
         }
+        text.push_str("\nThe latest:\n\n");
         push_details(&mut text, latest);
         Some(SpooledMail {
             subject: subject(latest),
@@ -408,7 +410,10 @@ impl Mailer {
         self.load_spool();
         loop {
             self.close_due_folds();
-            self.send_due().await;
+            if self.send_due(&mut rx).await == Channel::Closed {
+                self.spool_held();
+                return;
+            }
             let wake = self
                 .pending
                 .iter()
@@ -548,7 +553,10 @@ impl Mailer {
         }
     }
 
-    async fn send_due(&mut self) {
+    /// Send every due mail, one at a time. Alerts that arrive meanwhile are accepted (and
+    /// so spooled) at once rather than after the exchange, which may take the whole send
+    /// time limit; a close meanwhile abandons the exchange (its mail is spooled already).
+    async fn send_due(&mut self, rx: &mut mpsc::UnboundedReceiver<Request>) -> Channel {
         let now = Instant::now();
         let mut index = 0;
         while index < self.pending.len() {
@@ -556,7 +564,21 @@ impl Mailer {
                 index += 1;
                 continue;
             }
-            let result = send(&self.settings, &self.options, &self.pending[index].mail).await;
+            // Owned copies: the exchange runs while `accept` mutates the mailer.
+            let (settings, options) = (self.settings.clone(), self.options.clone());
+            let mail = self.pending[index].mail.clone();
+            let exchange = async move { send(&settings, &options, &mail).await };
+            tokio::pin!(exchange);
+            let result = loop {
+                tokio::select! {
+                    result = &mut exchange => break result,
+                    request = rx.recv() => match request {
+                        Some(Request::Alert(alert)) => self.accept(*alert),
+                        None => return Channel::Closed,
+                    },
+                }
+            };
+            // `accept` only appends, so `index` still names the mail just sent.
             match result {
                 Ok(()) => {
                     let done = self.pending.remove(index);
@@ -587,7 +609,15 @@ impl Mailer {
                 }
             }
         }
+        Channel::Open
     }
+}
+
+/// Whether the runtime still holds the [`MailerHandle`].
+#[derive(Debug, PartialEq, Eq)]
+enum Channel {
+    Open,
+    Closed,
 }
 
 fn recipients(settings: &MailSettings) -> String {

@@ -47,6 +47,8 @@ const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
 
 /// Time limit of a failover or recovery hook.
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
+/// How long stopping waits for the mailer to spool what it holds.
+const MAILER_CLOSE_LIMIT: Duration = Duration::from_secs(2);
 /// Lines kept for the body of alert mails.
 const RECENT_LINES: usize = 60;
 /// Console lines handed to diagnostics and mails.
@@ -508,6 +510,11 @@ impl Shell {
             self.drain_queue();
         }
         self.shutdown();
+        if let Some(mailer) = self.mailer.take() {
+            // Held (folded) alerts go to the spool for the next controller; a send in
+            // progress is abandoned, its mail is spooled already.
+            mailer.close(MAILER_CLOSE_LIMIT).await;
+        }
         self.exit.unwrap_or(0)
     }
 

@@ -1,100 +1,29 @@
 //! Mail alerts against a real SMTP server (aiosmtpd, tests/smtp/sink.py) and against one
 //! that accepts connections and never answers.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use chrono::{Local, TimeZone};
+use common::free_port;
+use common::smtp::{smtp_available, Sink};
 use qoscntrlr::config::MailTls;
 use qoscntrlr::mail::{self, Alert, AlertKind, MailSettings, Mailer, MailerOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-/// aiosmtpd is there, or the test is skipped (outside CI) / fails (CI=true).
-fn smtp_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("aiosmtpd is not installed (pip install aiosmtpd) and CI=true");
+/// Wait (without blocking the runtime the mailer runs on) for `count` messages.
+async fn received(sink: &Sink, count: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let got = sink.messages();
+        if got.len() >= count {
+            return got;
         }
-        eprintln!("skipped: aiosmtpd is not installed (pip install aiosmtpd)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ok
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running sink; killed and reaped on drop, even when the test fails.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(port: u16) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the SMTP sink");
-        let mut ready = String::new();
-        let stdout = child.stdout.take().unwrap();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut ready)
-            .unwrap();
-        let sink = Sink { child, port, dir };
-        assert_eq!(ready.trim(), "READY", "sink did not start");
-        sink
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
-            .collect()
-    }
-
-    async fn wait_for(&self, count: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            let got = self.messages();
-            if got.len() >= count {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {count} message(s), got {:?}", self.messages());
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    panic!("expected {count} message(s), got {:?}", sink.messages());
 }
 
 fn settings(port: u16) -> MailSettings {
@@ -175,7 +104,7 @@ async fn crash_mail_names_server_event_and_diagnostics_and_attaches_with_nokill(
     let mailer = Mailer::start_with(settings(sink.port), spool.clone(), log_tx, fast());
 
     mailer.submit(crash(12, Some(diag.clone()), false));
-    let got = sink.wait_for(1).await;
+    let got = received(&sink, 1).await;
     let m = &got[0];
     assert_eq!(m["subject"], "[qoscntrlr] CN=rc45/O=dev: crashed");
     assert_eq!(m["mail_from"], "qoscntrlr@example.com");
@@ -205,7 +134,7 @@ async fn crash_mail_names_server_event_and_diagnostics_and_attaches_with_nokill(
         reason: "probe timeout".to_string(),
     };
     mailer.submit(smart);
-    let got = sink.wait_for(2).await;
+    let got = received(&sink, 2).await;
     assert_eq!(
         got[1]["subject"],
         "[qoscntrlr] CN=rc45/O=dev: smart kill (probe timeout)"
@@ -274,7 +203,7 @@ async fn hanging_smtp_server_delays_nothing_and_mail_survives_a_restart() {
     let (log_tx, mut log) = mpsc::unbounded_channel();
     let mailer = Mailer::start_with(settings(sink.port), spool.clone(), log_tx, fast());
     next_log(&mut log, "from an earlier run").await;
-    let got = sink.wait_for(1).await;
+    let got = received(&sink, 1).await;
     assert_eq!(got[0]["subject"], "[qoscntrlr] CN=rc45/O=dev: crashed");
     next_log(&mut log, "Mail sent").await;
     assert!(spooled(&spool).is_empty());
@@ -299,7 +228,7 @@ async fn failed_send_is_retried_with_backoff_until_the_server_is_back() {
     next_log(&mut log, "failed (attempt 2)").await;
 
     let sink = Sink::start(port);
-    let got = sink.wait_for(1).await;
+    let got = received(&sink, 1).await;
     assert_eq!(got[0]["subject"], "[qoscntrlr] CN=rc45/O=dev: recovered");
     next_log(&mut log, "Mail sent").await;
     assert!(spooled(&spool).is_empty());
@@ -326,7 +255,7 @@ async fn repeats_within_the_window_fold_into_one_mail_with_a_count() {
     );
 
     mailer.submit(crash(12, None, false));
-    let got = sink.wait_for(1).await;
+    let got = received(&sink, 1).await;
     assert_eq!(got[0]["subject"], "[qoscntrlr] CN=rc45/O=dev: crashed");
     for minute in [14, 15, 17] {
         mailer.submit(crash(minute, None, false));
@@ -338,7 +267,7 @@ async fn repeats_within_the_window_fold_into_one_mail_with_a_count() {
     };
     mailer.submit(warn);
 
-    let got = sink.wait_for(3).await;
+    let got = received(&sink, 3).await;
     let subjects: Vec<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
     assert_eq!(
         subjects[1],

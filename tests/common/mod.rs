@@ -12,6 +12,8 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
