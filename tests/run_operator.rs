@@ -183,7 +183,7 @@ fn nokill_detects_and_collects_but_never_kills() {
     h.http_ok("/hang?secs=4");
     h.expect_in_order(&[
         "QoS Controller: The controller has received a probe timeout.",
-        "QoS Kill: QOS_NOKILL is set: not killing the server (probe timeout)",
+        "QoS Controller: QOS_NOKILL is set: not killing the server (probe timeout)",
         "QoS Kill: Running nsd...",
         "QoS Kill: Diagnostics written to ",
         "QoS Probe: SUCCESS (",
