@@ -183,26 +183,6 @@ class Tool:
         return [self.proc.pid]
 
 
-class Peer(Tool):
-    """A peer supervisor, run under bench/subreaper (which plays init: see there)."""
-
-    comm = "?"
-
-    def popen_peer(self, argv):
-        self.popen([SUBREAPER] + argv)
-
-    def supervisor_pids(self):
-        """The peer's own process(es): children of the subreaper named `comm`."""
-        pids = []
-        for pid in children_of(self.proc.pid):
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == self.comm:
-                        pids.append(pid)
-            except FileNotFoundError:
-                pass
-        return pids
-
     def server_pid(self):
         stamps = read_stamps(self.stamps)
         return stamps[-1][0] if stamps else None
@@ -230,6 +210,27 @@ class Peer(Tool):
         # Servers a supervisor leaves behind (monit does not stop them on exit).
         for pid, _ in read_stamps(self.stamps):
             kill_ours(pid)
+
+
+class Peer(Tool):
+    """A peer supervisor, run under bench/subreaper (which plays init: see there)."""
+
+    comm = "?"
+
+    def popen_peer(self, argv):
+        self.popen([SUBREAPER] + argv)
+
+    def supervisor_pids(self):
+        """The peer's own process(es): children of the subreaper named `comm`."""
+        pids = []
+        for pid in children_of(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == self.comm:
+                        pids.append(pid)
+            except FileNotFoundError:
+                pass
+        return pids
 
 
 class Qoscntrlr(Tool):
