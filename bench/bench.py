@@ -40,6 +40,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # cleanup() SIGKILLs whatever of them is still alive.
 OWNED_PIDS = set()
 WORK_DIR = None
+STARTED = []  # tools started, stopped (gracefully, then by force) by cleanup()
 SUBREAPER = None  # path of the compiled bench/subreaper.c, from --subreaper
 
 
@@ -160,7 +161,7 @@ class Tool:
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.stamps = os.path.join(self.dir, "stamps")
-        self.stamp_exec = stamp_exec
+        self.stamp_exec = os.path.abspath(stamp_exec)
         self.probe_interval_s = probe_interval_s
         self.quick_probe = quick_probe
         self.proc = None
@@ -178,6 +179,7 @@ class Tool:
             start_new_session=True,
         )
         OWNED_PIDS.add(self.proc.pid)
+        STARTED.append(self)
 
     def supervisor_pids(self):
         return [self.proc.pid]
@@ -224,6 +226,7 @@ class Peer(Tool):
         """The peer's own process(es): children of the subreaper named `comm`."""
         pids = []
         for pid in children_of(self.proc.pid):
+            OWNED_PIDS.add(pid)
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     if f.read().strip() == self.comm:
@@ -538,17 +541,22 @@ def message_throughput(q, stub, n=200_000):
             s.sendall(batch)
         s.sendall(end.encode())
         t_sent = time.time_ns()
-        # Quiet = the .out has not grown for 0.5 s.
-        last_size, last_change = os.path.getsize(out), time.time_ns()
-        while time.time_ns() - last_change < 500_000_000:
-            time.sleep(0.005)
-            size = os.path.getsize(out)
-            if size != last_size:
-                last_size, last_change = size, time.time_ns()
+        # Done = the END (sent last, on the same connection) was handled, or the count
+        # of handled lines stopped moving for 1 s (the END itself may have been dropped).
+        # Probe lines keep the file growing, so file growth alone proves nothing.
+        text, count, last_change = "", -1, time.time_ns()
+        while time.time_ns() - last_change < 1_000_000_000:
+            time.sleep(0.01)
+            with open(out, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            now_count = text.count("OpMsg=PROGRESS") + text.count("dropped")
+            if now_count != count:
+                count, last_change = now_count, time.time_ns()
+            if "Removing COMPACT[bench.nsf]" in text:
+                last_change = time.time_ns()
+                break
     cpu = cpu_seconds(q.proc.pid) - cpu0
-    with open(out, "rb") as f:
-        f.seek(offset)
-        text = f.read().decode(errors="replace")
     handled = text.count("OpMsg=PROGRESS")
     dropped = sum(int(m) for m in re.findall(r"(\d+) message\(s\) dropped", text))
     answers = [t for t in stub.answered_ns if t0 <= t <= last_change]
@@ -634,8 +642,20 @@ def kill_ours(pid):
 
 
 def cleanup():
+    for tool in STARTED:
+        try:
+            tool.supervisor_pids()  # records a peer's own pid before it is stopped
+            tool.stop()
+        except Exception as e:  # keep cleaning up the others
+            log(f"cleanup: stopping {tool.name}: {e}")
     for pid in OWNED_PIDS:
         kill_ours(pid)
+
+
+def save(path, results):
+    """Results so far: a later stage that fails leaves the earlier ones on disk."""
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
 
 
 def main():
@@ -675,12 +695,14 @@ def main():
             for t in (tools if rep % 2 == 0 else tools[::-1]):
                 crash[t.name].append(crash_once(t))
         results["crash"] = crash
+        save(args.results, results)
         hang = {t.name: [] for t in tools[:2]}
         log(f"hang -> kill -> serving, {args.hang_reps} repetitions (qoscntrlr, monit)")
         for rep in range(args.hang_reps):
             for t in (tools[:2] if rep % 2 == 0 else tools[1::-1]):
                 hang[t.name].append(hang_once(t))
         results["hang"] = hang
+        save(args.results, results)
         for t in tools:
             t.stop()
 
@@ -692,6 +714,7 @@ def main():
             t.start()
         log(f"idle footprint over {args.idle_seconds} s")
         results["idle"] = idle_footprint(tools, args.idle_seconds)
+        save(args.results, results)
         for t in tools:
             t.stop()
 
@@ -708,8 +731,7 @@ def main():
     finally:
         cleanup()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    with open(args.results, "w") as f:
-        json.dump(results, f, indent=1)
+    save(args.results, results)
     log(f"results written to {args.results}")
 
 
