@@ -36,9 +36,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse::<usize>().ok().filter(|&n| n > 0))
         .unwrap_or(DEFAULT_ITERATIONS);
-    let script = format!(
-        "i=1; while [ $i -lt {TREE_SIZE} ]; do sleep 600 & i=$((i+1)); done; wait"
-    );
+    let script =
+        format!("i=1; while [ $i -lt {TREE_SIZE} ]; do sleep 600 & i=$((i+1)); done; wait");
     let child = match Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -62,8 +61,8 @@ fn main() {
     let mut processes = 0;
     while Instant::now() < deadline {
         match sampler.sample(root, &[], data_dir, Instant::now()) {
-            Ok(sample) if sample.processes as usize >= TREE_SIZE => {
-                processes = sample.processes as usize;
+            Ok(sample) if sample.processes >= TREE_SIZE => {
+                processes = sample.processes;
                 break;
             }
             Ok(_) => std::thread::sleep(Duration::from_millis(20)),
