@@ -1,0 +1,101 @@
+//! Micro-benchmark (issue 4): the cost of one resource sample of a 50-process tree.
+//!
+//! Starts a real tree (one `sh` with 49 `sleep` children, in its own process group),
+//! samples it with [`qoscntrlr::sampler::Sampler`] the way the runtime does, and prints
+//! one JSON line with the per-sample wall time distribution, which `bench/bench.py`
+//! folds into BENCHMARKS.md. The tree is killed and reaped on every exit path.
+//!
+//! Run: `cargo bench --bench sampler` (add `-- ITERATIONS` to change the count).
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qoscntrlr::sampler::Sampler;
+
+const TREE_SIZE: usize = 50;
+const DEFAULT_ITERATIONS: usize = 2000;
+
+/// Kills the whole process group and reaps the root when dropped, so a failed
+/// benchmark leaves nothing running.
+struct Tree(Child);
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // The group id is the root's pid (process_group(0)); the sleeps are its members.
+        let pgid = self.0.id() as libc::pid_t;
+        // SAFETY: plain syscall on a pid we own; an error only means it is already gone.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let iterations = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse::<usize>().ok().filter(|&n| n > 0))
+        .unwrap_or(DEFAULT_ITERATIONS);
+    let script =
+        format!("i=1; while [ $i -lt {TREE_SIZE} ]; do sleep 600 & i=$((i+1)); done; wait");
+    let child = match Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("sampler bench: cannot start the process tree: {e}");
+            std::process::exit(1);
+        }
+    };
+    let tree = Tree(child);
+    let root = tree.0.id() as i32;
+    let mut sampler = Sampler::new();
+    let data_dir = Path::new(".");
+
+    // Wait until the whole tree exists, so every timed sample walks 50 processes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut processes = 0;
+    while Instant::now() < deadline {
+        match sampler.sample(root, &[], data_dir, Instant::now()) {
+            Ok(sample) if sample.processes >= TREE_SIZE => {
+                processes = sample.processes;
+                break;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                eprintln!("sampler bench: sample failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if processes < TREE_SIZE {
+        eprintln!("sampler bench: the tree never reached {TREE_SIZE} processes");
+        std::process::exit(1);
+    }
+
+    let mut micros: Vec<f64> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let result = sampler.sample(root, &[], data_dir, start);
+        micros.push(start.elapsed().as_secs_f64() * 1e6);
+        if let Err(e) = result {
+            eprintln!("sampler bench: sample failed: {e}");
+            std::process::exit(1);
+        }
+    }
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{{\"bench\":\"sampler\",\"processes\":{processes},\"iterations\":{iterations},\
+         \"p50_us\":{:.1},\"p95_us\":{:.1},\"min_us\":{:.1},\"max_us\":{:.1}}}",
+        at(0.5),
+        at(0.95),
+        micros[0],
+        micros[micros.len() - 1]
+    );
+    drop(tree);
+}
