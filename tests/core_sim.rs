@@ -1038,3 +1038,36 @@ fn restart_timeout_while_paused_is_acted_on_at_resume() {
         "QoS Kill: Restarting DominoStarter thread",
     ]);
 }
+
+#[test]
+fn a_server_that_never_starts_is_restarted_with_backoff_when_the_limit_is_off() {
+    let mut sim = Sim::new(Policy {
+        restart_limit_enable: false,
+        ..Sim::fast()
+    });
+    sim.exit_after_spawn = Some(Duration::from_millis(10));
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(300));
+    // 1 s, 2 s, 4 s … then a minute apart: a handful, not thousands.
+    let spawns = sim.actions.iter().filter(|a| **a == Action::Spawn).count();
+    assert!((8..=12).contains(&spawns), "{spawns} spawns in 5 minutes");
+    sim.assert_in_order(&[
+        "Restarting in 1 second (the server failed 2 time(s) in a row before becoming ready)",
+        "Restarting in 2 seconds (the server failed 3 time(s) in a row before becoming ready)",
+        "Restarting in 1 minute",
+    ]);
+    // Once a server becomes ready, the next crash is restarted at once again.
+    sim.exit_after_spawn = None;
+    sim.run(Duration::from_secs(70));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+        clean: false,
+    });
+    sim.run(Duration::from_secs(4));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}

@@ -283,7 +283,11 @@ enum State {
         diagnostics_done: bool,
         then: AfterKill,
     },
-    Restarting,
+    /// `spawn_at`: a delayed restart (backoff after failed starts); `None` while the
+    /// spawn itself is under way.
+    Restarting {
+        spawn_at: Option<Instant>,
+    },
     Stopped,
     Faulted {
         clear_at: Option<Instant>,
@@ -298,7 +302,7 @@ impl State {
             State::Stopping { .. } => StateName::Stopping,
             State::Killing { .. } => StateName::Killing,
             State::Crashed { .. } => StateName::Crashed,
-            State::Restarting => StateName::Restarting,
+            State::Restarting { .. } => StateName::Restarting,
             State::Stopped => StateName::Stopped,
             State::Faulted { .. } => StateName::Faulted,
         }
@@ -310,7 +314,7 @@ impl State {
             | State::Killing { pid, .. }
             | State::Crashed { pid, .. } => *pid,
             State::Ready { pid } | State::Stopping { pid, .. } => Some(*pid),
-            State::Restarting | State::Stopped | State::Faulted { .. } => None,
+            State::Restarting { .. } | State::Stopped | State::Faulted { .. } => None,
         }
     }
 }
@@ -393,11 +397,16 @@ pub struct Controller {
     pause_suppressed: Option<Reason>,
     /// A pause kept a server that went down from being restarted; resume restarts it.
     restart_on_resume: bool,
+    /// The current (or last) server reached READY.
+    became_ready: bool,
+    /// Servers in a row that ended before READY (or never started): restarts back off.
+    failed_starts: u32,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
 }
 
 const KEPT_INCIDENTS: usize = 10;
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a killed tree may take to be reaped before the controller moves on.
 const KILL_GRACE: Duration = Duration::from_secs(15);
 /// Extra time granted to a diagnostics run beyond QOS_NSD_TIMEOUT before giving up on it.
@@ -416,6 +425,17 @@ fn log_td(component: Component, text: impl Into<String>) -> Action {
         component,
         text: text.into(),
         append_timedate: true,
+    }
+}
+
+/// How long to wait before restarting a server that failed `failed_starts` times in a row
+/// before becoming ready: nothing for the first restart (a crash of a healthy server is
+/// restarted at once), then 1 s, 2 s, 4 s … up to a minute, so a server that cannot start
+/// does not spin the machine when the restart limit is off.
+fn restart_backoff(failed_starts: u32) -> Option<Duration> {
+    match failed_starts {
+        0 | 1 => None,
+        n => Some(MAX_RESTART_BACKOFF.min(Duration::from_secs(1 << (n - 2).min(6)))),
     }
 }
 
@@ -461,6 +481,8 @@ impl Controller {
             nokill_incident: None,
             pause_suppressed: None,
             restart_on_resume: false,
+            became_ready: false,
+            failed_starts: 0,
             next_incident: 1,
             incidents: VecDeque::new(),
         }
@@ -497,6 +519,7 @@ impl Controller {
             }
             State::Killing { deadline, .. } => deadlines.extend(*deadline),
             State::Faulted { clear_at } => deadlines.extend(*clear_at),
+            State::Restarting { spawn_at } => deadlines.extend(*spawn_at),
             _ => {}
         }
         if self.probing_wanted() && !self.probe.in_flight {
@@ -665,8 +688,9 @@ impl Controller {
     fn spawn(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
         self.apps.clear();
         self.server_speaks = false;
+        self.became_ready = false;
         self.probe = ProbeTracker::default();
-        out.push(self.set_state(now, State::Restarting, why));
+        out.push(self.set_state(now, State::Restarting { spawn_at: None }, why));
         out.push(Action::Spawn);
     }
 
@@ -721,6 +745,8 @@ impl Controller {
             Component::Controller,
             "Server is ready to process requests",
         ));
+        self.became_ready = true;
+        self.failed_starts = 0;
         out.push(self.set_state(now, State::Ready { pid }, "server is ready"));
         if self.policy.probing {
             out.push(log(Component::Controller, "Activating probe..."));
@@ -1347,7 +1373,31 @@ impl Controller {
                         out.push(a);
                     }
                 }
-                self.spawn(now, "automatic restart", out);
+                if self.became_ready {
+                    self.failed_starts = 0;
+                } else {
+                    self.failed_starts += 1;
+                }
+                match restart_backoff(self.failed_starts) {
+                    None => self.spawn(now, "automatic restart", out),
+                    Some(delay) => {
+                        out.push(log(
+                            Component::Controller,
+                            format!(
+                                "Restarting in {} (the server failed {} time(s) in a row before becoming ready)",
+                                describe_duration(delay),
+                                self.failed_starts
+                            ),
+                        ));
+                        out.push(self.set_state(
+                            now,
+                            State::Restarting {
+                                spawn_at: Some(now + delay),
+                            },
+                            "waiting before the next restart",
+                        ));
+                    }
+                }
             }
         }
     }
@@ -1476,7 +1526,7 @@ impl Controller {
                     };
                 }
             }
-            State::Restarting | State::Stopped | State::Faulted { .. } => {}
+            State::Restarting { .. } | State::Stopped | State::Faulted { .. } => {}
         }
     }
 
@@ -1562,7 +1612,9 @@ impl Controller {
             }
             // Let the kill finish; after_down sees quit_requested and exits.
             State::Killing { .. } | State::Crashed { .. } => {}
-            State::Restarting | State::Stopped | State::Faulted { .. } => self.finish_quit(out),
+            State::Restarting { .. } | State::Stopped | State::Faulted { .. } => {
+                self.finish_quit(out)
+            }
         }
     }
 
@@ -1870,6 +1922,10 @@ impl Controller {
                     self.kill_complete(now, incident, then, out);
                 }
             },
+            State::Restarting { spawn_at: Some(at) } if now >= at => {
+                self.spawn(now, "automatic restart", out);
+                return;
+            }
             State::Faulted { clear_at: Some(at) } if now >= at => {
                 self.restarts.clear();
                 out.push(log(
