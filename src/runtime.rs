@@ -485,10 +485,8 @@ impl Shell {
                 Some(result) = tasks_rx.recv() => self.on_task(result),
                 Some(pe) = recv_opt(&mut pipe_rx) => self.on_pipe(pe),
                 Some(ce) = recv_opt(&mut control_rx) => self.on_control(ce),
-                Some((pid, exit)) = unclaimed_rx.recv() => {
-                    // Orphans adopted as subreaper, reaped; nothing else to do.
-                    let _ = (pid, exit);
-                }
+                // Orphans adopted as subreaper: reaped, nothing else to do.
+                Some(_) = unclaimed_rx.recv() => {}
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
                 _ = sighup.recv() => self.reload(),
@@ -609,7 +607,6 @@ impl Shell {
                 self.queue.push_back(Event::ServerExited {
                     pid,
                     exit: exit.to_string(),
-                    clean: exit.success(),
                 });
             }
             TaskResult::Log(component, text) => self.line(component, text),
@@ -727,45 +724,41 @@ impl Shell {
             return;
         }
         let extra: Vec<i32> = Vec::new();
-        match self
-            .sampler
-            .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
-        {
-            Ok(sample) => {
-                for verdict in self.tracker.observe(&sample) {
-                    match verdict {
-                        LimitVerdict::Warn {
-                            resource,
-                            value,
-                            limit,
-                        } => self.queue.push_back(Event::ResourceWarning {
-                            resource: resource.to_string(),
-                            detail: format!("{value} of {limit}"),
-                        }),
-                        LimitVerdict::Exhausted {
-                            resource,
-                            value,
-                            limit,
-                        } => self.queue.push_back(Event::ResourceExhausted {
-                            resource: resource.to_string(),
-                            detail: format!("{value} > {limit}"),
-                        }),
-                    }
-                }
-                self.metrics.resources = Some(ResourceGauges {
-                    memory_bytes: sample.rss_bytes,
-                    cpu_percent: sample.cpu_percent.unwrap_or(0.0),
-                    open_files: sample.open_files,
-                    threads: sample.threads,
-                    disk_free_bytes: sample.disk_free_bytes,
-                });
-                self.last_sample = Some((sample, Local::now()));
-            }
-            Err(e) => {
-                // The server may have just exited; its exit event tells the story.
-                let _ = e;
+        // An error means the server has just exited; its exit event tells the story.
+        let Ok(sample) =
+            self.sampler
+                .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
+        else {
+            return;
+        };
+        for verdict in self.tracker.observe(&sample) {
+            match verdict {
+                LimitVerdict::Warn {
+                    resource,
+                    value,
+                    limit,
+                } => self.queue.push_back(Event::ResourceWarning {
+                    resource: resource.to_string(),
+                    detail: format!("{value} of {limit}"),
+                }),
+                LimitVerdict::Exhausted {
+                    resource,
+                    value,
+                    limit,
+                } => self.queue.push_back(Event::ResourceExhausted {
+                    resource: resource.to_string(),
+                    detail: format!("{value} > {limit}"),
+                }),
             }
         }
+        self.metrics.resources = Some(ResourceGauges {
+            memory_bytes: sample.rss_bytes,
+            cpu_percent: sample.cpu_percent.unwrap_or(0.0),
+            open_files: sample.open_files,
+            threads: sample.threads,
+            disk_free_bytes: sample.disk_free_bytes,
+        });
+        self.last_sample = Some((sample, Local::now()));
     }
 
     fn incident_id(&self, n: u64) -> String {

@@ -125,7 +125,6 @@ impl Sim {
                         Event::ServerExited {
                             pid,
                             exit: "exit code 1".into(),
-                            clean: false,
                         },
                     );
                 } else if self.speaks {
@@ -182,7 +181,6 @@ impl Sim {
                         Event::ServerExited {
                             pid,
                             exit: "killed by SIGKILL".into(),
-                            clean: false,
                         },
                     );
                 }
@@ -195,7 +193,6 @@ impl Sim {
                         Event::ServerExited {
                             pid,
                             exit: "exit code 0".into(),
-                            clean: true,
                         },
                     );
                 }
@@ -444,7 +441,6 @@ fn crash_while_running_post_mortem_then_restart() {
     sim.feed(Event::ServerExited {
         pid,
         exit: "killed by SIGSEGV (core dumped)".into(),
-        clean: false,
     });
     sim.run(Duration::from_secs(10));
     sim.assert_in_order(&[
@@ -519,7 +515,6 @@ fn restart_limit_window_slides() {
         sim.feed(Event::ServerExited {
             pid,
             exit: "exit code 1".into(),
-            clean: false,
         });
         sim.run(Duration::from_secs(40));
     }
@@ -529,7 +524,6 @@ fn restart_limit_window_slides() {
     sim.feed(Event::ServerExited {
         pid,
         exit: "exit code 1".into(),
-        clean: false,
     });
     sim.run(Duration::from_secs(10));
     assert_eq!(sim.ctl.state(), StateName::Ready, "oldest restart slid out");
@@ -866,7 +860,6 @@ fn crash_while_paused_stays_down_until_resume() {
     sim.feed(Event::ServerExited {
         pid,
         exit: "exit code 2".into(),
-        clean: false,
     });
     sim.run(Duration::from_secs(30));
     assert_eq!(sim.ctl.state(), StateName::Stopped);
@@ -975,7 +968,6 @@ fn qos_disabled_supervises_crashes_only() {
     sim.feed(Event::ServerExited {
         pid,
         exit: "exit code 1".into(),
-        clean: false,
     });
     sim.run(Duration::from_secs(10));
     assert_eq!(sim.ctl.state(), StateName::Ready);
@@ -1066,7 +1058,6 @@ fn a_server_that_never_starts_is_restarted_with_backoff_when_the_limit_is_off() 
     sim.feed(Event::ServerExited {
         pid,
         exit: "exit code 1".into(),
-        clean: false,
     });
     sim.run(Duration::from_secs(4));
     assert_eq!(sim.ctl.state(), StateName::Ready);

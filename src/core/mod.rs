@@ -124,11 +124,11 @@ pub enum Event {
         error: String,
     },
     /// The server process has been reaped; `exit` is readable text ("exit code 3",
-    /// "killed by SIGSEGV (core dumped)"), `clean` is a zero exit code.
+    /// "killed by SIGSEGV (core dumped)"). Any exit nobody asked for is a crash, whatever
+    /// its code: the server is supposed to be running.
     ServerExited {
         pid: i32,
         exit: String,
-        clean: bool,
     },
     /// One probe attempt has finished.
     ProbeFinished {
@@ -618,9 +618,7 @@ impl Controller {
             }
             Event::ServerSpawned { pid, program } => self.on_spawned(now, pid, &program, &mut out),
             Event::SpawnFailed { error } => self.on_spawn_failed(now, &error, &mut out),
-            Event::ServerExited { pid, exit, clean } => {
-                self.on_exited(now, pid, &exit, clean, &mut out)
-            }
+            Event::ServerExited { pid, exit } => self.on_exited(now, pid, &exit, &mut out),
             Event::ProbeFinished {
                 success,
                 latency,
@@ -763,13 +761,12 @@ impl Controller {
                 self.probe.next_attempt = Some(now);
             }
         } else {
-            self.recovered(now, out);
+            self.recovered(out);
         }
     }
 
     /// The server is healthy again: take back the failover and say so.
-    fn recovered(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let _ = now;
+    fn recovered(&mut self, out: &mut Vec<Action>) {
         out.push(Action::SetHealth(Health::Ready));
         if self.failover_triggered {
             self.failover_triggered = false;
@@ -841,7 +838,7 @@ impl Controller {
             State::Starting { pid: Some(pid), .. } if !self.server_speaks => {
                 self.become_ready(now, pid, true, out);
                 // This success is the first one after READY too.
-                self.first_success_after_ready(now, out);
+                self.first_success_after_ready(out);
             }
             State::Ready { .. } => {
                 self.probe.baseline = Some(now);
@@ -863,16 +860,16 @@ impl Controller {
                         ));
                     }
                 }
-                self.first_success_after_ready(now, out);
+                self.first_success_after_ready(out);
             }
             _ => {}
         }
     }
 
-    fn first_success_after_ready(&mut self, now: Instant, out: &mut Vec<Action>) {
+    fn first_success_after_ready(&mut self, out: &mut Vec<Action>) {
         if self.probe.awaiting_first_success {
             self.probe.awaiting_first_success = false;
-            self.recovered(now, out);
+            self.recovered(out);
         }
     }
 
@@ -1459,21 +1456,13 @@ impl Controller {
         });
     }
 
-    fn on_exited(
-        &mut self,
-        now: Instant,
-        pid: i32,
-        exit: &str,
-        clean: bool,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_exited(&mut self, now: Instant, pid: i32, exit: &str, out: &mut Vec<Action>) {
         if self.state.server_pid() != Some(pid) {
             return;
         }
         self.last_exit = Some(exit.to_string());
         match self.state.clone() {
             State::Starting { .. } | State::Ready { .. } => {
-                let _ = clean;
                 self.crashed(now, None, Some(exit), out);
             }
             State::Stopping { then, .. } => {
