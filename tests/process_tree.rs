@@ -204,14 +204,19 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         assert!(alive(daemon));
-        // As child subreaper the test process adopted the orphan, outside the group.
-        assert_eq!(ppid(daemon), Some(std::process::id() as i32));
-        assert_ne!(
-            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(daemon)))
-                .unwrap()
-                .as_raw(),
-            pid
-        );
+        // As child subreaper the test process adopts the orphan, outside the group, once
+        // its intermediate parent has exited (which may be just after the pid file).
+        let pgid = |p: i32| {
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p)))
+                .ok()
+                .map(|g| g.as_raw())
+        };
+        within("the daemon's adoption", async {
+            while ppid(daemon) != Some(std::process::id() as i32) || pgid(daemon) == Some(pid) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
         let tree = tree_pids(pid, pid, &no_helpers);
         assert!(tree.contains(&pid) && tree.contains(&daemon), "{tree:?}");
         // A pid passed as a helper is left alone.
