@@ -10,60 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Every key of DESIGN.md §3 (`QoSShutdownNSD` is an alias of `QOS_SHUTDOWN_NSD`).
-const ALL_KEYS: &[&str] = &[
-    "SERVER_NAME",
-    "SERVER_COMMAND",
-    "SERVER_DIRECTORY",
-    "SERVER_USER",
-    "SERVER_GROUP",
-    "SERVER_STOP_COMMAND",
-    "SERVER_STOP_SIGNAL",
-    "DATA_DIRECTORY",
-    "QOS_ENABLE",
-    "QOS_PROBE",
-    "QOS_PROBE_INTERVAL",
-    "QOS_PROBE_TIMEOUT",
-    "QOS_DISABLE_PROBING",
-    "QOS_APPS_TIMEOUT",
-    "QOS_SHUTDOWN_TIMEOUT",
-    "QOS_RESTART_TIMEOUT",
-    "QOS_RESTART_LIMIT_ENABLE",
-    "QOS_RESTART_LIMIT_MAXIMUM",
-    "QOS_RESTART_LIMIT_PERIOD",
-    "QOS_AUTO_FAULT_CLEAR",
-    "QOS_NOKILL",
-    "QOS_NSD_PATH",
-    "QOS_NSD_TIMEOUT",
-    "QOS_SHUTDOWN_NSD",
-    "QOS_DIAG_RETENTION_DAYS",
-    "QOS_DIAG_MAX_SIZE",
-    "QOS_DISABLE_FAILOVER_TRIGGER",
-    "QOS_FAILOVER_HOOK",
-    "QOS_RECOVERY_HOOK",
-    "QOS_LOG_RETENTION_DAYS",
-    "QOS_LOG_MAX_SIZE",
-    "QOS_PIPE",
-    "QOS_CONTROL_SOCKET",
-    "QOS_CONTROL_GROUP",
-    "QOS_RESOURCE_INTERVAL",
-    "QOS_RESOURCE_SAMPLES",
-    "QOS_MAX_MEMORY",
-    "QOS_MAX_CPU",
-    "QOS_MAX_OPEN_FILES",
-    "QOS_MAX_THREADS",
-    "QOS_MIN_DISK_FREE",
-    "QOS_RESOURCE_WARN",
-    "QOS_MAIL_TO",
-    "QOS_MAIL_SMTP_SERVER",
-    "QOS_MAIL_FROM",
-    "QOS_MAIL_TLS",
-    "QOS_MAIL_USER",
-    "QOS_MAIL_PASSWORD_FILE",
-    "QOS_READINESS_LISTEN",
-    "QOS_AGENT_LISTEN",
-    "QOS_METRICS_LISTEN",
-];
+use qoscntrlr::config;
 
 fn crate_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -108,7 +55,7 @@ fn ini_keys(text: &str) -> (BTreeMap<String, String>, BTreeSet<String>) {
 fn example_and_default_configs_show_every_key() {
     for file in ["conf/dcontroller.ini", "packaging/dcontroller.ini"] {
         let (active, shown) = ini_keys(&read(&crate_root().join(file)));
-        for key in ALL_KEYS {
+        for key in config::KNOWN_KEYS {
             assert!(
                 active.contains_key(*key) || shown.contains(*key),
                 "{file}: {key} is neither set nor shown commented out"
@@ -116,7 +63,7 @@ fn example_and_default_configs_show_every_key() {
         }
         for key in active.keys().chain(shown.iter()) {
             assert!(
-                ALL_KEYS.contains(&key.as_str()),
+                config::KNOWN_KEYS.contains(&key.as_str()),
                 "{file}: unknown key {key}"
             );
         }
