@@ -322,6 +322,7 @@ impl Default for MailerOptions {
 
 enum Request {
     Alert(Box<Alert>),
+    Settings(Box<MailSettings>),
 }
 
 /// The runtime's side of the mailer.
@@ -335,6 +336,14 @@ impl MailerHandle {
     pub fn submit(&self, alert: Alert) {
         // The task only ends after close(); a send error then has nowhere to go.
         let _ = self.tx.send(Request::Alert(Box::new(alert)));
+    }
+
+    /// New settings (SIGHUP reload) for every mail sent from now on, spooled ones
+    /// included; mail waiting for a retry is retried at once, since the change is
+    /// usually the fix for what made it fail.
+    pub fn reconfigure(&self, settings: MailSettings) {
+        // As in `submit`: the task only ends after close().
+        let _ = self.tx.send(Request::Settings(Box::new(settings)));
     }
 
     /// Stop: held (folded) alerts are spooled for the next controller, a send in
@@ -428,11 +437,30 @@ impl Mailer {
                 None => rx.recv().await,
             };
             match request {
-                Some(Request::Alert(alert)) => self.accept(*alert),
+                Some(request) => self.handle(request),
                 None => {
                     self.spool_held();
                     return;
                 }
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Alert(alert) => self.accept(*alert),
+            Request::Settings(settings) => {
+                self.settings = *settings;
+                let now = Instant::now();
+                for pending in &mut self.pending {
+                    pending.due = pending.due.min(now);
+                }
+                self.log(format!(
+                    "Mail settings changed: to {} via {}:{}",
+                    recipients(&self.settings),
+                    self.settings.host,
+                    self.settings.port
+                ));
             }
         }
     }
@@ -565,7 +593,9 @@ impl Mailer {
                 continue;
             }
             // Owned copies: the exchange runs while `accept` mutates the mailer.
+            // The exchange's own settings name its result: a reconfigure may land meanwhile.
             let (settings, options) = (self.settings.clone(), self.options.clone());
+            let (to, host, port) = (recipients(&settings), settings.host.clone(), settings.port);
             let mail = self.pending[index].mail.clone();
             let exchange = async move { send(&settings, &options, &mail).await };
             tokio::pin!(exchange);
@@ -573,7 +603,7 @@ impl Mailer {
                 tokio::select! {
                     result = &mut exchange => break result,
                     request = rx.recv() => match request {
-                        Some(Request::Alert(alert)) => self.accept(*alert),
+                        Some(request) => self.handle(request),
                         None => return Channel::Closed,
                     },
                 }
@@ -583,11 +613,7 @@ impl Mailer {
                 Ok(()) => {
                     let done = self.pending.remove(index);
                     let _ = std::fs::remove_file(&done.file);
-                    self.log(format!(
-                        "Mail sent: {} (to {})",
-                        done.mail.subject,
-                        recipients(&self.settings)
-                    ));
+                    self.log(format!("Mail sent: {} (to {to})", done.mail.subject));
                 }
                 Err(reason) => {
                     let retry = backoff(&self.options, self.pending[index].mail.attempts);
@@ -596,11 +622,8 @@ impl Mailer {
                     pending.due = Instant::now() + retry;
                     let _ = write_spool_file(&self.spool, &pending.file, &pending.mail);
                     let line = format!(
-                        "Mail '{}' to {} via {}:{} failed (attempt {}): {reason}; retrying in {}",
+                        "Mail '{}' to {to} via {host}:{port} failed (attempt {}): {reason}; retrying in {}",
                         pending.mail.subject,
-                        recipients(&self.settings),
-                        self.settings.host,
-                        self.settings.port,
                         pending.mail.attempts,
                         crate::status::human_secs(retry.as_secs())
                     );

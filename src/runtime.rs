@@ -263,13 +263,7 @@ impl Shell {
             shell.line(Component::Controller, format!("Diagnostics pruning: {e}"));
         }
         match crate::mail::MailSettings::from_config(&shell.cfg) {
-            Ok(Some(settings)) => {
-                shell.mailer = Some(crate::mail::Mailer::start(
-                    settings,
-                    crate::mail::spool_dir(&shell.cfg.data_directory),
-                    shell.log_sender(),
-                ));
-            }
+            Ok(Some(settings)) => shell.start_mailer(settings),
             Ok(None) => {}
             Err(e) => shell.line(Component::Controller, format!("Mail disabled: {e}")),
         }
@@ -685,20 +679,11 @@ impl Shell {
                 for warning in &loaded.warnings {
                     self.line(Component::Controller, format!("Reload warning: {warning}"));
                 }
-                let cfg = loaded.config;
-                if cfg.data_directory != self.cfg.data_directory {
-                    self.line(
-                        Component::Controller,
-                        "DATA_DIRECTORY cannot change on reload; restart the controller to move it",
-                    );
-                }
+                let cfg = self.keep_start_only_settings(loaded.config);
                 self.ctl.set_policy(Policy::from_config(&cfg));
                 self.tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
-                let data_directory = self.cfg.data_directory.clone();
-                self.cfg = Config {
-                    data_directory,
-                    ..cfg
-                };
+                self.reload_mail(&cfg);
+                self.cfg = cfg;
                 for line in self.cfg.effective_lines() {
                     self.line(Component::Controller, line);
                 }
@@ -713,6 +698,126 @@ impl Shell {
                     "Reload failed; the previous configuration stays in force",
                 );
             }
+        }
+    }
+
+    /// What was opened or bound at start (files, sockets, listeners, the sampling
+    /// timer) keeps its running value on reload; the log says which changes wait for a
+    /// controller restart, so the server is never told a pipe path nobody listens on.
+    fn keep_start_only_settings(&mut self, mut new: Config) -> Config {
+        fn keep<T: PartialEq + Clone>(
+            key: &'static str,
+            running: &T,
+            new: &mut T,
+            changed: &mut Vec<&'static str>,
+        ) {
+            if running != new {
+                *new = running.clone();
+                changed.push(key);
+            }
+        }
+        let running = &self.cfg;
+        let mut changed = Vec::new();
+        let c = &mut changed;
+        keep(
+            "DATA_DIRECTORY",
+            &running.data_directory,
+            &mut new.data_directory,
+            c,
+        );
+        keep("QOS_PIPE", &running.pipe, &mut new.pipe, c);
+        keep(
+            "QOS_CONTROL_SOCKET",
+            &running.control_socket,
+            &mut new.control_socket,
+            c,
+        );
+        keep(
+            "QOS_CONTROL_GROUP",
+            &running.control_group,
+            &mut new.control_group,
+            c,
+        );
+        keep(
+            "QOS_READINESS_LISTEN",
+            &running.readiness_listen,
+            &mut new.readiness_listen,
+            c,
+        );
+        keep(
+            "QOS_AGENT_LISTEN",
+            &running.agent_listen,
+            &mut new.agent_listen,
+            c,
+        );
+        keep(
+            "QOS_METRICS_LISTEN",
+            &running.metrics_listen,
+            &mut new.metrics_listen,
+            c,
+        );
+        keep(
+            "QOS_RESOURCE_INTERVAL",
+            &running.resource_interval,
+            &mut new.resource_interval,
+            c,
+        );
+        keep(
+            "QOS_LOG_MAX_SIZE",
+            &running.log_max_size,
+            &mut new.log_max_size,
+            c,
+        );
+        keep(
+            "QOS_LOG_RETENTION_DAYS",
+            &running.log_retention_days,
+            &mut new.log_retention_days,
+            c,
+        );
+        if !changed.is_empty() {
+            self.line(
+                Component::Controller,
+                format!(
+                    "Reload: {} cannot change while the controller runs; the running value stays until the controller is restarted",
+                    changed.join(", ")
+                ),
+            );
+        }
+        new
+    }
+
+    fn start_mailer(&mut self, settings: crate::mail::MailSettings) {
+        self.mailer = Some(crate::mail::Mailer::start(
+            settings,
+            crate::mail::spool_dir(&self.cfg.data_directory),
+            self.log_sender(),
+        ));
+    }
+
+    /// Mail settings take effect on reload: the mailer keeps what it holds and spools.
+    fn reload_mail(&mut self, cfg: &Config) {
+        match crate::mail::MailSettings::from_config(cfg) {
+            Ok(Some(settings)) => match &self.mailer {
+                Some(mailer) => mailer.reconfigure(settings),
+                None => {
+                    self.start_mailer(settings);
+                    self.line(Component::Controller, "Mail enabled");
+                }
+            },
+            Ok(None) => {
+                if let Some(mailer) = self.mailer.take() {
+                    // Held repeats go to the spool, as on stop; the loop does not wait.
+                    tokio::task::spawn_local(mailer.close(MAILER_CLOSE_LIMIT));
+                    self.line(
+                        Component::Controller,
+                        "Mail disabled (QOS_MAIL_TO or QOS_MAIL_SMTP_SERVER is not set); undelivered mail stays spooled",
+                    );
+                }
+            }
+            Err(e) => self.line(
+                Component::Controller,
+                format!("Mail settings not changed: {e}"),
+            ),
         }
     }
 

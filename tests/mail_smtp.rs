@@ -314,3 +314,43 @@ async fn held_repeats_are_spooled_on_close() {
         bodies[0]
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn new_settings_apply_to_waiting_mail_at_once() {
+    if !smtp_available() {
+        return;
+    }
+    let dead = free_port(); // nothing listens: connection refused
+    let data = tempfile::tempdir().unwrap();
+    let spool = mail::spool_dir(data.path());
+    let (log_tx, mut log) = mpsc::unbounded_channel();
+    let slow_retry = MailerOptions {
+        first_retry: Duration::from_secs(600),
+        max_retry: Duration::from_secs(600),
+        ..fast()
+    };
+    let mailer = Mailer::start_with(settings(dead), spool.clone(), log_tx, slow_retry);
+    mailer.submit(crash(30, None, false));
+    let failed = next_log(&mut log, "failed (attempt 1)").await;
+    assert!(failed.contains(&format!("127.0.0.1:{dead}")), "{failed}");
+
+    // The operator fixes the server and the recipients; the retry 10 minutes away is
+    // not waited for.
+    let port = free_port();
+    let sink = Sink::start(port);
+    let mut fixed = settings(port);
+    fixed.to = vec!["pager@example.com".parse().unwrap()];
+    mailer.reconfigure(fixed);
+    let changed = next_log(&mut log, "Mail settings changed").await;
+    assert!(
+        changed.contains(&format!("to pager@example.com via 127.0.0.1:{port}")),
+        "{changed}"
+    );
+    let got = received(&sink, 1).await;
+    assert_eq!(got[0]["subject"], "[qoscntrlr] CN=rc45/O=dev: crashed");
+    assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["pager@example.com"]));
+    let sent = next_log(&mut log, "Mail sent").await;
+    assert!(sent.ends_with("(to pager@example.com)"), "{sent}");
+    assert!(spooled(&spool).is_empty());
+    mailer.close(Duration::from_secs(5)).await;
+}

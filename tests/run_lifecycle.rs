@@ -250,6 +250,47 @@ fn sighup_with_a_broken_config_keeps_the_old_one() {
 }
 
 #[test]
+fn sighup_applies_what_it_can_and_keeps_sockets_and_listeners() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let pipe = h.data().join("qoscntrlr.pipe");
+    let moved = h.data().join("elsewhere.pipe");
+    h.set_keys(&[
+        ("QOS_PIPE", moved.to_str().unwrap()),
+        ("QOS_RESOURCE_INTERVAL", "5s"),
+        ("QOS_PROBE_TIMEOUT", "3s"),
+    ]);
+    h.signal(Signal::SIGHUP);
+    h.expect_in_order(&[
+        "QoS Controller: Received SIGHUP: reloading ",
+        "QoS Controller: Reload: QOS_PIPE, QOS_RESOURCE_INTERVAL cannot change while the controller runs; the running value stays until the controller is restarted",
+        "QoS Controller: QOS_PROBE_TIMEOUT=3 seconds",
+        &format!("QoS Controller: QOS_PIPE={}", pipe.display()),
+        "QoS Controller: QOS_RESOURCE_INTERVAL=200 milliseconds",
+        "QoS Controller: Configuration reloaded",
+    ]);
+    // A restarted server is given the pipe still listened on.
+    let before = h.server_pid();
+    let out = h.cli("restart", &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    h.expect_in_order(&[
+        "QoS Controller: OpMsg=START Type=SERVER",
+        "QoS Controller: Server is ready to process requests",
+    ]);
+    let after = h.server_pid();
+    assert_ne!(before, after);
+    let environ = std::fs::read(format!("/proc/{after}/environ")).expect("server environ");
+    let wanted = format!("QOSCNTRLR_PIPE={}", pipe.display());
+    assert!(
+        environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()),
+        "the server is not given {wanted}"
+    );
+    assert!(pipe.exists() && !moved.exists(), "{}", h.dump());
+    h.stop();
+}
+
+#[test]
 fn disabled_probing_does_not_kill_a_silent_server() {
     let script = common::fixture("ignore_term.sh");
     let mut h = Harness::server(

@@ -331,3 +331,42 @@ fn a_repeat_within_the_fold_window_is_held_and_spooled_when_the_controller_stops
         "{body}"
     );
 }
+
+#[test]
+fn a_reload_points_waiting_mail_at_the_new_smtp_server() {
+    if !smtp_available() {
+        return;
+    }
+    let dead = free_port(); // nothing listens: connection refused
+    let mut h = harness_mailing_to(dead, &[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let _ = h.http("/crash");
+    h.wait_for(&format!(
+        "QoS Controller: Server {SERVER_NAME} has crashed."
+    ));
+    h.wait_for_containing(&format!(
+        "Mail '{}' to {MAIL_TO} via 127.0.0.1:{dead} failed (attempt 1)",
+        subject("crashed")
+    ));
+
+    // The first retry is 30 s away; the reload does not wait for it.
+    let sink = Sink::start(free_port());
+    let server = format!("127.0.0.1:{}", sink.port);
+    h.set_keys(&[("QOS_MAIL_SMTP_SERVER", &server)]);
+    h.signal(nix::sys::signal::Signal::SIGHUP);
+    h.expect_in_order(&[
+        "QoS Controller: Configuration reloaded",
+        &format!("QoS Controller: Mail settings changed: to {MAIL_TO} via {server}"),
+        &format!(
+            "QoS Controller: Mail sent: {} (to {MAIL_TO})",
+            subject("crashed")
+        ),
+    ]);
+    let got = sink
+        .wait_for(1, PATIENCE)
+        .unwrap_or_else(|| panic!("no mail arrived\n{}", h.dump()));
+    assert_eq!(got[0]["subject"], subject("crashed"));
+    assert!(spooled_subjects(h.data()).is_empty(), "{}", h.dump());
+    h.stop();
+}

@@ -164,6 +164,17 @@ impl Harness {
         fs::write(&self.ini, text).expect("write dcontroller.ini");
     }
 
+    /// Change keys of the ini (an empty value removes one), e.g. before SIGHUP.
+    pub fn set_keys(&mut self, changes: &[(&str, &str)]) {
+        for (key, value) in changes {
+            self.keys.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+            if !value.is_empty() {
+                self.keys.push((key.to_string(), value.to_string()));
+            }
+        }
+        self.write_ini();
+    }
+
     /// Replace the ini's text (e.g. with a broken one before SIGHUP).
     pub fn overwrite_ini(&self, text: &str) {
         fs::write(&self.ini, text).expect("overwrite dcontroller.ini");
