@@ -567,6 +567,48 @@ fn quit_logs_end_lines_stops_server_and_exits_zero() {
 }
 
 #[test]
+fn server_announcing_its_own_start_and_quit_is_logged_once() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.speaks = true;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_millis(10));
+    sim.feed(msg(
+        "OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev",
+        ServerSignal::QosStart,
+    ));
+    sim.feed(msg("OpMsg=START Type=SERVER", ServerSignal::ServerStart));
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.count("OpMsg=START Type=QOS"), 1, "{:#?}", sim.lines);
+    assert_eq!(sim.count("OpMsg=START Type=SERVER"), 1, "{:#?}", sim.lines);
+
+    // The quit the controller asked for, confirmed by the server.
+    sim.feed(Event::StopRequested);
+    sim.feed(msg(
+        "OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit",
+        ServerSignal::ServerEnd { restart: false },
+    ));
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.exit_code, Some(0));
+    assert_eq!(sim.count("OpMsg=END Type=SERVER"), 1, "{:#?}", sim.lines);
+}
+
+#[test]
+fn server_ending_on_its_own_is_logged() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    sim.feed(msg(
+        "OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit",
+        ServerSignal::ServerEnd { restart: false },
+    ));
+    assert_eq!(sim.ctl.state(), StateName::Stopping);
+    assert_eq!(sim.count("OpMsg=END Type=SERVER"), 1, "{:#?}", sim.lines);
+}
+
+#[test]
 fn shutdown_too_long_kills_without_restart() {
     let mut sim = Sim::new(Sim::fast());
     sim.start();

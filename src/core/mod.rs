@@ -388,6 +388,9 @@ pub struct Controller {
     /// The server has sent at least one message since it was spawned, so READY will come
     /// as a message rather than from the first successful probe.
     server_speaks: bool,
+    /// The controller logged `OpMsg=END Type=SERVER` for this run (it asked the server
+    /// to stop): the server's own END is the same line again.
+    own_end_logged: bool,
     server_started: Option<Instant>,
     last_exit: Option<String>,
     quit_requested: bool,
@@ -475,6 +478,7 @@ impl Controller {
             paused_until: None,
             failover_triggered: false,
             server_speaks: false,
+            own_end_logged: false,
             server_started: None,
             last_exit: None,
             quit_requested: false,
@@ -629,11 +633,13 @@ impl Controller {
                 append_timedate,
                 signal,
             } => {
-                out.push(Action::Log {
-                    component: Component::Controller,
-                    text,
-                    append_timedate,
-                });
+                if !self.repeats_own_line(&signal) {
+                    out.push(Action::Log {
+                        component: Component::Controller,
+                        text,
+                        append_timedate,
+                    });
+                }
                 self.on_signal(now, signal, &mut out);
             }
             Event::MessageRejected { reason } => {
@@ -705,6 +711,7 @@ impl Controller {
             Component::Applications,
             "Clearing long running apps list",
         ));
+        self.own_end_logged = false;
         self.server_started = Some(now);
         let deadline = now + self.policy.restart_timeout;
         out.push(self.set_state(
@@ -932,6 +939,19 @@ impl Controller {
     }
 
     // ----- messages ---------------------------------------------------------------
+
+    /// A server that announces its own START and END repeats lines the controller
+    /// wrote itself at the spawn and at its stop request; logging them twice would
+    /// double every start and quit a support engineer counts.
+    fn repeats_own_line(&self, signal: &ServerSignal) -> bool {
+        match signal {
+            ServerSignal::QosStart | ServerSignal::ServerStart => {
+                matches!(self.state, State::Starting { .. })
+            }
+            ServerSignal::ServerEnd { .. } => self.own_end_logged,
+            _ => false,
+        }
+    }
 
     fn on_signal(&mut self, now: Instant, signal: ServerSignal, out: &mut Vec<Action>) {
         if self.state.server_pid().is_some() {
@@ -1551,6 +1571,7 @@ impl Controller {
             Component::Controller,
             "OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit",
         ));
+        self.own_end_logged = true;
         self.deactivate_probe(out);
         self.apps.clear();
         out.push(Action::SetHealth(Health::Drain));
