@@ -18,6 +18,8 @@
 # Usage: sudo bench/ha-latency.sh [RUNS]        (default 10)
 # Env:   BIN_DIR  directory holding qoscntrlr and qos-demo-server
 #                 [target/release if built there, else target/debug]
+#        HA_JSON  also write the runs, the keepalived version and the backup's VRRP
+#                 settings (priority, advert_int, version) to this JSON file
 # Needs: root, keepalived, iproute2, python3.
 set -euo pipefail
 
@@ -119,10 +121,11 @@ ip netns exec "$NS_A" "$BIN_DIR/qoscntrlr" run -c "$DATA/dcontroller.ini" >"$WOR
 PIDS+=($!)
 
 echo "ha-latency: $RUNS runs, binaries from $BIN_DIR, keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
-python3 - "$RUNS" "$DATA" "$NS_A" "$NS_C" "$NET.100" "app-$TAG" "peer-$TAG" <<'PY'
-import ctypes, os, socket, statistics, sys, threading, time
+python3 - "$RUNS" "$DATA" "$NS_A" "$NS_C" "$NET.100" "app-$TAG" "peer-$TAG" \
+    "$WORK/nodeB.conf" "$(keepalived --version 2>&1 | head -1)" "${HA_JSON:-}" <<'PY'
+import ctypes, json, os, socket, statistics, sys, threading, time
 
-runs, data, ns_a, ns_c, vip, app_name, peer_name = sys.argv[1:]
+runs, data, ns_a, ns_c, vip, app_name, peer_name, conf_b, keepalived, out_json = sys.argv[1:]
 runs = int(runs)
 trigger = os.path.join(data, "triggerImmediateServerFailover")
 pipe = os.path.join(data, "qoscntrlr.pipe")
@@ -247,4 +250,30 @@ print(row("decision -> trigger file visible", "trigger", "<= 5 ms", "{:.2f} ms")
 print(row("decision -> readiness 503", "readiness", "<= 5 ms", "{:.2f} ms"))
 print(row("decision -> client served by peer via VIP", "vip", "< 1 s", "{:.0f} ms"))
 print(row("trigger file -> client served by peer via VIP", "vip_after_trigger", "< 1 s", "{:.0f} ms"))
+
+def backup_vrrp(path, instance="VI_QOS_1", node="@nodeB"):
+    """priority / advert_int / version of node B (the backup) in the instance whose
+    VIP the client uses, from keepalived's conditional configuration."""
+    found, inside = {}, False
+    for line in open(path):
+        words = line.split()
+        if words[:2] == ["vrrp_instance", instance]:
+            inside = True
+            continue
+        if not inside or not words:
+            continue
+        if words[0] == "vrrp_instance":
+            break
+        if words[0].startswith("@"):
+            if words[0] != node:
+                continue
+            words = words[1:]
+        if len(words) >= 2 and words[0] in ("priority", "advert_int", "version"):
+            found[words[0]] = float(words[1])
+    return found
+
+if out_json:
+    with open(out_json, "w") as f:
+        json.dump({"runs": results, "keepalived": keepalived,
+                   "backup_vrrp": backup_vrrp(conf_b)}, f, indent=1)
 PY

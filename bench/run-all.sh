@@ -2,42 +2,80 @@
 # Rerun every benchmark of qoscntrlr against monit and supervisord and rewrite
 # BENCHMARKS.md and docs/bench-crash-restart.svg from the numbers measured.
 #
-#   bench/run-all.sh            # from the repository root, as root (apt-get); ~8 min
+#   bench/run-all.sh            # from anywhere in the checkout, as root (apt-get, netns)
 #
-# Installs monit and supervisor from Debian's packages when missing, builds the release
-# binaries and the two small C helpers (bench/stamp-exec.c, bench/subreaper.c), runs
-# the Rust micro-benchmark (benches/sampler.rs), then bench/bench.py (measurements,
-# raw JSON in bench/out/) and bench/report.py (markdown + SVG). Knobs for a quick try:
-#   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 bench/run-all.sh
+# Installs monit, supervisor, keepalived and iproute2 from Debian's packages when
+# missing, builds the release binaries, examples/gen_logs and the small C helpers
+# (bench/stamp-exec.c, bench/subreaper.c, bench/rusage.c), then runs, each stage saving
+# its raw output
+# in bench/out/:
+#   1. the resource-sample micro-benchmark (benches/sampler.rs)      -> sampler.json
+#   2. the 100k long-running-apps benchmark (core::apps, ignored test) -> apps.txt
+#   3. bench/ha-latency.sh: decision -> trigger -> 503 -> VIP moved, with keepalived in
+#      network namespaces of its own                                 -> ha-latency.json
+#   4. bench/bench.py: crash / hang / idle side by side, trigger latency, message flood,
+#      `logs summary` over ~1 GB of generated logs; folds 1-3 in     -> results.json
+#   5. bench/report.py: BENCHMARKS.md + SVG from results.json
+# Knobs for a quick try:
+#   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 \
+#       bench/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
 OUT=bench/out
 mkdir -p "$OUT" docs
 
-if ! command -v monit >/dev/null || ! command -v supervisord >/dev/null; then
-    echo "[run-all] installing monit and supervisor"
+missing=()
+command -v monit >/dev/null || missing+=(monit)
+command -v supervisord >/dev/null || missing+=(supervisor)
+command -v keepalived >/dev/null || missing+=(keepalived)
+command -v ip >/dev/null || missing+=(iproute2)
+if ((${#missing[@]})); then
+    echo "[run-all] installing ${missing[*]}"
     apt-get update -qq
-    # policy-rc.d or not, the packaged services are not what is measured: the bench
-    # starts its own instances with its own configuration files.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq monit supervisor >/dev/null
+    # The packaged services are not what is measured: the bench starts its own
+    # instances with its own configuration files.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v gcc >/dev/null || { echo "[run-all] gcc is required for bench/*.c" >&2; exit 1; }
 
 echo "[run-all] building release binaries"
-cargo build --release --quiet
+cargo build --release --quiet --bins --example gen_logs
+# CARGO_TARGET_DIR may put them elsewhere than target/: ask cargo.
+target=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN_DIR=$target/release
 gcc -O2 -Wall -o "$OUT/stamp-exec" bench/stamp-exec.c
 gcc -O2 -Wall -o "$OUT/subreaper" bench/subreaper.c
+gcc -O2 -Wall -o "$OUT/rusage" bench/rusage.c
 
 echo "[run-all] micro-benchmark: resource sample of a 50-process tree"
 cargo bench --quiet --bench sampler > "$OUT/sampler.json"
 
+echo "[run-all] micro-benchmark: 100k long-running applications (core::apps)"
+cargo test --release --quiet --lib core::apps::tests::bench -- --ignored --nocapture \
+    > "$OUT/apps.txt" 2>&1 || { cat "$OUT/apps.txt" >&2; exit 1; }
+
+echo "[run-all] keepalived: decision -> trigger file -> readiness 503 -> VIP moved"
+rm -f "$OUT/ha-latency.json"
+if ! BIN_DIR=$BIN_DIR HA_JSON=$OUT/ha-latency.json bench/ha-latency.sh "${HA_RUNS:-10}" \
+        > "$OUT/ha-latency.txt" 2>&1; then
+    # Reported as not measured (with the reason in ha-latency.txt); the other stages go on.
+    echo "[run-all] ha-latency.sh failed; see $OUT/ha-latency.txt" >&2
+    rm -f "$OUT/ha-latency.json"
+fi
+
 python3 bench/bench.py \
+    --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
     --out "$OUT/work" --results "$OUT/results.json" \
-    --sampler-json "$OUT/sampler.json" \
+    --sampler-json "$OUT/sampler.json" --apps-txt "$OUT/apps.txt" \
+    --ha-json "$OUT/ha-latency.json" \
     --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
-    --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}"
+    --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
+    --review-mb "${REVIEW_MB:-1024}"
 
 python3 bench/report.py "$OUT/results.json" \
-    --markdown BENCHMARKS.md --svg docs/bench-crash-restart.svg
+    --markdown BENCHMARKS.md --svg docs/bench-crash-restart.svg \
+    --run-seconds $(($(date +%s) - started))
 echo "[run-all] wrote BENCHMARKS.md and docs/bench-crash-restart.svg"
