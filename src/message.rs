@@ -266,12 +266,12 @@ impl Message {
     }
 
     /// The text logged as `QoS Controller: <text>`: the message in canonical form, with
-    /// ` TimeDate=<now_timedate>` appended when the sender gave none.
-    pub fn log_text(&self, now_timedate: &str) -> String {
+    /// ` TimeDate=<now_timedate()>` appended when the sender gave none.
+    pub fn log_text(&self, now_timedate: impl FnOnce() -> String) -> String {
         let mut text = self.to_string();
         if self.timedate.is_none() {
             text.push_str(" TimeDate=");
-            text.push_str(now_timedate);
+            text.push_str(&now_timedate());
         }
         text
     }
@@ -403,7 +403,7 @@ mod tests {
             m.object_value.as_deref(),
             Some(r"C:\Program Files\HCL\Domino\Data\ddm.nsf")
         );
-        assert_eq!(m.log_text("ignored"), FIXUP);
+        assert_eq!(m.log_text(|| "ignored".into()), FIXUP);
         assert_eq!(
             m.meaning().unwrap(),
             Meaning::AppStart {
@@ -532,11 +532,14 @@ mod tests {
     fn log_text_appends_timedate_only_when_missing() {
         let m = parse("OpMsg=READY Type=SERVER").unwrap();
         assert_eq!(
-            m.log_text("20120508T001517,92-04"),
+            m.log_text(|| "20120508T001517,92-04".into()),
             "OpMsg=READY Type=SERVER TimeDate=20120508T001517,92-04"
         );
         let m = parse("OpMsg=TIMEOUT Type=PROBE TimeDate=null").unwrap();
-        assert_eq!(m.log_text("x"), "OpMsg=TIMEOUT Type=PROBE TimeDate=null");
+        assert_eq!(
+            m.log_text(|| "x".into()),
+            "OpMsg=TIMEOUT Type=PROBE TimeDate=null"
+        );
     }
 
     #[test]

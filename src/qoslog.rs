@@ -79,11 +79,23 @@ impl Component {
 /// A log line exactly as written, newline included. Line breaks inside `text` are shown
 /// as `\n`/`\r`: a message from the server must not forge a line of its own.
 pub fn format_line(component: Component, text: &str, wall: &DateTime<Local>) -> String {
-    let text = text.replace('\r', "\\r").replace('\n', "\\n");
-    match component.label() {
-        Some(label) => format!("{} {label}: {text}\n", timefmt::log_stamp(wall)),
-        None => format!("{} {text}\n", timefmt::log_stamp(wall)),
+    let label = component.label();
+    let mut line = String::with_capacity(
+        timefmt::LOG_STAMP_LEN + label.map_or(0, |l| l.len() + 2) + text.len() + 2,
+    );
+    timefmt::push_log_stamp(&mut line, wall);
+    line.push(' ');
+    if let Some(label) = label {
+        line.push_str(label);
+        line.push_str(": ");
     }
+    if text.contains(['\r', '\n']) {
+        line.push_str(&text.replace('\r', "\\r").replace('\n', "\\n"));
+    } else {
+        line.push_str(text);
+    }
+    line.push('\n');
+    line
 }
 
 /// A controller log file name: `qoscntrlr<12 digits>[-<n>].out|.log`. Sorting these
@@ -278,13 +290,17 @@ impl QosLog {
     /// Write one line `YYYY/MM/DD HH:MM:SS <Component>: <text>`. Never blocks on a full
     /// disk and never fails: a line that cannot be written waits in the backlog.
     pub fn line(&mut self, component: Component, text: &str, wall: DateTime<Local>) {
-        let record = format_line(component, text, &wall).into_bytes();
+        self.write_line(format_line(component, text, &wall).as_bytes(), wall);
+    }
+
+    /// Write one line already made by [`format_line`] (for callers that keep it too).
+    pub fn write_line(&mut self, record: &[u8], wall: DateTime<Local>) {
         if !self.backlog.is_empty() || self.failure.is_some() {
-            self.enqueue(record);
+            self.enqueue(record.to_vec());
             self.retry(wall);
             return;
         }
-        if let Err((written, e)) = self.write_record(&record, wall) {
+        if let Err((written, e)) = self.write_record(record, wall) {
             self.begin_failure(&e, wall);
             self.partial_front = written > 0;
             self.enqueue(record[written..].to_vec());

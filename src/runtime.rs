@@ -419,13 +419,13 @@ impl Shell {
     /// Write one line now (and keep it for alert mails).
     fn line(&mut self, component: Component, text: impl AsRef<str>) {
         let wall = Local::now();
-        let text = text.as_ref();
-        self.log.line(component, text, wall);
-        let full = crate::qoslog::format_line(component, text, &wall);
+        let mut full = crate::qoslog::format_line(component, text.as_ref(), &wall);
+        self.log.write_line(full.as_bytes(), wall);
+        full.truncate(full.trim_end().len());
         if self.recent.len() == RECENT_LINES {
             self.recent.pop_front();
         }
-        self.recent.push_back(full.trim_end().to_string());
+        self.recent.push_back(full);
     }
 
     async fn run(mut self) -> u8 {
@@ -612,7 +612,7 @@ impl Shell {
             PipeEvent::Line {
                 message, meaning, ..
             } => {
-                let text = message.log_text(&timefmt::timedate(&Local::now()));
+                let text = message.log_text(|| timefmt::timedate(&Local::now()));
                 let signal = meaning;
                 self.queue.push_back(Event::MessageReceived {
                     text,

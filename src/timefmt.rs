@@ -2,14 +2,38 @@
 //! stamp `2012/08/06 06:33:34`, the `TimeDate=20120508T001506,95-04` of OpMsg lines, the
 //! `YYYYMMDDHHmm` of log file names, and parsers for the log review.
 
-use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
+use std::fmt::Write;
+
+use chrono::{
+    DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike,
+};
 
 /// Length of a log-line stamp, `YYYY/MM/DD HH:MM:SS`.
 pub const LOG_STAMP_LEN: usize = 19;
 
 /// `2012/08/06 06:33:34`: the stamp that starts every log line (local time).
 pub fn log_stamp(t: &DateTime<Local>) -> String {
-    t.format("%Y/%m/%d %H:%M:%S").to_string()
+    let mut out = String::with_capacity(LOG_STAMP_LEN);
+    push_log_stamp(&mut out, t);
+    out
+}
+
+/// [`log_stamp`] appended to `out`. Every logged line and every message pays for a stamp,
+/// so this writes the fields directly rather than interpreting a strftime pattern.
+pub fn push_log_stamp(out: &mut String, t: &DateTime<Local>) {
+    let local = t.naive_local();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        local.year(),
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second()
+    );
 }
 
 /// `20120508T001506,95-04`: local date `T` time `,` hundredths, then the UTC offset in
@@ -19,24 +43,26 @@ pub fn timedate<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     let offset_seconds = t.offset().fix().local_minus_utc();
     // A leap second shows as nanoseconds >= 1e9; it still belongs to the same second.
     let hundredths = (t.timestamp_subsec_nanos() / 10_000_000).min(99);
-    format!(
-        "{},{:02}{}",
-        t.naive_local().format("%Y%m%dT%H%M%S"),
-        hundredths,
-        offset_suffix(offset_seconds)
-    )
-}
-
-fn offset_suffix(offset_seconds: i32) -> String {
+    let local = t.naive_local();
     let sign = if offset_seconds < 0 { '-' } else { '+' };
     let magnitude = offset_seconds.unsigned_abs();
-    let hours = magnitude / 3600;
-    let minutes = (magnitude % 3600) / 60;
-    if minutes == 0 {
-        format!("{sign}{hours:02}")
-    } else {
-        format!("{sign}{hours:02}{minutes:02}")
+    let (hours, minutes) = (magnitude / 3600, (magnitude % 3600) / 60);
+    let mut out = String::with_capacity(24);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{:04}{:02}{:02}T{:02}{:02}{:02},{hundredths:02}{sign}{hours:02}",
+        local.year(),
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second()
+    );
+    if minutes != 0 {
+        let _ = write!(out, "{minutes:02}");
     }
+    out
 }
 
 /// `201105171528`: the local minute in a log file name (`qoscntrlr201105171528.out`).

@@ -63,7 +63,7 @@ fn bench_pipe_throughput_with_probe_cadence() {
             match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
                 Ok(Some(PipeEvent::Line { message, .. })) => {
                     // "Handling": what the runtime does with each — its log text.
-                    bytes += message.log_text("20120508T003826,18-04").len();
+                    bytes += message.log_text(|| "20120508T003826,18-04".into()).len();
                     lines += 1;
                 }
                 Ok(Some(other)) => panic!("{other:?}"),

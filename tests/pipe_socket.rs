@@ -132,7 +132,7 @@ fn lines_arrive_exactly_and_send_reports_no_listener() {
                 ..
             } => {
                 assert_eq!(text, FIXUP);
-                assert_eq!(message.log_text("x"), FIXUP);
+                assert_eq!(message.log_text(|| "x".into()), FIXUP);
                 match meaning {
                     Meaning::AppStart { app } => assert_eq!(
                         app.to_string(),
