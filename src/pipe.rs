@@ -48,6 +48,8 @@ pub enum PipeEvent {
     /// `meaning` what it asks of the controller.
     Line {
         client: u64,
+        /// The process that connected (SO_PEERCRED, taken at connect time), when known.
+        sender_pid: Option<i32>,
         text: String,
         message: Message,
         meaning: Meaning,
@@ -340,6 +342,7 @@ impl LineSplitter {
 /// Per-client bookkeeping of what was rejected.
 struct ClientState {
     client: u64,
+    sender_pid: Option<i32>,
     rejects: RateLimit,
     /// Over-long lines are reported once per client; later ones are only counted.
     too_long_reported: bool,
@@ -379,6 +382,7 @@ impl ClientState {
         match message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning))) {
             Ok((message, meaning)) => Some(PipeEvent::Line {
                 client: self.client,
+                sender_pid: self.sender_pid,
                 text: text.to_string(),
                 message,
                 meaning,
@@ -392,6 +396,7 @@ async fn serve_client(slot: ActiveSlot, client: u64, mut stream: UnixStream) {
     let shared = slot.0.clone();
     let mut state = ClientState {
         client,
+        sender_pid: stream.peer_cred().ok().and_then(|cred| cred.pid()),
         rejects: RateLimit::default(),
         too_long_reported: false,
     };

@@ -123,6 +123,36 @@ enum TaskResult {
     Log(Component, String),
 }
 
+/// Pids of server processes that have ended (the server itself and what was killed of
+/// its tree), newest last and bounded: messages they wrote can still be waiting in the
+/// pipe after a successor has started.
+#[derive(Debug, Default)]
+struct EndedServers(VecDeque<i32>);
+
+impl EndedServers {
+    const KEPT: usize = 256;
+
+    fn add(&mut self, pids: impl IntoIterator<Item = i32>) {
+        for pid in pids {
+            if !self.0.contains(&pid) {
+                if self.0.len() == Self::KEPT {
+                    self.0.pop_front();
+                }
+                self.0.push_back(pid);
+            }
+        }
+    }
+
+    /// A new server may have been given a recycled pid.
+    fn remove(&mut self, pid: i32) {
+        self.0.retain(|p| *p != pid);
+    }
+
+    fn contains(&self, pid: i32) -> bool {
+        self.0.contains(&pid)
+    }
+}
+
 struct Shell {
     cfg: Config,
     config_path: PathBuf,
@@ -133,6 +163,7 @@ struct Shell {
     server: Option<ServerProc>,
     /// The last server's pid/pgid, for killing leftovers after it has exited.
     last_pgid: Option<i32>,
+    ended: EndedServers,
     console: ConsoleTail,
     trigger: TriggerFile,
     health: HealthBoard,
@@ -216,6 +247,7 @@ impl Shell {
             reaper: Reaper::new(),
             server: None,
             last_pgid: None,
+            ended: EndedServers::default(),
             console: ConsoleTail::default(),
             trigger: TriggerFile::new(&cfg.data_directory),
             health: HealthBoard::new(Health::Down {
@@ -596,6 +628,7 @@ impl Shell {
                 }
                 if self.server.as_ref().map(|s| s.pid) == Some(pid) {
                     self.server = None;
+                    self.ended.add([pid]);
                     let _ = self.state_file.clear();
                 }
                 self.queue.push_back(Event::ServerExited {
@@ -609,6 +642,18 @@ impl Shell {
 
     fn on_pipe(&mut self, event: PipeEvent) {
         match event {
+            PipeEvent::Line {
+                sender_pid: Some(pid),
+                text,
+                ..
+            } if self.ended.contains(pid) => {
+                // Written before that server ended, read after its successor started: it
+                // would act on the wrong server (an END would stop the new one).
+                self.line(
+                    Component::Controller,
+                    format!("Ignored a message from server process {pid}, which has ended: {text}"),
+                );
+            }
             PipeEvent::Line {
                 message, meaning, ..
             } => {
@@ -990,6 +1035,7 @@ impl Shell {
         if let Some(pgid) = self.last_pgid.take() {
             let exclude = self.helper_pids(None);
             let report = process::kill_tree(pgid, pgid, &exclude);
+            self.ended.add(report.killed.iter().copied());
             if !report.killed.is_empty() {
                 self.line(
                     Component::Kill,
@@ -1038,6 +1084,7 @@ impl Shell {
                         self.line(Component::Controller, e.to_string());
                     }
                 }
+                self.ended.remove(pid);
                 self.server = Some(ServerProc {
                     pid,
                     started: Instant::now(),
@@ -1096,6 +1143,7 @@ impl Shell {
         };
         let exclude = self.helper_pids(Some(pgid));
         let report = process::kill_tree(pgid, pgid, &exclude);
+        self.ended.add(report.killed.iter().copied());
         if !report.killed.is_empty() {
             self.line(
                 Component::Kill,
@@ -1397,5 +1445,24 @@ fn capitalize(word: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndedServers;
+
+    #[test]
+    fn ended_servers_are_remembered_bounded_and_forgotten_on_reuse() {
+        let mut ended = EndedServers::default();
+        ended.add([100, 101, 100]);
+        assert!(ended.contains(100) && ended.contains(101) && !ended.contains(102));
+        // A recycled pid given to the new server is that server's, not a ghost.
+        ended.remove(100);
+        assert!(!ended.contains(100));
+        ended.add(1000..1000 + EndedServers::KEPT as i32);
+        assert!(!ended.contains(101), "the oldest make room");
+        assert!(ended.contains(1000) && ended.contains(999 + EndedServers::KEPT as i32));
+        assert_eq!(ended.0.len(), EndedServers::KEPT);
     }
 }

@@ -129,8 +129,11 @@ fn lines_arrive_exactly_and_send_reports_no_listener() {
                 text,
                 message,
                 meaning,
+                sender_pid,
                 ..
             } => {
+                // The runtime tells a live server's messages from an ended one's by it.
+                assert_eq!(sender_pid, Some(std::process::id() as i32));
                 assert_eq!(text, FIXUP);
                 assert_eq!(message.log_text(|| "x".into()), FIXUP);
                 match meaning {

@@ -200,3 +200,66 @@ fn a_megabyte_of_garbage_on_the_pipe_leaves_the_controller_probing() {
     h.stop();
     h.assert_line_format();
 }
+
+/// The pipe connection of the first server, received from it over `listener`.
+fn receive_connection(listener: &std::os::unix::net::UnixListener) -> UnixStream {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (handoff, _) = listener
+        .accept()
+        .expect("the first server hands over its pipe");
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        handoff.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for cmsg in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+            return unsafe { UnixStream::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor was passed");
+}
+
+#[test]
+fn a_message_of_a_server_that_has_ended_does_not_act_on_its_successor() {
+    let scratch = tempfile::tempdir().unwrap();
+    let handoff = scratch.path().join("handoff.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&handoff).unwrap();
+    let command = shell_words::join([
+        "python3",
+        &common::fixture("ghost_server.py"),
+        handoff.to_str().unwrap(),
+        scratch.path().join("first-ran").to_str().unwrap(),
+    ]);
+    let mut h = Harness::server(&command, &[("QOS_DISABLE_PROBING", "1")]);
+    h.start();
+    let ghost_connection = receive_connection(&listener);
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    let first = h.server_pid();
+    // The first server exits; its successor comes up.
+    h.expect_in_order(&[
+        "QoS Kill: Restarting DominoStarter thread",
+        "QoS Controller: Server is ready to process requests",
+    ]);
+    let second = h.server_pid();
+    assert_ne!(first, second);
+
+    let mut ghost = ghost_connection;
+    ghost
+        .write_all(b"OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit\n")
+        .unwrap();
+    h.wait_for(&format!(
+        "QoS Controller: Ignored a message from server process {first}, which has ended: OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.state(), "READY", "{}", h.dump());
+    assert!(is_alive(second));
+    h.stop();
+}
