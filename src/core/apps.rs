@@ -69,20 +69,26 @@ impl AppsList {
         AppsList::default()
     }
 
-    fn touch(&mut self, app: &AppKey, entry: &mut Entry, now: Instant) {
-        self.by_progress.remove(&(entry.last_progress, entry.seq));
+    /// Restart `app`'s timer in place: PROGRESS is the flood case, so no key is cloned
+    /// or hashed twice (the deadline index gives its own copy of the key back).
+    fn touch(&mut self, app: &AppKey, now: Instant) -> bool {
+        let Some(entry) = self.entries.get_mut(app) else {
+            return false;
+        };
+        let key = self
+            .by_progress
+            .remove(&(entry.last_progress, entry.seq))
+            .unwrap_or_else(|| app.clone());
         entry.last_progress = now;
         entry.seq = self.next_seq;
         self.next_seq += 1;
-        self.by_progress
-            .insert((entry.last_progress, entry.seq), app.clone());
+        self.by_progress.insert((now, entry.seq), key);
+        true
     }
 
     /// START: add the application, or restart its timer if it is already listed.
     pub fn start(&mut self, app: AppKey, now: Instant) -> StartOutcome {
-        if let Some(mut entry) = self.entries.get(&app).copied() {
-            self.touch(&app, &mut entry, now);
-            self.entries.insert(app, entry);
+        if self.touch(&app, now) {
             return StartOutcome::Refreshed;
         }
         let entry = Entry {
@@ -98,12 +104,7 @@ impl AppsList {
 
     /// PROGRESS: restart the application's timer. False when it is not listed.
     pub fn progress(&mut self, app: &AppKey, now: Instant) -> bool {
-        let Some(mut entry) = self.entries.get(app).copied() else {
-            return false;
-        };
-        self.touch(app, &mut entry, now);
-        self.entries.insert(app.clone(), entry);
-        true
+        self.touch(app, now)
     }
 
     /// END: remove the application. False when it was not listed.
