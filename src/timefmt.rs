@@ -22,18 +22,21 @@ pub fn log_stamp(t: &DateTime<Local>) -> String {
 /// [`log_stamp`] appended to `out`. Every logged line and every message pays for a stamp,
 /// so this writes the fields directly rather than interpreting a strftime pattern.
 pub fn push_log_stamp(out: &mut String, t: &DateTime<Local>) {
-    let local = t.naive_local();
+    let (y, mo, d, h, mi, s) = fields(&t.naive_local());
     // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        local.year(),
-        local.month(),
-        local.day(),
-        local.hour(),
-        local.minute(),
-        local.second()
-    );
+    let _ = write!(out, "{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}");
+}
+
+/// Year, month, day, hour, minute, second.
+fn fields(t: &NaiveDateTime) -> (i32, u32, u32, u32, u32, u32) {
+    (
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    )
 }
 
 /// `20120508T001506,95-04`: local date `T` time `,` hundredths, then the UTC offset in
@@ -43,7 +46,7 @@ pub fn timedate<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     let offset_seconds = t.offset().fix().local_minus_utc();
     // A leap second shows as nanoseconds >= 1e9; it still belongs to the same second.
     let hundredths = (t.timestamp_subsec_nanos() / 10_000_000).min(99);
-    let local = t.naive_local();
+    let (y, mo, d, h, mi, s) = fields(&t.naive_local());
     let sign = if offset_seconds < 0 { '-' } else { '+' };
     let magnitude = offset_seconds.unsigned_abs();
     let (hours, minutes) = (magnitude / 3600, (magnitude % 3600) / 60);
@@ -51,13 +54,7 @@ pub fn timedate<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "{:04}{:02}{:02}T{:02}{:02}{:02},{hundredths:02}{sign}{hours:02}",
-        local.year(),
-        local.month(),
-        local.day(),
-        local.hour(),
-        local.minute(),
-        local.second()
+        "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02},{hundredths:02}{sign}{hours:02}"
     );
     if minutes != 0 {
         let _ = write!(out, "{minutes:02}");
