@@ -750,74 +750,27 @@ impl Shell {
     /// timer) keeps its running value on reload; the log says which changes wait for a
     /// controller restart, so the server is never told a pipe path nobody listens on.
     fn keep_start_only_settings(&mut self, mut new: Config) -> Config {
-        fn keep<T: PartialEq + Clone>(
-            key: &'static str,
-            running: &T,
-            new: &mut T,
-            changed: &mut Vec<&'static str>,
-        ) {
-            if running != new {
-                *new = running.clone();
-                changed.push(key);
-            }
-        }
         let running = &self.cfg;
         let mut changed = Vec::new();
-        let c = &mut changed;
-        keep(
-            "DATA_DIRECTORY",
-            &running.data_directory,
-            &mut new.data_directory,
-            c,
-        );
-        keep("QOS_PIPE", &running.pipe, &mut new.pipe, c);
-        keep(
-            "QOS_CONTROL_SOCKET",
-            &running.control_socket,
-            &mut new.control_socket,
-            c,
-        );
-        keep(
-            "QOS_CONTROL_GROUP",
-            &running.control_group,
-            &mut new.control_group,
-            c,
-        );
-        keep(
-            "QOS_READINESS_LISTEN",
-            &running.readiness_listen,
-            &mut new.readiness_listen,
-            c,
-        );
-        keep(
-            "QOS_AGENT_LISTEN",
-            &running.agent_listen,
-            &mut new.agent_listen,
-            c,
-        );
-        keep(
-            "QOS_METRICS_LISTEN",
-            &running.metrics_listen,
-            &mut new.metrics_listen,
-            c,
-        );
-        keep(
-            "QOS_RESOURCE_INTERVAL",
-            &running.resource_interval,
-            &mut new.resource_interval,
-            c,
-        );
-        keep(
-            "QOS_LOG_MAX_SIZE",
-            &running.log_max_size,
-            &mut new.log_max_size,
-            c,
-        );
-        keep(
-            "QOS_LOG_RETENTION_DAYS",
-            &running.log_retention_days,
-            &mut new.log_retention_days,
-            c,
+        macro_rules! keep {
+            ($($key:literal => $field:ident),* $(,)?) => {$(
+                if running.$field != new.$field {
+                    new.$field = running.$field.clone();
+                    changed.push($key);
+                }
+            )*};
+        }
+        keep!(
+            "DATA_DIRECTORY" => data_directory,
+            "QOS_PIPE" => pipe,
+            "QOS_CONTROL_SOCKET" => control_socket,
+            "QOS_CONTROL_GROUP" => control_group,
+            "QOS_READINESS_LISTEN" => readiness_listen,
+            "QOS_AGENT_LISTEN" => agent_listen,
+            "QOS_METRICS_LISTEN" => metrics_listen,
+            "QOS_RESOURCE_INTERVAL" => resource_interval,
+            "QOS_LOG_MAX_SIZE" => log_max_size,
+            "QOS_LOG_RETENTION_DAYS" => log_retention_days,
         );
         if !changed.is_empty() {
             self.line(
