@@ -17,7 +17,9 @@
 //! ```
 //!
 //! An unknown `v` or `cmd`, or a line that is not such an object, is answered `ok:false`
-//! with a message naming the problem. A caller that is not root, not the controller's own
+//! with a message naming the problem. `for_secs` is bounded like `pause --for` on the
+//! command line ([`MAX_PAUSE_SECS`], 3650 days): a larger value is refused here, so an
+//! absurd number never reaches the clock arithmetic of the loop. A caller that is not root, not the controller's own
 //! user and not in `QOS_CONTROL_GROUP` gets `{"v":1,"ok":false,"message":"permission
 //! denied"}` and the runtime receives [`ControlEvent::Refused`] to log it.
 //!
@@ -43,6 +45,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Longest response line the client accepts (a status snapshot is a few KiB).
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Longest `for_secs` a pause request may carry: the command line's bound (3650 days).
+/// A larger value is refused here, before it reaches any clock arithmetic.
+pub const MAX_PAUSE_SECS: u64 = crate::core::MAX_PAUSE.as_secs();
 /// A connection must deliver its request line within this time.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The runtime must answer a request within this time.
@@ -76,6 +81,27 @@ impl ControlCommand {
             ControlCommand::ClearFault => "clear-fault",
             ControlCommand::Diagnose => "diagnose",
         }
+    }
+}
+
+impl ControlCommand {
+    /// The core's command for this request; `None` for `status`, which the shell answers
+    /// itself from a snapshot.
+    pub fn to_core(&self) -> Option<crate::core::Command> {
+        use crate::core::Command;
+        Some(match self {
+            ControlCommand::Status => return None,
+            ControlCommand::Start => Command::Start,
+            ControlCommand::Quit => Command::Quit,
+            ControlCommand::Restart => Command::Restart,
+            ControlCommand::Kill => Command::Kill,
+            ControlCommand::Pause { for_duration } => Command::Pause {
+                duration: *for_duration,
+            },
+            ControlCommand::Resume => Command::Resume,
+            ControlCommand::ClearFault => Command::ClearFault,
+            ControlCommand::Diagnose => Command::Diagnose,
+        })
     }
 }
 
@@ -123,6 +149,13 @@ impl WireRequest {
             "kill" => ControlCommand::Kill,
             "pause" => match self.for_secs {
                 Some(0) => return Err("pause: 'for_secs' must be at least 1".to_string()),
+                Some(secs) if secs > MAX_PAUSE_SECS => {
+                    return Err(format!(
+                        "pause: 'for_secs' {secs} is too long (at most {MAX_PAUSE_SECS}, \
+                         which is {} days)",
+                        MAX_PAUSE_SECS / 86_400
+                    ))
+                }
                 secs => ControlCommand::Pause {
                     for_duration: secs.map(Duration::from_secs),
                 },

@@ -372,23 +372,49 @@ impl ClientState {
                 return None;
             }
         };
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return self.reject("message is not valid UTF-8; dropped".to_string());
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        match message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning))) {
-            Ok((message, meaning)) => Some(PipeEvent::Line {
+        match decode_line(bytes) {
+            Ok(None) => None,
+            Ok(Some(Decoded {
+                text,
+                message,
+                meaning,
+            })) => Some(PipeEvent::Line {
                 client: self.client,
                 sender_pid: self.sender_pid,
-                text: text.to_string(),
+                text,
                 message,
                 meaning,
             }),
-            Err(e) => self.reject(format!("invalid message dropped: {e}")),
+            Err(reason) => self.reject(reason),
         }
+    }
+}
+
+/// One line decoded: the text as received (trimmed), its parse and its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub text: String,
+    pub message: Message,
+    pub meaning: Meaning,
+}
+
+/// Decode one received line (newline removed): `Ok(None)` for a blank line, the
+/// message, or why it was dropped. Pure, so that property tests can feed it anything.
+pub fn decode_line(bytes: &[u8]) -> Result<Option<Decoded>, String> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err("message is not valid UTF-8; dropped".to_string());
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match message::parse(text).and_then(|m| m.meaning().map(|meaning| (m, meaning))) {
+        Ok((message, meaning)) => Ok(Some(Decoded {
+            text: text.to_string(),
+            message,
+            meaning,
+        })),
+        Err(e) => Err(format!("invalid message dropped: {e}")),
     }
 }
 

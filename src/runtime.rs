@@ -17,10 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cli::{EXIT_CONFIG, EXIT_LOCKED};
 use crate::config::{self, Config, ProbeTarget};
-use crate::control::{self, ControlCommand, ControlEvent, ControlResponse};
-use crate::core::{
-    Action, Alert, Command, Component, Controller, Event, Health, Policy, StateName,
-};
+use crate::control::{self, ControlEvent, ControlResponse};
+use crate::core::{Action, Alert, Component, Controller, Event, Health, Policy, StateName};
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
@@ -49,6 +47,8 @@ const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
 /// How long stopping waits for the mailer to spool what it holds.
 const MAILER_CLOSE_LIMIT: Duration = Duration::from_secs(2);
+/// The longest single sleep of the loop (it wakes, finds nothing due, sleeps again).
+const MAX_SLEEP: Duration = Duration::from_secs(24 * 3600);
 /// Lines kept for the body of alert mails.
 const RECENT_LINES: usize = 60;
 /// Console lines handed to diagnostics and mails.
@@ -499,7 +499,12 @@ impl Shell {
         }
 
         while self.exit.is_none() {
-            let deadline = self.ctl.next_deadline();
+            // A far deadline is slept towards in steps of at most a day: the timer's own
+            // arithmetic must never see an instant near the end of the clock.
+            let deadline = self.ctl.next_deadline().map(|at| {
+                let now = Instant::now();
+                at.min(now.checked_add(MAX_SLEEP).unwrap_or(now))
+            });
             let sleep = async move {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -686,21 +691,10 @@ impl Shell {
                 ),
             ),
             ControlEvent::Request(request) => {
-                let command = match request.command {
-                    ControlCommand::Status => {
-                        let _ = request.reply.send(ControlResponse::status(self.snapshot()));
-                        return;
-                    }
-                    ControlCommand::Start => Command::Start,
-                    ControlCommand::Quit => Command::Quit,
-                    ControlCommand::Restart => Command::Restart,
-                    ControlCommand::Kill => Command::Kill,
-                    ControlCommand::Pause { for_duration } => Command::Pause {
-                        duration: for_duration,
-                    },
-                    ControlCommand::Resume => Command::Resume,
-                    ControlCommand::ClearFault => Command::ClearFault,
-                    ControlCommand::Diagnose => Command::Diagnose,
+                let Some(command) = request.command.to_core() else {
+                    // `status` is answered by the shell from a snapshot.
+                    let _ = request.reply.send(ControlResponse::status(self.snapshot()));
+                    return;
                 };
                 let id = self.next_request;
                 self.next_request += 1;
@@ -1220,8 +1214,12 @@ impl Shell {
         let now = Instant::now();
         let wall = Local::now();
         let core = self.ctl.status(now);
-        let at =
-            |t: Instant| status::rfc3339(wall - chrono_duration(now.saturating_duration_since(t)));
+        let at = |t: Instant| {
+            status::rfc3339(
+                wall.checked_sub_signed(chrono_duration(now.saturating_duration_since(t)))
+                    .unwrap_or(wall),
+            )
+        };
         let policy = self.ctl.policy();
         let resources = self
             .last_sample
@@ -1312,8 +1310,10 @@ impl Shell {
             },
             flags: status::Flags {
                 paused: core.paused,
-                paused_until: core.paused_until.map(|t| {
-                    status::rfc3339(wall + chrono_duration(t.saturating_duration_since(now)))
+                // Checked: a calendar overflow must not end the controller over a status.
+                paused_until: core.paused_until.and_then(|t| {
+                    wall.checked_add_signed(chrono_duration(t.saturating_duration_since(now)))
+                        .map(status::rfc3339)
                 }),
                 nokill: core.nokill,
                 failover_triggered: core.failover_triggered,

@@ -24,6 +24,9 @@ pub const INHERITED_VARIABLES: [&str; 6] = [
     "LISTEN_FDNAMES",
 ];
 
+/// Longest `WATCHDOG_USEC` taken as it is (3650 days, the bound of every duration).
+const MAX_WATCHDOG: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 /// What can go wrong talking to systemd.
 #[derive(Debug, thiserror::Error)]
 pub enum SdNotifyError {
@@ -101,7 +104,9 @@ impl SdNotify {
             .and_then(OsStr::to_str)
             .and_then(|usec| usec.trim().parse::<u64>().ok())
             .filter(|usec| *usec > 0 && pid_matches)
-            .map(Duration::from_micros);
+            // Bounded like every other duration from outside: a huge value must not
+            // reach the timer's arithmetic (the loop's heartbeat timer adds it to now).
+            .map(|usec| Duration::from_micros(usec).min(MAX_WATCHDOG));
         Ok(Some(SdNotify {
             address: address_text,
             target,

@@ -464,6 +464,39 @@ pub fn describe_duration(d: Duration) -> String {
     }
 }
 
+/// The longest pause an operator may ask for (the same bound as every duration in the
+/// configuration and on the command line: 3650 days). Anything longer is a typo or an
+/// attack, and would not fit the clock arithmetic.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// Durations beyond this are "for ever" in practice (a century); clamping to it keeps
+/// every deadline far inside what `Instant` and timer wheels can represent.
+pub const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d` that never panics: every duration the core adds comes from outside (the
+/// configuration, an operator, a message), and an `Instant` overflow would end the
+/// controller and leave the server unsupervised. `d` is clamped to [`HORIZON`]; should
+/// even that not fit, the latest representable instant below the sum is found by
+/// halving.
+pub fn later(t: Instant, d: Duration) -> Instant {
+    let d = d.min(HORIZON);
+    if let Some(at) = t.checked_add(d) {
+        return at;
+    }
+    // Binary approach to the limit: a step that no longer fits is halved; one that fits is
+    // taken (and cannot fit a second time, since double it did not), so this ends after
+    // about as many rounds as the duration has bits.
+    let mut at = t;
+    let mut step = d;
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
+}
+
 impl Controller {
     pub fn new(policy: Policy, now: Instant) -> Controller {
         Controller {
@@ -547,7 +580,9 @@ impl Controller {
         if !matches!(self.state, State::Ready { .. }) {
             return None;
         }
-        self.probe.baseline.map(|b| b + self.policy.probe_timeout)
+        self.probe
+            .baseline
+            .map(|b| later(b, self.policy.probe_timeout))
     }
 
     /// Probe attempts are scheduled by the controller (not for `QOS_PROBE=message`).
@@ -713,7 +748,7 @@ impl Controller {
         ));
         self.own_end_logged = false;
         self.server_started = Some(now);
-        let deadline = now + self.policy.restart_timeout;
+        let deadline = later(now, self.policy.restart_timeout);
         out.push(self.set_state(
             now,
             State::Starting {
@@ -888,9 +923,9 @@ impl Controller {
             if now >= at {
                 self.probe.in_flight = true;
                 // Keep the cadence anchored to the schedule, not to when we got here.
-                let mut next = at + self.policy.probe_interval;
+                let mut next = later(at, self.policy.probe_interval);
                 if next <= now {
-                    next = now + self.policy.probe_interval;
+                    next = later(now, self.policy.probe_interval);
                 }
                 self.probe.next_attempt = Some(next);
                 out.push(Action::Probe);
@@ -908,7 +943,7 @@ impl Controller {
         let Some(baseline) = self.probe.baseline else {
             return;
         };
-        if now < baseline + self.policy.probe_timeout {
+        if now < later(baseline, self.policy.probe_timeout) {
             return;
         }
         if !self.apps.is_empty() {
@@ -1137,7 +1172,10 @@ impl Controller {
                 phase,
                 reason: reason.clone(),
                 incident,
-                deadline: Some(now + self.policy.nsd_timeout + DIAGNOSTICS_GRACE),
+                deadline: Some(later(
+                    now,
+                    self.policy.nsd_timeout.saturating_add(DIAGNOSTICS_GRACE),
+                )),
                 then,
             },
             why,
@@ -1287,7 +1325,7 @@ impl Controller {
                     phase: KillPhase::Kill,
                     reason,
                     incident,
-                    deadline: Some(now + KILL_GRACE),
+                    deadline: Some(later(now, KILL_GRACE)),
                     then,
                 };
                 self.why = "killing the server's process tree".into();
@@ -1358,7 +1396,7 @@ impl Controller {
                         ),
                     ));
                     let clear_at = (!self.policy.auto_fault_clear.is_zero())
-                        .then(|| now + self.policy.auto_fault_clear);
+                        .then(|| later(now, self.policy.auto_fault_clear));
                     out.push(self.set_state(
                         now,
                         State::Faulted { clear_at },
@@ -1409,7 +1447,7 @@ impl Controller {
                         out.push(self.set_state(
                             now,
                             State::Restarting {
-                                spawn_at: Some(now + delay),
+                                spawn_at: Some(later(now, delay)),
                             },
                             "waiting before the next restart",
                         ));
@@ -1550,12 +1588,12 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         let next_nsd =
-            (!self.policy.shutdown_nsd.is_zero()).then(|| now + self.policy.shutdown_nsd);
+            (!self.policy.shutdown_nsd.is_zero()).then(|| later(now, self.policy.shutdown_nsd));
         out.push(self.set_state(
             now,
             State::Stopping {
                 pid,
-                deadline: now + self.policy.shutdown_timeout,
+                deadline: later(now, self.policy.shutdown_timeout),
                 next_nsd,
                 then,
             },
@@ -1743,8 +1781,16 @@ impl Controller {
                     format!("kill refused: no server is running ({})", state.as_str()),
                 )),
             },
+            Command::Pause { duration: Some(d) } if d > MAX_PAUSE => out.push(reply(
+                false,
+                format!(
+                    "pause refused: {} seconds is longer than the longest pause, {} days",
+                    d.as_secs(),
+                    MAX_PAUSE.as_secs() / 86_400
+                ),
+            )),
             Command::Pause { duration } => {
-                let until = duration.map(|d| now + d);
+                let until = duration.map(|d| later(now, d));
                 let already = self.paused;
                 self.paused = true;
                 self.paused_until = until;
@@ -1841,7 +1887,7 @@ impl Controller {
                     // Paused or NOKILL: this deadline is spent; look again one period on.
                     self.state = State::Starting {
                         pid: Some(pid),
-                        deadline: now + self.policy.restart_timeout,
+                        deadline: later(now, self.policy.restart_timeout),
                     };
                 }
                 return;
@@ -1903,7 +1949,7 @@ impl Controller {
                         self.state = State::Stopping {
                             pid,
                             deadline,
-                            next_nsd: Some(now + self.policy.shutdown_nsd),
+                            next_nsd: Some(later(now, self.policy.shutdown_nsd)),
                             then,
                         };
                     }

@@ -260,6 +260,14 @@ impl Harness {
         kill(Pid::from_raw(self.controller_pid()), signal).expect("signal the controller");
     }
 
+    /// The controller of this test is still running (it has not exited or crashed).
+    pub fn controller_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// Wait for the controller to exit by itself (it is reaped either way).
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the controller runs");
