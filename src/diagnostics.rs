@@ -10,9 +10,8 @@
 //! so a snapshot cut short by the time limit still keeps what was read.
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -177,14 +176,13 @@ fn create_diag_file(
     reason: &str,
     wall: DateTime<Local>,
 ) -> Result<(PathBuf, File), DiagError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .map_err(|source| DiagError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    // A real directory only: a `diagnostics` link planted in the data directory is not
+    // followed, and files are created through the directory's own descriptor (openat),
+    // exclusively and without following a link at the file name either.
+    let folder = crate::safefs::Dir::ensure(dir, 0o750).map_err(|source| DiagError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let stem = format!(
         "nsd_{}_{}",
         wall.format("%Y%m%d_%H%M%S"),
@@ -197,14 +195,8 @@ fn create_diag_file(
         } else {
             format!("{stem}_{n}.log")
         };
-        let path = dir.join(name);
-        match OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
+        match folder.create_new(&name, 0o640) {
+            Ok(file) => return Ok((dir.join(name), file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
             Err(source) => {
                 return Err(DiagError::CreateFile {
@@ -714,6 +706,18 @@ pub fn prune_at(
     now: SystemTime,
 ) -> PruneReport {
     let mut report = PruneReport::default();
+    // Never through a link: a planted `diagnostics -> /var/lib/other` would otherwise
+    // have its nsd_*.log files deleted.
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            report.errors.push(format!(
+                "{}: is a symbolic link; not followed (planted links in the data directory are refused)",
+                dir.display()
+            ));
+            return report;
+        }
+        _ => {}
+    }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return report,

@@ -9,9 +9,8 @@
 //! Line shape: `{"ts":"<RFC 3339>","event":"...","state":"...","incident":"..."?,
 //! "reason":"..."?, <extra fields>}`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -142,16 +141,11 @@ impl EventsFile {
 
     fn open_live(&mut self) -> Result<(), EventsError> {
         let path = self.path();
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(&path)
-            .map_err(|source| EventsError::Io {
-                path: path.clone(),
-                action: "open",
-                source,
-            })?;
+        let file = crate::safefs::open_append(&path, 0o640).map_err(|source| EventsError::Io {
+            path: path.clone(),
+            action: "open",
+            source,
+        })?;
         self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file = Some(file);
         Ok(())

@@ -9,10 +9,9 @@
 //! the supervision loop.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -59,12 +58,9 @@ impl TriggerFile {
     pub fn write(&self, failover_enabled: bool) -> io::Result<()> {
         let content: &[u8] = if failover_enabled { b"1\n" } else { b"0\n" };
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&self.temp)?;
+            // Created exclusively after unlinking whatever is at the temp name: a link
+            // planted there is removed, never followed.
+            let mut file = crate::safefs::create_temp(&self.temp, 0o644)?;
             file.write_all(content)?;
             file.sync_all()?;
             fs::rename(&self.temp, &self.path)
@@ -545,12 +541,7 @@ pub async fn run_hook(
 }
 
 fn open_hooks_log(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    crate::safefs::open_append(path, 0o640).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //!   [`diagnostics`] (nsd), [`qoslog`] (the `qoscntrlr*.out` files), [`mail`],
 //!   [`failover`] (trigger file, readiness/agent listeners, hooks), [`sdnotify`],
 //!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
-//!   per data directory, state file).
+//!   per data directory, state file), [`safefs`] (opening data-directory files without
+//!   following planted links).
 //! * Pure helpers: [`config`] (the `dcontroller.ini` reader), [`message`] (the OpMsg
 //!   parser), [`timefmt`] (log and `TimeDate=` formats), [`status`] (status snapshot and
 //!   its rendering), [`review`] (log review: summary, timeline, HTML report) and
@@ -39,6 +40,7 @@ pub mod process;
 pub mod qoslog;
 pub mod review;
 pub mod runtime;
+pub mod safefs;
 pub mod sampler;
 pub mod sdnotify;
 pub mod status;

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 pub const LOCK_FILE: &str = "qoscntrlr.lock";
 pub const STATE_FILE: &str = "qoscntrlr.state";
+/// A state record is a few hundred bytes; anything much bigger is not one.
+const STATE_FILE_MAX_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -47,6 +49,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LockError + '_ {
 pub struct DataDirLock {
     _lock: Flock<File>,
     path: PathBuf,
+    notes: Vec<String>,
 }
 
 impl DataDirLock {
@@ -54,14 +57,20 @@ impl DataDirLock {
     /// [`LockError::Held`] naming the holder.
     pub fn acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
         let path = data_dir.join(LOCK_FILE);
-        // No truncation on open: the file may belong to a running holder whose pid it shows.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut notes = Vec::new();
+        // No truncation on open: the file may belong to a running holder whose pid it
+        // shows. Never through a link: a planted `qoscntrlr.lock -> /etc/shadow` would
+        // otherwise be truncated and overwritten with our pid.
+        let file = match crate::safefs::open_read_write(&path, 0o644) {
+            Ok(file) => file,
+            Err(first) => match replace_planted(data_dir, &path).map_err(io_err(&path))? {
+                Some(note) => {
+                    notes.push(note);
+                    crate::safefs::open_read_write(&path, 0o644).map_err(io_err(&path))?
+                }
+                None => return Err(io_err(&path)(first)),
+            },
+        };
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -90,12 +99,57 @@ impl DataDirLock {
             f.sync_data()
         };
         write(&mut lock).map_err(io_err(&path))?;
-        Ok(DataDirLock { _lock: lock, path })
+        Ok(DataDirLock {
+            _lock: lock,
+            path,
+            notes,
+        })
+    }
+
+    /// What acquiring had to repair (a planted link removed), for the log.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The lock name holds something other than a regular file or nothing: a symbolic link
+/// (or a FIFO, socket, device node) planted there. It is never followed; it is removed so
+/// a real lock file can be created. Starting controllers do this under an exclusive
+/// `flock` of the data directory itself and look again once they hold it, so two of them
+/// cannot each remove the other's fresh lock file. `None`: nothing was planted (the open
+/// failed for another reason, which the caller reports).
+fn replace_planted(data_dir: &Path, path: &Path) -> std::io::Result<Option<String>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(data_dir)?;
+    let _serialized = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() || kind.is_dir() {
+        // A regular file (another controller just replaced the link) or a directory
+        // (never removed): the caller's open decides.
+        return Ok(None);
+    }
+    let what = match std::fs::read_link(path) {
+        Ok(target) => format!("a symbolic link to {}", target.display()),
+        Err(_) => crate::safefs::describe_type(kind).to_string(),
+    };
+    std::fs::remove_file(path)?;
+    Ok(Some(format!(
+        "{} was {what}; it was removed without being followed and a real lock file created",
+        path.display()
+    )))
 }
 
 /// The server the controller runs, as recorded in the state file.
@@ -154,7 +208,8 @@ impl StateFile {
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            // Exclusive create after unlinking the name: a planted link is not followed.
+            let mut f = crate::safefs::create_temp(&tmp, 0o644)?;
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
             std::fs::rename(&tmp, &self.path)
@@ -172,8 +227,8 @@ impl StateFile {
 
     /// What the file says, if it exists and parses.
     pub fn read(&self) -> Option<ServerRecord> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
-        serde_json::from_str(&text).ok()
+        let bytes = crate::safefs::read_regular(&self.path, STATE_FILE_MAX_BYTES).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// The recorded server if that very process still runs: same pid and same start time

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +37,10 @@ use crate::config::{Config, MailTls};
 pub const SPOOL_DIR_NAME: &str = "mail-spool";
 
 /// The spool directory for a data directory.
+/// A spooled mail is its text plus at most one diagnostics attachment; bigger is no spool
+/// file of ours.
+const SPOOL_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 pub fn spool_dir(data_directory: &Path) -> PathBuf {
     data_directory.join(SPOOL_DIR_NAME)
 }
@@ -541,6 +544,13 @@ impl Mailer {
     }
 
     fn load_spool(&mut self) {
+        if std::fs::symlink_metadata(&self.spool).is_ok_and(|m| m.file_type().is_symlink()) {
+            self.log(format!(
+                "Mail spool {} is a symbolic link; not followed (planted links in the data directory are refused)",
+                self.spool.display()
+            ));
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.spool) else {
             return;
         };
@@ -556,7 +566,8 @@ impl Mailer {
             .collect();
         files.sort();
         for file in files {
-            let parsed = std::fs::read(&file)
+            // Not through a link, and bounded: a spool file is one mail.
+            let parsed = crate::safefs::read_regular(&file, SPOOL_FILE_MAX_BYTES)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
                     serde_json::from_slice::<SpooledMail>(&bytes).map_err(|e| e.to_string())
@@ -662,18 +673,13 @@ fn backoff(options: &MailerOptions, attempts_before: u32) -> Duration {
 }
 
 fn write_spool_file(dir: &Path, file: &Path, mail: &SpooledMail) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    // A real directory, and a temp file created exclusively: links planted in the spool
+    // are never followed.
+    crate::safefs::ensure_dir(dir, 0o700)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     let tmp = file.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(mail).map_err(std::io::Error::other)?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut out = crate::safefs::create_temp(&tmp, 0o600)?;
     out.write_all(&bytes)?;
     out.sync_all()?;
     std::fs::rename(&tmp, file)

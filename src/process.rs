@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -242,11 +242,6 @@ pub enum SpawnError {
     Groups { user: String, source: nix::Error },
     #[error("argument contains a NUL byte: {arg:?}")]
     NulByte { arg: String },
-    #[error("console log {path}: {source}")]
-    ConsoleLog {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot create the console pipe: {0}")]
     Pipe(std::io::Error),
     #[error("cannot start {program}: {source}")]
@@ -267,6 +262,16 @@ pub struct SpawnedServer {
     pub exited: oneshot::Receiver<ExitInfo>,
     /// Its stdout+stderr; hand it to [`ConsoleCapture::pump`] on a `spawn_local` task.
     pub console: ConsoleCapture,
+    /// The console log could not be opened; the server runs anyway (stderr + memory).
+    pub console_log_error: Option<ConsoleLogError>,
+}
+
+/// Why the console log is unavailable for a started server.
+#[derive(Debug, thiserror::Error)]
+#[error("console log {}: {source}", .path.display())]
+pub struct ConsoleLogError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
 }
 
 /// The read end of the server's stdout+stderr pipe and the console log it goes to.
@@ -326,12 +331,29 @@ impl ConsoleTail {
 }
 
 /// The console log file: append-only, rotated to `<name>.1` past a size limit.
+///
+/// A console log that cannot be opened (read-only or full data directory, a planted
+/// link) never stops the server from starting: the log is then *unavailable*, the
+/// server's output is copied to the controller's stderr (the journal under systemd) and
+/// its last lines stay in the in-memory [`ConsoleTail`]; opening is retried at most every
+/// [`CONSOLE_REOPEN_EVERY`].
 #[derive(Debug)]
 pub struct ConsoleLog {
     path: PathBuf,
     file: Option<File>,
     size: u64,
     max_bytes: u64,
+    /// When the file is unavailable: the last open error and when to try again.
+    unavailable: Option<(std::io::Error, Instant)>,
+}
+
+/// How often an unavailable console log is tried again.
+pub const CONSOLE_REOPEN_EVERY: Duration = Duration::from_secs(30);
+
+fn open_console_file(path: &Path) -> std::io::Result<File> {
+    // Never through a link planted at the name (the data directory may be writable by
+    // the server's user; the controller may be root).
+    crate::safefs::open_append(path, 0o640)
 }
 
 impl ConsoleLog {
@@ -341,55 +363,106 @@ impl ConsoleLog {
     }
 
     pub fn with_limit(path: &Path, max_bytes: u64) -> std::io::Result<ConsoleLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_console_file(path)?;
         let size = file.metadata()?.len();
         Ok(ConsoleLog {
             path: path.to_path_buf(),
             file: Some(file),
             size,
             max_bytes,
+            unavailable: None,
         })
+    }
+
+    /// [`ConsoleLog::open`], or an unavailable log (stderr + memory) and the reason.
+    pub fn open_or_unavailable(path: &Path) -> (ConsoleLog, Option<std::io::Error>) {
+        match ConsoleLog::open(path) {
+            Ok(log) => (log, None),
+            Err(err) => {
+                let copy = std::io::Error::new(err.kind(), err.to_string());
+                let log = ConsoleLog {
+                    path: path.to_path_buf(),
+                    file: None,
+                    size: 0,
+                    max_bytes: CONSOLE_LOG_MAX_BYTES,
+                    unavailable: Some((err, Instant::now() + CONSOLE_REOPEN_EVERY)),
+                };
+                (log, Some(copy))
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The file could not be opened: output goes to stderr and memory only.
+    pub fn is_unavailable(&self) -> bool {
+        self.file.is_none()
+    }
+
     /// Append `bytes` as they came (no re-encoding), rotating first when they would push
     /// the file past the limit. One `write(2)` in the common case; the disk is local and
     /// the pipe must keep draining, so a slow write is accepted rather than buffered.
+    /// While the file is unavailable the bytes go to stderr and the error is returned.
     pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
+        if self.file.is_some() && self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => {
-                // A previous rotation failed half-way; try to get a file again.
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?;
-                self.size = file.metadata()?.len();
-                self.file.insert(file)
-            }
+        if self.file.is_none() {
+            self.reopen_if_due();
+        }
+        let Some(file) = &mut self.file else {
+            // Unavailable: stderr (best effort; it must never block the pump for long,
+            // and a failing stderr has nowhere left to report to).
+            let _ = std::io::stderr().write_all(bytes);
+            let kind = self
+                .unavailable
+                .as_ref()
+                .map_or(std::io::ErrorKind::Other, |(e, _)| e.kind());
+            return Err(std::io::Error::new(
+                kind,
+                format!("console log {} is unavailable", self.path.display()),
+            ));
         };
         file.write_all(bytes)?;
         self.size += bytes.len() as u64;
         Ok(())
     }
 
+    fn reopen_if_due(&mut self) {
+        let now = Instant::now();
+        if self
+            .unavailable
+            .as_ref()
+            .is_some_and(|(_, retry_at)| now < *retry_at)
+        {
+            return;
+        }
+        match open_console_file(&self.path) {
+            Ok(file) => {
+                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = Some(file);
+                self.unavailable = None;
+            }
+            Err(err) => self.unavailable = Some((err, now + CONSOLE_REOPEN_EVERY)),
+        }
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
+        // A failed rotation leaves the log unavailable until the next retry.
+        self.unavailable = Some((
+            std::io::Error::other("rotation failed"),
+            Instant::now() + CONSOLE_REOPEN_EVERY,
+        ));
         std::fs::rename(&self.path, PathBuf::from(old))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let file = open_console_file(&self.path)?;
         self.size = 0;
         self.file = Some(file);
+        self.unavailable = None;
         Ok(())
     }
 }
@@ -699,10 +772,9 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
             arg: spec.directory.display().to_string(),
         })?;
 
-    let mut log = ConsoleLog::open(&spec.console_log).map_err(|source| SpawnError::ConsoleLog {
-        path: spec.console_log.clone(),
-        source,
-    })?;
+    // A console log that cannot be opened never stops the server from starting: its
+    // output then goes to stderr and memory, and the caller logs why.
+    let (mut log, console_log_error) = ConsoleLog::open_or_unavailable(&spec.console_log);
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
     let write_end_err = write_end.try_clone().map_err(SpawnError::Pipe)?;
@@ -764,18 +836,24 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         .unwrap_or_else(|| program_arg.clone());
     // A marker between runs in the file; failing to write it is not worth failing the
     // spawn (the pump reports write errors).
-    let _ = log.append(
-        format!(
-            "=== qoscntrlr: started {} (pid {pid}) at {} ===\n",
-            shell_words::join(&spec.argv),
-            chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-        )
-        .as_bytes(),
-    );
+    if !log.is_unavailable() {
+        let _ = log.append(
+            format!(
+                "=== qoscntrlr: started {} (pid {pid}) at {} ===\n",
+                shell_words::join(&spec.argv),
+                chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            )
+            .as_bytes(),
+        );
+    }
     Ok(SpawnedServer {
         pid,
         program,
         exited,
+        console_log_error: console_log_error.map(|e| ConsoleLogError {
+            path: spec.console_log.clone(),
+            source: e,
+        }),
         console: ConsoleCapture {
             reader: read_end,
             log,

@@ -98,8 +98,9 @@ pub fn run(cfg: Config, config_path: &Path) -> u8 {
             return EXIT_SOFTWARE;
         }
     };
+    let lock_notes = lock.notes().to_vec();
     let code = tokio::task::LocalSet::new().block_on(&runtime, async move {
-        match Shell::start(cfg, config_path.to_path_buf()).await {
+        match Shell::start(cfg, config_path.to_path_buf(), lock_notes).await {
             Ok(shell) => shell.run().await,
             Err(code) => code,
         }
@@ -191,7 +192,7 @@ struct Shell {
 }
 
 impl Shell {
-    async fn start(cfg: Config, config_path: PathBuf) -> Result<Shell, u8> {
+    async fn start(cfg: Config, config_path: PathBuf, notes: Vec<String>) -> Result<Shell, u8> {
         let started_wall = Local::now();
         let (mut log, lifecycle) = match QosLog::open(
             &cfg.data_directory,
@@ -231,6 +232,10 @@ impl Shell {
         }
         for problem in &lifecycle.problems {
             log.line(Component::Controller, problem, started_wall);
+        }
+        for note in &notes {
+            eprintln!("qoscntrlr: {note}");
+            log.line(Component::Controller, note, started_wall);
         }
         let (events, event_errors) = EventsFile::open(&cfg.data_directory, cfg.log_retention_days);
         for e in event_errors {
@@ -892,13 +897,11 @@ impl Shell {
             Action::WriteTrigger => {
                 let enabled = !self.cfg.disable_failover_trigger;
                 if let Err(e) = self.trigger.write(enabled) {
-                    self.line(
-                        Component::Kill,
-                        format!(
-                            "Cannot write the failover trigger {}: {e}",
-                            self.trigger.path().display()
-                        ),
-                    );
+                    // The core alerts (log + mail); readiness, agent and hooks go down
+                    // regardless of the file.
+                    self.queue.push_back(Event::TriggerWriteFailed {
+                        error: format!("{}: {e}", self.trigger.path().display()),
+                    });
                 }
             }
             Action::RemoveTrigger => {
@@ -1025,6 +1028,15 @@ impl Shell {
                         let _ = tasks.send(TaskResult::ServerExit { pid, exit });
                     }
                 });
+                if let Some(e) = &spawned.console_log_error {
+                    let text = format!(
+                        "Cannot open the {e}; the server runs anyway, its output goes to the controller's stderr and its last {} lines are kept in memory (retried every {} s)",
+                        process::CONSOLE_TAIL_LINES,
+                        process::CONSOLE_REOPEN_EVERY.as_secs()
+                    );
+                    eprintln!("qoscntrlr: {text}");
+                    self.line(Component::Controller, text);
+                }
                 tokio::task::spawn_local(spawned.console.pump(self.console.clone()));
                 if let Some(record) = ServerRecord::of_running(pid, pid, &spawned.program) {
                     if let Err(e) = self.state_file.record(&record) {
@@ -1179,7 +1191,11 @@ impl Shell {
         let data_dir = self.cfg.data_directory.clone();
         tokio::task::spawn_local(async move {
             let outcome = failover::run_hook(&reaper, &argv, &env, HOOK_LIMIT, &data_dir).await;
-            let text = format!("{} hook: {outcome}", capitalize(event.as_str()));
+            let mut text = format!("{} hook: {outcome}", capitalize(event.as_str()));
+            if let Some(e) = &outcome.log_error {
+                // The hook ran; only its output could not be kept.
+                text.push_str(&format!("; its output was not logged: {e}"));
+            }
             let _ = tasks.send(TaskResult::Log(Component::Kill, text));
         });
     }

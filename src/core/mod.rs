@@ -123,6 +123,10 @@ pub enum Event {
     SpawnFailed {
         error: String,
     },
+    /// The trigger file could not be written (after [`Action::WriteTrigger`]).
+    TriggerWriteFailed {
+        error: String,
+    },
     /// The server process has been reaped; `exit` is readable text ("exit code 3",
     /// "killed by SIGSEGV (core dumped)"). Any exit nobody asked for is a crash, whatever
     /// its code: the server is supposed to be running.
@@ -404,6 +408,13 @@ pub struct Controller {
     became_ready: bool,
     /// Servers in a row that ended before READY (or never started): restarts back off.
     failed_starts: u32,
+    /// Spawns in a row that failed (no process was started at all): retried after
+    /// [`spawn_retry_backoff`], so a passing cause (a full or read-only disk, no free
+    /// pids, missing memory) has time to clear before the restart limit is used up.
+    spawn_failures: u32,
+    /// The trigger file of the failover in effect was written (false when the shell
+    /// reported [`Event::TriggerWriteFailed`]): recovery says "trigger removed" only then.
+    trigger_written: bool,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
 }
@@ -440,6 +451,16 @@ fn restart_backoff(failed_starts: u32) -> Option<Duration> {
         0 | 1 => None,
         n => Some(MAX_RESTART_BACKOFF.min(Duration::from_secs(1 << (n - 2).min(6)))),
     }
+}
+
+/// How long to wait before trying again after `failures` spawns in a row could not start
+/// any process: 5 s, 10 s, 20 s, 40 s, then a minute. Never at once: the cause (a
+/// read-only or full disk, no free pids or memory) is outside the server and a retry
+/// within the same second fails the same way, using up the restart limit for nothing.
+pub fn spawn_retry_backoff(failures: u32) -> Duration {
+    let first = Duration::from_secs(5);
+    let factor = 1u32 << failures.saturating_sub(1).min(6);
+    MAX_RESTART_BACKOFF.min(first.saturating_mul(factor))
 }
 
 /// `5 minutes`, `30 seconds`, `1500 ms` — the reference's wording for durations.
@@ -520,6 +541,8 @@ impl Controller {
             restart_on_resume: false,
             became_ready: false,
             failed_starts: 0,
+            spawn_failures: 0,
+            trigger_written: false,
             next_incident: 1,
             incidents: VecDeque::new(),
         }
@@ -644,6 +667,7 @@ impl Controller {
         match event {
             Event::ControllerStarted { trigger_present } => {
                 self.failover_triggered = trigger_present;
+                self.trigger_written = trigger_present;
                 if trigger_present {
                     out.push(log(
                         Component::Controller,
@@ -657,6 +681,7 @@ impl Controller {
             }
             Event::ServerSpawned { pid, program } => self.on_spawned(now, pid, &program, &mut out),
             Event::SpawnFailed { error } => self.on_spawn_failed(now, &error, &mut out),
+            Event::TriggerWriteFailed { error } => self.on_trigger_write_failed(&error, &mut out),
             Event::ServerExited { pid, exit } => self.on_exited(now, pid, &exit, &mut out),
             Event::ProbeFinished {
                 success,
@@ -734,6 +759,7 @@ impl Controller {
     }
 
     fn on_spawned(&mut self, now: Instant, pid: i32, program: &str, out: &mut Vec<Action>) {
+        self.spawn_failures = 0;
         let name = self.policy.server_name.clone();
         out.push(log_td(
             Component::Controller,
@@ -768,7 +794,32 @@ impl Controller {
         }
     }
 
+    /// The trigger file could not be written (read-only or full data directory): the
+    /// HA stack that watches the file does not move traffic, so this is an alert of its
+    /// own. Readiness, the agent port and the hooks have been told already and stay
+    /// down; they do not depend on the file.
+    fn on_trigger_write_failed(&mut self, error: &str, out: &mut Vec<Action>) {
+        self.trigger_written = false;
+        out.push(log(
+            Component::Kill,
+            format!(
+                "ALERT: the failover trigger could not be written ({error}); readiness, agent and hooks still report the server down"
+            ),
+        ));
+        out.push(Action::Mail(Alert {
+            kind: AlertKind::Other {
+                event: "failover trigger not written".into(),
+            },
+            summary: format!(
+                "The failover trigger file could not be written: {error}. Anything that watches the file (keepalived track_file) has NOT moved traffic away; the readiness endpoint, the agent port and the failover hook report the server down."
+            ),
+            diagnostics: None,
+            incident: self.incidents.back().map(|r| r.id),
+        }));
+    }
+
     fn on_spawn_failed(&mut self, now: Instant, error: &str, out: &mut Vec<Action>) {
+        self.spawn_failures = self.spawn_failures.saturating_add(1);
         out.push(log(
             Component::Controller,
             format!("Cannot start the server: {error}"),
@@ -818,10 +869,17 @@ impl Controller {
                 .map(|r| r.id)
                 .unwrap_or(self.next_incident);
             out.push(Action::RemoveTrigger);
-            out.push(log(
-                Component::Controller,
-                "Server has recovered; failover trigger removed",
-            ));
+            if std::mem::take(&mut self.trigger_written) {
+                out.push(log(
+                    Component::Controller,
+                    "Server has recovered; failover trigger removed",
+                ));
+            } else {
+                out.push(log(
+                    Component::Controller,
+                    "Server has recovered; failover outputs restored (no trigger file had been written)",
+                ));
+            }
             out.push(Action::RunHook {
                 recovery: true,
                 reason: "recovered".into(),
@@ -1184,6 +1242,7 @@ impl Controller {
         if failover {
             out.push(log(Component::Kill, "Triggering failover..."));
             self.failover_triggered = true;
+            self.trigger_written = true;
             out.push(Action::WriteTrigger);
         }
         out.push(Action::SetHealth(Health::Down {
@@ -1433,16 +1492,29 @@ impl Controller {
                 } else {
                     self.failed_starts += 1;
                 }
-                match restart_backoff(self.failed_starts) {
+                let (delay, why) = if self.spawn_failures > 0 {
+                    (
+                        Some(spawn_retry_backoff(self.spawn_failures)),
+                        format!(
+                            "the server could not be started {} time(s) in a row",
+                            self.spawn_failures
+                        ),
+                    )
+                } else {
+                    (
+                        restart_backoff(self.failed_starts),
+                        format!(
+                            "the server failed {} time(s) in a row before becoming ready",
+                            self.failed_starts
+                        ),
+                    )
+                };
+                match delay {
                     None => self.spawn(now, "automatic restart", out),
                     Some(delay) => {
                         out.push(log(
                             Component::Controller,
-                            format!(
-                                "Restarting in {} (the server failed {} time(s) in a row before becoming ready)",
-                                describe_duration(delay),
-                                self.failed_starts
-                            ),
+                            format!("Restarting in {} ({why})", describe_duration(delay)),
                         ));
                         out.push(self.set_state(
                             now,

@@ -1,0 +1,563 @@
+//! Fault injection on the controller's files (issue 12, defects 4, 6, 7, 8, 9): a
+//! read-only data directory, planted symlinks, a deleted live `.out`, device nodes and
+//! full disks as output paths, control bytes in messages, hostile ini files.
+//!
+//! Every case asserts the suite's three invariants where they apply: no healthy server
+//! is killed, no server is left running unsupervised (the harness's `stop` checks that
+//! nothing of the test survives the controller), and no log line is lost without the loss
+//! being reported. Root-only cases (bind mounts, small tmpfs) skip visibly elsewhere and
+//! fail under CI (`tests/skip`).
+
+mod common;
+mod skip;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eventually, Harness};
+use qoscntrlr::core::{Action, Controller, Event, Policy, StateName};
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A victim file outside the data directory that a planted link points to; its content
+/// must survive the run unchanged.
+struct Victim {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+const VICTIM_TEXT: &str = "precious content that must not change\n";
+
+impl Victim {
+    fn file() -> Victim {
+        let dir = tempfile::tempdir().expect("victim dir");
+        let path = dir.path().join("victim.txt");
+        std::fs::write(&path, VICTIM_TEXT).expect("write victim");
+        Victim { _dir: dir, path }
+    }
+
+    /// An empty victim directory (for directory links).
+    fn dir() -> Victim {
+        let dir = tempfile::tempdir().expect("victim dir");
+        let path = dir.path().join("victim-dir");
+        std::fs::create_dir(&path).expect("create victim dir");
+        Victim { _dir: dir, path }
+    }
+
+    fn assert_untouched(&self, h: &Harness) {
+        if self.path.is_dir() {
+            let entries: Vec<_> = std::fs::read_dir(&self.path)
+                .expect("read victim dir")
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert!(
+                entries.is_empty(),
+                "files were created through the planted link: {entries:?}\n{}",
+                h.dump()
+            );
+        } else {
+            assert_eq!(
+                std::fs::read_to_string(&self.path).expect("read victim"),
+                VICTIM_TEXT,
+                "the victim file was changed through the planted link\n{}",
+                h.dump()
+            );
+        }
+    }
+}
+
+fn plant(h: &Harness, name: &str, victim: &Victim) -> PathBuf {
+    let link = h.data().join(name);
+    std::os::unix::fs::symlink(&victim.path, &link).expect("plant the symlink");
+    link
+}
+
+/// The server hangs (probe timeout): the controller fails over, collects diagnostics,
+/// kills and restarts it; then it must be READY again.
+fn hang_and_expect_restart(h: &mut Harness) {
+    let first = h.server_pid();
+    h.http_ok("/hang");
+    h.wait_for("QoS Controller: The controller has received a probe timeout.");
+    h.wait_for("QoS Kill: Restarting DominoStarter thread");
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    assert_ne!(h.server_pid(), first, "a new server runs");
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 6: planted symlinks are never followed
+
+#[test]
+fn symlink_trigger_temp_file_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::file();
+    let link = plant(&h, ".triggerImmediateServerFailover.tmp", &victim);
+    h.start_ready();
+    hang_and_expect_restart(&mut h);
+    victim.assert_untouched(&h);
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the temp name was renamed to the trigger"
+    );
+    assert_eq!(
+        h.count("QoS Kill: ALERT: the failover trigger could not be written"),
+        0
+    );
+    h.stop();
+}
+
+#[test]
+fn symlink_lock_file_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::file();
+    let link = plant(&h, "qoscntrlr.lock", &victim);
+    h.start_ready();
+    victim.assert_untouched(&h);
+    let note = h.lines().join("\n");
+    assert!(
+        note.contains("qoscntrlr.lock was a symbolic link to")
+            && note.contains("removed without being followed"),
+        "{}",
+        h.dump()
+    );
+    let meta = std::fs::symlink_metadata(&link).expect("lock file");
+    assert!(
+        meta.file_type().is_file(),
+        "a real lock file replaced the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap().trim(),
+        h.controller_pid().to_string()
+    );
+    h.stop();
+}
+
+#[test]
+fn symlink_state_temp_file_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::file();
+    plant(&h, "qoscntrlr.state.tmp", &victim);
+    h.start_ready();
+    victim.assert_untouched(&h);
+    let state = h.data().join("qoscntrlr.state");
+    assert!(
+        eventually("the state file is written", || std::fs::symlink_metadata(
+            &state
+        )
+        .is_ok_and(|m| m.file_type().is_file())),
+        "{}",
+        h.dump()
+    );
+    h.stop();
+}
+
+#[test]
+fn symlink_events_file_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::file();
+    plant(&h, "qoscntrlr-events.jsonl", &victim);
+    h.start_ready();
+    hang_and_expect_restart(&mut h);
+    victim.assert_untouched(&h);
+    assert!(
+        h.lines()
+            .iter()
+            .any(|l| l.contains("qoscntrlr-events.jsonl")
+                && l.contains("is a symbolic link; not followed")),
+        "{}",
+        h.dump()
+    );
+    h.stop();
+}
+
+#[test]
+fn symlink_console_log_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::file();
+    plant(&h, "qoscntrlr-console.log", &victim);
+    h.start_ready();
+    h.http_ok("/");
+    hang_and_expect_restart(&mut h);
+    victim.assert_untouched(&h);
+    assert!(
+        h.lines()
+            .iter()
+            .any(|l| l.contains("Cannot open the console log")
+                && l.contains("is a symbolic link; not followed")),
+        "{}",
+        h.dump()
+    );
+    h.stop();
+}
+
+#[test]
+fn symlink_hooks_log_is_not_followed() {
+    let mut h = Harness::demo(&[("QOS_FAILOVER_HOOK", "/bin/echo failover")]);
+    let victim = Victim::file();
+    plant(&h, "qoscntrlr-hooks.log", &victim);
+    h.start_ready();
+    hang_and_expect_restart(&mut h);
+    assert!(
+        eventually("the hook's outcome is logged", || h.lines().iter().any(
+            |l| l.contains("Failover hook: ")
+                && l.contains("its output was not logged")
+                && l.contains("symbolic link")
+        )),
+        "{}",
+        h.dump()
+    );
+    victim.assert_untouched(&h);
+    h.stop();
+}
+
+#[test]
+fn symlink_diagnostics_directory_is_not_followed() {
+    let mut h = Harness::demo(&[]);
+    let victim = Victim::dir();
+    // A file the pruning would delete if it followed the link.
+    let bait = victim.path.join("nsd_20000101_000000_crash.log");
+    plant(&h, "diagnostics", &victim);
+    h.start_ready();
+    std::fs::write(&bait, "old diagnostics of someone else").unwrap();
+    hang_and_expect_restart(&mut h);
+    assert!(
+        h.lines()
+            .iter()
+            .any(|l| l.contains("diagnostics") && l.contains("is a symbolic link; not followed")),
+        "{}",
+        h.dump()
+    );
+    assert!(bait.exists(), "pruning followed the link\n{}", h.dump());
+    std::fs::remove_file(&bait).unwrap();
+    victim.assert_untouched(&h);
+    h.stop();
+}
+
+#[test]
+fn symlink_mail_spool_is_not_followed() {
+    // SMTP to a port nobody listens on: every alert is spooled for a retry.
+    let port = common::free_port();
+    let mut h = Harness::demo(&[
+        ("QOS_MAIL_TO", "ops@example.org"),
+        ("QOS_MAIL_SMTP_SERVER", &format!("127.0.0.1:{port}")),
+    ]);
+    let victim = Victim::dir();
+    plant(&h, "mail-spool", &victim);
+    h.start_ready();
+    hang_and_expect_restart(&mut h);
+    h.wait_for_containing("could not be spooled");
+    assert!(
+        h.lines()
+            .iter()
+            .any(|l| l.contains("could not be spooled") && l.contains("symbolic link")),
+        "{}",
+        h.dump()
+    );
+    victim.assert_untouched(&h);
+    h.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 4: a read-only data directory
+
+/// Failed spawns back off: the restart limit (3) is not used up within seconds. Virtual
+/// time, the core alone.
+#[test]
+fn failed_spawns_back_off_instead_of_burning_the_restart_limit() {
+    let t0 = std::time::Instant::now();
+    let mut ctl = Controller::new(Policy::default(), t0);
+    let mut now = t0;
+    let spawns = |actions: &[Action]| actions.iter().filter(|a| **a == Action::Spawn).count();
+    let first = ctl.handle(
+        now,
+        Event::ControllerStarted {
+            trigger_present: false,
+        },
+    );
+    assert_eq!(spawns(&first), 1);
+    let mut attempts = vec![now];
+    for _ in 0..3 {
+        let out = ctl.handle(
+            now,
+            Event::SpawnFailed {
+                error: "console log /d/x: Read-only file system".into(),
+            },
+        );
+        assert_eq!(spawns(&out), 0, "no retry in the same instant: {out:?}");
+        assert_eq!(ctl.state(), StateName::Restarting);
+        let at = ctl.next_deadline().expect("a retry is scheduled");
+        assert!(at > now, "the retry waits");
+        now = at;
+        let out = ctl.handle(now, Event::DeadlineReached);
+        assert_eq!(spawns(&out), 1, "{out:?}");
+        attempts.push(now);
+    }
+    let gaps: Vec<u64> = attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert_eq!(gaps, [5, 10, 20], "5 s doubling");
+    // The fourth failure reaches the limit of 3 restarts: 35 s after the first, not 0.
+    let out = ctl.handle(
+        now,
+        Event::SpawnFailed {
+            error: "still read-only".into(),
+        },
+    );
+    assert_eq!(ctl.state(), StateName::Faulted, "{out:?}");
+}
+
+/// A trigger file that cannot be written is an alert; readiness and hooks still go down;
+/// recovery does not claim to remove a trigger that was never written.
+#[test]
+fn unwritable_trigger_is_an_alert_and_recovery_says_so() {
+    let t0 = std::time::Instant::now();
+    let policy = Policy {
+        probe_interval: Duration::from_secs(1),
+        probe_timeout: Duration::from_secs(5),
+        ..Policy::default()
+    };
+    let mut ctl = Controller::new(policy, t0);
+    let mut now = t0;
+    let mut log: Vec<String> = Vec::new();
+    let mut all: Vec<Action> = Vec::new();
+    let feed = |ctl: &mut Controller, now, e, all: &mut Vec<Action>| {
+        let out = ctl.handle(now, e);
+        all.extend(out.iter().cloned());
+        out
+    };
+    feed(
+        &mut ctl,
+        now,
+        Event::ControllerStarted {
+            trigger_present: false,
+        },
+        &mut all,
+    );
+    feed(
+        &mut ctl,
+        now,
+        Event::ServerSpawned {
+            pid: 42,
+            program: "srv".into(),
+        },
+        &mut all,
+    );
+    let ready = |ctl: &mut Controller, now, all: &mut Vec<Action>| {
+        let out = ctl.handle(
+            now,
+            Event::ProbeFinished {
+                success: true,
+                latency: Duration::from_millis(3),
+                detail: String::new(),
+            },
+        );
+        all.extend(out.iter().cloned());
+    };
+    ready(&mut ctl, now, &mut all);
+    assert_eq!(ctl.state(), StateName::Ready);
+    // No probe answers any more: probe timeout, smart kill.
+    let mut wrote_trigger = false;
+    for _ in 0..20 {
+        now = ctl.next_deadline().expect("deadline");
+        let out = feed(&mut ctl, now, Event::DeadlineReached, &mut all);
+        if out.contains(&Action::WriteTrigger) {
+            wrote_trigger = true;
+            let pos_trigger = out.iter().position(|a| *a == Action::WriteTrigger).unwrap();
+            let pos_health = out
+                .iter()
+                .position(|a| matches!(a, Action::SetHealth(qoscntrlr::core::Health::Down { .. })))
+                .expect("health goes down");
+            assert!(pos_health > pos_trigger);
+            assert!(
+                out.iter().any(|a| matches!(
+                    a,
+                    Action::RunHook {
+                        recovery: false,
+                        ..
+                    }
+                )),
+                "the failover hook runs: {out:?}"
+            );
+            let alert = feed(
+                &mut ctl,
+                now,
+                Event::TriggerWriteFailed {
+                    error: "/d/triggerImmediateServerFailover: Read-only file system".into(),
+                },
+                &mut all,
+            );
+            assert!(
+                alert.iter().any(|a| matches!(a, Action::Log { text, .. } if text.contains("ALERT: the failover trigger could not be written (/d/triggerImmediateServerFailover: Read-only file system)"))),
+                "{alert:?}"
+            );
+            assert!(
+                alert.iter().any(
+                    |a| matches!(a, Action::Mail(m) if m.summary.contains("could not be written"))
+                ),
+                "mailed: {alert:?}"
+            );
+            break;
+        }
+        if out.contains(&Action::Probe) {
+            feed(
+                &mut ctl,
+                now,
+                Event::ProbeFinished {
+                    success: false,
+                    latency: Duration::from_secs(1),
+                    detail: "timed out".into(),
+                },
+                &mut all,
+            );
+        }
+    }
+    assert!(wrote_trigger, "no smart kill happened: {all:?}");
+    // Diagnostics, kill, restart, ready again.
+    feed(
+        &mut ctl,
+        now,
+        Event::DiagnosticsFinished {
+            incident: Some(1),
+            path: None,
+            error: Some("read-only".into()),
+        },
+        &mut all,
+    );
+    feed(
+        &mut ctl,
+        now,
+        Event::ServerExited {
+            pid: 42,
+            exit: "killed by SIGKILL".into(),
+        },
+        &mut all,
+    );
+    for _ in 0..5 {
+        if all.contains(&Action::Spawn) {
+            break;
+        }
+        if let Some(at) = ctl.next_deadline() {
+            now = at;
+            feed(&mut ctl, now, Event::DeadlineReached, &mut all);
+        }
+    }
+    feed(
+        &mut ctl,
+        now,
+        Event::ServerSpawned {
+            pid: 43,
+            program: "srv".into(),
+        },
+        &mut all,
+    );
+    all.clear();
+    ready(&mut ctl, now, &mut all);
+    ready(&mut ctl, now, &mut all);
+    for a in &all {
+        if let Action::Log { text, .. } = a {
+            log.push(text.clone());
+        }
+    }
+    assert!(
+        log.iter()
+            .any(|l| l == "Server has recovered; failover outputs restored (no trigger file had been written)"),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("failover trigger removed")),
+        "{log:?}"
+    );
+}
+
+/// A stacked read-only bind mount over the data directory: files the controller has
+/// open keep working (its `.out`), everything it opens afterwards fails with EROFS.
+struct ReadOnlyMount {
+    path: PathBuf,
+}
+
+impl ReadOnlyMount {
+    fn over(path: &Path) -> Option<ReadOnlyMount> {
+        let ok = Command::new("mount")
+            .args(["--bind", "-o", "ro"])
+            .arg(path)
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| ReadOnlyMount {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if Command::new("umount")
+                .arg(&self.path)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn read_only_data_directory_server_still_restarts_and_fails_over() {
+    const NAME: &str = "read_only_data_directory_server_still_restarts_and_fails_over";
+    if !is_root() {
+        skip::skip(
+            NAME,
+            "needs root to bind-mount the data directory read-only",
+        );
+        return;
+    }
+    let readiness = common::free_port();
+    let mut h = Harness::demo(&[("QOS_READINESS_LISTEN", &format!("127.0.0.1:{readiness}"))]);
+    h.start_ready();
+    let Some(mount) = ReadOnlyMount::over(h.data()) else {
+        skip::skip(NAME, "mount --bind -o ro failed here");
+        return;
+    };
+    assert!(
+        std::fs::write(h.data().join("probe-rw"), "x").is_err(),
+        "the data directory is read-only now"
+    );
+
+    // A crash: the server is restarted although its console log cannot be opened.
+    let first = h.server_pid();
+    let _ = h.http("/crash");
+    h.wait_for_containing("has crashed");
+    h.wait_for_containing("Cannot open the console log");
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    let second = h.server_pid();
+    assert_ne!(second, first);
+    assert_eq!(
+        h.count("QoS Controller: Cannot start the server"),
+        0,
+        "{}",
+        h.dump()
+    );
+
+    // A hang: the trigger cannot be written, which is an alert; readiness goes down.
+    h.http_ok("/hang");
+    h.wait_for("QoS Controller: The controller has received a probe timeout.");
+    h.wait_for_containing("ALERT: the failover trigger could not be written");
+    assert!(!h.trigger_file().exists());
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    h.wait_for_containing("failover outputs restored (no trigger file had been written)");
+    assert_ne!(h.server_pid(), second);
+    let (code, body) = common::http_get(readiness, "/").expect("readiness answers");
+    assert_eq!((code, body.trim()), (200, "ready"));
+    assert_ne!(h.state(), "FAULTED");
+
+    drop(mount);
+    h.stop();
+}
