@@ -73,6 +73,9 @@ pub struct Harness {
     dir: tempfile::TempDir,
     pub port: u16,
     pub ini: PathBuf,
+    /// Text the ini starts with (a shipped example with its per-run placeholders
+    /// substituted); `keys` follow it, so they win (the reader's "last value wins").
+    base_text: Option<String>,
     keys: Vec<(String, String)>,
     child: Option<Child>,
     /// Lines of the current `.out` already matched by `wait_for` (they match in order).
@@ -114,11 +117,45 @@ impl Harness {
         Harness::with_keys(port, keys)
     }
 
-    fn with_keys(port: u16, overrides: Vec<(String, String)>) -> Harness {
-        let dir = tempfile::Builder::new()
+    /// A controller on an ini whose text `base` writes, given the data directory (a fresh
+    /// tempdir, mode 0755 so that a server switched to SERVER_USER can reach it) and a
+    /// free port — e.g. a shipped example read verbatim with its per-run placeholders
+    /// substituted — followed by `DATA_DIRECTORY=<the tempdir>` and `overrides`, appended
+    /// as `KEY=VALUE` lines at the end (the last value of a key wins). No other key is
+    /// added.
+    pub fn from_text(
+        base: impl FnOnce(&Path, u16) -> String,
+        overrides: &[(&str, &str)],
+    ) -> Harness {
+        let port = free_port();
+        let dir = Harness::tempdir();
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod the tempdir");
+        let text = base(dir.path(), port);
+        let mut keys = vec![(
+            "DATA_DIRECTORY".to_string(),
+            dir.path().display().to_string(),
+        )];
+        keys.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Harness::assemble(dir, port, Some(text), keys)
+    }
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("qos-e2e-")
             .tempdir()
-            .expect("create a tempdir");
+            .expect("create a tempdir")
+    }
+
+    fn with_keys(port: u16, overrides: Vec<(String, String)>) -> Harness {
+        let dir = Harness::tempdir();
         let data = dir.path().display().to_string();
         let mut keys: Vec<(String, String)> = [
             ("SERVER_NAME", SERVER_NAME),
@@ -140,11 +177,21 @@ impl Harness {
                 keys.push((key, value));
             }
         }
+        Harness::assemble(dir, port, None, keys)
+    }
+
+    fn assemble(
+        dir: tempfile::TempDir,
+        port: u16,
+        base_text: Option<String>,
+        keys: Vec<(String, String)>,
+    ) -> Harness {
         let ini = dir.path().join("dcontroller.ini");
         let mut harness = Harness {
             dir,
             port,
             ini,
+            base_text,
             keys,
             child: None,
             cursor: 0,
@@ -157,7 +204,17 @@ impl Harness {
     }
 
     fn write_ini(&mut self) {
-        let mut text = String::from("# written by the run_* end-to-end tests\n");
+        let mut text = match &self.base_text {
+            Some(base) => {
+                let mut text = base.clone();
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str("\n# per-run overrides of the test (the last value of a key wins)\n");
+                text
+            }
+            None => String::from("# written by the run_* end-to-end tests\n"),
+        };
         for (key, value) in &self.keys {
             text.push_str(&format!("{key}={value}\n"));
         }
@@ -468,7 +525,10 @@ impl Harness {
 
     // ----- processes -------------------------------------------------------------------
 
-    /// Live (non-zombie) processes started by this test: (pid, cmdline).
+    /// Live (non-zombie) processes started by this test: (pid, cmdline). A process is
+    /// this test's when it carries the marker in its environment, or when its working
+    /// directory is in the test's tempdir: servers such as nginx and PostgreSQL write
+    /// their process title over their environment block, so only the latter finds them.
     pub fn marked_processes(&self) -> Vec<(i32, String)> {
         let marker = format!("{MARKER_ENV}={}", self.data().display());
         let me = std::process::id() as i32;
@@ -488,9 +548,12 @@ impl Harness {
                 continue;
             }
             let environ = fs::read(entry.path().join("environ")).unwrap_or_default();
-            if environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
+            let in_tempdir = fs::read_link(entry.path().join("cwd"))
+                .is_ok_and(|cwd| cwd.starts_with(self.data()));
+            if in_tempdir
+                || environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == marker.as_bytes())
             {
                 found.push((pid, cmdline(pid)));
             }
