@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cli::{EXIT_CONFIG, EXIT_LOCKED};
 use crate::config::{self, Config, ProbeTarget};
 use crate::control::{self, ControlEvent, ControlResponse};
-use crate::core::{Action, Alert, Component, Controller, Event, Health, Policy, StateName};
+use crate::core::{
+    Action, Alert, Component, Controller, Event, Health, Policy, StateName, STALL_MIN,
+};
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
@@ -47,8 +49,8 @@ const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
 /// How long stopping waits for the mailer to spool what it holds.
 const MAILER_CLOSE_LIMIT: Duration = Duration::from_secs(2);
-/// The longest single sleep of the loop (it wakes, finds nothing due, sleeps again).
-const MAX_SLEEP: Duration = Duration::from_secs(24 * 3600);
+/// The loop wakes at least this often, so that its own stalls are measured promptly.
+const STALL_TICK: Duration = Duration::from_millis(250);
 /// Lines kept for the body of alert mails.
 const RECENT_LINES: usize = 60;
 /// Console lines handed to diagnostics and mails.
@@ -503,21 +505,19 @@ impl Shell {
             let _ = sd.ready();
         }
 
+        let mut stall_clock = StallClock::new();
         while self.exit.is_none() {
-            // A far deadline is slept towards in steps of at most a day: the timer's own
-            // arithmetic must never see an instant near the end of the clock.
-            let deadline = self.ctl.next_deadline().map(|at| {
-                let now = Instant::now();
-                at.min(now.checked_add(MAX_SLEEP).unwrap_or(now))
-            });
-            let sleep = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // The loop wakes at least every STALL_TICK, so that its own lateness (a
+            // stall: SIGSTOP, swap storm, frozen cgroup) is measured soon after it ends.
+            // A far deadline is therefore never handed to the timer as it is either.
+            let now = Instant::now();
+            let tick = now.checked_add(STALL_TICK).unwrap_or(now);
+            let deadline = self.ctl.next_deadline();
+            let wake_at = deadline.map_or(tick, |at| at.min(tick));
+            let deadline_due = deadline.is_some_and(|at| at <= wake_at);
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at));
             tokio::select! {
-                _ = sleep => self.queue.push_back(Event::DeadlineReached),
+                _ = sleep => if deadline_due { self.queue.push_back(Event::DeadlineReached) },
                 Some(result) = tasks_rx.recv() => self.on_task(result),
                 Some(pe) = recv_opt(&mut pipe_rx) => self.on_pipe(pe),
                 Some(ce) = recv_opt(&mut control_rx) => self.on_control(ce),
@@ -541,7 +541,25 @@ impl Shell {
                     std::thread::sleep(TEST_WEDGE_FOR);
                 }
             }
+            // Late past the planned wake-up, or suspended (the boot clock ran on while
+            // the monotonic one stood still): report the stall before anything else
+            // that waited, so the core does not read the blind time as a hang.
+            let woke = Instant::now();
+            let late = woke.saturating_duration_since(wake_at);
+            let stalled = late.max(stall_clock.suspended());
+            if stalled >= STALL_MIN {
+                self.queue.push_front(Event::StallObserved {
+                    stalled_for: stalled,
+                });
+            }
             self.drain_queue();
+            // The loop's own work blocked it (a hung disk, a slow syscall): also a stall.
+            let busy = woke.elapsed();
+            if busy >= STALL_MIN {
+                self.queue
+                    .push_back(Event::StallObserved { stalled_for: busy });
+                self.drain_queue();
+            }
         }
         self.shutdown();
         if let Some(mailer) = self.mailer.take() {
@@ -1415,6 +1433,54 @@ fn capitalize(word: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// Time the system spent suspended, from CLOCK_BOOTTIME (counts suspend) against
+/// CLOCK_MONOTONIC (does not): a suspended controller is as blind as a stopped one.
+struct StallClock {
+    last_gap: Option<Duration>,
+}
+
+impl StallClock {
+    fn new() -> StallClock {
+        StallClock {
+            last_gap: boot_minus_monotonic(),
+        }
+    }
+
+    /// Suspended time since the previous call (zero when the clocks cannot be read).
+    fn suspended(&mut self) -> Duration {
+        let gap = boot_minus_monotonic();
+        let grown = match (self.last_gap, gap) {
+            (Some(last), Some(now)) => now.saturating_sub(last),
+            _ => Duration::ZERO,
+        };
+        if gap.is_some() {
+            self.last_gap = gap;
+        }
+        grown
+    }
+}
+
+fn boot_minus_monotonic() -> Option<Duration> {
+    fn read(clock: libc::clockid_t) -> Option<Duration> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        if rc != 0 {
+            return None;
+        }
+        Some(Duration::new(
+            u64::try_from(ts.tv_sec).ok()?,
+            u32::try_from(ts.tv_nsec).ok()?,
+        ))
+    }
+    let boot = read(libc::CLOCK_BOOTTIME)?;
+    let mono = read(libc::CLOCK_MONOTONIC)?;
+    Some(boot.saturating_sub(mono))
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ enum ProbeMode {
     Refused,
     /// No answer: the attempt times out (the shell bounds it).
     Hang,
+    /// No result at all (an attempt lost in a stall): only the core's own bounds help.
+    Silent,
 }
 
 struct Sim {
@@ -152,6 +154,7 @@ impl Sim {
                             detail: "connection refused (127.0.0.1:8089)".into(),
                         },
                     ),
+                    ProbeMode::Silent => return,
                     ProbeMode::Hang => {
                         let limit = self.ctl.policy().probe_interval;
                         (
@@ -233,6 +236,14 @@ impl Sim {
         if self.exit_code.is_none() {
             self.now = self.now.max(end);
         }
+    }
+
+    /// The controller is stopped for `d` (SIGSTOP, suspend): world events keep their
+    /// times, the controller sees none of them; on waking the shell reports the stall
+    /// first, then the events that waited.
+    fn stall(&mut self, d: Duration) {
+        self.now += d;
+        self.feed(Event::StallObserved { stalled_for: d });
     }
 
     fn start(&mut self) {
@@ -1103,4 +1114,155 @@ fn a_server_that_never_starts_is_restarted_with_backoff_when_the_limit_is_off() 
     });
     sim.run(Duration::from_secs(4));
     assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+// ----- stalls of the controller itself ----------------------------------------------
+
+/// Stopped for longer than the probe timeout with a healthy server: the controller
+/// probes again, the answer is good, nothing is killed.
+#[test]
+fn stall_longer_than_the_probe_timeout_probes_again_instead_of_killing() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.run(Duration::from_secs(30));
+    sim.clear_lines();
+    let probes_before = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    sim.stall(Duration::from_secs(90));
+    assert_eq!(
+        sim.lines.first().map(String::as_str),
+        Some("QoS Controller: Controller was stalled for 90 s; probing again before acting")
+    );
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.count("probe timeout"), 0, "{:#?}", sim.lines);
+    assert!(sim.lines.iter().all(|l| !SMART_KILL.contains(&l.as_str())));
+    assert!(sim.actions.iter().filter(|a| **a == Action::Probe).count() > probes_before);
+}
+
+/// The attempt in flight across the stall timed out because the controller was stopped:
+/// that failure is stale, a fresh attempt is sent at once and decides.
+#[test]
+fn stale_probe_failure_across_a_stall_is_retried_not_counted() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.run(Duration::from_secs(9));
+    // The next attempt (due at 10 s) hangs; the controller stops while it is in flight.
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_millis(1500));
+    sim.probe = ProbeMode::Ok;
+    sim.clear_lines();
+    sim.stall(Duration::from_secs(70));
+    let probes_at_stall = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    sim.run(Duration::from_secs(30));
+    assert_eq!(sim.ctl.state(), StateName::Ready, "{:#?}", sim.lines);
+    assert_eq!(sim.count("probe timeout"), 0, "{:#?}", sim.lines);
+    assert!(sim.count("QoS Probe: SUCCESS") >= 1, "{:#?}", sim.lines);
+    assert!(sim.actions.iter().filter(|a| **a == Action::Probe).count() > probes_at_stall);
+}
+
+/// A server that really hangs is still killed after a stall: the wait is bounded and
+/// the stalled time simply does not count.
+#[test]
+fn a_real_hang_is_still_killed_after_a_stall() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(20));
+    sim.stall(Duration::from_secs(90));
+    assert_eq!(
+        sim.ctl.state(),
+        StateName::Ready,
+        "not at once: {:#?}",
+        sim.lines
+    );
+    // 40 s of the 60 s window were left before the stall.
+    sim.run(Duration::from_secs(45));
+    assert_eq!(
+        sim.count("The controller has received a probe timeout."),
+        1,
+        "{:#?}",
+        sim.lines
+    );
+}
+
+/// No answer at all after the stall (the probe hangs): the hold ends after its bound and
+/// the timeout applies with the stalled time left out.
+#[test]
+fn stall_hold_is_bounded_when_no_answer_comes() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(50));
+    sim.probe = ProbeMode::Silent;
+    sim.stall(Duration::from_secs(30));
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.run(Duration::from_secs(60));
+    assert_eq!(
+        sim.count("No probe answer since the stall; timeouts apply again"),
+        1
+    );
+    assert_eq!(sim.count("The controller has received a probe timeout."), 1);
+}
+
+/// A long-running application's PROGRESS that waited in the pipe during the stall
+/// arrives after the stall: the application is not timed out in between.
+#[test]
+fn stall_does_not_time_out_long_running_applications() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let app = AppKey::new("COMPACT", Some("big.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=big.nsf",
+        ServerSignal::AppStart { app: app.clone() },
+    ));
+    sim.run(Duration::from_secs(100));
+    sim.stall(Duration::from_secs(150));
+    sim.run(Duration::from_millis(10));
+    sim.feed(msg(
+        "OpMsg=PROGRESS Type=COMPACT ObjectType=DB ObjectValue=big.nsf",
+        ServerSignal::AppProgress { app },
+    ));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.ctl.state(), StateName::Ready, "{:#?}", sim.lines);
+    assert_eq!(sim.count("has made no progress"), 0);
+}
+
+/// A measured exhaustion reported during the hold waits for the probe's answer, then is
+/// acted on.
+#[test]
+fn exhaustion_during_a_stall_hold_is_acted_on_after_the_probe_answers() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(5));
+    sim.stall(Duration::from_secs(30));
+    sim.feed(Event::ResourceExhausted {
+        resource: "memory".into(),
+        detail: "2 GB over 1 GB".into(),
+    });
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(
+        sim.count("acting once the probe after the stall has answered"),
+        1
+    );
+    sim.run(Duration::from_secs(30));
+    assert!(
+        sim.lines
+            .iter()
+            .any(|l| l == "QoS Controller: Server has exhausted memory (2 GB over 1 GB)"),
+        "{:#?}",
+        sim.lines
+    );
+    assert_ne!(sim.ctl.state(), StateName::Ready);
+}
+
+/// Late by less than the probe interval: scheduling noise, nothing logged or changed.
+#[test]
+fn short_lateness_is_not_a_stall() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.clear_lines();
+    sim.stall(Duration::from_secs(5));
+    assert_eq!(sim.count("stalled"), 0);
 }

@@ -139,3 +139,32 @@ fn control_request_with_huge_pause_is_refused() {
 
     inv.finish(&mut harness);
 }
+
+// ----- defect 3: a stalled controller killed a healthy server -------------------------
+
+/// SIGSTOP the controller for longer than QOS_PROBE_TIMEOUT, then SIGCONT: before the fix
+/// it woke, saw no probe success for longer than the timeout and smart-killed the healthy
+/// server. Now it notices the stall, probes again and keeps the server.
+#[test]
+fn stopped_controller_probes_again_before_acting() {
+    use nix::sys::signal::Signal;
+    let mut harness =
+        Harness::demo(&[("QOS_PROBE_TIMEOUT", "2s"), ("QOS_PROBE_INTERVAL", "500ms")]);
+    let inv = Invariants::begin("controller-stall", &mut harness);
+    harness.wait_for("QoS Probe: SUCCESS (");
+    harness.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(5));
+    harness.signal(Signal::SIGCONT);
+    let line = harness.wait_for_containing("; probing again before acting");
+    let secs: u64 = line
+        .trim_start_matches("QoS Controller: Controller was stalled for ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("stall line: {line:?}"));
+    assert!((4..=30).contains(&secs), "{line}");
+    harness.wait_for("QoS Probe: SUCCESS (");
+    // Well past the probe timeout after the stall: still the same server.
+    std::thread::sleep(Duration::from_secs(3));
+    inv.finish(&mut harness);
+}

@@ -118,6 +118,20 @@ impl AppsList {
         }
     }
 
+    /// The controller was stalled for `by`: that blind time does not count as time
+    /// without progress (a PROGRESS may be waiting unread in the pipe). Every timer moves
+    /// `by` later, but never past `now`; order is kept (the map is monotonic).
+    pub fn shift_progress(&mut self, by: Duration, now: Instant) {
+        let moved = |t: Instant| crate::core::later(t, by).min(now);
+        for entry in self.entries.values_mut() {
+            entry.last_progress = moved(entry.last_progress);
+        }
+        self.by_progress = std::mem::take(&mut self.by_progress)
+            .into_iter()
+            .map(|((t, seq), app)| ((moved(t), seq), app))
+            .collect();
+    }
+
     /// Server start or stop: forget every application.
     pub fn clear(&mut self) {
         self.entries.clear();

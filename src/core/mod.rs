@@ -175,6 +175,12 @@ pub enum Event {
     /// SIGTERM/SIGINT to the controller; the second one kills at once.
     StopRequested,
     DeadlineReached,
+    /// The shell's loop ran late by `stalled_for` (SIGSTOP, swap storm, frozen cgroup,
+    /// VM or system suspend): that long nobody watched the server, read its messages or
+    /// ran its probes, so nothing measured across it is evidence of a hang.
+    StallObserved {
+        stalled_for: Duration,
+    },
 }
 
 /// What the shell must do, in order.
@@ -341,6 +347,16 @@ struct ProbeTracker {
     deferral_logged: bool,
     /// A success after READY has not been seen yet (recovery needs one).
     awaiting_first_success: bool,
+    /// When the attempt in flight (or the last one) was started.
+    attempt_started: Option<Instant>,
+}
+
+/// After a stall: no timeout is declared until a probe started after the stall has
+/// answered, or until `until` (bounded wait).
+#[derive(Debug, Clone, Copy)]
+struct StallHold {
+    since: Instant,
+    until: Instant,
 }
 
 /// A notable thing that happened, kept for status.
@@ -417,7 +433,17 @@ pub struct Controller {
     trigger_written: bool,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
+    /// Set after a stall longer than the probe interval (see [`Event::StallObserved`]).
+    stall_hold: Option<StallHold>,
+    /// A measured exhaustion reported during a stall hold, acted on when it ends.
+    deferred_exhaustion: Option<(String, String)>,
 }
+
+/// A stall shorter than this is scheduling noise, not a stall.
+pub const STALL_MIN: Duration = Duration::from_secs(1);
+/// Beyond the time limit of one probe attempt, how long the controller waits for the
+/// first answer after a stall before timeouts apply again.
+const STALL_PROBE_SLACK: Duration = Duration::from_secs(5);
 
 const KEPT_INCIDENTS: usize = 10;
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
@@ -545,6 +571,8 @@ impl Controller {
             trigger_written: false,
             next_incident: 1,
             incidents: VecDeque::new(),
+            stall_hold: None,
+            deferred_exhaustion: None,
         }
     }
 
@@ -591,6 +619,18 @@ impl Controller {
         if matches!(self.state, State::Ready { .. }) {
             deadlines.extend(self.apps.next_deadline(self.policy.apps_timeout));
         }
+        if let Some(hold) = self.stall_hold {
+            // While holding, no timeout is due before the hold ends (a past one would
+            // otherwise wake the loop in a spin).
+            for at in &mut deadlines {
+                *at = (*at).max(hold.until);
+            }
+            deadlines.push(hold.until);
+            // The probe after the stall is sent at once.
+            if self.probing_wanted() && !self.probe.in_flight {
+                deadlines.extend(self.probe.next_attempt);
+            }
+        }
         deadlines.extend(self.paused_until);
         deadlines.into_iter().min()
     }
@@ -618,6 +658,10 @@ impl Controller {
     fn set_state(&mut self, now: Instant, state: State, why: impl Into<String>) -> Action {
         let from = self.state.name();
         self.state = state;
+        if !matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
+            // A stall hold guards a running server's timeouts; it ends with that server.
+            self.stall_hold = None;
+        }
         self.why = why.into();
         self.state_since = now;
         Action::StateChanged {
@@ -722,6 +766,15 @@ impl Controller {
                     incident: None,
                 }));
             }
+            Event::ResourceExhausted { resource, detail } if self.holding(now) => {
+                out.push(log(
+                    Component::Controller,
+                    format!(
+                        "Server has exhausted {resource} ({detail}); acting once the probe after the stall has answered"
+                    ),
+                ));
+                self.deferred_exhaustion = Some((resource, detail));
+            }
             Event::ResourceExhausted { resource, detail } => {
                 if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
                     out.push(log(
@@ -743,6 +796,18 @@ impl Controller {
             } => self.on_diagnostics(now, incident, path, error, &mut out),
             Event::StopRequested => self.on_stop_requested(now, &mut out),
             Event::DeadlineReached => self.on_deadline(now, &mut out),
+            Event::StallObserved { stalled_for } => self.on_stall(now, stalled_for, &mut out),
+        }
+        if self.stall_hold.is_none() {
+            if let Some((resource, detail)) = self.deferred_exhaustion.take() {
+                if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+                    out.push(log(
+                        Component::Controller,
+                        format!("Server has exhausted {resource} ({detail})"),
+                    ));
+                    self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
+                }
+            }
         }
         out
     }
@@ -907,6 +972,82 @@ impl Controller {
         self.probe.baseline = None;
     }
 
+    // ----- stalls -----------------------------------------------------------------
+
+    /// A stall hold is in force at `now`.
+    fn holding(&self, now: Instant) -> bool {
+        self.stall_hold.is_some_and(|hold| now < hold.until)
+    }
+
+    /// The loop ran `stalled_for` late. Longer than the probe interval, that blind time
+    /// could otherwise look like a hang: the probe baseline, the applications' progress
+    /// and the state's own deadline move on by the stall (it does not count), a probe is
+    /// sent at once, and no timeout is declared until it answers or a bounded wait ends.
+    fn on_stall(&mut self, now: Instant, stalled_for: Duration, out: &mut Vec<Action>) {
+        let probing = self.policy.probing
+            && matches!(self.state, State::Starting { .. } | State::Ready { .. });
+        let threshold = if probing {
+            self.policy.probe_interval.max(STALL_MIN)
+        } else {
+            STALL_MIN
+        };
+        if stalled_for <= threshold {
+            return;
+        }
+        // Whole seconds, rounded: "stalled for 10 s" after a 10 s SIGSTOP.
+        let secs = stalled_for.as_millis().saturating_add(500) / 1000;
+        let how = if probing {
+            "probing again before acting"
+        } else {
+            "timers continue from where they were"
+        };
+        out.push(log(
+            Component::Controller,
+            format!("Controller was stalled for {secs} s; {how}"),
+        ));
+        let moved = |t: Instant| later(t, stalled_for).min(now);
+        if let Some(baseline) = self.probe.baseline {
+            self.probe.baseline = Some(moved(baseline));
+        }
+        self.apps.shift_progress(stalled_for, now);
+        let shift = |t: Instant| later(t, stalled_for);
+        match &mut self.state {
+            State::Starting { deadline, .. } => *deadline = shift(*deadline),
+            State::Stopping {
+                deadline, next_nsd, ..
+            } => {
+                *deadline = shift(*deadline);
+                *next_nsd = next_nsd.map(shift);
+            }
+            State::Killing { deadline, .. } => *deadline = deadline.map(shift),
+            _ => {}
+        }
+        if probing {
+            let attempt_limit = self.policy.probe_interval.min(self.policy.probe_timeout);
+            self.stall_hold = Some(StallHold {
+                since: now,
+                until: later(now, attempt_limit.saturating_add(STALL_PROBE_SLACK)),
+            });
+            if !self.policy.probe_by_message {
+                self.probe.next_attempt = Some(now);
+                self.schedule_probe(now, out);
+            }
+        }
+    }
+
+    /// A stall hold ran out without an answer: timeouts apply again.
+    fn end_stall_hold(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(hold) = self.stall_hold {
+            if now >= hold.until {
+                self.stall_hold = None;
+                out.push(log(
+                    Component::Controller,
+                    "No probe answer since the stall; timeouts apply again",
+                ));
+            }
+        }
+    }
+
     // ----- probe ------------------------------------------------------------------
 
     fn on_probe(
@@ -918,6 +1059,20 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         self.probe.in_flight = false;
+        if let Some(hold) = self.stall_hold {
+            let stale = self
+                .probe
+                .attempt_started
+                .is_some_and(|started| started < hold.since);
+            if success || !stale {
+                // The first answer after the stall decides; timeouts apply again.
+                self.stall_hold = None;
+            } else if !self.policy.probe_by_message {
+                // That attempt straddled the stall (its own time limit ran out while the
+                // controller was stopped): ask again at once.
+                self.probe.next_attempt = Some(now);
+            }
+        }
         if !matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
             return;
         }
@@ -986,13 +1141,14 @@ impl Controller {
                     next = later(now, self.policy.probe_interval);
                 }
                 self.probe.next_attempt = Some(next);
+                self.probe.attempt_started = Some(now);
                 out.push(Action::Probe);
             }
         }
     }
 
     fn check_probe_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if !self.probe.active || self.probe.timed_out {
+        if !self.probe.active || self.probe.timed_out || self.holding(now) {
             return;
         }
         if !matches!(self.state, State::Ready { .. }) {
@@ -1936,6 +2092,8 @@ impl Controller {
     // ----- deadlines --------------------------------------------------------------
 
     fn on_deadline(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.end_stall_hold(now, out);
+        let holding = self.holding(now);
         if let Some(until) = self.paused_until {
             if now >= until {
                 out.push(log(Component::Controller, "Pause expired; resuming"));
@@ -1946,7 +2104,7 @@ impl Controller {
             State::Starting {
                 pid: Some(pid),
                 deadline,
-            } if now >= deadline => {
+            } if now >= deadline && !holding => {
                 out.push(log(
                     Component::Controller,
                     format!(
@@ -1970,7 +2128,7 @@ impl Controller {
                 next_nsd,
                 then,
             } => {
-                if now >= deadline {
+                if now >= deadline && !holding {
                     let what = if then == AfterStop::Restart {
                         "QOS_RESTART_TIMEOUT"
                     } else {
@@ -2065,7 +2223,7 @@ impl Controller {
             }
             _ => {}
         }
-        if let State::Ready { .. } = self.state {
+        if let (State::Ready { .. }, false) = (&self.state, holding) {
             if let Some((app, idle)) = self.apps.expired(now, self.policy.apps_timeout) {
                 if self.pause_suppressed.is_none() {
                     out.push(log(
