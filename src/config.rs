@@ -254,10 +254,15 @@ pub fn suggest_key(written: &str) -> Option<&'static str> {
     (distance <= limit).then_some(best)
 }
 
+/// Largest `dcontroller.ini` read (a real one is a few KiB).
+pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
+
 /// Read and validate `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let source = absolute(path);
-    match std::fs::read(path) {
+    // A regular file of bounded size only: `-c /dev/zero` must not grow the controller
+    // without end, nor `-c some.fifo` block it.
+    match crate::safefs::read_regular_following(path, CONFIG_MAX_BYTES) {
         Ok(bytes) => parse_bytes(&bytes, &source),
         Err(e) => Err(ConfigError {
             file: source.clone(),
@@ -1134,15 +1139,25 @@ fn parse_host_port(text: &str, rule: PortRule) -> Result<(String, Option<u16>), 
 
 /// `QOS_PROBE`: `http://host[:port][/path]`, `tcp://host:port`, `exec:COMMAND`, `message`.
 pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
-    let text = text.trim();
+    let raw = text.trim();
     let expected = "expected http://host:port/path, tcp://host:port, exec:COMMAND or message";
-    let lower = text.to_ascii_lowercase();
+    let lower = raw.to_ascii_lowercase();
     if lower == "message" {
         return Ok(ProbeTarget::Message);
     }
     if lower.starts_with("exec:") {
-        let argv = parse_command(&text[5..]).map_err(|e| format!("exec probe: {e}"))?;
+        let argv = parse_command(&raw[5..]).map_err(|e| format!("exec probe: {e}"))?;
         return Ok(ProbeTarget::Exec { argv });
+    }
+    // Every message below quotes the URL: never with a password in it.
+    let (text, had_credentials) = redact_url_credentials(raw);
+    let text = text.as_str();
+    if had_credentials {
+        return Err(format!(
+            "\"{text}\": credentials in the probe URL are not supported (they would be sent in \
+             clear text and shown in logs and status; probe a health path that needs no \
+             login, or use exec:COMMAND)"
+        ));
     }
     if lower.starts_with("http://") {
         let rest = &text[7..];
@@ -1184,6 +1199,30 @@ pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
         ));
     }
     Err(format!("\"{text}\" is not a probe ({expected})"))
+}
+
+/// `scheme://user:password@host…` → `scheme://user:***@host…` (and `***@` for a bare
+/// user), so no error message or log line ever shows a password. Returns whether the URL
+/// carried credentials at all.
+pub fn redact_url_credentials(url: &str) -> (String, bool) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), false);
+    };
+    let after = &url[scheme_end + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let authority = &after[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return (url.to_string(), false);
+    };
+    let userinfo = &authority[..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    (
+        format!("{}{shown}{}", &url[..scheme_end + 3], &after[at..]),
+        true,
+    )
 }
 
 /// A listener: `port`, `host:port` or `[v6]:port`; a bare port listens on 127.0.0.1.

@@ -89,13 +89,36 @@ pub fn format_line(component: Component, text: &str, wall: &DateTime<Local>) -> 
         line.push_str(label);
         line.push_str(": ");
     }
-    if text.contains(['\r', '\n']) {
-        line.push_str(&text.replace('\r', "\\r").replace('\n', "\\n"));
-    } else {
-        line.push_str(text);
-    }
+    push_escaped(&mut line, text);
     line.push('\n');
     line
+}
+
+/// Append `text` with every control character escaped: C0 (NUL, ESC, CR, LF, TAB …),
+/// DEL and the C1 range. A server's message can carry any byte; raw, a NUL makes grep
+/// call the log binary, an ESC drives the terminal of whoever reads it, a CR or LF forges
+/// a line. CR, LF and TAB become `\r`, `\n`, `\t`; the rest `\xNN` (`\u{NN}` for C1).
+/// Backslashes stay as they are (Windows paths in messages are quoted verbatim).
+pub fn push_escaped(line: &mut String, text: &str) {
+    // Fast path: no byte that can start a control character (C1 is 0xC2 0x80..=0x9F).
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        line.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\r' => line.push_str("\\r"),
+            '\n' => line.push_str("\\n"),
+            '\t' => line.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = std::fmt::Write::write_fmt(line, format_args!("\\x{:02X}", c as u32));
+            }
+            c if c.is_control() => {
+                let _ = std::fmt::Write::write_fmt(line, format_args!("\\u{{{:X}}}", c as u32));
+            }
+            c => line.push(c),
+        }
+    }
 }
 
 /// A controller log file name: `qoscntrlr<12 digits>[-<n>].out|.log`. Sorting these
@@ -655,6 +678,21 @@ mod tests {
             .with_ymd_and_hms(2024, 3, 5, h, m, s)
             .earliest()
             .expect("2024-03-05 is not in a DST gap anywhere at these hours")
+    }
+
+    #[test]
+    fn every_control_character_is_escaped() {
+        let text = "a\0b\x1b[31mc\rd\ne\tf\x7fg\u{9b}h C:\\Program Files\\x é";
+        let line = format_line(Component::Controller, text, &wall(1, 2, 3));
+        assert_eq!(
+            line,
+            "2024/03/05 01:02:03 QoS Controller: a\\x00b\\x1B[31mc\\rd\\ne\\tf\\x7Fg\\u{9B}h C:\\Program Files\\x é\n"
+        );
+        let body = &line[..line.len() - 1];
+        assert!(!body.chars().any(char::is_control), "{line:?}");
+        // Nothing to escape: the text as it is.
+        let plain = format_line(Component::Probe, "SUCCESS (3ms) ü", &wall(1, 2, 3));
+        assert!(plain.ends_with("QoS Probe: SUCCESS (3ms) ü\n"));
     }
 
     fn full_disk() -> File {

@@ -143,6 +143,21 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
     read_bounded(file, max_bytes)
 }
 
+/// Read a regular file of at most `max_bytes`, following links (an operator's own
+/// configuration may be a link); a FIFO, device or directory is refused without blocking.
+pub fn read_regular_following(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    clear_nonblock(&file)?;
+    read_bounded(file, max_bytes)
+}
+
 /// Read at most `max_bytes` of `file`; more is an error (`InvalidData`).
 pub fn read_bounded(file: File, max_bytes: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();

@@ -561,3 +561,344 @@ fn read_only_data_directory_server_still_restarts_and_fails_over() {
     drop(mount);
     h.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// Defect 8: output paths
+
+fn logs_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs/design")
+}
+
+fn qoscntrlr(args: &[&std::ffi::OsStr]) -> common::CliOutput {
+    let mut cmd = Command::new(common::CONTROLLER);
+    cmd.args(args).env_remove("QOSCNTRLR_CONFIG");
+    common::run_cli(cmd)
+}
+
+fn report_to(target: &Path) -> common::CliOutput {
+    qoscntrlr(&[
+        "report".as_ref(),
+        "--html".as_ref(),
+        target.as_os_str(),
+        logs_fixture().as_os_str(),
+    ])
+}
+
+/// `support-bundle -o target` over a small data directory of its own.
+fn bundle_to(root: &Path, target: &Path) -> common::CliOutput {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ini = root.join("dcontroller.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "SERVER_COMMAND=/bin/true\nQOS_PROBE=tcp://127.0.0.1:9\nDATA_DIRECTORY={}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    qoscntrlr(&[
+        "support-bundle".as_ref(),
+        "-c".as_ref(),
+        ini.as_os_str(),
+        "-o".as_ref(),
+        target.as_os_str(),
+    ])
+}
+
+fn assert_refused(out: &common::CliOutput, target: &Path, what: &str) {
+    assert_ne!(out.code, Some(0), "{target:?} accepted: {out:?}");
+    assert!(
+        out.stderr.contains(&target.display().to_string())
+            && out.stderr.contains("not a regular file")
+            && out.stderr.contains(what),
+        "unclear refusal: {out:?}"
+    );
+    assert!(!out.stdout.contains("written"), "claims success: {out:?}");
+}
+
+fn no_temp_files_in(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn report_and_bundle_refuse_a_fifo_or_directory_target() {
+    use std::os::unix::fs::FileTypeExt;
+    let root = tempfile::tempdir().unwrap();
+    let fifo = root.path().join("out.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert_refused(&report_to(&fifo), &fifo, "a FIFO");
+    assert_refused(&bundle_to(root.path(), &fifo), &fifo, "a FIFO");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let dir = root.path().join("out.d");
+    std::fs::create_dir(&dir).unwrap();
+    assert_refused(&report_to(&dir), &dir, "a directory");
+    assert_refused(&bundle_to(root.path(), &dir), &dir, "a directory");
+    no_temp_files_in(root.path());
+    // A regular file is replaced as before.
+    let file = root.path().join("report.html");
+    std::fs::write(&file, "old").unwrap();
+    let out = report_to(&file);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("<html"));
+}
+
+#[test]
+fn report_and_bundle_refuse_device_nodes() {
+    use std::os::unix::fs::FileTypeExt;
+    const NAME: &str = "report_and_bundle_refuse_device_nodes";
+    if !is_root() {
+        skip::skip(NAME, "needs root to create device nodes (mknod)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Private copies of /dev/null (1,3) and /dev/full (1,7): a regression must never
+    // replace the host's own.
+    let mut nodes = Vec::new();
+    for (name, minor) in [("null", 3), ("full", 7)] {
+        let path = root.path().join(name);
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .expect("mknod");
+        nodes.push(path);
+    }
+    for node in &nodes {
+        assert_refused(&report_to(node), node, "a character device");
+        assert_refused(&bundle_to(root.path(), node), node, "a character device");
+        let meta = std::fs::symlink_metadata(node).unwrap();
+        assert!(meta.file_type().is_char_device(), "{node:?} was replaced");
+    }
+    // Through a link too.
+    let link = root.path().join("link-to-null");
+    std::os::unix::fs::symlink(&nodes[0], &link).unwrap();
+    assert_refused(&report_to(&link), &link, "a character device");
+    no_temp_files_in(root.path());
+}
+
+/// A small tmpfs filled up: every write and the fsync are checked, so the report fails
+/// with the reason instead of claiming "Report written".
+#[test]
+fn report_and_bundle_on_a_full_disk_fail() {
+    const NAME: &str = "report_and_bundle_on_a_full_disk_fail";
+    if !is_root() {
+        skip::skip(NAME, "needs root to mount a small tmpfs");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let Some(_mount) = SmallTmpfs::mount(root.path(), "256k") else {
+        skip::skip(NAME, "mount -t tmpfs failed here");
+        return;
+    };
+    fill(root.path());
+    let target = root.path().join("report.html");
+    let out = report_to(&target);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("No space left on device"), "{out:?}");
+    assert!(!out.stdout.contains("written"), "{out:?}");
+    assert!(!target.exists());
+    let bundle_root = tempfile::tempdir().unwrap();
+    let target = root.path().join("b.tar.gz");
+    let out = bundle_to(bundle_root.path(), &target);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(!target.exists());
+    no_temp_files_in(root.path());
+}
+
+/// Fill the filesystem of `dir` to the last byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write(&block).is_ok_and(|n| n > 0) {}
+    while f.write(&block[..1]).is_ok_and(|n| n > 0) {}
+}
+
+/// A tmpfs of `size` mounted on `path`, unmounted on drop.
+struct SmallTmpfs {
+    path: PathBuf,
+}
+
+impl SmallTmpfs {
+    fn mount(path: &Path, size: &str) -> Option<SmallTmpfs> {
+        Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| SmallTmpfs {
+                path: path.to_path_buf(),
+            })
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        if !Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 9: hostile input — ini files, probe URLs, control bytes in messages
+
+/// `check-config -c path` with a memory cap (a regression reading /dev/zero to the end
+/// must fail fast, not eat the machine) and a time limit (a FIFO must not block it).
+fn check_config(path: &Path) -> common::CliOutput {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(common::CONTROLLER);
+    cmd.arg("check-config")
+        .arg("-c")
+        .arg(path)
+        .env_remove("QOSCNTRLR_CONFIG");
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let cap = 512 * 1024 * 1024;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, cap, cap)
+                .map_err(std::io::Error::from)
+        });
+    }
+    common::run_cli(cmd)
+}
+
+#[test]
+fn ini_reader_takes_bounded_regular_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_config(Path::new("/dev/zero"));
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(
+        out.stderr.contains("/dev/zero") && out.stderr.contains("not a regular file"),
+        "{out:?}"
+    );
+
+    let fifo = dir.path().join("dcontroller.ini");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = check_config(&fifo);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(out.stderr.contains("it is a FIFO"), "{out:?}");
+
+    let big = dir.path().join("big.ini");
+    let mut text = String::from("SERVER_COMMAND=/bin/true\nQOS_PROBE=tcp://127.0.0.1:9\n");
+    while text.len() <= 1024 * 1024 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big, &text).unwrap();
+    let out = check_config(&big);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(
+        out.stderr.contains("is larger than 1048576 bytes"),
+        "{out:?}"
+    );
+
+    // A link to a regular ini is fine (operators link configs).
+    let real = dir.path().join("real.ini");
+    std::fs::write(
+        &real,
+        format!(
+            "SERVER_COMMAND=/bin/true\nQOS_PROBE=tcp://127.0.0.1:9\nDATA_DIRECTORY={}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let link = dir.path().join("link.ini");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = check_config(&link);
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+#[test]
+fn probe_url_with_credentials_is_refused_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for (probe, shown) in [
+        (
+            "http://admin:Sup3rS3cret@127.0.0.1:8080/health",
+            "http://admin:***@127.0.0.1:8080/health",
+        ),
+        (
+            "tcp://op:Sup3rS3cret@127.0.0.1:8080",
+            "tcp://op:***@127.0.0.1:8080",
+        ),
+        (
+            "https://x:Sup3rS3cret@example.org/",
+            "https://x:***@example.org/",
+        ),
+        ("http://Sup3rS3cret@127.0.0.1/", "http://***@127.0.0.1/"),
+    ] {
+        let ini = dir.path().join("dcontroller.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "SERVER_COMMAND=/bin/true\nQOS_PROBE={probe}\nDATA_DIRECTORY={}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let out = check_config(&ini);
+        assert_eq!(out.code, Some(78), "{probe}: {out:?}");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(!all.contains("Sup3rS3cret"), "password echoed: {all}");
+        assert!(all.contains(shown), "{probe}: {all}");
+        assert!(all.contains("QOS_PROBE"), "{all}");
+    }
+}
+
+#[test]
+fn control_bytes_in_messages_never_reach_the_log_raw() {
+    use std::io::Write;
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    let mut pipe =
+        std::os::unix::net::UnixStream::connect(h.data().join("qoscntrlr.pipe")).expect("pipe");
+    pipe.write_all(
+        b"OpMsg=START Type=FIXUP ObjectType=DB ObjectValue=a\x00b\x1b[2Jc\x07d\x7fe\x08f\rg\x0bh\n",
+    )
+    .unwrap();
+    pipe.write_all(
+        b"OpMsg=END Type=FIXUP ObjectType=DB ObjectValue=a\x00b\x1b[2Jc\x07d\x7fe\x08f\rg\x0bh\n",
+    )
+    .unwrap();
+    drop(pipe);
+    let added = h.wait_for_containing("Adding FIXUP[");
+    assert!(
+        added.contains(r"a\x00b\x1B[2Jc\x07d\x7Fe\x08f\rg\x0Bh"),
+        "{added:?}"
+    );
+    h.wait_for_containing("Removing FIXUP[");
+    let name = h.log_files("out").pop().expect("an .out");
+    let bytes = std::fs::read(h.data().join(name)).unwrap();
+    let bad: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|&b| (b < 0x20 && b != b'\n') || b == 0x7f)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "raw control bytes in the log: {bad:?}\n{}",
+        h.dump()
+    );
+    h.stop();
+}
