@@ -842,7 +842,10 @@ fn cross_check(r: &mut Reader, c: &Config) {
         r.warning(
             line,
             "DATA_DIRECTORY",
-            format!("{} does not exist yet", c.data_directory.display()),
+            format!(
+                "{} does not exist yet (run creates it)",
+                c.data_directory.display()
+            ),
         );
     }
     if r.is_set("SERVER_DIRECTORY") && !c.server_directory.is_dir() {

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod demo_server;
 pub mod diagnostics;
 pub mod events;
 pub mod failover;

@@ -619,6 +619,35 @@ pub fn resolve_program(
     }
 }
 
+/// Resolve the server program exactly as [`spawn_server`] does: [`resolve_program`]
+/// beside the running executable and in `path_var` (the server's PATH), and, for the
+/// demo server's name only, the demo server built into this executable as the last
+/// resort (run under the name `qos-demo-server`, which `qoscntrlr`'s `main` recognises).
+/// That last step is what makes the example configuration work where only the
+/// `qoscntrlr` binary has been built (`cargo run`) or installed (`/usr/bin`).
+/// `check-config` calls this too, so it reports what `run` will find.
+pub fn resolve_server_program(
+    program: &str,
+    directory: &Path,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, SpawnError> {
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    match resolve_program(program, directory, exe_dir, path_var) {
+        Err(SpawnError::NotFound { .. }) if program == crate::demo_server::PROGRAM => match exe {
+            Some(exe) if builtin_demo_server(&exe) => Ok(exe),
+            _ => resolve_program(program, directory, exe_dir, path_var),
+        },
+        other => other,
+    }
+}
+
+/// Whether `exe` is a `qoscntrlr` binary (which carries the demo server), and not some
+/// other program that links this library (a test binary, a benchmark).
+fn builtin_demo_server(exe: &Path) -> bool {
+    exe.file_name() == Some(OsStr::new("qoscntrlr"))
+}
+
 enum Candidate {
     Executable,
     NotExecutable,
@@ -745,9 +774,6 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
             })
         }
     }
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
     let path_var: Option<OsString> = spec
         .env
         .iter()
@@ -755,12 +781,7 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| OsString::from(v))
         .or_else(|| std::env::var_os("PATH"));
-    let program_path = resolve_program(
-        program_arg,
-        &spec.directory,
-        exe_dir.as_deref(),
-        path_var.as_deref(),
-    )?;
+    let program_path = resolve_server_program(program_arg, &spec.directory, path_var.as_deref())?;
     for arg in &spec.argv {
         if arg.contains('\0') {
             return Err(SpawnError::NulByte { arg: arg.clone() });

@@ -82,6 +82,8 @@ fn example_config_supervises_the_demo_server() {
         ("QOS_APPS_TIMEOUT", "30s"),
         ("QOS_RESTART_TIMEOUT", "20s"),
         ("QOS_SHUTDOWN_TIMEOUT", "10s"),
+        // Room for the README's whole tour without ending FAULTED.
+        ("QOS_RESTART_LIMIT_MAXIMUM", "10"),
     ];
     let expected: BTreeMap<String, String> = expected
         .iter()

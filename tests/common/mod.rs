@@ -84,6 +84,8 @@ pub struct Harness {
     /// Inodes of the `.out` files of earlier runs: until the new run renames them to
     /// `.log` they must not be mistaken for its log.
     previous_outs: HashSet<u64>,
+    /// The `qoscntrlr` binary `start` runs (default [`CONTROLLER`]).
+    controller: PathBuf,
 }
 
 impl Harness {
@@ -197,6 +199,7 @@ impl Harness {
             cursor: 0,
             runs: 0,
             previous_outs: HashSet::new(),
+            controller: PathBuf::from(CONTROLLER),
         };
         harness.write_ini();
         fs::create_dir_all(harness.scratch()).expect("create the harness folder");
@@ -292,7 +295,8 @@ impl Harness {
             .expect("create stdout file");
         let err = File::create(self.scratch().join(format!("run{}.stderr", self.runs)))
             .expect("create stderr file");
-        self.command(CONTROLLER)
+        let controller = self.controller.display().to_string();
+        self.command(&controller)
             .arg("run")
             .arg("-c")
             .arg(&self.ini)
@@ -300,6 +304,11 @@ impl Harness {
             .stderr(err)
             .spawn()
             .expect("spawn qoscntrlr run")
+    }
+
+    /// Run this `qoscntrlr` binary instead of cargo's (e.g. a copy alone in a folder).
+    pub fn set_controller(&mut self, path: &Path) {
+        self.controller = path.to_path_buf();
     }
 
     /// Start and wait until the server is READY.
