@@ -24,6 +24,7 @@ use crate::core::{
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
+use crate::journal::{self, Journal, Priority, Reporter};
 use crate::lock::{DataDirLock, LockError, ServerRecord, StateFile};
 use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
 use crate::pipe::{self, PipeEvent};
@@ -68,25 +69,43 @@ const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
 pub fn run(cfg: Config, config_path: &Path) -> u8 {
+    let journal = Journal::start();
+    let code = run_reporting(cfg, config_path, journal.reporter());
+    if code != 0 {
+        journal.say(Priority::Err, &format!("Exiting with code {code}"));
+    } else {
+        journal.say(Priority::Info, "Exiting with code 0");
+    }
+    journal.finish();
+    code
+}
+
+fn run_reporting(cfg: Config, config_path: &Path, journal: Reporter) -> u8 {
     if let Err(e) = std::fs::create_dir_all(&cfg.data_directory) {
-        eprintln!(
-            "qoscntrlr: cannot create data directory {}: {e}",
-            cfg.data_directory.display()
+        journal.say(
+            Priority::Err,
+            &format!(
+                "Cannot create data directory {}: {e}",
+                cfg.data_directory.display()
+            ),
         );
         return EXIT_CONFIG;
     }
     if let Err(e) = process::become_subreaper() {
         // Without it, daemonized grandchildren escape to init; the group kill still works.
-        eprintln!("qoscntrlr: warning: cannot become child subreaper: {e}");
+        journal.say(
+            Priority::Warning,
+            &format!("Cannot become child subreaper: {e}"),
+        );
     }
     let lock = match DataDirLock::acquire(&cfg.data_directory) {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
-            eprintln!("qoscntrlr: {e}");
+            journal.say(Priority::Err, &e.to_string());
             return EXIT_LOCKED;
         }
         Err(e) => {
-            eprintln!("qoscntrlr: {e}");
+            journal.say(Priority::Err, &e.to_string());
             return EXIT_SOFTWARE;
         }
     };
@@ -96,13 +115,13 @@ pub fn run(cfg: Config, config_path: &Path) -> u8 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("qoscntrlr: cannot start the runtime: {e}");
+            journal.say(Priority::Err, &format!("Cannot start the runtime: {e}"));
             return EXIT_SOFTWARE;
         }
     };
     let lock_notes = lock.notes().to_vec();
     let code = tokio::task::LocalSet::new().block_on(&runtime, async move {
-        match Shell::start(cfg, config_path.to_path_buf(), lock_notes).await {
+        match Shell::start(cfg, config_path.to_path_buf(), lock_notes, journal).await {
             Ok(shell) => shell.run().await,
             Err(code) => code,
         }
@@ -159,6 +178,8 @@ impl EndedServers {
 struct Shell {
     cfg: Config,
     config_path: PathBuf,
+    /// stderr: start facts, state changes, incidents and errors (the journal under systemd).
+    journal: Reporter,
     ctl: Controller,
     log: QosLog,
     events: EventsFile,
@@ -194,8 +215,22 @@ struct Shell {
 }
 
 impl Shell {
-    async fn start(cfg: Config, config_path: PathBuf, notes: Vec<String>) -> Result<Shell, u8> {
+    async fn start(
+        cfg: Config,
+        config_path: PathBuf,
+        notes: Vec<String>,
+        journal: Reporter,
+    ) -> Result<Shell, u8> {
         let started_wall = Local::now();
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        journal.say(
+            Priority::Info,
+            &format!("Configuration {}", absolute(&config_path).display()),
+        );
+        journal.say(
+            Priority::Info,
+            &format!("Data directory {}", absolute(&cfg.data_directory).display()),
+        );
         let (mut log, lifecycle) = match QosLog::open(
             &cfg.data_directory,
             started_wall,
@@ -204,10 +239,14 @@ impl Shell {
         ) {
             Ok(opened) => opened,
             Err(e) => {
-                eprintln!("qoscntrlr: {e}");
+                journal.say(Priority::Err, &e.to_string());
                 return Err(EXIT_CONFIG);
             }
         };
+        journal.say(
+            Priority::Info,
+            &format!("Log file {}", absolute(log.path()).display()),
+        );
         log.line(
             Component::Controller,
             "Starting QOSPipeWatcher",
@@ -283,6 +322,7 @@ impl Shell {
             last_diagnostics: None,
             cfg,
             config_path,
+            journal,
         };
         match SdNotify::try_from_env() {
             Ok(sd) => shell.sd = sd,
@@ -457,6 +497,9 @@ impl Shell {
 
     /// Write one line now (and keep it for alert mails).
     fn line(&mut self, component: Component, text: impl AsRef<str>) {
+        if let Some(priority) = journal::error_priority(component, text.as_ref()) {
+            self.journal.say(priority, text.as_ref());
+        }
         let wall = Local::now();
         let mut full = crate::qoslog::format_line(component, text.as_ref(), &wall);
         self.log.write_line(full.as_bytes(), wall);
@@ -941,6 +984,10 @@ impl Shell {
             } => self.run_hook(recovery, &reason, incident),
             Action::Mail(alert) => self.mail(alert),
             Action::StateChanged { from, to, why } => {
+                self.journal.say(
+                    journal::state_priority(to.as_str()),
+                    &format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
+                );
                 self.line(
                     Component::Controller,
                     format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
@@ -958,6 +1005,10 @@ impl Shell {
                 }
             }
             Action::Incident { id, kind, outcome } => {
+                self.journal.say(
+                    Priority::Warning,
+                    &format!("Incident {}: {kind}: {outcome}", self.incident_id(id)),
+                );
                 let state = self.ctl.state().as_str();
                 let record = EventRecord::new(Local::now(), "incident", state)
                     .incident(&self.incident_id(id))

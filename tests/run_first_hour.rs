@@ -56,3 +56,104 @@ fn bare_demo_server_name_runs_the_built_in_demo_server() {
     );
     h.assert_nothing_left();
 }
+
+/// `run` under systemd: `$JOURNAL_STREAM` names its stderr, so every line carries a
+/// syslog priority; the start facts come first, then state changes, incidents, errors.
+#[test]
+fn run_reports_to_the_journal_with_priorities() {
+    use std::os::unix::fs::MetadataExt;
+    let port = common::free_port();
+    let h = Harness::server(
+        // Not found anywhere: the controller must say so on stderr, as an error.
+        "/nonexistent/qos-server-program --flag",
+        &[
+            ("QOS_PROBE", &format!("http://127.0.0.1:{port}/health")),
+            ("QOS_RESTART_LIMIT_MAXIMUM", "1"),
+        ],
+    );
+    let stderr_path = h.data().join("journal.stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("create the stderr file");
+    let meta = stderr.metadata().expect("stat the stderr file");
+    let mut child = h
+        .command(common::CONTROLLER)
+        .arg("run")
+        .arg("-c")
+        .arg(&h.ini)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn qoscntrlr run");
+    let read = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let faulted = common::eventually("FAULTED on stderr", || read().contains("-> FAULTED"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    );
+    let status = child.wait().expect("reap the controller");
+    let text = read();
+    assert!(faulted, "no FAULTED line on stderr:\n{text}\n{}", h.dump());
+    assert_eq!(status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let config = format!("<6>Configuration {}", h.ini.display());
+    assert_eq!(lines.first().copied(), Some(config.as_str()), "{text}");
+    assert_eq!(
+        lines.get(1).copied(),
+        Some(format!("<6>Data directory {}", h.data().display()).as_str()),
+        "{text}"
+    );
+    assert!(
+        lines
+            .get(2)
+            .is_some_and(|l| l.starts_with("<6>Log file ") && l.ends_with(".out")),
+        "{text}"
+    );
+    for line in &lines {
+        assert!(
+            line.len() > 3 && line.starts_with('<') && line.as_bytes()[2] == b'>',
+            "line without a priority prefix: {line:?}\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<3>Cannot start the server")
+                && l.contains("/nonexistent/qos-server-program")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<3>State ") && l.contains("-> FAULTED")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<5>State STOPPED -> RESTARTING")),
+        "{text}"
+    );
+    // One line per event, not the whole log: the header's key lines stay in the log.
+    assert!(!text.contains("QOS_PROBE_TIMEOUT="), "{text}");
+    h.assert_nothing_left();
+}
+
+/// On a terminal (no `$JOURNAL_STREAM`, or one that names another file) the lines carry
+/// the log's time stamp instead of a priority.
+#[test]
+fn run_reports_plain_lines_without_the_journal() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    h.stop();
+    let stderr = std::fs::read_to_string(h.data().join("harness/run1.stderr"))
+        .expect("read the controller's stderr");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with(&format!(" Configuration {}", h.ini.display())) && !first.starts_with('<'),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" State STARTING -> READY (server is ready)"),
+        "{stderr}"
+    );
+}
