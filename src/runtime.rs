@@ -275,7 +275,7 @@ impl Shell {
             log.line(Component::Controller, problem, started_wall);
         }
         for note in &notes {
-            eprintln!("qoscntrlr: {note}");
+            journal.say(Priority::Warning, note);
             log.line(Component::Controller, note, started_wall);
         }
         let (events, event_errors) = EventsFile::open(&cfg.data_directory, cfg.log_retention_days);
@@ -1103,7 +1103,7 @@ impl Shell {
                         process::CONSOLE_TAIL_LINES,
                         process::CONSOLE_REOPEN_EVERY.as_secs()
                     );
-                    eprintln!("qoscntrlr: {text}");
+                    // "Cannot ...": the line also goes to stderr as an error.
                     self.line(Component::Controller, text);
                 }
                 tokio::task::spawn_local(spawned.console.pump(self.console.clone()));
