@@ -250,9 +250,7 @@ fn hung_nginx_is_smart_killed_with_diagnostics_and_serves_again() {
 
     h.stop();
     assert_old_tree_gone(&h, &new, &nginx, None, "after the stop");
-    if std::env::var_os("REAL_NGINX_DUMP").is_some() {
-        eprintln!("{}", h.dump());
-    }
+    real_support::maybe_dump(&h);
     let s = summary(&h);
     let c = &s["counts"];
     assert_eq!(c["probe_timeouts"], 1, "summary: {s:#}");

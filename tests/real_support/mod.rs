@@ -228,3 +228,11 @@ pub fn diagnostics_files(h: &Harness) -> Vec<(String, String)> {
 pub fn console_log(h: &Harness) -> String {
     fs::read_to_string(h.data().join("qoscntrlr-console.log")).unwrap_or_default()
 }
+
+/// With `QOS_TEST_DUMP` set, prints the controller's log (for a human to read what a
+/// passing test saw: `QOS_TEST_DUMP=1 cargo test --test real_nginx -- --nocapture`).
+pub fn maybe_dump(h: &Harness) {
+    if std::env::var_os("QOS_TEST_DUMP").is_some() {
+        eprintln!("{}\n----- console -----\n{}", h.dump(), console_log(h));
+    }
+}
