@@ -118,6 +118,21 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Replace the running controller with the binary now at its path (after an
+    /// upgrade), keeping the server running and every timer
+    Reexec(ConfigArg),
+    /// Run by `reexec` on the new binary: read the configuration and accept the state
+    #[command(hide = true)]
+    ReexecCheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The state format version the running controller writes
+        #[arg(long, value_name = "N")]
+        state_version: u32,
+        /// The running controller's state, to be read in full
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<PathBuf>,
+    },
     /// Print a man page or shell completions (for packaging)
     #[command(hide = true)]
     Generate {
@@ -207,6 +222,14 @@ fn dispatch(command: Command) -> u8 {
         Command::Diagnose(config) => {
             control_command(&config, crate::control::ControlCommand::Diagnose, false)
         }
+        Command::Reexec(config) => {
+            control_command(&config, crate::control::ControlCommand::Reexec, false)
+        }
+        Command::ReexecCheck {
+            config,
+            state_version,
+            state_file,
+        } => crate::reexec::check_main(state_version, state_file.as_deref(), &config.path()),
         Command::Logs { view } => logs_command(view),
         Command::Report {
             config,

@@ -11,10 +11,13 @@
 //!
 //! ```text
 //! request:  {"v":1,"cmd":"status"|"start"|"quit"|"restart"|"kill"|"pause"|"resume"
-//!                        |"clear-fault"|"diagnose","for_secs":N}     for_secs: pause only, optional
+//!                        |"clear-fault"|"diagnose"|"reexec","for_secs":N}  for_secs: pause only, optional
 //! response: {"v":1,"ok":true|false,"message":"...","status":{...}}  status: the
 //!           `status --json` snapshot (crate::status), present on "status" answers
 //! ```
+//!
+//! `reexec` is answered by the re-executed image (over a duplicate of the connection that
+//! crosses the `execve`), or by the running one when the check or the exec fails.
 //!
 //! An unknown `v` or `cmd`, or a line that is not such an object, is answered `ok:false`
 //! with a message naming the problem. `for_secs` is bounded like `pause --for` on the
@@ -61,10 +64,14 @@ pub enum ControlCommand {
     Quit,
     Restart,
     Kill,
-    Pause { for_duration: Option<Duration> },
+    Pause {
+        for_duration: Option<Duration>,
+    },
     Resume,
     ClearFault,
     Diagnose,
+    /// Replace the controller's image with the binary now at its path.
+    Reexec,
 }
 
 impl ControlCommand {
@@ -80,6 +87,7 @@ impl ControlCommand {
             ControlCommand::Resume => "resume",
             ControlCommand::ClearFault => "clear-fault",
             ControlCommand::Diagnose => "diagnose",
+            ControlCommand::Reexec => "reexec",
         }
     }
 }
@@ -101,6 +109,7 @@ impl ControlCommand {
             ControlCommand::Resume => Command::Resume,
             ControlCommand::ClearFault => Command::ClearFault,
             ControlCommand::Diagnose => Command::Diagnose,
+            ControlCommand::Reexec => Command::Reexec,
         })
     }
 }
@@ -163,10 +172,11 @@ impl WireRequest {
             "resume" => ControlCommand::Resume,
             "clear-fault" => ControlCommand::ClearFault,
             "diagnose" => ControlCommand::Diagnose,
+            "reexec" => ControlCommand::Reexec,
             other => {
                 return Err(format!(
                     "unknown command '{other}' (expected status, start, quit, restart, kill, \
-                     pause, resume, clear-fault or diagnose)"
+                     pause, resume, clear-fault, diagnose or reexec)"
                 ))
             }
         })
@@ -220,6 +230,9 @@ pub struct ControlRequest {
     pub uid: u32,
     pub pid: Option<i32>,
     pub reply: oneshot::Sender<ControlResponse>,
+    /// `reexec` only: a duplicate of the connection, so that the re-executed image can
+    /// give the answer (the old image's tasks end at the `execve`).
+    pub connection: Option<std::os::fd::OwnedFd>,
 }
 
 /// What the control socket tells the runtime.
@@ -400,7 +413,12 @@ async fn handle_connection(
             }
             Ok(Ok(_)) => match parse_request(&line) {
                 Err(message) => ControlResponse::refused(message),
-                Ok(command) => ask_runtime(command, uid, pid, &events).await,
+                Ok(command) => {
+                    let connection = (command == ControlCommand::Reexec)
+                        .then(|| crate::reexec::dup_connection(write_half.as_ref()))
+                        .flatten();
+                    ask_runtime(command, uid, pid, connection, &events).await
+                }
             },
         };
     let _ = write_response(&mut write_half, &response).await;
@@ -422,6 +440,7 @@ async fn ask_runtime(
     command: ControlCommand,
     uid: u32,
     pid: Option<i32>,
+    connection: Option<std::os::fd::OwnedFd>,
     events: &mpsc::Sender<ControlEvent>,
 ) -> ControlResponse {
     let (reply, answer) = oneshot::channel();
@@ -430,6 +449,7 @@ async fn ask_runtime(
         uid,
         pid,
         reply,
+        connection,
     };
     if events.send(ControlEvent::Request(request)).await.is_err() {
         return ControlResponse::refused("the controller is shutting down");

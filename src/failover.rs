@@ -89,7 +89,7 @@ impl TriggerFile {
 // Health view
 
 /// What the readiness endpoint and the agent port tell load balancers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Health {
     Ready,
     Down {

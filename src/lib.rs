@@ -40,6 +40,7 @@ pub mod pipe;
 pub mod probe;
 pub mod process;
 pub mod qoslog;
+pub mod reexec;
 pub mod review;
 pub mod runtime;
 pub mod safefs;

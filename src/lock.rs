@@ -114,6 +114,36 @@ impl DataDirLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The descriptor holding the lock (`qoscntrlr reexec` carries it across `execve`:
+    /// a `flock` belongs to the open file description, so the new image holds the lock
+    /// without a moment in which another controller could take it).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._lock.as_raw_fd()
+    }
+
+    /// The lock inherited from the previous image of this process (`fd` already holds it).
+    pub fn adopt(fd: std::os::fd::OwnedFd, data_dir: &Path) -> Result<DataDirLock, LockError> {
+        let path = data_dir.join(LOCK_FILE);
+        // Re-locking the same open file description that holds the lock succeeds at once;
+        // EWOULDBLOCK would mean the descriptor is not the holder.
+        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(DataDirLock {
+                _lock: lock,
+                path,
+                notes: Vec::new(),
+            }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held {
+                pid: None,
+                data_dir: data_dir.to_path_buf(),
+            }),
+            Err((_, errno)) => Err(LockError::Io {
+                path,
+                source: errno.into(),
+            }),
+        }
+    }
 }
 
 /// The lock name holds something other than a regular file or nothing: a symbolic link

@@ -101,7 +101,9 @@ pub struct Message {
 
 /// A long-running application: `TYPE[ObjectValue]`, or just `TYPE` without a value.
 /// The type is kept in upper case so `compact` and `COMPACT` are one application.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct AppKey {
     pub kind: String,
     pub object: Option<String>,

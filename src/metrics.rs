@@ -30,7 +30,7 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Cumulative probe latency histogram.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeHistogram {
     /// Observations at or below each bound of [`LATENCY_BUCKETS`] (not cumulative).
     bucket_counts: [u64; LATENCY_BUCKETS.len()],
@@ -67,7 +67,7 @@ impl ProbeHistogram {
 }
 
 /// The last resource sample of the server's process tree.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceGauges {
     pub memory_bytes: u64,
     pub cpu_percent: f64,
@@ -77,7 +77,7 @@ pub struct ResourceGauges {
 }
 
 /// Everything `/metrics` shows. The runtime updates it and sends it on a `watch`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsSnapshot {
     pub state: ServerState,
     pub paused: bool,

@@ -220,6 +220,18 @@ pub struct QosLog {
     failure: Option<Failure>,
 }
 
+/// The open log as handed to the next image by `qoscntrlr reexec` (the descriptor goes
+/// separately): the same `.out` goes on, no rename, no new file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LogHandoff {
+    pub path: PathBuf,
+    pub size: u64,
+    pub next_roll_at: u64,
+    /// Lines still waiting for the disk.
+    pub backlog: Vec<Vec<u8>>,
+    pub partial_front: bool,
+}
+
 /// One episode of not being able to write.
 #[derive(Debug)]
 struct Failure {
@@ -288,6 +300,42 @@ impl QosLog {
             }
         }
         Ok((log, report))
+    }
+
+    /// What the next image needs to go on writing this log, and the open descriptor.
+    pub fn handoff(&self) -> (LogHandoff, Option<std::os::fd::RawFd>) {
+        use std::os::fd::AsRawFd;
+        (
+            LogHandoff {
+                path: self.path.clone(),
+                size: self.size,
+                next_roll_at: self.next_roll_at,
+                backlog: self.backlog.iter().cloned().collect(),
+                partial_front: self.partial_front,
+            },
+            self.file.as_ref().map(|f| f.as_raw_fd()),
+        )
+    }
+
+    /// Go on with the log a previous image of this process had open (`file`, when it had
+    /// one; otherwise the file is opened again at the next line).
+    pub fn adopt(
+        dir: &Path,
+        handoff: LogHandoff,
+        file: Option<std::os::fd::OwnedFd>,
+        max_size: u64,
+    ) -> QosLog {
+        QosLog {
+            dir: dir.to_path_buf(),
+            path: handoff.path,
+            file: file.map(File::from),
+            size: handoff.size,
+            max_size,
+            next_roll_at: handoff.next_roll_at,
+            backlog: handoff.backlog.into(),
+            partial_front: handoff.partial_front,
+            failure: None,
+        }
     }
 
     /// The current `.out` file (the one being written, or to be created).

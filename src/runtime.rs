@@ -4,7 +4,10 @@
 //! to the [`Controller`], and carries out the [`Action`]s it returns through the module
 //! that owns each effect. Decisions live in the core; this file only wires.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::rc::Rc;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -30,7 +34,8 @@ use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
 use crate::pipe::{self, PipeEvent};
 use crate::probe::{self, ProbeOutcome};
 use crate::process::{self, ConsoleTail, ExitInfo, Reaper, ServerSpec};
-use crate::qoslog::QosLog;
+use crate::qoslog::{LogHandoff, QosLog};
+use crate::reexec::{self, Carried, Handoff};
 use crate::sampler::{LimitTracker, LimitVerdict, ResourceLimits, Sample, Sampler};
 use crate::sdnotify::SdNotify;
 use crate::status::{self, StatusSnapshot};
@@ -45,6 +50,12 @@ const EXIT_SOFTWARE: u8 = 70;
 /// a real wedge (a blocking syscall, a deadlock) cannot be provoked from outside.
 const TEST_WEDGE_VARIABLE: &str = "QOSCNTRLR_TEST_WEDGE_SIGNAL";
 const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
+
+/// TEST-ONLY hook: when this variable is `1`, `qoscntrlr reexec` hands the new image a
+/// supervision state it cannot read (after the check passed on the real one), so a test
+/// can prove the fallback — the server is adopted, not abandoned. Never set it in
+/// production.
+const TEST_BAD_HANDOFF_VARIABLE: &str = "QOSCNTRLR_TEST_REEXEC_BAD_STATE";
 
 /// Time limit of a failover or recovery hook.
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
@@ -69,8 +80,17 @@ const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
 pub fn run(cfg: Config, config_path: &Path) -> u8 {
+    // First, before any thread exists (the journal starts one): it edits the environment.
+    let restore = match reexec::take_from_env() {
+        None => None,
+        Some(Ok(inherited)) => Some(Restore::read(inherited)),
+        Some(Err(e)) => {
+            eprintln!("qoscntrlr: after a re-exec: {e}; starting afresh");
+            None
+        }
+    };
     let journal = Journal::start();
-    let code = run_reporting(cfg, config_path, journal.reporter());
+    let code = run_reporting(cfg, config_path, journal.reporter(), restore);
     if code != 0 {
         journal.say(Priority::Err, &format!("Exiting with code {code}"));
     } else {
@@ -80,7 +100,18 @@ pub fn run(cfg: Config, config_path: &Path) -> u8 {
     code
 }
 
-fn run_reporting(cfg: Config, config_path: &Path, journal: Reporter) -> u8 {
+fn run_reporting(
+    cfg: Config,
+    config_path: &Path,
+    journal: Reporter,
+    mut restore: Option<Restore>,
+) -> u8 {
+    let mut cfg = cfg;
+    let mut kept = Vec::new();
+    if let Some(Ok(shell)) = restore.as_ref().map(|r| &r.shell) {
+        // What is bound and open stays as it is, whatever the file now says.
+        kept = shell.bound.apply(&mut cfg);
+    }
     if let Err(e) = std::fs::create_dir_all(&cfg.data_directory) {
         journal.say(
             Priority::Err,
@@ -98,7 +129,14 @@ fn run_reporting(cfg: Config, config_path: &Path, journal: Reporter) -> u8 {
             &format!("Cannot become child subreaper: {e}"),
         );
     }
-    let lock = match DataDirLock::acquire(&cfg.data_directory) {
+    let inherited_lock = restore
+        .as_mut()
+        .and_then(|r| reexec::own(r.carried.lock.take()));
+    let locked = match inherited_lock {
+        Some(fd) => DataDirLock::adopt(fd, &cfg.data_directory),
+        None => DataDirLock::acquire(&cfg.data_directory),
+    };
+    let lock = match locked {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
             journal.say(Priority::Err, &e.to_string());
@@ -120,8 +158,32 @@ fn run_reporting(cfg: Config, config_path: &Path, journal: Reporter) -> u8 {
         }
     };
     let lock_notes = lock.notes().to_vec();
+    let lock_fd = lock.raw_fd();
     let code = tokio::task::LocalSet::new().block_on(&runtime, async move {
-        match Shell::start(cfg, config_path.to_path_buf(), lock_notes, journal).await {
+        let shell = match restore {
+            Some(restore) => {
+                Shell::restore(
+                    cfg,
+                    config_path.to_path_buf(),
+                    lock_fd,
+                    restore,
+                    kept,
+                    journal,
+                )
+                .await
+            }
+            None => {
+                Shell::start(
+                    cfg,
+                    config_path.to_path_buf(),
+                    lock_fd,
+                    lock_notes,
+                    journal,
+                )
+                .await
+            }
+        };
+        match shell {
             Ok(shell) => shell.run().await,
             Err(code) => code,
         }
@@ -141,8 +203,21 @@ struct ServerProc {
 enum TaskResult {
     Probe(ProbeOutcome),
     Diagnostics(Option<u64>, DiagReport),
-    ServerExit { pid: i32, exit: ExitInfo },
+    ServerExit {
+        pid: i32,
+        exit: ExitInfo,
+    },
     Log(Component, String),
+    /// The new binary's check for `qoscntrlr reexec` request `request` has ended.
+    ReexecChecked {
+        request: u64,
+        outcome: reexec::CheckOutcome,
+    },
+    /// The mailer has spooled what it held: the image can be replaced.
+    ReexecReady {
+        request: u64,
+        version: String,
+    },
 }
 
 /// Pids of server processes that have ended (the server itself and what was killed of
@@ -212,12 +287,187 @@ struct Shell {
     pipe_rx: Option<mpsc::Receiver<PipeEvent>>,
     control_rx: Option<mpsc::Receiver<ControlEvent>>,
     last_diagnostics: Option<String>,
+    /// What `qoscntrlr reexec` carries across the `execve`: the lock, the listeners and
+    /// the console pipe of the running server (cleared when its pump ends).
+    lock_fd: RawFd,
+    listen_fds: ListenFds,
+    console_fd: Rc<Cell<Option<RawFd>>>,
+    /// Duplicates of the connections of pending `reexec` requests, by request.
+    reexec_connections: HashMap<u64, OwnedFd>,
+    /// The `reexec` request being checked or prepared (one at a time).
+    reexec_pending: Option<u64>,
+    /// Checked and ready: replace the image at the end of this loop turn.
+    exec_due: Option<(u64, String)>,
+    /// Set in a re-executed image until its first loop turn.
+    resumed: Option<Resumed>,
+    /// Times this controller (this pid) has replaced its image.
+    reexecs: u32,
+}
+
+/// The listening descriptors, for the handoff.
+#[derive(Debug, Default, Clone, Copy)]
+struct ListenFds {
+    pipe: Option<RawFd>,
+    control: Option<RawFd>,
+    readiness: Option<RawFd>,
+    agent: Option<RawFd>,
+    metrics: Option<RawFd>,
+}
+
+/// What a re-executed image still has to do at its first loop turn.
+struct Resumed {
+    from_version: String,
+    /// `CLOCK_MONOTONIC` at the old image's last loop turn (unknown in the fallback).
+    handed_at_ns: Option<u64>,
+    reply: Option<OwnedFd>,
+    /// Actions of the fallback adoption, to run at the first turn.
+    actions: Vec<Action>,
+    /// Why the full state could not be restored (the fallback was used).
+    fallback: Option<String>,
+}
+
+/// The shell's part of the handoff. Derived, so a field added here is carried.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShellHandoff {
+    server: Option<ServerHandoff>,
+    last_pgid: Option<i32>,
+    ended: Vec<i32>,
+    /// RFC 3339: the controller's start, kept across images (status `since`).
+    started_wall: String,
+    incident_prefix: String,
+    recent: Vec<String>,
+    console_tail: Vec<String>,
+    last_diagnostics: Option<String>,
+    health: Health,
+    metrics: MetricsSnapshot,
+    log: LogHandoff,
+    bound: Bound,
+    reexecs: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ServerHandoff {
+    pid: i32,
+    #[serde(with = "crate::core::instants::instant")]
+    started: Instant,
+}
+
+/// Settings whose running value is bound or open (the carried descriptors are these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Bound {
+    data_directory: PathBuf,
+    pipe: PathBuf,
+    control_socket: PathBuf,
+    control_group: Option<String>,
+    readiness_listen: Option<SocketAddr>,
+    agent_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    resource_interval: Duration,
+    log_max_size: u64,
+    log_retention_days: u32,
+}
+
+impl Bound {
+    fn of(cfg: &Config) -> Bound {
+        Bound {
+            data_directory: cfg.data_directory.clone(),
+            pipe: cfg.pipe.clone(),
+            control_socket: cfg.control_socket.clone(),
+            control_group: cfg.control_group.clone(),
+            readiness_listen: cfg.readiness_listen,
+            agent_listen: cfg.agent_listen,
+            metrics_listen: cfg.metrics_listen,
+            resource_interval: cfg.resource_interval,
+            log_max_size: cfg.log_max_size,
+            log_retention_days: cfg.log_retention_days,
+        }
+    }
+
+    /// Put the running values into `cfg`; the keys whose value in the file differs.
+    fn apply(&self, cfg: &mut Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($($key:literal => $field:ident),* $(,)?) => {$(
+                if cfg.$field != self.$field {
+                    cfg.$field = self.$field.clone();
+                    changed.push($key);
+                }
+            )*};
+        }
+        keep!(
+            "DATA_DIRECTORY" => data_directory,
+            "QOS_PIPE" => pipe,
+            "QOS_CONTROL_SOCKET" => control_socket,
+            "QOS_CONTROL_GROUP" => control_group,
+            "QOS_READINESS_LISTEN" => readiness_listen,
+            "QOS_AGENT_LISTEN" => agent_listen,
+            "QOS_METRICS_LISTEN" => metrics_listen,
+            "QOS_RESOURCE_INTERVAL" => resource_interval,
+            "QOS_LOG_MAX_SIZE" => log_max_size,
+            "QOS_LOG_RETENTION_DAYS" => log_retention_days,
+        );
+        changed
+    }
+}
+
+/// The handoff as the new image reads it.
+struct Restore {
+    carried: Carried,
+    from_version: String,
+    monotonic_ns: Option<u64>,
+    shell: Result<ShellHandoff, String>,
+    core: Result<Controller, String>,
+}
+
+impl Restore {
+    fn read(inherited: reexec::Inherited) -> Restore {
+        match inherited.handoff {
+            Ok(handoff) => {
+                let (shell, core) = decode_handoff(&handoff);
+                Restore {
+                    carried: inherited.carried,
+                    from_version: handoff.from_version,
+                    monotonic_ns: Some(handoff.monotonic_ns),
+                    shell,
+                    core,
+                }
+            }
+            Err(e) => Restore {
+                carried: inherited.carried,
+                from_version: "unknown".into(),
+                monotonic_ns: None,
+                shell: Err(e.clone()),
+                core: Err(e),
+            },
+        }
+    }
+}
+
+fn decode_handoff(handoff: &Handoff) -> (Result<ShellHandoff, String>, Result<Controller, String>) {
+    let anchor = reexec::anchor_for(handoff.monotonic_ns);
+    crate::core::instants::with_anchor(anchor, || {
+        (
+            serde_json::from_value(handoff.shell.clone())
+                .map_err(|e| format!("controller state: {e}")),
+            serde_json::from_value(handoff.core.clone())
+                .map_err(|e| format!("supervision state: {e}")),
+        )
+    })
+}
+
+/// `reexec-check`: this build can read every part of `handoff`.
+pub fn check_handoff(handoff: &Handoff) -> Result<(), String> {
+    let (shell, core) = decode_handoff(handoff);
+    shell?;
+    core?;
+    Ok(())
 }
 
 impl Shell {
     async fn start(
         cfg: Config,
         config_path: PathBuf,
+        lock_fd: RawFd,
         notes: Vec<String>,
         journal: Reporter,
     ) -> Result<Shell, u8> {
@@ -278,15 +528,38 @@ impl Shell {
             journal.say(Priority::Warning, note);
             log.line(Component::Controller, note, started_wall);
         }
+        let mut shell = Shell::new(cfg, config_path, log, started_wall, lock_fd, journal);
+        match SdNotify::try_from_env() {
+            Ok(sd) => shell.sd = sd,
+            Err(e) => shell.line(
+                Component::Controller,
+                format!("systemd notification disabled: {e}"),
+            ),
+        }
+        shell.kill_stale_server();
+        shell.open_listeners(&mut Carried::default()).await;
+        shell.start_common();
+        Ok(shell)
+    }
+
+    /// The shell around an open log, before any listener or server.
+    fn new(
+        cfg: Config,
+        config_path: PathBuf,
+        mut log: QosLog,
+        started_wall: DateTime<Local>,
+        lock_fd: RawFd,
+        journal: Reporter,
+    ) -> Shell {
         let (events, event_errors) = EventsFile::open(&cfg.data_directory, cfg.log_retention_days);
         for e in event_errors {
-            log.line(Component::Controller, &e.to_string(), started_wall);
+            log.line(Component::Controller, &e.to_string(), Local::now());
         }
         let (tasks, tasks_rx) = mpsc::unbounded_channel();
         let policy = Policy::from_config(&cfg);
         let (metrics_tx, _) = watch::channel(MetricsSnapshot::new(status::ServerState::Stopped));
         let tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
-        let mut shell = Shell {
+        Shell {
             ctl: Controller::new(policy, Instant::now()),
             log,
             events,
@@ -320,10 +593,112 @@ impl Shell {
             pipe_rx: None,
             control_rx: None,
             last_diagnostics: None,
+            lock_fd,
+            listen_fds: ListenFds::default(),
+            console_fd: Rc::new(Cell::new(None)),
+            reexec_connections: HashMap::new(),
+            reexec_pending: None,
+            exec_due: None,
+            resumed: None,
+            reexecs: 0,
             cfg,
             config_path,
             journal,
+        }
+    }
+
+    /// Diagnostics pruning and the mailer (which retries what is spooled).
+    fn start_common(&mut self) {
+        let prune = diagnostics::prune(
+            &self.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
+            self.cfg.diag_retention_days,
+            self.cfg.diag_max_size,
+        );
+        for e in prune.errors {
+            self.line(Component::Controller, format!("Diagnostics pruning: {e}"));
+        }
+        self.ensure_mailer();
+    }
+
+    /// Start the mailer if the configuration has mail and it is not running.
+    fn ensure_mailer(&mut self) {
+        if self.mailer.is_some() {
+            return;
+        }
+        match crate::mail::MailSettings::from_config(&self.cfg) {
+            Ok(Some(settings)) => self.start_mailer(settings),
+            Ok(None) => {}
+            Err(e) => self.line(Component::Controller, format!("Mail disabled: {e}")),
+        }
+    }
+
+    /// The image after `qoscntrlr reexec`: same pid, same log, sockets, server and
+    /// state. Nothing is renamed, bound anew or spawned; if the state cannot be read, the
+    /// server named in the handoff is adopted with fresh timers rather than abandoned.
+    async fn restore(
+        cfg: Config,
+        config_path: PathBuf,
+        lock_fd: RawFd,
+        restore: Restore,
+        kept: Vec<&'static str>,
+        journal: Reporter,
+    ) -> Result<Shell, u8> {
+        let Restore {
+            mut carried,
+            from_version,
+            monotonic_ns,
+            shell: shell_state,
+            core,
+        } = restore;
+        let now_wall = Local::now();
+        let log_fd = reexec::own(carried.log.take());
+        let (log, started_wall, renamed) = match &shell_state {
+            Ok(state) => (
+                QosLog::adopt(
+                    &cfg.data_directory,
+                    state.log.clone(),
+                    log_fd,
+                    cfg.log_max_size,
+                ),
+                DateTime::parse_from_rfc3339(&state.started_wall)
+                    .map(|t| t.with_timezone(&Local))
+                    .unwrap_or(now_wall),
+                Vec::new(),
+            ),
+            Err(_) => {
+                drop(log_fd);
+                match QosLog::open(
+                    &cfg.data_directory,
+                    now_wall,
+                    cfg.log_retention_days,
+                    cfg.log_max_size,
+                ) {
+                    Ok((log, report)) => (log, now_wall, report.renamed),
+                    Err(e) => {
+                        journal.say(Priority::Err, &e.to_string());
+                        return Err(EXIT_CONFIG);
+                    }
+                }
+            }
         };
+        let mut shell = Shell::new(cfg, config_path, log, started_wall, lock_fd, journal);
+        for (from, to) in renamed {
+            shell.line(
+                Component::Controller,
+                format!(
+                    "Previous log {} renamed to {}",
+                    from.display(),
+                    to.display()
+                ),
+            );
+        }
+        shell.line(
+            Component::Controller,
+            format!(
+                "Controller re-executed: {from_version} -> {}",
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
         match SdNotify::try_from_env() {
             Ok(sd) => shell.sd = sd,
             Err(e) => shell.line(
@@ -331,22 +706,128 @@ impl Shell {
                 format!("systemd notification disabled: {e}"),
             ),
         }
-        shell.kill_stale_server();
-        shell.open_listeners().await;
-        let prune = diagnostics::prune(
-            &shell.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
-            shell.cfg.diag_retention_days,
-            shell.cfg.diag_max_size,
-        );
-        for e in prune.errors {
-            shell.line(Component::Controller, format!("Diagnostics pruning: {e}"));
+        if !kept.is_empty() {
+            shell.line(
+                Component::Controller,
+                format!(
+                    "Re-exec: {} cannot change while the controller runs; the running value stays until the controller is restarted",
+                    kept.join(", ")
+                ),
+            );
         }
-        match crate::mail::MailSettings::from_config(&shell.cfg) {
-            Ok(Some(settings)) => shell.start_mailer(settings),
-            Ok(None) => {}
-            Err(e) => shell.line(Component::Controller, format!("Mail disabled: {e}")),
+        let now = Instant::now();
+        let mut resumed = Resumed {
+            from_version,
+            handed_at_ns: monotonic_ns,
+            reply: reexec::own(carried.reply.take()),
+            actions: Vec::new(),
+            fallback: None,
+        };
+        let server_pid = match (core, shell_state) {
+            (Ok(mut ctl), Ok(state)) => {
+                ctl.set_policy(Policy::from_config(&shell.cfg));
+                ctl.resume_after_reexec(now);
+                shell.ctl = ctl;
+                shell.last_pgid = state.last_pgid;
+                shell.ended.add(state.ended);
+                shell.incident_prefix = state.incident_prefix;
+                shell.recent = state.recent.into();
+                for line in state.console_tail {
+                    shell.console.push(line);
+                }
+                shell.last_diagnostics = state.last_diagnostics;
+                shell.health.set(state.health);
+                shell.metrics = state.metrics;
+                shell.reexecs = state.reexecs;
+                state.server.map(|s| (s.pid, s.started))
+            }
+            (core, state) => {
+                let reason = [core.err(), state.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                shell.line(
+                    Component::Controller,
+                    format!("The state handed over by the previous image cannot be used: {reason}"),
+                );
+                resumed.fallback = Some(reason);
+                match carried.server {
+                    Some(pid) => {
+                        let trigger = shell.trigger.exists();
+                        let (ctl, actions) =
+                            Controller::adopt(Policy::from_config(&shell.cfg), now, pid, trigger);
+                        shell.ctl = ctl;
+                        resumed.actions = actions;
+                        shell.health.set(Health::Down {
+                            reason: "adopted after a re-exec".into(),
+                        });
+                        Some((pid, now))
+                    }
+                    None => {
+                        // No server to keep: an ordinary start (leftovers are killed).
+                        shell.kill_stale_server();
+                        None
+                    }
+                }
+            }
+        };
+        shell.open_listeners(&mut carried).await;
+        let console = reexec::own(carried.console.take());
+        if let Some((pid, started)) = server_pid {
+            shell.adopt_server(pid, started, console);
+        } else {
+            drop(console);
         }
+        shell.resumed = Some(resumed);
+        shell.start_common();
         Ok(shell)
+    }
+
+    /// Supervise `pid`, a child of this process spawned by a previous image.
+    fn adopt_server(&mut self, pid: i32, started: Instant, console: Option<OwnedFd>) {
+        // Before the reaper's first pass: an exit during the exec is a zombie waiting.
+        let exited = self.reaper.watch(pid);
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            if let Ok(exit) = exited.await {
+                let _ = tasks.send(TaskResult::ServerExit { pid, exit });
+            }
+        });
+        if let Some(reader) = console {
+            let path = self.cfg.data_directory.join(CONSOLE_LOG_NAME);
+            // Even without a console log file the pipe must keep being drained, or the
+            // server blocks on its next write.
+            let (log, error) = process::ConsoleLog::open_or_unavailable(&path);
+            if let Some(e) = error {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "Cannot open the console log {}: {e}; the server's output goes to the controller's stderr",
+                        path.display()
+                    ),
+                );
+            }
+            self.pump_console(process::ConsoleCapture { reader, log });
+        }
+        self.ended.remove(pid);
+        self.server = Some(ServerProc { pid, started });
+        self.last_pgid = Some(pid);
+    }
+
+    /// Copy the server's console; the descriptor is remembered for a re-exec while the
+    /// pump owns it.
+    fn pump_console(&mut self, capture: process::ConsoleCapture) {
+        let fd = capture.reader.as_raw_fd();
+        self.console_fd.set(Some(fd));
+        let shared = self.console_fd.clone();
+        let tail = self.console.clone();
+        tokio::task::spawn_local(async move {
+            capture.pump(tail).await;
+            if shared.get() == Some(fd) {
+                shared.set(None);
+            }
+        });
     }
 
     /// A previous controller that died (SIGKILL) may have left its server running:
@@ -411,10 +892,19 @@ impl Shell {
         tx
     }
 
-    async fn open_listeners(&mut self) {
+    /// Bind the pipe, the control socket and the TCP listeners — or, after a re-exec,
+    /// take the ones in `carried` as they are (same sockets, nothing unlinked or rebound).
+    async fn open_listeners(&mut self, carried: &mut Carried) {
         let cfg = self.cfg.clone();
-        match pipe::bind(&cfg.pipe, cfg.control_group.as_deref()).await {
+        let pipe = match reexec::own(carried.pipe.take()) {
+            Some(fd) => unix_listener(fd).map_err(|e| e.to_string()),
+            None => pipe::bind(&cfg.pipe, cfg.control_group.as_deref())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match pipe {
             Ok(listener) => {
+                self.listen_fds.pipe = Some(listener.as_raw_fd());
                 let (tx, rx) = mpsc::channel(PIPE_QUEUE);
                 tokio::task::spawn_local(pipe::serve(listener, tx));
                 self.pipe_rx = Some(rx);
@@ -433,8 +923,15 @@ impl Shell {
             }
             None => None,
         };
-        match control::bind(&cfg.control_socket, cfg.control_group.as_deref()).await {
+        let control = match reexec::own(carried.control.take()) {
+            Some(fd) => unix_listener(fd).map_err(|e| e.to_string()),
+            None => control::bind(&cfg.control_socket, cfg.control_group.as_deref())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match control {
             Ok(listener) => {
+                self.listen_fds.control = Some(listener.as_raw_fd());
                 let (tx, rx) = mpsc::channel(64);
                 tokio::task::spawn_local(control::serve(listener, group_gid, tx));
                 self.control_rx = Some(rx);
@@ -448,9 +945,11 @@ impl Shell {
                 ),
             ),
         }
+        let inherited = reexec::own(carried.readiness.take());
         if let Some(addr) = cfg.readiness_listen {
-            match failover::bind(addr).await {
+            match tcp_listener(inherited, addr).await {
                 Ok(l) => {
+                    self.listen_fds.readiness = Some(l.as_raw_fd());
                     tokio::task::spawn_local(failover::serve_readiness(l, self.health.subscribe()));
                     self.line(
                         Component::Controller,
@@ -463,9 +962,11 @@ impl Shell {
                 ),
             }
         }
+        let inherited = reexec::own(carried.agent.take());
         if let Some(addr) = cfg.agent_listen {
-            match failover::bind(addr).await {
+            match tcp_listener(inherited, addr).await {
                 Ok(l) => {
+                    self.listen_fds.agent = Some(l.as_raw_fd());
                     tokio::task::spawn_local(failover::serve_agent(l, self.health.subscribe()));
                     self.line(
                         Component::Controller,
@@ -478,9 +979,11 @@ impl Shell {
                 ),
             }
         }
+        let inherited = reexec::own(carried.metrics.take());
         if let Some(addr) = cfg.metrics_listen {
-            match tokio::net::TcpListener::bind(addr).await {
+            match tcp_listener(inherited, addr).await {
                 Ok(l) => {
+                    self.listen_fds.metrics = Some(l.as_raw_fd());
                     tokio::task::spawn_local(metrics::serve(l, self.metrics_tx.subscribe()));
                     self.line(
                         Component::Controller,
@@ -540,12 +1043,26 @@ impl Shell {
         let mut log_retry = tokio::time::interval(Duration::from_secs(5));
         let mut test_wedge = test_wedge_signal();
 
-        let trigger_present = self.trigger.exists();
-        self.queue
-            .push_back(Event::ControllerStarted { trigger_present });
-        self.drain_queue();
+        let resumed = self.resumed.take();
+        match &resumed {
+            None => {
+                let trigger_present = self.trigger.exists();
+                self.queue
+                    .push_back(Event::ControllerStarted { trigger_present });
+                self.drain_queue();
+            }
+            Some(resumed) => {
+                for action in resumed.actions.clone() {
+                    self.execute(action);
+                }
+                self.drain_queue();
+            }
+        }
         if let Some(sd) = &self.sd {
             let _ = sd.ready();
+        }
+        if let Some(resumed) = resumed {
+            self.finish_resume(resumed);
         }
 
         let mut stall_clock = StallClock::new();
@@ -602,6 +1119,19 @@ impl Shell {
                 self.queue
                     .push_back(Event::StallObserved { stalled_for: busy });
                 self.drain_queue();
+            }
+            if let Some((request, version)) = self.exec_due.take() {
+                // What has already arrived is acted on by this image, not lost with it.
+                if let Some(rx) = pipe_rx.as_mut() {
+                    while let Ok(pe) = rx.try_recv() {
+                        self.on_pipe(pe);
+                    }
+                }
+                while let Ok(result) = tasks_rx.try_recv() {
+                    self.on_task(result);
+                }
+                self.drain_queue();
+                self.exec_now(request, &version);
             }
         }
         self.shutdown();
@@ -708,6 +1238,12 @@ impl Shell {
                 });
             }
             TaskResult::Log(component, text) => self.line(component, text),
+            TaskResult::ReexecChecked { request, outcome } => {
+                self.on_reexec_checked(request, outcome)
+            }
+            TaskResult::ReexecReady { request, version } => {
+                self.exec_due = Some((request, version));
+            }
         }
     }
 
@@ -765,6 +1301,9 @@ impl Shell {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, request.reply);
+                if let Some(connection) = request.connection {
+                    self.reexec_connections.insert(id, connection);
+                }
                 self.queue.push_back(Event::CommandReceived {
                     command,
                     uid: request.uid,
@@ -1030,6 +1569,7 @@ impl Shell {
                 ok,
                 message,
             } => {
+                self.reexec_connections.remove(&request);
                 if let Some(reply) = self.replies.remove(&request) {
                     let response = if ok {
                         ControlResponse::ok(message)
@@ -1040,7 +1580,230 @@ impl Shell {
                 }
             }
             Action::Exit(code) => self.exit = Some(code),
+            Action::Reexec { request } => self.start_reexec(request),
         }
+    }
+
+    // ----- qoscntrlr reexec ---------------------------------------------------------
+
+    /// The core accepted a `reexec` request: check the binary now at our path on the
+    /// state as it is now, in the background (the loop keeps supervising meanwhile).
+    fn start_reexec(&mut self, request: u64) {
+        if self.reexec_pending.is_some() {
+            self.fail_reexec(
+                request,
+                "reexec refused: a reexec is already in progress".into(),
+            );
+            return;
+        }
+        let exe = match reexec::exe_path() {
+            Ok(exe) => exe,
+            Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
+        };
+        let state_file = self.cfg.data_directory.join(reexec::CHECK_STATE_FILE);
+        let output = self.cfg.data_directory.join(reexec::CHECK_OUTPUT_FILE);
+        let written = self.handoff_bytes().and_then(|bytes| {
+            write_private(&state_file, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", state_file.display()))
+        });
+        if let Err(e) = written {
+            return self.fail_reexec(request, format!("reexec failed: {e}"));
+        }
+        self.reexec_pending = Some(request);
+        self.line(
+            Component::Controller,
+            format!("Re-exec requested: checking {}", exe.display()),
+        );
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        let config_path = self.config_path.clone();
+        tokio::task::spawn_local(async move {
+            let outcome =
+                reexec::check_new_binary(&reaper, &exe, &config_path, &state_file, &output).await;
+            let _ = std::fs::remove_file(&state_file);
+            let _ = tasks.send(TaskResult::ReexecChecked { request, outcome });
+        });
+    }
+
+    fn on_reexec_checked(&mut self, request: u64, outcome: reexec::CheckOutcome) {
+        let version = match outcome {
+            Ok(version) => version,
+            Err(reason) => return self.fail_reexec(request, format!("reexec refused: {reason}")),
+        };
+        if let Some(refusal) = self.ctl.reexec_refusal() {
+            return self.fail_reexec(request, refusal);
+        }
+        // Held (folded) alerts go to the spool, which the new image's mailer sends.
+        let tasks = self.tasks.clone();
+        let mailer = self.mailer.take();
+        tokio::task::spawn_local(async move {
+            if let Some(mailer) = mailer {
+                mailer.close(MAILER_CLOSE_LIMIT).await;
+            }
+            let _ = tasks.send(TaskResult::ReexecReady { request, version });
+        });
+    }
+
+    /// Refuse or fail request `request`: the controller goes on as it was.
+    fn fail_reexec(&mut self, request: u64, message: String) {
+        if self.reexec_pending == Some(request) {
+            self.reexec_pending = None;
+        }
+        self.line(
+            Component::Controller,
+            format!("{}; the controller keeps running", capitalize(&message)),
+        );
+        self.ensure_mailer();
+        self.execute(Action::Reply {
+            request,
+            ok: false,
+            message,
+        });
+    }
+
+    /// Everything the next image needs, as the versioned JSON handoff.
+    fn handoff_bytes(&self) -> Result<Vec<u8>, String> {
+        let (log, _) = self.log.handoff();
+        let state = ShellHandoff {
+            server: self.server.as_ref().map(|s| ServerHandoff {
+                pid: s.pid,
+                started: s.started,
+            }),
+            last_pgid: self.last_pgid,
+            ended: self.ended.0.iter().copied().collect(),
+            started_wall: self.started_wall.to_rfc3339(),
+            incident_prefix: self.incident_prefix.clone(),
+            recent: self.recent.iter().cloned().collect(),
+            console_tail: self.console.tail(usize::MAX),
+            last_diagnostics: self.last_diagnostics.clone(),
+            health: self.health.current(),
+            metrics: self.metrics.clone(),
+            log,
+            bound: Bound::of(&self.cfg),
+            reexecs: self.reexecs + 1,
+        };
+        let (anchor, monotonic_ns) = reexec::anchor_now();
+        let (shell, core) = crate::core::instants::with_anchor(anchor, || {
+            (
+                serde_json::to_value(&state),
+                serde_json::to_value(&self.ctl),
+            )
+        });
+        let handoff = Handoff {
+            version: reexec::STATE_VERSION,
+            from_version: env!("CARGO_PKG_VERSION").to_string(),
+            monotonic_ns,
+            shell: shell.map_err(|e| format!("cannot encode the controller state: {e}"))?,
+            core: core.map_err(|e| format!("cannot encode the supervision state: {e}"))?,
+        };
+        serde_json::to_vec(&handoff).map_err(|e| format!("cannot encode the handoff: {e}"))
+    }
+
+    /// The last act of this image: hand everything over and `execve`. Returns only if
+    /// the exec failed, having put everything back as it was.
+    fn exec_now(&mut self, request: u64, version: &str) {
+        self.reexec_pending = None;
+        if let Some(refusal) = self.ctl.reexec_refusal() {
+            return self.fail_reexec(request, refusal);
+        }
+        let exe = match reexec::exe_path() {
+            Ok(exe) => exe,
+            Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
+        };
+        let server = self.server.as_ref().map(|s| s.pid);
+        self.line(
+            Component::Controller,
+            format!(
+                "Re-executing {} (version {version}){}",
+                exe.display(),
+                server
+                    .map(|pid| format!("; the server (pid {pid}) keeps running"))
+                    .unwrap_or_default()
+            ),
+        );
+        let memfd = match self
+            .handoff_bytes()
+            .map(|bytes| {
+                if std::env::var_os(TEST_BAD_HANDOFF_VARIABLE).is_some_and(|v| v == "1") {
+                    test_spoil_handoff(&bytes)
+                } else {
+                    bytes
+                }
+            })
+            .and_then(|bytes| reexec::write_memfd(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(fd) => fd,
+            Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
+        };
+        let connection = self.reexec_connections.remove(&request);
+        let (_, log_fd) = self.log.handoff();
+        let carried = Carried {
+            state: Some(memfd.as_raw_fd()),
+            lock: Some(self.lock_fd),
+            log: log_fd,
+            pipe: self.listen_fds.pipe,
+            control: self.listen_fds.control,
+            readiness: self.listen_fds.readiness,
+            agent: self.listen_fds.agent,
+            metrics: self.listen_fds.metrics,
+            console: server.and(self.console_fd.get()),
+            reply: connection.as_ref().map(AsRawFd::as_raw_fd),
+            server,
+        };
+        let fds = carried.fds();
+        let error = match reexec::set_inherited(&fds, true) {
+            Err(e) => e,
+            Ok(()) => {
+                if let Some(sd) = &self.sd {
+                    let _ = sd.reloading(reexec::monotonic_ns() / 1000);
+                }
+                reexec::exec(&exe, &carried)
+            }
+        };
+        // Still here: the exec failed. Nothing was given up; undo the preparation.
+        let _ = reexec::set_inherited(&fds, false);
+        drop(memfd);
+        drop(connection);
+        if let Some(sd) = &self.sd {
+            let _ = sd.ready();
+        }
+        self.fail_reexec(request, format!("reexec failed: {error}"));
+    }
+
+    /// The new image's first loop turn: answer the operator, say how long supervision
+    /// was interrupted.
+    fn finish_resume(&mut self, resumed: Resumed) {
+        if let Some(at) = resumed.handed_at_ns {
+            let gap = Duration::from_nanos(reexec::monotonic_ns().saturating_sub(at));
+            self.line(
+                Component::Controller,
+                format!(
+                    "Supervision resumed {:.1} ms after the previous image's last loop turn",
+                    gap.as_secs_f64() * 1000.0
+                ),
+            );
+        }
+        let Some(connection) = resumed.reply else {
+            return;
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        let response = match &resumed.fallback {
+            None => ControlResponse::ok(format!(
+                "Controller re-executed: {} -> {version} (pid {})",
+                resumed.from_version,
+                std::process::id()
+            )),
+            Some(reason) => ControlResponse::refused(format!(
+                "Controller re-executed: {} -> {version} (pid {}), but its state could not be restored ({reason}); {}",
+                resumed.from_version,
+                std::process::id(),
+                match self.server.as_ref() {
+                    Some(s) => format!("the server (pid {}) was adopted with fresh timers", s.pid),
+                    None => "no server was running".to_string(),
+                }
+            )),
+        };
+        reexec::answer(connection, &response);
     }
 
     fn record_event(&mut self, record: EventRecord) {
@@ -1106,7 +1869,7 @@ impl Shell {
                     // "Cannot ...": the line also goes to stderr as an error.
                     self.line(Component::Controller, text);
                 }
-                tokio::task::spawn_local(spawned.console.pump(self.console.clone()));
+                self.pump_console(spawned.console);
                 if let Some(record) = ServerRecord::of_running(pid, pid, &spawned.program) {
                     if let Err(e) = self.state_file.record(&record) {
                         self.line(Component::Controller, e.to_string());
@@ -1419,6 +2182,28 @@ impl Shell {
     }
 }
 
+/// A listening Unix socket carried across a re-exec.
+fn unix_listener(fd: OwnedFd) -> std::io::Result<tokio::net::UnixListener> {
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(listener)
+}
+
+/// The carried TCP listener if there is one, else a new one bound to `addr`.
+async fn tcp_listener(
+    inherited: Option<OwnedFd>,
+    addr: SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    match inherited {
+        Some(fd) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        }
+        None => failover::bind(addr).await,
+    }
+}
+
 /// Live processes (other than this one) whose environment carries
 /// `TREE_MARK_ENV=<mark>`. One pass over /proc, done only at start.
 fn tree_marked_processes(mark: &str) -> Vec<i32> {
@@ -1468,6 +2253,33 @@ async fn reap_loop(reaper: Rc<Reaper>, unclaimed: mpsc::UnboundedSender<(i32, Ex
     if let Err(e) = process::reap_forever(reaper, unclaimed).await {
         eprintln!("qoscntrlr: the reaper stopped: {e}");
     }
+}
+
+/// [`TEST_BAD_HANDOFF_VARIABLE`]: the same handoff with a supervision state of the wrong
+/// shape.
+fn test_spoil_handoff(bytes: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<Handoff>(bytes) {
+        Ok(mut handoff) => {
+            handoff.core = serde_json::json!({ "spoiled by": TEST_BAD_HANDOFF_VARIABLE });
+            serde_json::to_vec(&handoff).unwrap_or_else(|_| bytes.to_vec())
+        }
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// Write `bytes` to a new file only the controller's user can read (the state names
+/// applications and paths).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(bytes)
 }
 
 fn nonzero(v: u64) -> Option<u64> {

@@ -115,6 +115,12 @@ impl SdNotify {
         }))
     }
 
+    /// `RELOADING=1` with the `MONOTONIC_USEC=` systemd requires beside it: the controller
+    /// is replacing its image (`qoscntrlr reexec`); `READY=1` follows from the new one.
+    pub fn reloading(&self, monotonic_usec: u64) -> Result<(), SdNotifyError> {
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}"))
+    }
+
     /// `READY=1`: the controller is up (its loop runs); systemd finishes starting the unit.
     pub fn ready(&self) -> Result<(), SdNotifyError> {
         self.notify("READY=1")

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::message::AppKey;
 
 /// `QoS Applications:` line when an application is added (`{}` is the `TYPE[value]`).
@@ -56,7 +58,8 @@ struct Entry {
     seq: u64,
 }
 
-/// The list. `Default` is empty.
+/// The list. `Default` is empty. Serialized (for `qoscntrlr reexec`) as its entries in
+/// deadline order with instants as anchor offsets; the index is rebuilt on the way in.
 #[derive(Debug, Default, Clone)]
 pub struct AppsList {
     entries: HashMap<AppKey, Entry>,
@@ -173,6 +176,63 @@ impl AppsList {
                 },
             ))
         })
+    }
+}
+
+/// One application as written in the handoff.
+#[derive(Serialize, Deserialize)]
+struct SavedEntry {
+    app: AppKey,
+    #[serde(with = "super::instants::instant")]
+    started: Instant,
+    #[serde(with = "super::instants::instant")]
+    last_progress: Instant,
+}
+
+impl Serialize for AppsList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let saved: Vec<SavedEntry> = self
+            .by_progress
+            .values()
+            .filter_map(|app| {
+                let entry = self.entries.get(app)?;
+                Some(SavedEntry {
+                    app: app.clone(),
+                    started: entry.started,
+                    last_progress: entry.last_progress,
+                })
+            })
+            .collect();
+        saved.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for AppsList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AppsList, D::Error> {
+        let saved = Vec::<SavedEntry>::deserialize(d)?;
+        let mut list = AppsList::default();
+        // In deadline order, so the sequence numbers keep ties in their old order.
+        for entry in saved {
+            if list.entries.contains_key(&entry.app) {
+                return Err(serde::de::Error::custom(format!(
+                    "application {} is listed twice",
+                    entry.app
+                )));
+            }
+            let seq = list.next_seq;
+            list.next_seq += 1;
+            list.by_progress
+                .insert((entry.last_progress, seq), entry.app.clone());
+            list.entries.insert(
+                entry.app,
+                Entry {
+                    started: entry.started,
+                    last_progress: entry.last_progress,
+                    seq,
+                },
+            );
+        }
+        Ok(list)
     }
 }
 
@@ -362,5 +422,29 @@ mod tests {
         }
         let expire = clock.elapsed() / N;
         println!("apps: 100k entries: start {start:?}/op, progress {progress:?}/op, deadline+expired+end {expire:?}/op, {late} not found at their deadline");
+    }
+
+    #[test]
+    fn the_list_crosses_a_handoff_with_its_deadlines_and_order() {
+        let t0 = Instant::now();
+        let mut list = AppsList::new();
+        list.start(key("COMPACT", "a.nsf"), t0);
+        list.start(key("FIXUP", "b.nsf"), t0 + MIN);
+        list.start(key("UPDALL", "c.nsf"), t0 + MIN);
+        list.progress(&key("COMPACT", "a.nsf"), t0 + 3 * MIN);
+        let json =
+            super::super::instants::with_anchor(t0, || serde_json::to_string(&list)).unwrap();
+        let back: AppsList =
+            super::super::instants::with_anchor(t0, || serde_json::from_str(&json)).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back.next_deadline(MIN), Some(t0 + 2 * MIN));
+        let now = t0 + 4 * MIN;
+        let before: Vec<_> = list.iter(now).map(|(k, a)| (k.clone(), a)).collect();
+        let after: Vec<_> = back.iter(now).map(|(k, a)| (k.clone(), a)).collect();
+        assert_eq!(before, after, "same entries, ages and deadline order");
+        let twice = r#"[{"app":{"kind":"A","object":null},"started":0,"last_progress":0},{"app":{"kind":"A","object":null},"started":0,"last_progress":0}]"#;
+        let parsed: Result<AppsList, _> =
+            super::super::instants::with_anchor(t0, || serde_json::from_str(twice));
+        assert!(parsed.is_err(), "a duplicate is refused, not merged");
     }
 }

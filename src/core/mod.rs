@@ -6,10 +6,13 @@
 //! woken with [`Event::DeadlineReached`].
 
 pub mod apps;
+pub mod instants;
 mod policy;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 pub use crate::failover::Health;
 pub use crate::mail::AlertKind;
@@ -20,7 +23,7 @@ use apps::{AppsList, StartOutcome};
 pub use policy::Policy;
 
 /// Why the controller decided a server is unhealthy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
     ProbeTimeout,
     AppTimeout {
@@ -87,10 +90,14 @@ pub enum Command {
     Quit,
     Restart,
     Kill,
-    Pause { duration: Option<Duration> },
+    Pause {
+        duration: Option<Duration>,
+    },
     Resume,
     ClearFault,
     Diagnose,
+    /// `qoscntrlr reexec`: replace the controller's image, keeping the server running.
+    Reexec,
 }
 
 impl Command {
@@ -104,6 +111,7 @@ impl Command {
             Command::Resume => "resume",
             Command::ClearFault => "clear-fault",
             Command::Diagnose => "diagnose",
+            Command::Reexec => "reexec",
         }
     }
 }
@@ -235,6 +243,12 @@ pub enum Action {
     },
     /// The controller's work is done: exit with this code.
     Exit(u8),
+    /// Check the binary now at the controller's path and replace the running image with
+    /// it, handing over this state; the shell answers `request` (a refusal if the check or
+    /// the exec fails, in which case nothing changes).
+    Reexec {
+        request: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +260,7 @@ pub struct Alert {
 }
 
 /// What happens once a stopping server has exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum AfterStop {
     Exit,
     StayDown,
@@ -254,7 +268,7 @@ enum AfterStop {
 }
 
 /// What happens once a kill (or crash cleanup) is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum AfterKill {
     /// Automatic restart: counts against the restart limit.
     AutoRestart,
@@ -264,10 +278,11 @@ enum AfterKill {
     Exit,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum State {
     Starting {
         pid: Option<i32>,
+        #[serde(with = "instants::instant")]
         deadline: Instant,
     },
     Ready {
@@ -275,7 +290,9 @@ enum State {
     },
     Stopping {
         pid: i32,
+        #[serde(with = "instants::instant")]
         deadline: Instant,
+        #[serde(with = "instants::option")]
         next_nsd: Option<Instant>,
         then: AfterStop,
     },
@@ -284,6 +301,7 @@ enum State {
         phase: KillPhase,
         reason: Reason,
         incident: u64,
+        #[serde(with = "instants::option")]
         deadline: Option<Instant>,
         then: AfterKill,
     },
@@ -296,10 +314,12 @@ enum State {
     /// `spawn_at`: a delayed restart (backoff after failed starts); `None` while the
     /// spawn itself is under way.
     Restarting {
+        #[serde(with = "instants::option")]
         spawn_at: Option<Instant>,
     },
     Stopped,
     Faulted {
+        #[serde(with = "instants::option")]
         clear_at: Option<Instant>,
     },
 }
@@ -330,15 +350,18 @@ impl State {
 }
 
 /// Probe bookkeeping: cadence, last results and the timeout baseline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ProbeTracker {
     /// Activated once the server is READY; probes in STARTING only look for readiness.
     active: bool,
     in_flight: bool,
+    #[serde(with = "instants::option")]
     next_attempt: Option<Instant>,
     /// Start of the current timeout window: activation, the last success, or the moment
     /// long-running applications finished.
+    #[serde(with = "instants::option")]
     baseline: Option<Instant>,
+    #[serde(with = "instants::option")]
     last_success: Option<Instant>,
     last_result: Option<(bool, Duration, String)>,
     /// The probe has failed to answer within the timeout and the incident is open.
@@ -348,22 +371,26 @@ struct ProbeTracker {
     /// A success after READY has not been seen yet (recovery needs one).
     awaiting_first_success: bool,
     /// When the attempt in flight (or the last one) was started.
+    #[serde(with = "instants::option")]
     attempt_started: Option<Instant>,
 }
 
 /// After a stall: no timeout is declared until a probe started after the stall has
 /// answered, or until `until` (bounded wait).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct StallHold {
+    #[serde(with = "instants::instant")]
     since: Instant,
+    #[serde(with = "instants::instant")]
     until: Instant,
 }
 
 /// A notable thing that happened, kept for status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRecord {
     pub id: u64,
     pub kind: String,
+    #[serde(with = "instants::instant")]
     pub detected_at: Instant,
     pub outcome: String,
     pub diagnostics: Option<String>,
@@ -392,17 +419,22 @@ pub struct CoreStatus {
     pub incidents: Vec<IncidentRecord>,
 }
 
-/// The controller state machine.
-#[derive(Debug)]
+/// The controller state machine. Its whole state is serde data (instants as offsets, see
+/// [`instants`]) so `qoscntrlr reexec` hands it to the next image with every timer; a
+/// field added here is carried over by the derive.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Controller {
     policy: Policy,
     state: State,
     why: String,
+    #[serde(with = "instants::instant")]
     state_since: Instant,
     probe: ProbeTracker,
     apps: AppsList,
+    #[serde(with = "instants::deque")]
     restarts: VecDeque<Instant>,
     paused: bool,
+    #[serde(with = "instants::option")]
     paused_until: Option<Instant>,
     failover_triggered: bool,
     /// The server has sent at least one message since it was spawned, so READY will come
@@ -411,6 +443,7 @@ pub struct Controller {
     /// The controller logged `OpMsg=END Type=SERVER` for this run (it asked the server
     /// to stop): the server's own END is the same line again.
     own_end_logged: bool,
+    #[serde(with = "instants::option")]
     server_started: Option<Instant>,
     last_exit: Option<String>,
     quit_requested: bool,
@@ -2066,7 +2099,83 @@ impl Controller {
                     "collecting diagnostics; the file is named in the log".into(),
                 ));
             }
+            Command::Reexec => match self.reexec_refusal() {
+                Some(refusal) => out.push(reply(false, refusal)),
+                None => out.push(Action::Reexec { request }),
+            },
         }
+    }
+
+    /// Why the image cannot be replaced now, or `None` when it can. A kill, crash
+    /// handling or a stop is a sequence of steps whose results (diagnostics, the reaped
+    /// tree, the stop command) would arrive at the old image only; in a steady state every
+    /// pending thing is a timer, and timers carry over.
+    pub fn reexec_refusal(&self) -> Option<String> {
+        let state = self.state.name();
+        match &self.state {
+            _ if self.quit_requested => {
+                Some("reexec refused: the controller is shutting down".into())
+            }
+            State::Stopping { .. } | State::Killing { .. } | State::Crashed { .. } => {
+                Some(format!(
+                    "reexec refused: the server is {}; try again when it is done",
+                    state.as_str()
+                ))
+            }
+            State::Restarting { spawn_at: None } | State::Starting { pid: None, .. } => {
+                Some("reexec refused: the server is being spawned; try again".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The first thing a re-executed image does with the state it was handed: a probe
+    /// attempt that was in flight in the old image will never report, so the next one
+    /// is due now (probing resumes at once rather than after a lost interval), and
+    /// everything else — timeout baseline, applications, restart window, pause, fault —
+    /// goes on from the handed-over instants.
+    pub fn resume_after_reexec(&mut self, now: Instant) {
+        self.probe.in_flight = false;
+        if self.probing_wanted() {
+            let due = self.probe.next_attempt.map_or(now, |at| at.min(now));
+            self.probe.next_attempt = Some(due);
+        }
+    }
+
+    /// Fallback after a re-exec whose state could not be read: take over the running
+    /// server `pid` as READY with fresh timers (probe timeout counted from now, no
+    /// applications, an empty restart window), rather than losing it. `trigger_present`:
+    /// a failover is outstanding and is taken back on the first successful probe.
+    pub fn adopt(
+        policy: Policy,
+        now: Instant,
+        pid: i32,
+        trigger_present: bool,
+    ) -> (Controller, Vec<Action>) {
+        let mut ctl = Controller::new(policy, now);
+        let mut out = vec![log(
+            Component::Controller,
+            format!("Server (pid {pid}) adopted without its previous state; its timers start now"),
+        )];
+        ctl.failover_triggered = trigger_present;
+        ctl.server_started = Some(now);
+        ctl.server_speaks = true;
+        ctl.became_ready = true;
+        out.push(ctl.set_state(now, State::Ready { pid }, "adopted after a re-exec"));
+        if ctl.policy.probing {
+            ctl.probe.active = true;
+            ctl.probe.baseline = Some(now);
+            ctl.probe.awaiting_first_success = true;
+            if !ctl.policy.probe_by_message {
+                ctl.probe.next_attempt = Some(now);
+            }
+            if !trigger_present {
+                out.push(Action::SetHealth(Health::Ready));
+            }
+        } else {
+            ctl.recovered(&mut out);
+        }
+        (ctl, out)
     }
 
     fn resume(&mut self, now: Instant, out: &mut Vec<Action>) {

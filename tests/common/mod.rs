@@ -86,6 +86,8 @@ pub struct Harness {
     previous_outs: HashSet<u64>,
     /// The `qoscntrlr` binary `start` runs (default [`CONTROLLER`]).
     controller: PathBuf,
+    /// Extra variables for the controller (`run`) only.
+    run_env: Vec<(String, String)>,
 }
 
 impl Harness {
@@ -200,6 +202,7 @@ impl Harness {
             runs: 0,
             previous_outs: HashSet::new(),
             controller: PathBuf::from(CONTROLLER),
+            run_env: Vec::new(),
         };
         harness.write_ini();
         fs::create_dir_all(harness.scratch()).expect("create the harness folder");
@@ -273,6 +276,11 @@ impl Harness {
         cmd
     }
 
+    /// Set `key=value` in the environment of the controllers started from now on.
+    pub fn run_env(&mut self, key: &str, value: &str) {
+        self.run_env.push((key.to_string(), value.to_string()));
+    }
+
     /// Start `qoscntrlr run -c <ini>` (the previous run must have ended).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "a controller of this test still runs");
@@ -297,6 +305,7 @@ impl Harness {
             .expect("create stderr file");
         let controller = self.controller.display().to_string();
         self.command(&controller)
+            .envs(self.run_env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg("-c")
             .arg(&self.ini)
