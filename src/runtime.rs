@@ -173,14 +173,7 @@ fn run_reporting(
                 .await
             }
             None => {
-                Shell::start(
-                    cfg,
-                    config_path.to_path_buf(),
-                    lock_fd,
-                    lock_notes,
-                    journal,
-                )
-                .await
+                Shell::start(cfg, config_path.to_path_buf(), lock_fd, lock_notes, journal).await
             }
         };
         match shell {
