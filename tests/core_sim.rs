@@ -1266,3 +1266,181 @@ fn short_lateness_is_not_a_stall() {
     sim.stall(Duration::from_secs(5));
     assert_eq!(sim.count("stalled"), 0);
 }
+
+// ----- qoscntrlr reexec: the state crosses a handoff ------------------------------------
+
+impl Sim {
+    /// Hand the controller's state to a "new image" the way `qoscntrlr reexec` does:
+    /// serialized with instants as offsets from the handoff moment, read back after
+    /// `gap` against the same moment (the monotonic clock runs on across `execve`).
+    /// A probe result still on its way is lost with the old image.
+    fn reexec(&mut self, gap: Duration) {
+        let handed_at = self.now;
+        let json =
+            qoscntrlr::core::instants::with_anchor(handed_at, || serde_json::to_string(&self.ctl))
+                .expect("the state serializes");
+        self.pending
+            .retain(|(_, e)| !matches!(e, Event::ProbeFinished { .. }));
+        self.now += gap;
+        let back: Controller =
+            qoscntrlr::core::instants::with_anchor(handed_at, || serde_json::from_str(&json))
+                .expect("the state reads back");
+        self.ctl = back;
+        self.ctl.resume_after_reexec(self.now);
+    }
+}
+
+/// What status shows and when the controller next wants to run, as text.
+fn observable(ctl: &Controller, now: Instant) -> (String, Option<Instant>) {
+    (format!("{:?}", ctl.status(now)), ctl.next_deadline())
+}
+
+#[test]
+fn reexec_is_refused_while_a_kill_crash_or_stop_is_under_way() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.feed(Event::CommandReceived {
+        command: Command::Reexec,
+        uid: 0,
+        request: 7,
+    });
+    assert!(
+        sim.actions.contains(&Action::Reexec { request: 7 }),
+        "READY: the shell is asked to re-exec"
+    );
+    assert!(sim.replies.is_empty(), "the shell answers, not the core");
+    sim.command(Command::Kill);
+    assert_eq!(sim.ctl.state(), StateName::Killing);
+    let (ok, text) = sim.command(Command::Reexec);
+    assert!(!ok);
+    assert!(text.contains("KILLING"), "{text}");
+    sim.run(Duration::from_secs(30));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.stop_delay = None;
+    sim.command(Command::Quit);
+    let (ok, text) = sim.command(Command::Reexec);
+    assert!(!ok && text.contains("STOPPING"), "{text}");
+}
+
+#[test]
+fn a_handoff_changes_nothing_status_shows_or_any_deadline() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let app = AppKey::new("COMPACT", Some("big.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT",
+        ServerSignal::AppStart { app },
+    ));
+    sim.command(Command::Pause {
+        duration: Some(Duration::from_secs(300)),
+    });
+    // A crash while paused (stays down until resume), in the restart window.
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 3".into(),
+    });
+    sim.run(Duration::from_secs(7));
+    for _ in 0..3 {
+        let before = observable(&sim.ctl, sim.now);
+        sim.reexec(Duration::ZERO);
+        assert_eq!(observable(&sim.ctl, sim.now), before);
+        sim.run(Duration::from_secs(50));
+    }
+    // The pause still ends when it was meant to and the server comes back.
+    sim.run(Duration::from_secs(200));
+    assert_eq!(sim.count("Pause expired; resuming"), 1);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn the_probe_timeout_baseline_survives_a_handoff() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    let last_success = sim.ctl.status(sim.now).probe_last_success.unwrap();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(40));
+    // The old image had an attempt in flight: lost; the new image probes at once.
+    sim.reexec(Duration::from_millis(30));
+    sim.clear_lines();
+    sim.run(Duration::from_millis(1));
+    let timeout_at = last_success + Duration::from_secs(60);
+    sim.run(timeout_at - sim.now - Duration::from_millis(10));
+    assert_eq!(sim.count("The controller has received a probe timeout."), 0);
+    sim.run(Duration::from_millis(20));
+    assert_eq!(
+        sim.count("The controller has received a probe timeout."),
+        1,
+        "the timeout counts from the last success before the handoff, not from it"
+    );
+}
+
+#[test]
+fn an_application_keeps_its_deadline_across_a_handoff() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let app = AppKey::new("COMPACT", Some("events4.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppStart { app },
+    ));
+    let started = sim.now;
+    sim.run(Duration::from_secs(90));
+    sim.reexec(Duration::from_millis(40));
+    sim.run(started + Duration::from_secs(119) - sim.now);
+    assert_eq!(sim.count("Triggering failover"), 0);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.ctl.state(), StateName::Killing, "due at START + 120 s");
+    sim.run(Duration::from_secs(30));
+    sim.assert_in_order(&[
+        "QoS Applications: Application COMPACT[events4.nsf] has made no progress for 120 seconds",
+    ]);
+    sim.assert_in_order(SMART_KILL);
+}
+
+#[test]
+fn a_probe_in_flight_at_the_handoff_is_replaced_at_once() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Silent;
+    sim.run(Duration::from_secs(10));
+    sim.clear_lines();
+    sim.probe = ProbeMode::Ok;
+    sim.reexec(Duration::from_millis(20));
+    let due = sim.ctl.next_deadline().unwrap();
+    assert!(
+        due <= sim.now,
+        "a new attempt is due now, not an interval later"
+    );
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.count("QoS Probe: SUCCESS"), 1);
+}
+
+#[test]
+fn an_adopted_server_is_supervised_with_fresh_timers() {
+    let now = Instant::now();
+    let (ctl, actions) = Controller::adopt(Sim::fast(), now, 4242, true);
+    let mut sim = Sim::new(Sim::fast());
+    sim.ctl = ctl;
+    sim.now = now;
+    sim.alive = Some(4242);
+    sim.trigger = true;
+    for action in &actions {
+        sim.apply(action);
+    }
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.ctl.server_pid(), Some(4242));
+    assert_eq!(
+        sim.count("QoS Controller: Server (pid 4242) adopted without its previous state"),
+        1
+    );
+    // The outstanding failover is taken back on the first successful probe.
+    sim.run(Duration::from_secs(1));
+    assert!(!sim.trigger, "{:?}", sim.lines);
+    assert_eq!(sim.health, Some(Health::Ready));
+    // A hang is still detected and killed.
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(90));
+    sim.assert_in_order(SMART_KILL);
+}
