@@ -307,6 +307,7 @@ fn deb_package_installs_binaries_units_config_and_docs() {
     let expected = [
         (root.join("usr/bin/qoscntrlr"), 0o755),
         (root.join("usr/lib/qoscntrlr/qos-demo-server"), 0o755),
+        (root.join("usr/lib/qoscntrlr/reexec-running"), 0o755),
         (root.join("etc/qoscntrlr/dcontroller.ini"), 0o644),
         (units.join("qoscntrlr.service"), 0o644),
         (units.join("qoscntrlr@.service"), 0o644),
@@ -359,6 +360,11 @@ fn deb_package_installs_binaries_units_config_and_docs() {
         "{postinst}"
     );
     assert!(!postinst.contains("deb-systemd-invoke"), "{postinst}");
+    // Instead the running controllers re-execute the new binary in place.
+    assert!(
+        postinst.contains("/usr/lib/qoscntrlr/reexec-running"),
+        "{postinst}"
+    );
     let prerm = read(&control.join("prerm"));
     assert!(
         prerm.contains(r#"[ "$1" = remove ]"#),
@@ -444,6 +450,15 @@ fn rpm_spec_parses_and_installs_the_same_layout() {
     }
     let version = format!("Version:        {}", env!("CARGO_PKG_VERSION"));
     assert!(text.contains(&version), "spec version matches Cargo.toml");
+    let post = text
+        .split("\n%post\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n%").next())
+        .unwrap_or_default();
+    assert!(
+        post.contains("reexec-running"),
+        "%post re-executes running controllers on upgrade: {post}"
+    );
     if !have("rpmspec", &["--version"]) {
         println!("SKIP rpmspec -P: rpm not installed");
         return;
