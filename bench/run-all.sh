@@ -13,11 +13,12 @@
 #   2. the 100k long-running-apps benchmark (core::apps, ignored test) -> apps.txt
 #   3. bench/ha-latency.sh: decision -> trigger -> 503 -> VIP moved, with keepalived in
 #      network namespaces of its own                                 -> ha-latency.json
+#   3b. bench/reexec-gap.py: supervision gap of `qoscntrlr reexec`    -> reexec.json
 #   4. bench/bench.py: crash / hang / idle side by side, trigger latency, message flood,
 #      `logs summary` over ~1 GB of generated logs; folds 1-3 in     -> results.json
 #   5. bench/report.py: BENCHMARKS.md + SVG from results.json
 # Knobs for a quick try:
-#   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 \
+#   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 REEXEC_REPS=5 \
 #       bench/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,12 +66,20 @@ if ! BIN_DIR=$BIN_DIR HA_JSON=$OUT/ha-latency.json bench/ha-latency.sh "${HA_RUN
     rm -f "$OUT/ha-latency.json"
 fi
 
+echo "[run-all] controller re-exec: supervision gap over ${REEXEC_REPS:-50} reexecs"
+rm -f "$OUT/reexec.json"
+if ! python3 bench/reexec-gap.py --bin-dir "$BIN_DIR" --reps "${REEXEC_REPS:-50}" \
+        --json "$OUT/reexec.json" > "$OUT/reexec.txt" 2>&1; then
+    echo "[run-all] reexec-gap.py failed; see $OUT/reexec.txt" >&2
+    rm -f "$OUT/reexec.json"
+fi
+
 python3 bench/bench.py \
     --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
     --out "$OUT/work" --results "$OUT/results.json" \
     --sampler-json "$OUT/sampler.json" --apps-txt "$OUT/apps.txt" \
-    --ha-json "$OUT/ha-latency.json" \
+    --ha-json "$OUT/ha-latency.json" --reexec-json "$OUT/reexec.json" \
     --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
     --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
     --review-mb "${REVIEW_MB:-1024}"
