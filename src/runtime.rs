@@ -685,13 +685,12 @@ impl Shell {
                 ),
             );
         }
-        shell.line(
-            Component::Controller,
-            format!(
-                "Controller re-executed: {from_version} -> {}",
-                env!("CARGO_PKG_VERSION")
-            ),
+        let reexecuted = format!(
+            "Controller re-executed: {from_version} -> {}",
+            env!("CARGO_PKG_VERSION")
         );
+        shell.journal.say(Priority::Notice, &reexecuted);
+        shell.line(Component::Controller, reexecuted);
         match SdNotify::try_from_env() {
             Ok(sd) => shell.sd = sd,
             Err(e) => shell.line(
@@ -740,10 +739,10 @@ impl Shell {
                     .flatten()
                     .collect::<Vec<_>>()
                     .join("; ");
-                shell.line(
-                    Component::Controller,
-                    format!("The state handed over by the previous image cannot be used: {reason}"),
-                );
+                let text =
+                    format!("The state handed over by the previous image cannot be used: {reason}");
+                shell.journal.say(Priority::Err, &text);
+                shell.line(Component::Controller, text);
                 resumed.fallback = Some(reason);
                 match carried.server {
                     Some(pid) => {
@@ -1642,10 +1641,9 @@ impl Shell {
         if self.reexec_pending == Some(request) {
             self.reexec_pending = None;
         }
-        self.line(
-            Component::Controller,
-            format!("{}; the controller keeps running", capitalize(&message)),
-        );
+        let text = format!("{}; the controller keeps running", capitalize(&message));
+        self.journal.say(Priority::Warning, &text);
+        self.line(Component::Controller, text);
         self.ensure_mailer();
         self.execute(Action::Reply {
             request,
