@@ -59,6 +59,10 @@ pub struct DiagReport {
     pub ok: bool,
     /// What went wrong, for the log line (`None` when `ok`).
     pub error: Option<String>,
+    /// Every write to the file and its final fsync succeeded: the file holds what was
+    /// collected. False on a full or failing disk; then the file (if any) is a fragment
+    /// and must not be reported as written.
+    pub written: bool,
     pub duration: Duration,
 }
 
@@ -83,33 +87,52 @@ pub async fn collect(req: DiagRequest, reaper: &Reaper, wall: DateTime<Local>) -
                 path: None,
                 ok: false,
                 error: Some(e.to_string()),
+                written: false,
                 duration: started.elapsed(),
             }
         }
     };
     let deadline = started + req.limit;
-    let mut out = DiagFile { path, file };
+    let mut out = DiagFile {
+        path,
+        file,
+        write_error: None,
+    };
     let result = match &req.nsd_path {
         Some(argv) if !argv.is_empty() => run_external(&req, argv, reaper, wall, &mut out).await,
         _ => run_builtin(&req, reaper, wall, deadline, &mut out).await,
     };
-    let (ok, error) = match result {
+    let (ok, mut error) = match result {
         Ok(Completion::Complete) => (true, None),
         Ok(Completion::Incomplete(why)) => (false, Some(why)),
         Err(e) => (false, Some(e.to_string())),
     };
     let duration = started.elapsed();
-    // The footer is best effort: a failure to write it is already reported by `error`
-    // when the file is unwritable, and a missing footer loses nothing else.
     let _ = out.write(&format!(
         "\n=== collection {} after {} ms ===\n",
         if ok { "finished" } else { "incomplete" },
         duration.as_millis()
     ));
+    // Only a file whose every write and final fsync succeeded is reported as written: a
+    // full disk fails some writes (or only the fsync, with delayed allocation).
+    if out.write_error.is_none() {
+        if let Err(source) = out.file.sync_all() {
+            out.write_error = Some(DiagError::Write {
+                path: out.path.clone(),
+                source,
+            });
+        }
+    }
+    let written = out.write_error.is_none();
+    if let Some(e) = out.write_error.take() {
+        // The write error is the outcome that matters; what was collected is moot.
+        error = Some(format!("{e} (a partial file is left there)"));
+    }
     DiagReport {
         path: Some(out.path),
-        ok,
+        ok: ok && written,
         error,
+        written,
         duration,
     }
 }
@@ -124,16 +147,24 @@ enum Completion {
 struct DiagFile {
     path: PathBuf,
     file: File,
+    /// The first write that failed (kept even when the caller carries on).
+    write_error: Option<DiagError>,
 }
 
 impl DiagFile {
     fn write(&mut self, text: &str) -> Result<(), DiagError> {
-        self.file
-            .write_all(text.as_bytes())
-            .map_err(|source| DiagError::Write {
+        self.file.write_all(text.as_bytes()).map_err(|source| {
+            let kind = source.kind();
+            let message = source.to_string();
+            self.write_error.get_or_insert(DiagError::Write {
                 path: self.path.clone(),
                 source,
-            })
+            });
+            DiagError::Write {
+                path: self.path.clone(),
+                source: io::Error::new(kind, message),
+            }
+        })
     }
 
     /// A descriptor for a child's stdout and stderr.

@@ -238,6 +238,8 @@ struct Failure {
     since: DateTime<Local>,
     lost: u64,
     delayed: u64,
+    /// The error that began the episode, for `status`.
+    error: String,
 }
 
 impl QosLog {
@@ -358,6 +360,69 @@ impl QosLog {
         self.backlog.len()
     }
 
+    /// Why the log cannot be written right now, in words for `status`; `None` when
+    /// every line has reached the file.
+    pub fn problem(&self) -> Option<String> {
+        let failure = self.failure.as_ref()?;
+        Some(format!(
+            "cannot write {} since {}: {}; {} line(s) waiting in memory, {} lost",
+            self.path.display(),
+            timefmt::log_stamp(&failure.since),
+            failure.error,
+            self.backlog.len(),
+            failure.lost
+        ))
+    }
+
+    /// Is the open `.out` still the file at its path? An operator's `rm` (or a rotation
+    /// tool's rename) leaves the controller writing into an inode nobody can see: link
+    /// count 0, or the path now names another file or none. Then a new `.out` is created
+    /// and its first line says what happened (also on stderr). Returns the notice when
+    /// it did so. Cheap (one fstat, one lstat): the runtime calls it every few seconds
+    /// and before anything that can start an incident.
+    pub fn check_replaced(&mut self, wall: DateTime<Local>) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let file = self.file.as_ref()?;
+        let open = file.metadata().ok()?;
+        let gone = open.nlink() == 0
+            || match std::fs::symlink_metadata(&self.path) {
+                Ok(at_path) => at_path.dev() != open.dev() || at_path.ino() != open.ino(),
+                Err(e) => e.kind() == ErrorKind::NotFound,
+            };
+        if !gone {
+            return None;
+        }
+        let old = self.path.clone();
+        let stamp = timefmt::file_stamp(&wall);
+        let first_free = highest_sequence(&self.dir, &stamp).map_or(0, |n| n + 1);
+        match create_new_log(&self.dir, &stamp, first_free) {
+            Ok((path, file)) => {
+                self.path = path;
+                self.file = Some(file);
+                self.size = 0;
+                self.next_roll_at = 0;
+                let text = format!(
+                    "Log file {} was removed or replaced; continuing in {}",
+                    old.display(),
+                    self.path.display()
+                );
+                let _ = writeln!(std::io::stderr(), "qoscntrlr: {text}");
+                self.line(Component::Controller, &text, wall);
+                Some(text)
+            }
+            Err(e) => {
+                // Keep writing to the old inode (nothing is lost in memory either), say
+                // so once per check on stderr, and try again at the next check.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "qoscntrlr: log file {} was removed or replaced and a new one cannot be created: {e}",
+                    old.display()
+                );
+                None
+            }
+        }
+    }
+
     /// Write one line `YYYY/MM/DD HH:MM:SS <Component>: <text>`. Never blocks on a full
     /// disk and never fails: a line that cannot be written waits in the backlog.
     pub fn line(&mut self, component: Component, text: &str, wall: DateTime<Local>) {
@@ -453,6 +518,7 @@ impl QosLog {
             since: wall,
             lost: 0,
             delayed: 0,
+            error: error.to_string(),
         });
     }
 

@@ -295,6 +295,10 @@ struct Shell {
     resumed: Option<Resumed>,
     /// Times this controller (this pid) has replaced its image.
     reexecs: u32,
+    /// When the `.out` was last checked for having been removed or replaced.
+    log_checked: Option<Instant>,
+    /// The running server's record, not yet in the state file (the disk refused it).
+    state_pending: Option<ServerRecord>,
 }
 
 /// The listening descriptors, for the handoff.
@@ -594,6 +598,8 @@ impl Shell {
             exec_due: None,
             resumed: None,
             reexecs: 0,
+            log_checked: None,
+            state_pending: None,
             cfg,
             config_path,
             journal,
@@ -1083,7 +1089,11 @@ impl Shell {
                     if let Some(sd) = &self.sd { let _ = sd.watchdog(); }
                 }
                 _ = resources.tick() => self.sample_resources(),
-                _ = log_retry.tick() => { self.log.retry(Local::now()); }
+                _ = log_retry.tick() => {
+                    self.check_log_file(true);
+                    self.log.retry(Local::now());
+                    self.retry_state_record();
+                }
                 Some(()) = recv_signal(&mut test_wedge) => {
                     self.line(
                         Component::Controller,
@@ -1158,12 +1168,66 @@ impl Shell {
 
     fn drain_queue(&mut self) {
         while let Some(event) = self.queue.pop_front() {
+            // Anything but the steady stream of messages and probe results can start an
+            // incident: its lines must land in a visible file, so a deleted `.out` is
+            // noticed first (the stream itself checks at most once a second).
+            let frequent = matches!(
+                event,
+                Event::MessageReceived { .. }
+                    | Event::ProbeFinished { .. }
+                    | Event::MessageRejected { .. }
+            );
+            self.check_log_file(!frequent);
             let actions = self.ctl.handle(Instant::now(), event);
             for action in actions {
                 self.execute(action);
             }
         }
         self.publish_metrics();
+    }
+
+    /// A removed or replaced `.out` is replaced by a new one (see
+    /// [`QosLog::check_replaced`]); `force` checks now, otherwise at most once a second.
+    fn check_log_file(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .log_checked
+                .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.log_checked = Some(now);
+        if let Some(text) = self.log.check_replaced(Local::now()) {
+            // The line is in the new file already; keep it for alert mails too.
+            let full = crate::qoslog::format_line(Component::Controller, &text, &Local::now());
+            if self.recent.len() == RECENT_LINES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(full.trim_end().to_string());
+        }
+    }
+
+    /// A state record that could not be written (full or read-only disk) is written as
+    /// soon as the disk takes it again: a controller killed later must find its server.
+    fn retry_state_record(&mut self) {
+        let Some(record) = self.state_pending.clone() else {
+            return;
+        };
+        if self.server.as_ref().map(|s| s.pid) != Some(record.pid) {
+            self.state_pending = None;
+            return;
+        }
+        if self.state_file.record(&record).is_ok() {
+            self.state_pending = None;
+            self.line(
+                Component::Controller,
+                format!(
+                    "State file {} written (it could not be written before)",
+                    self.state_file.path().display()
+                ),
+            );
+        }
     }
 
     fn on_task(&mut self, result: TaskResult) {
@@ -1186,7 +1250,11 @@ impl Shell {
                 });
             }
             TaskResult::Diagnostics(incident, report) => {
-                let path = report.path.map(|p| p.display().to_string());
+                // A file that could not be written completely is not reported as written.
+                let path = report
+                    .path
+                    .filter(|_| report.written)
+                    .map(|p| p.display().to_string());
                 self.last_diagnostics = path.clone();
                 let prune = diagnostics::prune(
                     &self.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
@@ -1861,9 +1929,14 @@ impl Shell {
                     self.line(Component::Controller, text);
                 }
                 self.pump_console(spawned.console);
+                self.state_pending = None;
                 if let Some(record) = ServerRecord::of_running(pid, pid, &spawned.program) {
                     if let Err(e) = self.state_file.record(&record) {
-                        self.line(Component::Controller, e.to_string());
+                        self.line(
+                            Component::Controller,
+                            format!("Cannot write the state file: {e}; retrying every 5 s"),
+                        );
+                        self.state_pending = Some(record);
                     }
                 }
                 self.ended.remove(pid);
@@ -2083,6 +2156,8 @@ impl Shell {
                 pid: std::process::id(),
                 since: status::rfc3339(self.started_wall),
                 config_path: self.config_path.display().to_string(),
+                log_file: Some(self.log.path().display().to_string()),
+                log_problem: self.log.problem(),
             },
             server: status::ServerStatus {
                 name: self.cfg.server_name.clone(),

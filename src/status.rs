@@ -121,6 +121,13 @@ pub struct ControllerStatus {
     pub pid: u32,
     pub since: String,
     pub config_path: String,
+    /// The `.out` file being written.
+    #[serde(default)]
+    pub log_file: Option<String>,
+    /// Why the log cannot be written right now (full or read-only disk…); `null` while
+    /// every line reaches the file. A controller that cannot log is degraded.
+    #[serde(default)]
+    pub log_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,7 +217,11 @@ pub fn rfc3339(time: DateTime<Local>) -> String {
 /// 1 for everything in between (recovering, degraded, paused).
 pub fn exit_code(snapshot: &StatusSnapshot) -> u8 {
     match snapshot.server.state {
-        ServerState::Ready if !snapshot.flags.paused => 0,
+        ServerState::Ready
+            if !snapshot.flags.paused && snapshot.controller.log_problem.is_none() =>
+        {
+            0
+        }
         ServerState::Stopped | ServerState::Faulted => 3,
         _ => 1,
     }
@@ -254,6 +265,20 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
         ),
     );
     push(&mut out, &format!("config    {}", c.config_path));
+    if let Some(problem) = &c.log_problem {
+        // Wrapped, not cut: the reason is the point. Painted after wrapping, like the
+        // state word, so escape codes never count as columns.
+        let text = format!("LOG NOT WRITTEN: {problem}");
+        for (i, piece) in wrap_words(&text, COLUMNS.saturating_sub(10))
+            .iter()
+            .enumerate()
+        {
+            let label = if i == 0 { "log       " } else { "          " };
+            let _ = writeln!(out, "{label}{}", paint(piece, RED));
+        }
+    } else if let Some(file) = &c.log_file {
+        push(&mut out, &format!("log       {file}"));
+    }
 
     let s = &snapshot.server;
     push(&mut out, &format!("server    {}", s.name));
@@ -466,6 +491,32 @@ fn push(out: &mut String, line: &str) {
 }
 
 /// Cut `text` to `width` characters, marking the cut with `~`.
+/// `text` in lines of at most `width` characters, broken at spaces (a longer word is
+/// cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            line = line.chars().skip(width).collect();
+            lines.push(head);
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();

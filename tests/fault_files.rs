@@ -902,3 +902,270 @@ fn control_bytes_in_messages_never_reach_the_log_raw() {
     );
     h.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// Defect 7: the live `.out` deleted while running
+
+fn any_line(h: &Harness, needle: &str) -> bool {
+    h.lines().iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn deleted_live_out_is_noticed_and_the_next_incident_is_in_a_visible_file() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+    let old = h.log_files("out");
+    assert_eq!(old.len(), 1, "{old:?}");
+    let old_path = h.data().join(&old[0]);
+    std::fs::remove_file(&old_path).unwrap();
+    // An incident at once: the controller notices the deletion before it at the latest.
+    h.http_ok("/hang");
+    let notice = format!(
+        "Log file {} was removed or replaced; continuing in ",
+        old_path.display()
+    );
+    assert!(
+        eventually("a new .out says the old one disappeared", || any_line(
+            &h, &notice
+        )),
+        "{}",
+        h.dump()
+    );
+    assert!(
+        eventually("the incident is in the new file", || any_line(
+            &h,
+            "QoS Kill: Triggering failover..."
+        ) && any_line(
+            &h,
+            "QoS Controller: Server is ready to process requests"
+        )),
+        "{}",
+        h.dump()
+    );
+    let lines = h.lines();
+    let notice_at = lines.iter().position(|l| l.contains(&notice)).unwrap();
+    let timeout_at = lines
+        .iter()
+        .position(|l| l.contains("The controller has received a probe timeout."))
+        .expect("the detection is in the visible file");
+    assert!(notice_at < timeout_at, "{}", h.dump());
+    // The review sees it.
+    let summary = qoscntrlr(&[
+        "logs".as_ref(),
+        "summary".as_ref(),
+        "--json".as_ref(),
+        h.data().as_os_str(),
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&summary.stdout).expect("json");
+    assert!(
+        json["file_list"].as_array().is_some_and(|f| !f.is_empty()),
+        "{summary:?}"
+    );
+    assert!(
+        json["counts"]["probe_timeouts"].as_u64() >= Some(1),
+        "{json}"
+    );
+    // Without an incident it is noticed within the periodic check, too.
+    let current = h.log_files("out");
+    std::fs::remove_file(h.data().join(&current[0])).unwrap();
+    assert!(
+        eventually("noticed without an incident", || h
+            .log_files("out")
+            .first()
+            .is_some_and(|name| std::fs::read_to_string(h.data().join(name))
+                .is_ok_and(
+                    |t| t.contains("was removed or replaced; continuing in")
+                ))),
+        "{}",
+        h.dump()
+    );
+    h.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 9: a full data directory (small tmpfs, root)
+
+#[test]
+fn full_data_directory_status_says_so_and_state_is_rewritten_when_space_returns() {
+    const NAME: &str =
+        "full_data_directory_status_says_so_and_state_is_rewritten_when_space_returns";
+    if !is_root() {
+        skip::skip(
+            NAME,
+            "needs root to mount a small tmpfs as the data directory",
+        );
+        return;
+    }
+    let mut h = Harness::demo(&[]);
+    let Some(mount) = SmallTmpfs::mount(h.data(), "4m") else {
+        skip::skip(NAME, "mount -t tmpfs failed here");
+        return;
+    };
+    // The tmpfs hides what the harness wrote: write it again.
+    std::fs::create_dir_all(h.data().join("harness")).unwrap();
+    h.set_keys(&[]);
+    h.start_ready();
+    h.wait_for("QoS Probe: SUCCESS (");
+    let (code, json) = h.status();
+    assert_eq!(code, Some(0));
+    assert!(json["controller"]["log_problem"].is_null(), "{json}");
+    assert!(json["controller"]["log_file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with(".out")));
+
+    fill(h.data());
+    // Crash the server: its restart cannot record the new server in the state file, and
+    // the post-mortem diagnostics cannot be written.
+    let first = h.server_pid();
+    let _ = h.http("/crash");
+    let state_path = h.data().join("qoscntrlr.state");
+    let mut second = 0;
+    assert!(
+        eventually("restarted and the log unwritable", || {
+            let (_, json) = h.status();
+            second = json["server"]["pid"].as_i64().unwrap_or(0) as i32;
+            json["server"]["state"] == "READY"
+                && second != first
+                && json["controller"]["log_problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("No space left on device"))
+        }),
+        "{}",
+        h.dump()
+    );
+    let (code, _) = h.status();
+    assert_eq!(code, Some(1), "a controller that cannot log is degraded");
+    let text = h.cli("status", &[]);
+    assert!(text.stdout.contains("LOG NOT WRITTEN"), "{text:?}");
+    assert!(text.stdout.contains("No space left on device"), "{text:?}");
+
+    // Space returns.
+    std::fs::remove_file(h.data().join("filler")).unwrap();
+    assert!(
+        eventually("the state file names the new server", || {
+            std::fs::read_to_string(&state_path).is_ok_and(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .is_ok_and(|v| v["pid"].as_i64() == Some(i64::from(second)))
+            })
+        }),
+        "{}",
+        h.dump()
+    );
+    assert!(
+        eventually("the log recovers", || {
+            let (_, json) = h.status();
+            json["controller"]["log_problem"].is_null()
+        }),
+        "{}",
+        h.dump()
+    );
+    let lines = h.lines();
+    let all = lines.join("\n");
+    assert!(
+        all.contains("The log file could not be written from"),
+        "{all}"
+    );
+    assert!(all.contains("Cannot write the state file"), "{all}");
+    assert!(all.contains("(it could not be written before)"), "{all}");
+    // One truthful outcome per diagnostics file (the post-mortem may have found the page
+    // the removed state file freed; `diagnostics_on_a_full_disk_are_one_failure` pins
+    // the failing case).
+    for line in &lines {
+        if let Some(p) = line.split("Diagnostics written to ").nth(1) {
+            assert!(
+                !all.contains(&format!(
+                    "Diagnostics failed: cannot write diagnostics file {p}"
+                )),
+                "written and failed for {p}:\n{all}"
+            );
+        }
+    }
+    h.stop();
+    drop(mount);
+}
+
+/// The built-in collector on a full filesystem: the file is not reported as written, and
+/// the core logs one outcome (`Diagnostics failed: …`), never "written" and "failed" for
+/// the same file.
+#[test]
+fn diagnostics_on_a_full_disk_are_one_failure() {
+    const NAME: &str = "diagnostics_on_a_full_disk_are_one_failure";
+    if !is_root() {
+        skip::skip(NAME, "needs root to mount a small tmpfs");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let Some(_mount) = SmallTmpfs::mount(root.path(), "256k") else {
+        skip::skip(NAME, "mount -t tmpfs failed here");
+        return;
+    };
+    std::fs::create_dir(root.path().join("diagnostics")).unwrap();
+    fill(root.path());
+    let request = qoscntrlr::diagnostics::DiagRequest {
+        reason: "crash".into(),
+        server_pid: None,
+        tree: Vec::new(),
+        console_tail: vec!["a console line of the server".repeat(4); 50],
+        data_dir: root.path().to_path_buf(),
+        nsd_path: None,
+        limit: Duration::from_secs(20),
+        server_name: "srv".into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reaper = qoscntrlr::process::Reaper::new();
+    let report = tokio::task::LocalSet::new().block_on(
+        &rt,
+        qoscntrlr::diagnostics::collect(request, &reaper, chrono::Local::now()),
+    );
+    assert!(!report.written && !report.ok, "{report:?}");
+    let error = report.error.clone().expect("an error");
+    assert!(error.contains("No space left on device"), "{error}");
+    // What the shell hands the core: no path for a file that was not written.
+    let t0 = std::time::Instant::now();
+    let mut ctl = Controller::new(Policy::default(), t0);
+    let out = ctl.handle(
+        t0,
+        Event::DiagnosticsFinished {
+            incident: None,
+            path: report
+                .path
+                .filter(|_| report.written)
+                .map(|p| p.display().to_string()),
+            error: Some(error.clone()),
+        },
+    );
+    let texts: Vec<String> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, [format!("Diagnostics failed: {error}")]);
+    // A complete file and an incomplete one are "written" (the latter says why).
+    let out = ctl.handle(
+        t0,
+        Event::DiagnosticsFinished {
+            incident: None,
+            path: Some("/d/diagnostics/nsd_1.log".into()),
+            error: Some("time limit of 3 minutes reached".into()),
+        },
+    );
+    let texts: Vec<String> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Diagnostics written to /d/diagnostics/nsd_1.log",
+            "Diagnostics incomplete: time limit of 3 minutes reached"
+        ]
+    );
+}

@@ -44,7 +44,14 @@ fn json_field_names_are_the_documented_contract() {
     );
     assert_eq!(
         keys(&value["controller"]),
-        ["config_path", "pid", "since", "version"]
+        [
+            "config_path",
+            "log_file",
+            "log_problem",
+            "pid",
+            "since",
+            "version"
+        ]
     );
     assert_eq!(
         keys(&value["server"]),
@@ -150,6 +157,41 @@ fn human_view_fits_80_columns_and_shows_every_section() {
             assert!(plain.contains(needle), "missing {needle:?} in\n{plain}");
         }
     }
+}
+
+/// A log that cannot be written shows in both views and makes a READY controller
+/// degraded (exit 1).
+#[test]
+fn log_that_cannot_be_written_is_shown_and_degrades() {
+    let mut s = with_state(ServerState::Ready, false);
+    s.controller.log_file = Some("/srv/qos/qoscntrlr202405081000.out".into());
+    assert_eq!(exit_code(&s), 0);
+    let plain = strip_ansi(&render_human(&s, false));
+    assert!(
+        plain.contains("log       /srv/qos/qoscntrlr202405081000.out"),
+        "{plain}"
+    );
+    s.controller.log_problem = Some(
+        "cannot write /srv/qos/qoscntrlr202405081000.out since 2024/05/08 10:14:00: No space left on device (os error 28); 12 line(s) waiting in memory, 0 lost".into(),
+    );
+    assert_eq!(exit_code(&s), 1);
+    for color in [false, true] {
+        let text = render_human(&s, color);
+        for line in strip_ansi(&text).lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        let joined = strip_ansi(&text).replace("\n          ", " ");
+        assert!(
+            joined.contains("log       LOG NOT WRITTEN: cannot write /srv/qos/qoscntrlr202405081000.out since 2024/05/08 10:14:00: No space left on device (os error 28); 12 line(s) waiting in memory, 0 lost"),
+            "{text}"
+        );
+    }
+    assert!(render_human(&s, true).contains("\x1b[1;31mLOG NOT WRITTEN"));
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["controller"]["log_problem"]
+        .as_str()
+        .unwrap()
+        .contains("No space left on device"));
 }
 
 #[test]

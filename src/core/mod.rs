@@ -1466,11 +1466,26 @@ impl Controller {
         error: Option<String>,
         out: &mut Vec<Action>,
     ) {
-        if let Some(p) = &path {
-            out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
-        }
-        if let Some(e) = &error {
-            out.push(log(Component::Kill, format!("Diagnostics failed: {e}")));
+        // One truthful outcome: written (perhaps incomplete: the program failed or the
+        // time limit cut it short, but the file holds what was collected), or failed
+        // (no usable file: it could not be created or written).
+        match (&path, &error) {
+            (Some(p), None) => {
+                out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
+            }
+            (Some(p), Some(e)) => {
+                out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
+                out.push(log(Component::Kill, format!("Diagnostics incomplete: {e}")));
+            }
+            (None, Some(e)) => {
+                out.push(log(Component::Kill, format!("Diagnostics failed: {e}")));
+            }
+            (None, None) => {
+                out.push(log(
+                    Component::Kill,
+                    "Diagnostics failed: no file was written",
+                ));
+            }
         }
         // Operator and slow-shutdown snapshots carry no incident and decide nothing.
         let Some(for_incident) = for_incident else {
