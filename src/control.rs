@@ -26,6 +26,14 @@
 //! user and not in `QOS_CONTROL_GROUP` gets `{"v":1,"ok":false,"message":"permission
 //! denied"}` and the runtime receives [`ControlEvent::Refused`] to log it.
 //!
+//! Capacity: at most [`MAX_CONNECTIONS`] connections at once from group members and
+//! [`MAX_CONNECTIONS_TOTAL`] in all (root and the controller's own user get the extra
+//! room); beyond that a caller is answered `busy` and closed at once, and every caller
+//! has [`REQUEST_READ_TIMEOUT`] to send its request — idle connections cannot use up the
+//! controller's descriptors. When accept itself fails for want of descriptors, the
+//! spare reserve ([`crate::fdreserve`]) is given back to take the waiting connection off
+//! the backlog.
+//!
 //! Access: the socket is mode 0600, or 0660 and group-owned by `QOS_CONTROL_GROUP`; peer
 //! credentials (`SO_PEERCRED`) are checked on every connection as well, so a permissive
 //! umask or a chmod by someone else opens nothing.
@@ -33,6 +41,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +65,14 @@ pub const MAX_PAUSE_SECS: u64 = crate::core::MAX_PAUSE.as_secs();
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The runtime must answer a request within this time.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections served at once from callers other than root and the controller's own
+/// user (members of `QOS_CONTROL_GROUP`, who might be a server gone rogue): more are
+/// answered "busy" and closed, so idle connections cannot use up the controller's
+/// descriptors. Each one also has only [`REQUEST_READ_TIMEOUT`] to send its request.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once in all: root and the own user get room beyond
+/// [`MAX_CONNECTIONS`], so an operator still gets in while group members crowd.
+pub const MAX_CONNECTIONS_TOTAL: usize = 32;
 
 /// What an operator asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +379,7 @@ pub async fn serve(
     events: mpsc::Sender<ControlEvent>,
 ) {
     let own_uid = nix::unistd::geteuid().as_raw();
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -368,14 +387,58 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
+                let privileged = stream
+                    .peer_cred()
+                    .is_ok_and(|cred| cred.uid() == 0 || cred.uid() == own_uid);
+                let limit = if privileged {
+                    MAX_CONNECTIONS_TOTAL
+                } else {
+                    MAX_CONNECTIONS
+                };
+                if active.load(Ordering::Relaxed) >= limit {
+                    // Answered without waiting for the request: no slot is held.
+                    tokio::spawn(async move {
+                        let (_, mut write_half) = stream.into_split();
+                        let busy = ControlResponse::refused(format!(
+                            "busy: {limit} control connections are open; try again"
+                        ));
+                        let _ = write_response(&mut write_half, &busy).await;
+                    });
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot(active.clone());
                 let events = events.clone();
                 tokio::spawn(async move {
                     handle_connection(stream, own_uid, group_gid, events).await;
+                    drop(slot);
                 });
             }
-            // EMFILE and the like: back off briefly rather than spin on accept.
+            Err(e) if crate::probe::is_descriptor_exhaustion(&e) => {
+                // Out of descriptors: with the reserve given back, take the waiting
+                // connection off the backlog and close it (else accept spins on it),
+                // then take the reserve again.
+                crate::fdreserve::release();
+                if let Ok(Ok((stream, _))) =
+                    tokio::time::timeout(Duration::from_millis(10), listener.accept()).await
+                {
+                    drop(stream);
+                }
+                crate::fdreserve::restore();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Anything else: back off briefly rather than spin on accept.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
+    }
+}
+
+/// Frees a connection's place in the count however its task ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

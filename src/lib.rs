@@ -31,6 +31,7 @@ pub mod demo_server;
 pub mod diagnostics;
 pub mod events;
 pub mod failover;
+pub mod fdreserve;
 pub mod journal;
 pub mod lock;
 pub mod mail;

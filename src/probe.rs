@@ -23,8 +23,47 @@ pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeOutcome {
-    Success { latency: Duration },
-    Failure { reason: String, latency: Duration },
+    Success {
+        latency: Duration,
+    },
+    Failure {
+        reason: String,
+        latency: Duration,
+    },
+    /// The controller itself could not make the attempt (out of file descriptors:
+    /// EMFILE/ENFILE): a fault of the controller, says nothing about the server and
+    /// must never count as a failed probe.
+    ControllerFault {
+        reason: String,
+        latency: Duration,
+    },
+}
+
+/// Why an attempt did not succeed: the operator's words, and whether the fault is the
+/// controller's own.
+#[derive(Debug)]
+struct Fail {
+    reason: String,
+    own: bool,
+}
+
+impl From<String> for Fail {
+    fn from(reason: String) -> Fail {
+        Fail { reason, own: false }
+    }
+}
+
+/// Out of descriptors, in this process (EMFILE) or system-wide (ENFILE): the attempt
+/// never reached the server.
+pub fn is_descriptor_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+fn io_fail(reason: String, e: &std::io::Error) -> Fail {
+    Fail {
+        reason,
+        own: is_descriptor_exhaustion(e),
+    }
 }
 
 impl ProbeOutcome {
@@ -34,7 +73,9 @@ impl ProbeOutcome {
 
     pub fn latency(&self) -> Duration {
         match self {
-            ProbeOutcome::Success { latency } | ProbeOutcome::Failure { latency, .. } => *latency,
+            ProbeOutcome::Success { latency }
+            | ProbeOutcome::Failure { latency, .. }
+            | ProbeOutcome::ControllerFault { latency, .. } => *latency,
         }
     }
 }
@@ -49,22 +90,25 @@ pub async fn probe_once(target: &ProbeTarget, limit: Duration, reaper: &Reaper) 
             bounded(limit, async { connect(host, *port).await.map(drop) }).await
         }
         ProbeTarget::Exec { argv } => exec(argv, limit, reaper).await,
-        ProbeTarget::Message => Err("probe results come from the server's messages".to_string()),
+        ProbeTarget::Message => Err("probe results come from the server's messages"
+            .to_string()
+            .into()),
     };
     let latency = start.elapsed();
     match result {
         Ok(()) => ProbeOutcome::Success { latency },
-        Err(reason) => ProbeOutcome::Failure { reason, latency },
+        Err(Fail { reason, own: true }) => ProbeOutcome::ControllerFault { reason, latency },
+        Err(Fail { reason, own: false }) => ProbeOutcome::Failure { reason, latency },
     }
 }
 
-async fn bounded<F>(limit: Duration, attempt: F) -> Result<(), String>
+async fn bounded<F>(limit: Duration, attempt: F) -> Result<(), Fail>
 where
-    F: std::future::Future<Output = Result<(), String>>,
+    F: std::future::Future<Output = Result<(), Fail>>,
 {
     tokio::time::timeout(limit, attempt)
         .await
-        .unwrap_or_else(|_| Err(timed_out(limit)))
+        .unwrap_or_else(|_| Err(timed_out(limit).into()))
 }
 
 fn timed_out(limit: Duration) -> String {
@@ -88,26 +132,31 @@ fn bare_host(host: &str) -> &str {
 }
 
 /// Resolve `host` and connect to the first address that accepts.
-async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+async fn connect(host: &str, port: u16) -> Result<TcpStream, Fail> {
     let host = bare_host(host);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?
+        .map_err(|e| io_fail(format!("cannot resolve host {host:?}: {e}"), &e))?
         .collect();
-    let mut last = format!("cannot resolve host {host:?}: no addresses");
+    let mut last = Fail::from(format!("cannot resolve host {host:?}: no addresses"));
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = format!("connection refused ({addr})");
+                last = format!("connection refused ({addr})").into();
             }
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+            // The controller's own socket could not be created: nothing was asked of
+            // the server; no other address would fare better.
+            Err(e) if is_descriptor_exhaustion(&e) => {
+                return Err(io_fail(format!("cannot open a socket to {addr}: {e}"), &e))
+            }
+            Err(e) => last = format!("cannot connect to {addr}: {e}").into(),
         }
     }
     Err(last)
 }
 
-async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
+async fn http_get(host: &str, port: u16, path: &str) -> Result<(), Fail> {
     let mut stream = connect(host, port).await?;
     let bare = bare_host(host);
     let host_header = match (bare.contains(':'), port) {
@@ -130,7 +179,7 @@ async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
     if (200..400).contains(&status) {
         Ok(())
     } else {
-        Err(format!("HTTP {status}"))
+        Err(format!("HTTP {status}").into())
     }
 }
 
@@ -209,20 +258,26 @@ fn parse_status_line(line: &[u8]) -> Result<u16, String> {
         .ok_or_else(malformed)
 }
 
-async fn exec(argv: &[String], limit: Duration, reaper: &Reaper) -> Result<(), String> {
+async fn exec(argv: &[String], limit: Duration, reaper: &Reaper) -> Result<(), Fail> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| "exec probe has an empty command".to_string())?;
     let mut cmd = Command::new(program);
     // Probe output is not the server's console; it would only clutter the journal.
     cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    let outcome = run_helper(reaper, cmd, limit)
-        .await
-        .map_err(|e| e.to_string())?;
+    let outcome = run_helper(reaper, cmd, limit).await.map_err(|e| {
+        let own = match &e {
+            crate::process::HelperError::Spawn { source, .. } => is_descriptor_exhaustion(source),
+        };
+        Fail {
+            reason: e.to_string(),
+            own,
+        }
+    })?;
     match outcome.exit {
         Some(exit) if exit.success() => Ok(()),
-        Some(exit) => Err(format!("{program}: {exit}")),
-        None => Err(timed_out(limit)),
+        Some(exit) => Err(format!("{program}: {exit}").into()),
+        None => Err(timed_out(limit).into()),
     }
 }
 

@@ -987,7 +987,13 @@ const KILL_ROUNDS: u32 = 20;
 
 fn alive(pid: i32) -> bool {
     // Zombie ('Z') and dead ('X') entries are waiting for the reaper, not for a signal.
-    proc_stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+    match proc_stat(pid) {
+        Some(stat) => stat.state != 'Z' && stat.state != 'X',
+        // /proc could not be read (out of descriptors, hidepid): signal 0 needs no
+        // descriptor and tells whether the pid exists at all (a zombie counts, which
+        // only costs one more harmless SIGKILL).
+        None => nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(),
+    }
 }
 
 /// SIGKILL the server's whole tree (see [`tree_pids`]). Each round first SIGSTOPs every
@@ -1034,10 +1040,33 @@ pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    // Whatever the walks found (nothing, when /proc cannot be read for want of
+    // descriptors): the group is always signalled; kill(2) needs no descriptor.
+    if pgid > 1 && pgid != std::process::id() as i32 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
     report.survivors = tree_pids(root, pgid, exclude)
         .into_iter()
         .filter(|&p| alive(p))
         .collect();
+    report
+}
+
+/// [`kill_tree`] of the server the controller spawned (its own process group) and has
+/// not reaped yet: that pid cannot have been reused, so it is SIGKILLed directly as well
+/// and counts as a survivor while it exists — the kill works, and is known to have
+/// worked or not, even when `/proc` cannot be read.
+pub fn kill_child_tree(child: i32, exclude: &HashSet<i32>) -> KillReport {
+    let mut report = kill_tree(child, child, exclude);
+    if child > 1 && !exclude.contains(&child) {
+        let pid = Pid::from_raw(child);
+        if nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() && !report.killed.contains(&child) {
+            report.killed.push(child);
+        }
+        if alive(child) && !report.survivors.contains(&child) {
+            report.survivors.push(child);
+        }
+    }
     report
 }
 

@@ -28,6 +28,7 @@ use crate::core::{
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
+use crate::fdreserve;
 use crate::journal::{self, Journal, Priority, Reporter};
 use crate::lock::{DataDirLock, LockError, ServerRecord, StateFile};
 use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
@@ -299,6 +300,8 @@ struct Shell {
     log_checked: Option<Instant>,
     /// The running server's record, not yet in the state file (the disk refused it).
     state_pending: Option<ServerRecord>,
+    /// Since when the controller has been short of file descriptors (reserve released).
+    fd_short_since: Option<Instant>,
 }
 
 /// The listening descriptors, for the handoff.
@@ -600,6 +603,7 @@ impl Shell {
             reexecs: 0,
             log_checked: None,
             state_pending: None,
+            fd_short_since: None,
             cfg,
             config_path,
             journal,
@@ -608,6 +612,16 @@ impl Shell {
 
     /// Diagnostics pruning and the mailer (which retries what is spooled).
     fn start_common(&mut self) {
+        let held = fdreserve::init();
+        if held < fdreserve::RESERVE {
+            self.line(
+                Component::Controller,
+                format!(
+                    "Only {held} of {} spare file descriptors could be reserved; RLIMIT_NOFILE is very low",
+                    fdreserve::RESERVE
+                ),
+            );
+        }
         let prune = diagnostics::prune(
             &self.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
             self.cfg.diag_retention_days,
@@ -1093,6 +1107,7 @@ impl Shell {
                     self.check_log_file(true);
                     self.log.retry(Local::now());
                     self.retry_state_record();
+                    self.refill_fd_reserve();
                 }
                 Some(()) = recv_signal(&mut test_wedge) => {
                     self.line(
@@ -1236,6 +1251,14 @@ impl Shell {
                 let (success, latency, detail) = match outcome {
                     ProbeOutcome::Success { latency } => (true, latency, String::new()),
                     ProbeOutcome::Failure { reason, latency } => (false, latency, reason),
+                    ProbeOutcome::ControllerFault { reason, .. } => {
+                        // Our own descriptors ran out: free the reserve so the log, the
+                        // reaper and a kill keep working, and tell the core it was us.
+                        let freed = fdreserve::release();
+                        self.fd_shortage(&reason, freed);
+                        self.queue.push_back(Event::ProbeUnavailable { reason });
+                        return;
+                    }
                 };
                 if success {
                     self.metrics.probe_success_total += 1;
@@ -1997,7 +2020,16 @@ impl Shell {
             return;
         };
         let exclude = self.helper_pids(Some(pgid));
-        let report = process::kill_tree(pgid, pgid, &exclude);
+        let live_child = self.server.is_some();
+        // The walk of /proc needs descriptors: the reserve is given back for it, so a
+        // controller starved of descriptors still finds and kills the whole tree.
+        let report = fdreserve::with_released(|| {
+            if live_child {
+                process::kill_child_tree(pgid, &exclude)
+            } else {
+                process::kill_tree(pgid, pgid, &exclude)
+            }
+        });
         self.ended.add(report.killed.iter().copied());
         if !report.killed.is_empty() {
             self.line(
@@ -2022,6 +2054,39 @@ impl Shell {
                     report.survivors
                 ),
             );
+        }
+    }
+
+    /// The controller itself ran out of descriptors (`what` failed): say so once per
+    /// episode (the reserve has been given back so that the log and the kill work).
+    fn fd_shortage(&mut self, what: &str, freed: usize) {
+        if self.fd_short_since.is_some() {
+            return;
+        }
+        self.fd_short_since = Some(Instant::now());
+        self.line(
+            Component::Controller,
+            format!(
+                "Controller fault: out of file descriptors ({what}); released {freed} reserved descriptors so that logging, reaping and killing keep working"
+            ),
+        );
+    }
+
+    /// Take the spare descriptors again once there are free ones.
+    fn refill_fd_reserve(&mut self) {
+        if fdreserve::held() >= fdreserve::RESERVE {
+            return;
+        }
+        if fdreserve::restore() >= fdreserve::RESERVE {
+            if let Some(since) = self.fd_short_since.take() {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "File descriptors are available again after {} s; spare descriptors reserved",
+                        since.elapsed().as_secs()
+                    ),
+                );
+            }
         }
     }
 

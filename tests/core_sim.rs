@@ -18,6 +18,8 @@ enum ProbeMode {
     Hang,
     /// No result at all (an attempt lost in a stall): only the core's own bounds help.
     Silent,
+    /// The controller cannot make the attempt (out of descriptors).
+    Unavailable,
 }
 
 struct Sim {
@@ -41,6 +43,8 @@ struct Sim {
     replies: VecDeque<(bool, String)>,
     trigger: bool,
     health: Option<Health>,
+    /// KillTree has no effect (stuck in uninterruptible sleep, /proc unreadable).
+    unkillable: bool,
 }
 
 impl Sim {
@@ -63,6 +67,7 @@ impl Sim {
             replies: VecDeque::new(),
             trigger: false,
             health: None,
+            unkillable: false,
         }
     }
 
@@ -155,6 +160,12 @@ impl Sim {
                         },
                     ),
                     ProbeMode::Silent => return,
+                    ProbeMode::Unavailable => (
+                        Duration::from_millis(1),
+                        Event::ProbeUnavailable {
+                            reason: "cannot open a socket to 127.0.0.1:8089: Too many open files (os error 24)".into(),
+                        },
+                    ),
                     ProbeMode::Hang => {
                         let limit = self.ctl.policy().probe_interval;
                         (
@@ -177,6 +188,7 @@ impl Sim {
                     error: None,
                 },
             ),
+            Action::KillTree if self.unkillable => {}
             Action::KillTree => {
                 if let Some(pid) = self.alive.take() {
                     self.schedule(
@@ -1443,4 +1455,87 @@ fn an_adopted_server_is_supervised_with_fresh_timers() {
     sim.probe = ProbeMode::Hang;
     sim.run(Duration::from_secs(90));
     sim.assert_in_order(SMART_KILL);
+}
+
+// ----- the controller's own faults ------------------------------------------------------
+
+/// Out of descriptors, the controller cannot probe: a controller fault, logged and
+/// alerted once, never a failed probe; the blind time does not count afterwards.
+#[test]
+fn probe_the_controller_cannot_make_is_not_a_server_failure() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    sim.clear_lines();
+    // Every attempt for 5 minutes fails on the controller's side.
+    sim.probe = ProbeMode::Unavailable;
+    sim.run(Duration::from_secs(300));
+    assert_eq!(sim.ctl.state(), StateName::Ready, "{:#?}", sim.lines);
+    assert_eq!(sim.count("Controller fault: cannot probe the server"), 1);
+    assert_eq!(sim.count("probe timeout"), 0);
+    let alerts = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Mail(alert) if alert.summary.contains("fault of the controller")))
+        .count();
+    assert_eq!(alerts, 1);
+    // Probing works again, then the server hangs: the timeout counts from the recovery.
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(15));
+    assert_eq!(
+        sim.count("The controller can probe again after"),
+        1,
+        "{:#?}",
+        sim.lines
+    );
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(55));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.count("The controller has received a probe timeout."), 1);
+}
+
+/// A server that does not go away after SIGKILL is never dropped from the books: the
+/// controller keeps killing it (alerting once) and starts no second server beside it.
+#[test]
+fn a_server_that_survives_sigkill_is_killed_again_not_forgotten() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let pid = sim.alive.expect("the server runs");
+    sim.unkillable = true;
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(65));
+    let spawns_before = sim.actions.iter().filter(|a| **a == Action::Spawn).count();
+    sim.run(Duration::from_secs(100));
+    assert_eq!(sim.ctl.state(), StateName::Killing, "{:#?}", sim.lines);
+    assert_eq!(sim.ctl.server_pid(), Some(pid));
+    assert!(
+        sim.actions
+            .iter()
+            .filter(|a| **a == Action::KillTree)
+            .count()
+            >= 6
+    );
+    assert_eq!(
+        sim.actions.iter().filter(|a| **a == Action::Spawn).count(),
+        spawns_before,
+        "no server is started beside the one still alive"
+    );
+    assert!(sim.count("did not go away after SIGKILL; killing again") >= 5);
+    let alerts = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Mail(alert) if alert.summary.contains("did not go away after SIGKILL")))
+        .count();
+    assert_eq!(alerts, 1);
+    // When it finally goes, the kill completes and the restart follows.
+    sim.unkillable = false;
+    sim.alive = None;
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by SIGKILL".into(),
+    });
+    sim.run(Duration::from_secs(5));
+    assert!(sim.count("Setting kill complete.") >= 1);
+    assert!(sim.actions.iter().filter(|a| **a == Action::Spawn).count() > spawns_before);
 }

@@ -30,7 +30,17 @@ struct Invariants {
 
 impl Invariants {
     fn begin(case: &'static str, harness: &mut Harness) -> Invariants {
-        harness.start_ready();
+        Invariants::begin_with(case, harness, |_| {})
+    }
+
+    /// Start the controller with `customize` applied to its command, wait for READY.
+    fn begin_with(
+        case: &'static str,
+        harness: &mut Harness,
+        customize: impl FnOnce(&mut std::process::Command),
+    ) -> Invariants {
+        harness.start_with(customize);
+        harness.wait_for("QoS Controller: Server is ready to process requests");
         let server_pid = harness.server_pid();
         Invariants { case, server_pid }
     }
@@ -44,9 +54,14 @@ impl Invariants {
             "{case}: the controller ended\n{}",
             harness.dump()
         );
+        // Right after a flood the control socket may still answer "busy" for a moment.
+        let ready = |h: &Harness| {
+            let out = h.cli("status", &["--json"]);
+            serde_json::from_str::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|json| json["server"]["state"] == "READY")
+        };
         assert!(
-            eventually(&format!("{case}: server READY"), || harness.state()
-                == "READY"),
+            eventually(&format!("{case}: server READY"), || ready(harness)),
             "{case}: the server is not READY under the controller\n{}",
             harness.dump()
         );
@@ -166,5 +181,67 @@ fn stopped_controller_probes_again_before_acting() {
     harness.wait_for("QoS Probe: SUCCESS (");
     // Well past the probe timeout after the stall: still the same server.
     std::thread::sleep(Duration::from_secs(3));
+    inv.finish(&mut harness);
+}
+
+// ----- defect 2: out of file descriptors ------------------------------------------------
+
+/// RLIMIT_NOFILE 256 on the controller plus 400 idle control connections, kept up for
+/// well past the probe timeout. Before the fix every connection held a descriptor, the
+/// probes failed with "Too many open files", the healthy server was smart-killed, the
+/// kill found nothing in /proc and the server was forgotten. Now control connections are
+/// capped (the rest get "busy"), so the probes keep working and the server is kept.
+#[test]
+fn idle_control_connections_cannot_starve_the_controller() {
+    use std::os::unix::process::CommandExt;
+    let mut harness =
+        Harness::demo(&[("QOS_PROBE_TIMEOUT", "2s"), ("QOS_PROBE_INTERVAL", "200ms")]);
+    let inv = Invariants::begin_with("fd-exhaustion", &mut harness, |cmd| {
+        // SAFETY: setrlimit is async-signal-safe; lowering a limit needs no privilege.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 256, 256)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    });
+    let socket = harness.data().join("qoscntrlr.ctl");
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut open: Vec<UnixStream> = Vec::new();
+    let mut busy_answers = 0usize;
+    let fd_dir = format!("/proc/{}/fd", harness.controller_pid());
+    let mut most_fds = 0usize;
+    while std::time::Instant::now() < until {
+        if let Ok(dir) = std::fs::read_dir(&fd_dir) {
+            most_fds = most_fds.max(dir.count());
+        }
+        // Keep 400 connections open: replace every one the controller closed.
+        open.retain_mut(|stream| {
+            let mut byte = [0u8; 256];
+            match std::io::Read::read(stream, &mut byte) {
+                Ok(0) => false,
+                Ok(_) => {
+                    busy_answers += 1;
+                    false
+                }
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            }
+        });
+        while open.len() < 400 {
+            match UnixStream::connect(&socket) {
+                Ok(stream) => {
+                    stream.set_nonblocking(true).expect("nonblocking");
+                    open.push(stream);
+                }
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        busy_answers > 0,
+        "the connections beyond the cap were not refused"
+    );
+    drop(open);
     inv.finish(&mut harness);
 }

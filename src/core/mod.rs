@@ -148,6 +148,11 @@ pub enum Event {
         latency: Duration,
         detail: String,
     },
+    /// A probe attempt could not be made for a reason of the controller's own (out of
+    /// file descriptors): a controller fault, never evidence against the server.
+    ProbeUnavailable {
+        reason: String,
+    },
     /// A message from the server; `text` is the line to log verbatim (`append_timedate`
     /// when it carried none).
     MessageReceived {
@@ -373,6 +378,10 @@ struct ProbeTracker {
     /// When the attempt in flight (or the last one) was started.
     #[serde(with = "instants::option")]
     attempt_started: Option<Instant>,
+    /// Since when the controller cannot probe (its own fault); the probe timeout does
+    /// not run meanwhile, and the time does not count once probing works again.
+    #[serde(default, with = "instants::option")]
+    blind_since: Option<Instant>,
 }
 
 /// After a stall: no timeout is declared until a probe started after the stall has
@@ -470,6 +479,9 @@ pub struct Controller {
     stall_hold: Option<StallHold>,
     /// A measured exhaustion reported during a stall hold, acted on when it ends.
     deferred_exhaustion: Option<(String, String)>,
+    /// SIGKILL rounds repeated because the server had not gone yet.
+    #[serde(default)]
+    kill_retries: u32,
 }
 
 /// A stall shorter than this is scheduling noise, not a stall.
@@ -606,6 +618,7 @@ impl Controller {
             incidents: VecDeque::new(),
             stall_hold: None,
             deferred_exhaustion: None,
+            kill_retries: 0,
         }
     }
 
@@ -631,7 +644,11 @@ impl Controller {
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadlines: Vec<Instant> = Vec::new();
         match &self.state {
-            State::Starting { deadline, .. } => deadlines.push(*deadline),
+            // While the controller cannot probe, a silent server cannot be seen to
+            // become ready: its start is not timed meanwhile.
+            State::Starting { deadline, .. } if self.probe.blind_since.is_none() => {
+                deadlines.push(*deadline)
+            }
             State::Stopping {
                 deadline, next_nsd, ..
             } => {
@@ -670,7 +687,11 @@ impl Controller {
 
     /// When the probe timeout fires if nothing succeeds before; `None` while it cannot.
     fn probe_timeout_at(&self) -> Option<Instant> {
-        if !self.probe.active || self.probe.timed_out || !self.apps.is_empty() {
+        if !self.probe.active
+            || self.probe.timed_out
+            || !self.apps.is_empty()
+            || self.probe.blind_since.is_some()
+        {
             return None;
         }
         if !matches!(self.state, State::Ready { .. }) {
@@ -765,6 +786,7 @@ impl Controller {
                 latency,
                 detail,
             } => self.on_probe(now, success, latency, &detail, &mut out),
+            Event::ProbeUnavailable { reason } => self.on_probe_unavailable(now, &reason, &mut out),
             Event::MessageReceived {
                 text,
                 append_timedate,
@@ -1005,6 +1027,32 @@ impl Controller {
         self.probe.baseline = None;
     }
 
+    /// The controller could not make a probe attempt (its own fault): logged and
+    /// alerted once per episode; the probe timeout waits for a real answer.
+    fn on_probe_unavailable(&mut self, now: Instant, reason: &str, out: &mut Vec<Action>) {
+        self.probe.in_flight = false;
+        if self.probe.blind_since.is_some() {
+            return;
+        }
+        self.probe.blind_since = Some(now);
+        out.push(log(
+            Component::Controller,
+            format!(
+                "Controller fault: cannot probe the server ({reason}); not counted against the server"
+            ),
+        ));
+        out.push(Action::Mail(Alert {
+            kind: AlertKind::Other {
+                event: "controller fault".into(),
+            },
+            summary: format!(
+                "The controller cannot probe the server: {reason}. This is a fault of the controller (out of file descriptors), not of the server; the server is kept and probing is retried."
+            ),
+            diagnostics: None,
+            incident: None,
+        }));
+    }
+
     // ----- stalls -----------------------------------------------------------------
 
     /// A stall hold is in force at `now`.
@@ -1092,6 +1140,22 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         self.probe.in_flight = false;
+        if let Some(since) = self.probe.blind_since.take() {
+            let blind = now.saturating_duration_since(since);
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "The controller can probe again after {} s; that time does not count against the server",
+                    blind.as_secs()
+                ),
+            ));
+            if let Some(baseline) = self.probe.baseline {
+                self.probe.baseline = Some(later(baseline, blind).min(now));
+            }
+            if let State::Starting { deadline, .. } = &mut self.state {
+                *deadline = later(*deadline, blind);
+            }
+        }
         if let Some(hold) = self.stall_hold {
             let stale = self
                 .probe
@@ -1181,7 +1245,11 @@ impl Controller {
     }
 
     fn check_probe_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if !self.probe.active || self.probe.timed_out || self.holding(now) {
+        if !self.probe.active
+            || self.probe.timed_out
+            || self.holding(now)
+            || self.probe.blind_since.is_some()
+        {
             return;
         }
         if !matches!(self.state, State::Ready { .. }) {
@@ -1581,6 +1649,7 @@ impl Controller {
     ) {
         out.push(log(Component::Kill, "Running nsd -kill"));
         out.push(Action::KillTree);
+        self.kill_retries = 0;
         match pid {
             Some(pid) => {
                 self.state = State::Killing {
@@ -2228,7 +2297,7 @@ impl Controller {
             State::Starting {
                 pid: Some(pid),
                 deadline,
-            } if now >= deadline && !holding => {
+            } if now >= deadline && !holding && self.probe.blind_since.is_none() => {
                 out.push(log(
                     Component::Controller,
                     format!(
@@ -2325,11 +2394,40 @@ impl Controller {
                     self.kill_now(now, pid, reason, incident, then, out);
                 }
                 _ => {
+                    // Never forget a server that may still run: a restart beside it would
+                    // fail on its ports, and a stop would leave it unsupervised. Kill
+                    // again (the known pid and group are signalled whatever /proc says)
+                    // until the reaper reports it gone.
+                    self.kill_retries = self.kill_retries.saturating_add(1);
+                    let who = pid.map_or_else(|| "process".to_string(), |p| format!("process {p}"));
                     out.push(log(
                         Component::Kill,
-                        "The server's process did not go away after SIGKILL; giving up on it",
+                        format!(
+                            "The server's {who} did not go away after SIGKILL; killing again (attempt {})",
+                            self.kill_retries + 1
+                        ),
                     ));
-                    self.kill_complete(now, incident, then, out);
+                    if self.kill_retries == 1 {
+                        out.push(Action::Mail(Alert {
+                            kind: AlertKind::Other {
+                                event: "kill not completed".into(),
+                            },
+                            summary: format!(
+                                "The server's {who} did not go away after SIGKILL; the controller keeps killing it and will not start another server beside it."
+                            ),
+                            diagnostics: None,
+                            incident: Some(incident),
+                        }));
+                    }
+                    out.push(Action::KillTree);
+                    self.state = State::Killing {
+                        pid,
+                        phase,
+                        reason,
+                        incident,
+                        deadline: Some(later(now, KILL_GRACE)),
+                        then,
+                    };
                 }
             },
             State::Restarting { spawn_at: Some(at) } if now >= at => {

@@ -295,6 +295,32 @@ impl Harness {
         self.cursor = 0;
     }
 
+    /// Like `start`, with `customize` applied to the controller's command first (e.g. a
+    /// `pre_exec` that lowers a resource limit).
+    pub fn start_with(&mut self, customize: impl FnOnce(&mut Command)) {
+        assert!(self.child.is_none(), "a controller of this test still runs");
+        self.previous_outs = self
+            .log_files("out")
+            .iter()
+            .filter_map(|name| fs::metadata(self.data().join(name)).ok())
+            .map(|m| m.ino())
+            .collect();
+        self.runs += 1;
+        let out = File::create(self.scratch().join(format!("run{}.stdout", self.runs)))
+            .expect("create stdout file");
+        let err = File::create(self.scratch().join(format!("run{}.stderr", self.runs)))
+            .expect("create stderr file");
+        let mut cmd = self.command(CONTROLLER);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&self.ini)
+            .stdout(out)
+            .stderr(err);
+        customize(&mut cmd);
+        self.child = Some(cmd.spawn().expect("spawn qoscntrlr run"));
+        self.cursor = 0;
+    }
+
     /// Start one more `qoscntrlr run` on the same ini, not owned by the harness (the
     /// caller waits for it; Drop still kills it through the marker).
     pub fn spawn_run(&mut self) -> Child {
