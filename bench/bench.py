@@ -907,6 +907,7 @@ def main():
     ap.add_argument("--apps-txt", help="output of the core::apps 100k benchmark test")
     ap.add_argument("--ha-json", help="results written by bench/ha-latency.sh (HA_JSON)")
     ap.add_argument("--reexec-json", help="results written by bench/reexec-gap.py --json")
+    ap.add_argument("--real-json", help="results written by bench/real_servers.py")
     args = ap.parse_args()
 
     global WORK_DIR, SUBREAPER, QOSCNTRLR, DEMO
@@ -978,6 +979,9 @@ def main():
             results["ha"] = read_json_or_skip(args.ha_json, "bench/ha-latency.sh")
         if args.reexec_json:
             results["reexec"] = read_json_or_skip(args.reexec_json, "bench/reexec-gap.py")
+        if args.real_json:
+            results["real_servers"] = read_json_or_skip(args.real_json,
+                                                        "bench/real_servers.py")
         log(f"log review: `logs summary` over {args.review_mb} MiB of generated logs")
         results["review"] = log_review(os.path.join(args.out, "review"), args.review_mb,
                                        args.gen_logs, args.rusage)

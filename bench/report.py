@@ -11,6 +11,10 @@ import math
 import os
 import platform
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import real_servers  # noqa: E402  (bench/real_servers.py: row 5's renderer)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ["qoscntrlr", "monit", "supervisord"]
@@ -675,6 +679,9 @@ def markdown(res, m, svg_rel, run_seconds=None):
                          f"{cpu_pct[q]:.3f} %)" + (" — but it probes nothing." if
                                                   t == "supervisord" else "."))
     L += short or ["* None measured in this run."]
+    # Row 5 is rendered by bench/real_servers.py itself, so that running it alone can
+    # refresh just its section of BENCHMARKS.md.
+    L += [""] + real_servers.render(res.get("real_servers"))
     L += ["", "Raw results: `bench/out/` (`results.json`, `ha-latency.txt`, `apps.txt`, "
           f"`sampler.json`; not committed). Settings of this run: {s['crash_reps']} crash "
           f"reps, {s['hang_reps']} hang reps, {s['trigger_reps']} trigger reps, "

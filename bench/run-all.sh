@@ -14,12 +14,14 @@
 #   3. bench/ha-latency.sh: decision -> trigger -> 503 -> VIP moved, with keepalived in
 #      network namespaces of its own                                 -> ha-latency.json
 #   3b. bench/reexec-gap.py: supervision gap of `qoscntrlr reexec`    -> reexec.json
+#   3c. bench/real_servers.py: crash -> serving again for nginx and PostgreSQL 15 under
+#      the three tools                                               -> real-servers.json
 #   4. bench/bench.py: crash / hang / idle side by side, trigger latency, message flood,
-#      `logs summary` over ~1 GB of generated logs; folds 1-3 in     -> results.json
+#      `logs summary` over ~1 GB of generated logs; folds 1-3c in    -> results.json
 #   5. bench/report.py: BENCHMARKS.md + SVG from results.json
 # Knobs for a quick try:
 #   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 REEXEC_REPS=5 \
-#       bench/run-all.sh
+#       REAL_REPS=2 bench/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -31,11 +33,18 @@ command -v monit >/dev/null || missing+=(monit)
 command -v supervisord >/dev/null || missing+=(supervisor)
 command -v keepalived >/dev/null || missing+=(keepalived)
 command -v ip >/dev/null || missing+=(iproute2)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 if ((${#missing[@]})); then
     echo "[run-all] installing ${missing[*]}"
     apt-get update -qq
     # The packaged services are not what is measured: the bench starts its own
-    # instances with its own configuration files.
+    # instances with its own configuration files, so none may start here.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v gcc >/dev/null || { echo "[run-all] gcc is required for bench/*.c" >&2; exit 1; }
@@ -74,12 +83,23 @@ if ! python3 bench/reexec-gap.py --bin-dir "$BIN_DIR" --reps "${REEXEC_REPS:-50}
     rm -f "$OUT/reexec.json"
 fi
 
+echo "[run-all] real servers: crash -> serving again, nginx and PostgreSQL 15"
+rm -f "$OUT/real-servers.json"
+if ! python3 bench/real_servers.py --bin-dir "$BIN_DIR" --subreaper "$OUT/subreaper" \
+        --out "$OUT/real-work" --results "$OUT/real-servers.json" --reps "${REAL_REPS:-10}" \
+        > "$OUT/real-servers.txt" 2>&1; then
+    # Reported as not measured (the reason is in real-servers.txt); the rest goes on.
+    echo "[run-all] real_servers.py failed; see $OUT/real-servers.txt" >&2
+    rm -f "$OUT/real-servers.json"
+fi
+
 python3 bench/bench.py \
     --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
     --out "$OUT/work" --results "$OUT/results.json" \
     --sampler-json "$OUT/sampler.json" --apps-txt "$OUT/apps.txt" \
     --ha-json "$OUT/ha-latency.json" --reexec-json "$OUT/reexec.json" \
+    --real-json "$OUT/real-servers.json" \
     --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
     --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
     --review-mb "${REVIEW_MB:-1024}"

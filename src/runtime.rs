@@ -2109,7 +2109,11 @@ impl Shell {
 
     fn start_diagnostics(&mut self, reason: String, incident: Option<u64>) {
         let server = self.server.as_ref().map(|s| s.pid);
-        let tree = match server {
+        // After the server itself has ended (a crash's post-mortem), what is left of its
+        // tree — workers or backends orphaned by a dead master, adopted by the
+        // controller, still in its process group — is exactly what there is to look at
+        // before it is killed.
+        let tree = match server.or(self.last_pgid) {
             Some(pid) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
             None => Vec::new(),
         };

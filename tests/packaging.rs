@@ -328,6 +328,15 @@ fn deb_package_installs_binaries_units_config_and_docs() {
             root.join("usr/share/doc/qoscntrlr/examples/dcontroller.ini"),
             0o644,
         ),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/nginx.ini"),
+            0o644,
+        ),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/postgresql.ini"),
+            0o644,
+        ),
+        (root.join("usr/share/doc/qoscntrlr/real-servers.md"), 0o644),
     ];
     for (path, want) in &expected {
         assert_eq!(mode(path), *want, "{}", path.display());

@@ -303,6 +303,16 @@ fn killed_nginx_master_leaves_orphan_workers_that_die_before_the_restart() {
     ]);
     let master = new_ready_master(&h, old.pgid);
     assert_old_tree_gone(&h, &old, &nginx, Some(master), "after the crash");
+    // The post-mortem, written before they were killed, looked at the orphaned workers.
+    let diags = diagnostics_files(&h);
+    assert_eq!(diags.len(), 1, "one post-mortem: {diags:?}");
+    for worker in &workers {
+        assert!(
+            diags[0].1.contains(&format!("=== process {worker} ===")),
+            "the post-mortem snapshots worker {worker}:\n{}",
+            diags[0].1
+        );
+    }
     let new = master_and_workers(&h, &nginx);
     assert_serving(&h, &nginx, new.pgid);
     assert!(
@@ -413,4 +423,45 @@ fn the_shipped_nginx_example_reads_cleanly() {
     );
     assert_eq!(c.nsd_path, None, "built-in diagnostics");
     assert!(c.shutdown_timeout > c.probe_interval);
+}
+
+/// The controller itself dies (SIGKILL) and nginx keeps running without it: the next
+/// controller finds that master from its state record and kills its whole tree before it
+/// starts its own nginx, which then binds the port. nginx overwrites its environment
+/// block with its process title, so the record is what finds it.
+#[test]
+fn a_new_controller_kills_the_nginx_left_by_a_killed_one() {
+    let Some(nginx) = nginx_or_skip("a_new_controller_kills_the_nginx_left_by_a_killed_one") else {
+        return;
+    };
+    let mut h = harness();
+    h.start_ready();
+    let old = master_and_workers(&h, &nginx);
+    h.kill9();
+    assert_serving(&h, &nginx, old.pgid);
+
+    h.start();
+    let found = h.wait_for("QoS Controller: Found server nginx (pid ");
+    assert!(
+        found.contains(&format!("(pid {})", old.pgid)),
+        "the old master {} is found: {found}",
+        old.pgid
+    );
+    h.expect_in_order(&[
+        "QoS Kill: Killed 3 leftover process(es)",
+        "QoS Controller: Starting server: /usr/sbin/nginx ",
+        "QoS Controller: Server is ready to process requests",
+    ]);
+    let master = new_ready_master(&h, old.pgid);
+    assert_old_tree_gone(
+        &h,
+        &old,
+        &nginx,
+        Some(master),
+        "after the new controller started",
+    );
+    let new = master_and_workers(&h, &nginx);
+    assert_serving(&h, &nginx, new.pgid);
+    h.stop();
+    assert_old_tree_gone(&h, &new, &nginx, None, "after the stop");
 }

@@ -1,0 +1,74 @@
+//! The post-mortem of a crash looks at what the dead server left running. A master that
+//! dies leaves its children — nginx workers holding the port, PostgreSQL backends holding
+//! the shared memory — orphaned and adopted by the controller; the diagnostics written
+//! before they are killed must name and snapshot them (they used to list an empty tree,
+//! since the server pid itself was gone). A shell with a child stands in for the master.
+
+mod common;
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use common::{eventually, is_alive, Harness};
+
+#[test]
+fn crash_post_mortem_covers_the_orphans_of_the_dead_master() {
+    // The "master" forks a "worker" and waits; the worker runs on after the master dies.
+    let mut h = Harness::server(
+        "/bin/sh -c 'sleep 600 & echo worker $!; wait'",
+        &[
+            ("QOS_PROBE", "exec:/bin/true"),
+            ("QOS_DISABLE_PROBING", "0"),
+        ],
+    );
+    h.start_ready();
+    let master = h.server_pid();
+    let mut worker = 0;
+    let found = eventually("the worker", || {
+        worker = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        worker > 0
+    });
+    assert!(found, "no child of the master\n{}", h.dump());
+
+    kill(Pid::from_raw(master), Signal::SIGKILL).expect("SIGKILL the master");
+    h.expect_in_order(&[
+        "QoS Controller: Server CN=e2e/O=qos has crashed.",
+        "QoS Kill: Running nsd...",
+    ]);
+    let written = h.wait_for("QoS Kill: Diagnostics written to ");
+    let path = written.trim_start_matches("QoS Kill: Diagnostics written to ");
+    let text = std::fs::read_to_string(path).expect("read the post-mortem");
+    let tree_line = text
+        .lines()
+        .find(|l| l.starts_with("Tree:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        tree_line
+            .split_whitespace()
+            .any(|p| p == worker.to_string()),
+        "the post-mortem's tree names the orphaned worker {worker}: {tree_line:?}\n{text}"
+    );
+    assert!(
+        text.contains(&format!("=== process {worker} ===")) && text.contains("sleep 600"),
+        "the post-mortem snapshots the orphaned worker {worker}:\n{text}"
+    );
+    // Then it is killed before the restart.
+    let killed = h.wait_for("QoS Kill: Killed 1 process(es) of the server's tree: ");
+    assert!(killed.ends_with(&format!(": {worker}")), "{killed}");
+    assert!(
+        eventually("the worker is gone", || !is_alive(worker)),
+        "worker {worker} survived\n{}",
+        h.dump()
+    );
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    std::thread::sleep(Duration::from_millis(50));
+    h.stop();
+}
