@@ -302,6 +302,12 @@ struct Shell {
     state_pending: Option<ServerRecord>,
     /// Since when the controller has been short of file descriptors (reserve released).
     fd_short_since: Option<Instant>,
+    /// The mailer was closed (its held alerts spooled) for a re-exec; alerts raised
+    /// meanwhile wait in `mail_held`.
+    mail_closing: bool,
+    mail_held: Vec<crate::mail::Alert>,
+    /// Mailer close rounds of the pending re-exec (alerts kept arriving meanwhile).
+    mail_rounds: u32,
 }
 
 /// The listening descriptors, for the handoff.
@@ -343,6 +349,9 @@ struct ShellHandoff {
     log: LogHandoff,
     bound: Bound,
     reexecs: u32,
+    /// The server's record the disk has not taken yet (retried by the new image).
+    #[serde(default)]
+    state_pending: Option<ServerRecord>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -604,6 +613,9 @@ impl Shell {
             log_checked: None,
             state_pending: None,
             fd_short_since: None,
+            mail_closing: false,
+            mail_held: Vec::new(),
+            mail_rounds: 0,
             cfg,
             config_path,
             journal,
@@ -635,14 +647,34 @@ impl Shell {
 
     /// Start the mailer if the configuration has mail and it is not running.
     fn ensure_mailer(&mut self) {
-        if self.mailer.is_some() {
-            return;
+        if self.mailer.is_none() {
+            match crate::mail::MailSettings::from_config(&self.cfg) {
+                Ok(Some(settings)) => self.start_mailer(settings),
+                Ok(None) => {}
+                Err(e) => self.line(Component::Controller, format!("Mail disabled: {e}")),
+            }
         }
-        match crate::mail::MailSettings::from_config(&self.cfg) {
-            Ok(Some(settings)) => self.start_mailer(settings),
-            Ok(None) => {}
-            Err(e) => self.line(Component::Controller, format!("Mail disabled: {e}")),
+        self.mail_closing = false;
+        if let Some(mailer) = &self.mailer {
+            for alert in self.mail_held.drain(..) {
+                mailer.submit(alert);
+            }
         }
+    }
+
+    /// Close the mailer (it spools what it holds, for the next image), then ask for the
+    /// exec. Alerts raised meanwhile are held and make another round.
+    fn close_mailer_then_exec(&mut self, request: u64, version: String) {
+        self.mail_rounds += 1;
+        let tasks = self.tasks.clone();
+        let mailer = self.mailer.take();
+        self.mail_closing = mailer.is_some();
+        tokio::task::spawn_local(async move {
+            if let Some(mailer) = mailer {
+                mailer.close(MAILER_CLOSE_LIMIT).await;
+            }
+            let _ = tasks.send(TaskResult::ReexecReady { request, version });
+        });
     }
 
     /// The image after `qoscntrlr reexec`: same pid, same log, sockets, server and
@@ -751,6 +783,7 @@ impl Shell {
                 shell.health.set(state.health);
                 shell.metrics = state.metrics;
                 shell.reexecs = state.reexecs;
+                shell.state_pending = state.state_pending;
                 state.server.map(|s| (s.pid, s.started))
             }
             (core, state) => {
@@ -1717,14 +1750,8 @@ impl Shell {
             return self.fail_reexec(request, refusal);
         }
         // Held (folded) alerts go to the spool, which the new image's mailer sends.
-        let tasks = self.tasks.clone();
-        let mailer = self.mailer.take();
-        tokio::task::spawn_local(async move {
-            if let Some(mailer) = mailer {
-                mailer.close(MAILER_CLOSE_LIMIT).await;
-            }
-            let _ = tasks.send(TaskResult::ReexecReady { request, version });
-        });
+        self.mail_rounds = 0;
+        self.close_mailer_then_exec(request, version);
     }
 
     /// Refuse or fail request `request`: the controller goes on as it was.
@@ -1763,6 +1790,7 @@ impl Shell {
             log,
             bound: Bound::of(&self.cfg),
             reexecs: self.reexecs + 1,
+            state_pending: self.state_pending.clone(),
         };
         let (anchor, monotonic_ns) = reexec::anchor_now();
         let (shell, core) = crate::core::instants::with_anchor(anchor, || {
@@ -1784,9 +1812,20 @@ impl Shell {
     /// The last act of this image: hand everything over and `execve`. Returns only if
     /// the exec failed, having put everything back as it was.
     fn exec_now(&mut self, request: u64, version: &str) {
-        self.reexec_pending = None;
         if let Some(refusal) = self.ctl.reexec_refusal() {
             return self.fail_reexec(request, refusal);
+        }
+        if !self.mail_held.is_empty() {
+            // Alerts came while the mailer was closing: they go to a mailer (and so to
+            // the spool) before the image is given up, never with it.
+            if self.mail_rounds >= 3 {
+                return self.fail_reexec(
+                    request,
+                    "reexec refused: alerts keep being raised; try again when it is calmer".into(),
+                );
+            }
+            self.ensure_mailer();
+            return self.close_mailer_then_exec(request, version.to_string());
         }
         let exe = match reexec::exe_path() {
             Ok(exe) => exe,
@@ -2166,9 +2205,9 @@ impl Shell {
     }
 
     fn mail(&mut self, alert: Alert) {
-        let Some(mailer) = &self.mailer else {
+        if self.mailer.is_none() && !self.mail_closing {
             return;
-        };
+        }
         let mail = crate::mail::Alert {
             kind: alert.kind,
             server: self.cfg.server_name.clone(),
@@ -2179,7 +2218,11 @@ impl Shell {
             console_tail: self.console.tail(CONSOLE_TAIL_LINES),
             attach_diagnostics: self.cfg.nokill,
         };
-        mailer.submit(mail);
+        match &self.mailer {
+            Some(mailer) => mailer.submit(mail),
+            // The mailer is spooling for a re-exec: kept, never dropped (see exec_now).
+            None => self.mail_held.push(mail),
+        }
     }
 
     fn publish_metrics(&mut self) {

@@ -342,3 +342,35 @@ fn two_hundred_reexecs_leak_no_descriptor_and_no_memory() {
     h.wait_for("QoS Probe: SUCCESS (");
     h.stop();
 }
+
+#[test]
+fn reexec_while_faulted_stays_faulted_and_spawns_nothing() {
+    let mut h = Harness::server("/bin/false", &[("QOS_RESTART_LIMIT_MAXIMUM", "1")]);
+    let port = h.port;
+    // Nothing listens on the probe port: the server never becomes READY by itself.
+    h.set_keys(&[("QOS_PROBE", &format!("tcp://127.0.0.1:{port}"))]);
+    let bin = h.data().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let program = bin.join("qoscntrlr");
+    install(&program, &fs::read(CONTROLLER).unwrap());
+    h.set_controller(&program);
+    h.start();
+    h.wait_for_containing("server left down (FAULTED)");
+    let (_, before) = h.status();
+    assert_eq!(before["server"]["state"], "FAULTED", "{before}");
+    let starts = h.count("QoS Controller: OpMsg=START Type=QOS");
+    reexec_ok(&mut h);
+    let (_, after) = h.status();
+    assert_eq!(after["server"]["state"], "FAULTED", "{after}");
+    assert_eq!(
+        after["server"]["restarts_in_window"], before["server"]["restarts_in_window"],
+        "the restart window carries over: {after}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(h.count("QoS Controller: OpMsg=START Type=QOS"), starts);
+    // clear-fault still works in the new image.
+    let out = h.cli("clear-fault", &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    h.wait_for("QoS Controller: Fault cleared by the operator");
+    h.stop();
+}
