@@ -278,6 +278,28 @@ fn check_config(arg: &ConfigArg) -> u8 {
             for line in loaded.config.effective_lines() {
                 println!("{line}");
             }
+            // What `run` would do about containment; nothing is created here.
+            let cfg = &loaded.config;
+            match crate::cgroup::detect(cfg.cgroup, &cfg.data_directory) {
+                crate::cgroup::Decision::Contain(plan) => println!(
+                    "Containment: cgroup v2, the server would run in {} ({} layout)",
+                    plan.server().display(),
+                    plan.layout.as_str()
+                ),
+                crate::cgroup::Decision::Uncontained(reason) => {
+                    if cfg.cgroup == crate::cgroup::CgroupSetting::On {
+                        eprintln!(
+                            "error: {}: QOS_CGROUP: {}",
+                            cfg.source.display(),
+                            crate::cgroup::CgroupError::Unavailable(reason)
+                        );
+                        return EXIT_CONFIG;
+                    }
+                    println!(
+                        "Containment: none, the server's process tree is found through /proc ({reason})"
+                    );
+                }
+            }
             EXIT_OK
         }
         Err(code) => code,

@@ -87,6 +87,12 @@ pub struct Config {
     /// Bytes; zero means off.
     pub min_disk_free: u64,
     pub resource_warn_percent: u32,
+    /// `QOS_CGROUP`: contain the server in its own cgroup v2.
+    pub cgroup: crate::cgroup::CgroupSetting,
+    /// PSI `some avg10` limits of the server's cgroup, percent; zero means off.
+    pub max_memory_pressure: u32,
+    pub max_cpu_pressure: u32,
+    pub max_io_pressure: u32,
     pub mail_to: Vec<String>,
     pub mail_smtp_server: Option<(String, u16)>,
     pub mail_from: Option<String>,
@@ -191,6 +197,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "QOS_MAX_THREADS",
     "QOS_MIN_DISK_FREE",
     "QOS_RESOURCE_WARN",
+    "QOS_CGROUP",
+    "QOS_MAX_MEMORY_PRESSURE",
+    "QOS_MAX_CPU_PRESSURE",
+    "QOS_MAX_IO_PRESSURE",
     "QOS_MAIL_TO",
     "QOS_MAIL_SMTP_SERVER",
     "QOS_MAIL_FROM",
@@ -620,6 +630,12 @@ fn build(r: &mut Reader, source: &Path) -> Config {
     let max_threads = r.count("QOS_MAX_THREADS", 0u64);
     let min_disk_free = r.size("QOS_MIN_DISK_FREE", 0);
     let resource_warn_percent = r.percent("QOS_RESOURCE_WARN", 80);
+    let cgroup = r.get("QOS_CGROUP", crate::cgroup::CgroupSetting::Auto, |v| {
+        crate::cgroup::CgroupSetting::parse(unquote(v.trim()))
+    });
+    let max_memory_pressure = r.percent("QOS_MAX_MEMORY_PRESSURE", 0);
+    let max_cpu_pressure = r.percent("QOS_MAX_CPU_PRESSURE", 0);
+    let max_io_pressure = r.percent("QOS_MAX_IO_PRESSURE", 0);
     let mail_to = r.get("QOS_MAIL_TO", Vec::new(), |v| Ok(parse_list(v)));
     let mail_smtp_server = r.get_opt("QOS_MAIL_SMTP_SERVER", |v| {
         parse_host_port(unquote(v), PortRule::Optional)
@@ -684,6 +700,10 @@ fn build(r: &mut Reader, source: &Path) -> Config {
         max_threads,
         min_disk_free,
         resource_warn_percent,
+        cgroup,
+        max_memory_pressure,
+        max_cpu_pressure,
+        max_io_pressure,
         mail_to,
         mail_smtp_server,
         mail_from,
@@ -772,6 +792,34 @@ fn cross_check(r: &mut Reader, c: &Config) {
                 c.resource_warn_percent
             ),
         );
+    }
+    for (key, value) in [
+        ("QOS_MAX_MEMORY_PRESSURE", c.max_memory_pressure),
+        ("QOS_MAX_CPU_PRESSURE", c.max_cpu_pressure),
+        ("QOS_MAX_IO_PRESSURE", c.max_io_pressure),
+    ] {
+        if failed(r, key) || value == 0 {
+            continue;
+        }
+        let line = r.line_of(key);
+        if value > 100 {
+            r.error(
+                line,
+                key,
+                format!(
+                    "{value}% is out of range (expected the share of time stalled, 1 to 100; \
+                     systemd-oomd's default is 60)"
+                ),
+            );
+        } else if c.cgroup == crate::cgroup::CgroupSetting::Off && !failed(r, "QOS_CGROUP") {
+            r.error(
+                line,
+                key,
+                "pressure is measured on the server's cgroup, but QOS_CGROUP=off \
+                 (expected QOS_CGROUP=auto or on, or this key at 0)"
+                    .into(),
+            );
+        }
     }
     if c.restart_limit_enable
         && c.restart_limit_period.is_zero()
@@ -1430,6 +1478,16 @@ impl Config {
                 "QOS_RESOURCE_WARN",
                 format!("{}%", self.resource_warn_percent),
             ),
+            ("QOS_CGROUP", self.cgroup.to_string()),
+            (
+                "QOS_MAX_MEMORY_PRESSURE",
+                format!("{}%", self.max_memory_pressure),
+            ),
+            (
+                "QOS_MAX_CPU_PRESSURE",
+                format!("{}%", self.max_cpu_pressure),
+            ),
+            ("QOS_MAX_IO_PRESSURE", format!("{}%", self.max_io_pressure)),
             ("QOS_MAIL_FROM", text(&self.mail_from)),
             ("QOS_MAIL_TLS", self.mail_tls.to_string()),
             ("QOS_MAIL_USER", text(&self.mail_user)),

@@ -23,6 +23,7 @@
 //! * [`cli`] — the clap command line; `src/main.rs` only calls [`cli::main`].
 
 pub mod bundle;
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -218,6 +218,9 @@ pub struct ServerSpec {
     pub env: Vec<(String, String)>,
     /// Where stdout and stderr are appended, e.g. `DATA_DIRECTORY/qoscntrlr-console.log`.
     pub console_log: PathBuf,
+    /// The server's cgroup v2 directory (containment): the child enters it before exec,
+    /// so the server and everything it ever forks are members from the first instruction.
+    pub cgroup: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +247,11 @@ pub enum SpawnError {
     NulByte { arg: String },
     #[error("cannot create the console pipe: {0}")]
     Pipe(std::io::Error),
+    #[error("cannot place the server in cgroup {}: {source}", .path.display())]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start {program}: {source}")]
     Exec {
         program: String,
@@ -819,10 +827,34 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         cmd.env(k, v);
     }
     let ids = identity.map(|i| (i.uid, i.gid, i.groups));
+    // Opened here, written by the child: the kernel checks the opener's permission, and
+    // a failure is reported like an exec failure (the spawn fails, naming the cgroup).
+    let cgroup_procs = match &spec.cgroup {
+        Some(dir) => {
+            let path = dir.join("cgroup.procs");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| SpawnError::Cgroup {
+                    path: dir.clone(),
+                    source,
+                })?;
+            Some(OwnedFd::from(file))
+        }
+        None => None,
+    };
+    let procs_fd = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared
     // before the fork (no allocation, no locks).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                // "0" moves the writing process: the child itself, before anything else
+                // (while it still has the controller's identity).
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if let Some((uid, gid, groups)) = &ids {
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(*gid) != 0
@@ -839,7 +871,9 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+    let spawned = cmd.spawn();
+    drop(cgroup_procs);
+    let child = spawned.map_err(|source| SpawnError::Exec {
         program: program_path.display().to_string(),
         source,
     })?;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cgroup::{self, AsyncEventsWatch, CgroupSetting, Containment, Decision, EventsWatch};
 use crate::cli::{EXIT_CONFIG, EXIT_LOCKED};
 use crate::config::{self, Config, ProbeTarget};
 use crate::control::{self, ControlEvent, ControlResponse};
@@ -77,6 +78,139 @@ const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 /// by it what no tree walk reaches any more: daemons that left the server's group and
 /// session and were re-parented to init when the old controller died.
 const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
+/// How long the end of a killed tree (`populated 0` of the server's cgroup) is awaited
+/// before a restart or the controller's exit goes ahead regardless (a process stuck in
+/// uninterruptible sleep ignores even SIGKILL until its I/O returns).
+const CGROUP_EMPTY_LIMIT: Duration = Duration::from_secs(10);
+
+/// The containment decided at start: the cgroup the server runs in, or why there is
+/// none (shown in the log, `status` and `check-config`). Carried as it is across a
+/// re-exec: the running server stays where it was started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainmentState {
+    pub setting: CgroupSetting,
+    pub active: Option<Containment>,
+    /// Why the server is not contained (`active` is `None`).
+    pub reason: Option<String>,
+}
+
+impl ContainmentState {
+    /// The `containment` object of `status --json`.
+    pub fn status(&self) -> status::ContainmentStatus {
+        status::ContainmentStatus {
+            setting: self.setting.to_string(),
+            mode: if self.active.is_some() {
+                "cgroup"
+            } else {
+                "proc"
+            }
+            .into(),
+            cgroup: self.active.as_ref().map(|c| c.server.display().to_string()),
+            layout: self.active.as_ref().map(|c| c.layout.as_str().to_string()),
+            controllers: self
+                .active
+                .as_ref()
+                .map(|c| c.controllers.clone())
+                .unwrap_or_default(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// One line: which mode the controller is in.
+    pub fn describe(&self) -> String {
+        match (&self.active, &self.reason) {
+            (Some(c), _) => format!("QOS_CGROUP={}: server contained in {}", self.setting, c.describe()),
+            (None, reason) => format!(
+                "QOS_CGROUP={}: not contained; the server's process tree is found through /proc ({})",
+                self.setting,
+                reason.as_deref().unwrap_or("no cgroup v2")
+            ),
+        }
+    }
+}
+
+/// Decide and set up the containment for `cfg` (creating cgroups, moving the controller
+/// when delegated). `QOS_CGROUP=on` where it is impossible is an error with the reason;
+/// `auto` falls back to the `/proc` tree and says why. `saved`: a containment carried
+/// over from an earlier process of this controller (re-exec), adopted as it is.
+pub fn set_up_containment(
+    cfg: &Config,
+    saved: Option<Containment>,
+) -> Result<ContainmentState, cgroup::CgroupError> {
+    let setting = cfg.cgroup;
+    let fallback = |reason: String| -> Result<ContainmentState, cgroup::CgroupError> {
+        if setting == CgroupSetting::On {
+            Err(cgroup::CgroupError::Unavailable(reason))
+        } else {
+            Ok(ContainmentState {
+                setting,
+                active: None,
+                reason: Some(reason),
+            })
+        }
+    };
+    if let Some(saved) = saved {
+        return match Containment::adopt(saved) {
+            Ok(c) => Ok(ContainmentState {
+                setting,
+                active: Some(c),
+                reason: None,
+            }),
+            Err(e) => fallback(e.to_string()),
+        };
+    }
+    match cgroup::detect(setting, &cfg.data_directory) {
+        Decision::Uncontained(reason) => fallback(reason),
+        Decision::Contain(plan) => match cgroup::setup(&plan) {
+            Ok(c) => Ok(ContainmentState {
+                setting,
+                active: Some(c),
+                reason: None,
+            }),
+            Err(e) => fallback(e.to_string()),
+        },
+    }
+}
+
+/// The containment of a re-executed controller: the one handed over, else (an older or
+/// unreadable handoff) what detection finds — but only if the running server is in
+/// that cgroup; a server started uncontained stays uncontained until the next start.
+/// Never fails: the server keeps running whatever the setting says.
+fn containment_after_reexec(cfg: &Config, restore: &Restore) -> ContainmentState {
+    let state = restore.shell.as_ref().ok();
+    let server = restore
+        .carried
+        .server
+        .or_else(|| state.and_then(|s| s.server.as_ref().map(|s| s.pid)));
+    let uncontained = |reason: String| ContainmentState {
+        setting: cfg.cgroup,
+        active: None,
+        reason: Some(reason),
+    };
+    let candidate = match state.and_then(|s| s.containment.clone()) {
+        Some(handed) => match handed.active {
+            Some(c) => match Containment::adopt(c) {
+                Ok(c) => ContainmentState {
+                    active: Some(c),
+                    ..handed
+                },
+                Err(e) => uncontained(e.to_string()),
+            },
+            None => return handed,
+        },
+        None => match set_up_containment(cfg, None) {
+            Ok(found) => found,
+            Err(e) => uncontained(e.to_string()),
+        },
+    };
+    match (server, &candidate.active) {
+        (Some(pid), Some(c)) if !c.members().unwrap_or_default().contains(&pid) => uncontained(format!(
+            "the running server (pid {pid}) is not in cgroup {}; containment applies from the next start",
+            c.server.display()
+        )),
+        _ => candidate,
+    }
+}
 
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
@@ -148,6 +282,18 @@ fn run_reporting(
             return EXIT_SOFTWARE;
         }
     };
+    // After the lock (a second controller must not touch this one's cgroups) and before
+    // the runtime's threads exist.
+    let containment = match restore.as_ref() {
+        Some(r) => containment_after_reexec(&cfg, r),
+        None => match set_up_containment(&cfg, None) {
+            Ok(state) => state,
+            Err(e) => {
+                journal.say(Priority::Err, &e.to_string());
+                return EXIT_CONFIG;
+            }
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,11 +316,20 @@ fn run_reporting(
                     restore,
                     kept,
                     journal,
+                    containment,
                 )
                 .await
             }
             None => {
-                Shell::start(cfg, config_path.to_path_buf(), lock_fd, lock_notes, journal).await
+                Shell::start(
+                    cfg,
+                    config_path.to_path_buf(),
+                    lock_fd,
+                    lock_notes,
+                    journal,
+                    containment,
+                )
+                .await
             }
         };
         match shell {
@@ -308,6 +463,13 @@ struct Shell {
     mail_held: Vec<crate::mail::Alert>,
     /// Mailer close rounds of the pending re-exec (alerts kept arriving meanwhile).
     mail_rounds: u32,
+    containment: ContainmentState,
+    /// A spawn waits for the previous server's cgroup to empty (since then).
+    spawn_waiting: Option<Instant>,
+    /// When `cgroup.kill` was last written, for the log line at `populated 0`.
+    cgroup_killed_at: Option<Instant>,
+    /// `oom_kill` of the server's cgroup already reported.
+    oom_kills_seen: Option<u64>,
 }
 
 /// The listening descriptors, for the handoff.
@@ -352,6 +514,12 @@ struct ShellHandoff {
     /// The server's record the disk has not taken yet (retried by the new image).
     #[serde(default)]
     state_pending: Option<ServerRecord>,
+    /// Absent from the handoff of an image that predates containment (its server was
+    /// not contained).
+    #[serde(default)]
+    containment: Option<ContainmentState>,
+    #[serde(default)]
+    oom_kills_seen: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -479,6 +647,7 @@ impl Shell {
         lock_fd: RawFd,
         notes: Vec<String>,
         journal: Reporter,
+        containment: ContainmentState,
     ) -> Result<Shell, u8> {
         let started_wall = Local::now();
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -506,12 +675,14 @@ impl Shell {
             Priority::Info,
             &format!("Log file {}", absolute(log.path()).display()),
         );
+        journal.say(Priority::Info, &containment.describe());
         log.line(
             Component::Controller,
             "Starting QOSPipeWatcher",
             started_wall,
         );
         log.header(&cfg, started_wall);
+        log.line(Component::Controller, &containment.describe(), started_wall);
         for (from, to) in &lifecycle.renamed {
             log.line(
                 Component::Controller,
@@ -537,7 +708,15 @@ impl Shell {
             journal.say(Priority::Warning, note);
             log.line(Component::Controller, note, started_wall);
         }
-        let mut shell = Shell::new(cfg, config_path, log, started_wall, lock_fd, journal);
+        let mut shell = Shell::new(
+            cfg,
+            config_path,
+            log,
+            started_wall,
+            lock_fd,
+            journal,
+            containment,
+        );
         match SdNotify::try_from_env() {
             Ok(sd) => shell.sd = sd,
             Err(e) => shell.line(
@@ -559,6 +738,7 @@ impl Shell {
         started_wall: DateTime<Local>,
         lock_fd: RawFd,
         journal: Reporter,
+        containment: ContainmentState,
     ) -> Shell {
         let (events, event_errors) = EventsFile::open(&cfg.data_directory, cfg.log_retention_days);
         for e in event_errors {
@@ -616,6 +796,13 @@ impl Shell {
             mail_closing: false,
             mail_held: Vec::new(),
             mail_rounds: 0,
+            oom_kills_seen: containment
+                .active
+                .as_ref()
+                .and_then(|c| cgroup::oom_kills(&c.server)),
+            containment,
+            spawn_waiting: None,
+            cgroup_killed_at: None,
             cfg,
             config_path,
             journal,
@@ -643,6 +830,12 @@ impl Shell {
             self.line(Component::Controller, format!("Diagnostics pruning: {e}"));
         }
         self.ensure_mailer();
+        if self.containment.active.is_none() && self.tracker.limits().any_pressure() {
+            self.line(
+                Component::Controller,
+                "QOS_MAX_MEMORY_PRESSURE, QOS_MAX_CPU_PRESSURE and QOS_MAX_IO_PRESSURE are not checked: pressure is measured on the server's cgroup, and the server is not contained",
+            );
+        }
     }
 
     /// Start the mailer if the configuration has mail and it is not running.
@@ -687,6 +880,7 @@ impl Shell {
         restore: Restore,
         kept: Vec<&'static str>,
         journal: Reporter,
+        containment: ContainmentState,
     ) -> Result<Shell, u8> {
         let Restore {
             mut carried,
@@ -726,7 +920,15 @@ impl Shell {
                 }
             }
         };
-        let mut shell = Shell::new(cfg, config_path, log, started_wall, lock_fd, journal);
+        let mut shell = Shell::new(
+            cfg,
+            config_path,
+            log,
+            started_wall,
+            lock_fd,
+            journal,
+            containment,
+        );
         for (from, to) in renamed {
             shell.line(
                 Component::Controller,
@@ -743,6 +945,8 @@ impl Shell {
         );
         shell.journal.say(Priority::Notice, &reexecuted);
         shell.line(Component::Controller, reexecuted);
+        let described = shell.containment.describe();
+        shell.line(Component::Controller, described);
         match SdNotify::try_from_env() {
             Ok(sd) => shell.sd = sd,
             Err(e) => shell.line(
@@ -784,6 +988,9 @@ impl Shell {
                 shell.metrics = state.metrics;
                 shell.reexecs = state.reexecs;
                 shell.state_pending = state.state_pending;
+                if state.oom_kills_seen.is_some() {
+                    shell.oom_kills_seen = state.oom_kills_seen;
+                }
                 state.server.map(|s| (s.pid, s.started))
             }
             (core, state) => {
@@ -878,7 +1085,11 @@ impl Shell {
     /// A previous controller that died (SIGKILL) may have left its server running:
     /// never two servers.
     fn kill_stale_server(&mut self) {
-        if let Some(stale) = self.state_file.stale_server() {
+        let stale = self.state_file.stale_server();
+        // With containment the server's cgroup holds the whole stale tree (the recorded
+        // server, and daemons that left its group and session): emptied in one step.
+        let cgroup_handled = self.empty_stale_cgroup(stale.as_ref());
+        if let Some(stale) = stale.filter(|_| !cgroup_handled) {
             self.line(
                 Component::Controller,
                 format!(
@@ -899,11 +1110,7 @@ impl Shell {
                 format!(
                     "Found {} process(es) of a previous server's tree still running ({}); killing them",
                     leftovers.len(),
-                    leftovers
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    join_pids(&leftovers)
                 ),
             );
             for pid in leftovers {
@@ -913,6 +1120,94 @@ impl Shell {
         }
         if let Err(e) = self.state_file.clear() {
             self.line(Component::Controller, e.to_string());
+        }
+    }
+
+    /// A previous controller killed by SIGKILL leaves its server running in the server's
+    /// cgroup: empty it (kernel-exact, whatever left the process tree) before anything
+    /// is started, with the same lines as the `/proc` way (`stale`: the server the state
+    /// file recorded, if it still runs). Returns whether the cgroup could be read and
+    /// so held every stale process.
+    fn empty_stale_cgroup(&mut self, stale: Option<&ServerRecord>) -> bool {
+        let Some(c) = self.containment.active.clone() else {
+            return false;
+        };
+        let members = match c.members() {
+            Ok(m) => m,
+            Err(e) => {
+                self.line(Component::Controller, e.to_string());
+                return false;
+            }
+        };
+        if members.is_empty() {
+            return true;
+        }
+        let recorded = stale.filter(|s| members.contains(&s.pid));
+        match recorded {
+            Some(server) => {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "Found server {} (pid {}) left running by a previous controller; killing its process tree",
+                        server.program, server.pid
+                    ),
+                );
+                let others: Vec<i32> = members
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != server.pid)
+                    .collect();
+                if !others.is_empty() {
+                    self.line(
+                        Component::Controller,
+                        format!(
+                            "Found {} process(es) of a previous server's tree still running ({}); killing them",
+                            others.len(),
+                            join_pids(&others)
+                        ),
+                    );
+                }
+            }
+            None => self.line(
+                Component::Controller,
+                format!(
+                    "Found {} process(es) left in the server's cgroup {} by a previous controller ({}); killing them",
+                    members.len(),
+                    c.server.display(),
+                    join_pids(&members)
+                ),
+            ),
+        }
+        if let Err(e) = c.kill(None) {
+            self.line(Component::Kill, e.to_string());
+            return false;
+        }
+        let emptied =
+            EventsWatch::new(&c.server).and_then(|mut w| w.wait_empty_blocking(CGROUP_EMPTY_LIMIT));
+        match emptied {
+            Ok(true) => {
+                self.line(
+                    Component::Kill,
+                    format!("Killed {} leftover process(es)", members.len()),
+                );
+                true
+            }
+            Ok(false) => {
+                let left = c.members().unwrap_or_default();
+                self.line(
+                    Component::Kill,
+                    format!(
+                        "Still in the server's cgroup {} s after SIGKILL (uninterruptible?): {}",
+                        CGROUP_EMPTY_LIMIT.as_secs(),
+                        join_pids(&left)
+                    ),
+                );
+                true
+            }
+            Err(e) => {
+                self.line(Component::Kill, e.to_string());
+                false
+            }
         }
     }
 
@@ -1087,6 +1382,24 @@ impl Shell {
         resources.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_retry = tokio::time::interval(Duration::from_secs(5));
         let mut test_wedge = test_wedge_signal();
+        // The server cgroup's cgroup.events (and memory.events): the end of a tree and
+        // OOM kills arrive as notifications, not by polling.
+        let mut cgroup_watch = match &self.containment.active {
+            Some(c) => match EventsWatch::new(&c.server)
+                .map_err(|e| e.to_string())
+                .and_then(|w| AsyncEventsWatch::new(w).map_err(|e| e.to_string()))
+            {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.line(
+                        Component::Controller,
+                        format!("Cannot watch the server's cgroup: {e}; the end of a killed tree is checked at each restart instead"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
 
         let resumed = self.resumed.take();
         match &resumed {
@@ -1121,8 +1434,35 @@ impl Shell {
             let wake_at = deadline.map_or(tick, |at| at.min(tick));
             let deadline_due = deadline.is_some_and(|at| at <= wake_at);
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at));
+            let spawn_give_up = self.spawn_waiting.map(|since| since + CGROUP_EMPTY_LIMIT);
+            let spawn_wait = async move {
+                match spawn_give_up {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = sleep => if deadline_due { self.queue.push_back(Event::DeadlineReached) },
+                changed = cgroup_changed(&mut cgroup_watch) => {
+                    if let Err(e) = changed {
+                        self.line(Component::Controller, format!("Watching the server's cgroup failed: {e}"));
+                        cgroup_watch = None;
+                    }
+                    self.on_cgroup_change();
+                }
+                _ = spawn_wait => {
+                    let left = self.containment.active.as_ref().and_then(|c| c.members().ok()).unwrap_or_default();
+                    self.line(
+                        Component::Kill,
+                        format!(
+                            "Still in the server's cgroup {} s after SIGKILL (uninterruptible?): {}; starting the server anyway",
+                            CGROUP_EMPTY_LIMIT.as_secs(),
+                            join_pids(&left)
+                        ),
+                    );
+                    self.spawn_waiting = None;
+                    self.spawn_now();
+                }
                 Some(result) = tasks_rx.recv() => self.on_task(result),
                 Some(pe) = recv_opt(&mut pipe_rx) => self.on_pipe(pe),
                 Some(ce) = recv_opt(&mut control_rx) => self.on_control(ce),
@@ -1184,6 +1524,7 @@ impl Shell {
                 self.exec_now(request, &version);
             }
         }
+        self.empty_cgroup_before_exit(&mut cgroup_watch).await;
         self.shutdown();
         if let Some(mailer) = self.mailer.take() {
             // Held (folded) alerts go to the spool for the next controller; a send in
@@ -1191,6 +1532,85 @@ impl Shell {
             mailer.close(MAILER_CLOSE_LIMIT).await;
         }
         self.exit.unwrap_or(0)
+    }
+
+    /// The controller is leaving: the server's tree must be gone (the core has asked for
+    /// its kill wherever it was not gone already). Wait for `populated 0`, then remove
+    /// the cgroups this controller made.
+    async fn empty_cgroup_before_exit(&mut self, watch: &mut Option<AsyncEventsWatch>) {
+        let Some(c) = self.containment.active.clone() else {
+            return;
+        };
+        if c.populated().unwrap_or(false) {
+            if self.cgroup_killed_at.is_none() {
+                self.kill_tree();
+            }
+            let emptied = match watch {
+                Some(w) => w.wait_empty(CGROUP_EMPTY_LIMIT).await,
+                None => EventsWatch::new(&c.server)
+                    .and_then(|mut w| w.wait_empty_blocking(CGROUP_EMPTY_LIMIT)),
+            };
+            match emptied {
+                Ok(true) => self.on_cgroup_change(),
+                Ok(false) => {
+                    let left = c.members().unwrap_or_default();
+                    self.line(
+                        Component::Kill,
+                        format!(
+                            "Still in the server's cgroup {} s after SIGKILL (uninterruptible?): {}",
+                            CGROUP_EMPTY_LIMIT.as_secs(),
+                            join_pids(&left)
+                        ),
+                    );
+                }
+                Err(e) => self.line(Component::Kill, e.to_string()),
+            }
+        }
+        for problem in c.remove() {
+            self.line(Component::Controller, problem);
+        }
+    }
+
+    /// `cgroup.events` or `memory.events` of the server's cgroup changed.
+    fn on_cgroup_change(&mut self) {
+        let Some(c) = self.containment.active.clone() else {
+            return;
+        };
+        self.check_oom_kills();
+        if c.populated().unwrap_or(true) {
+            return;
+        }
+        if let Some(at) = self.cgroup_killed_at.take() {
+            self.line(
+                Component::Kill,
+                format!(
+                    "The server's process tree has ended: cgroup {} is empty (populated 0, {} ms after the kill)",
+                    c.server.display(),
+                    at.elapsed().as_millis()
+                ),
+            );
+        }
+        if self.spawn_waiting.take().is_some() {
+            self.spawn_now();
+        }
+    }
+
+    /// Report OOM kills in the server's cgroup not reported yet.
+    fn check_oom_kills(&mut self) {
+        let Some(c) = &self.containment.active else {
+            return;
+        };
+        let Some(total) = cgroup::oom_kills(&c.server) else {
+            return;
+        };
+        let seen = self.oom_kills_seen.unwrap_or(0);
+        self.oom_kills_seen = Some(total);
+        if total > seen {
+            self.queue.push_back(Event::OomKilled {
+                kills: total - seen,
+                total,
+            });
+        }
     }
 
     fn shutdown(&mut self) {
@@ -1343,6 +1763,8 @@ impl Shell {
                         ),
                     );
                 }
+                // An OOM kill of the server itself is reported before its crash.
+                self.check_oom_kills();
                 if self.server.as_ref().map(|s| s.pid) == Some(pid) {
                     self.server = None;
                     self.ended.add([pid]);
@@ -1486,6 +1908,7 @@ impl Shell {
             "QOS_RESOURCE_INTERVAL" => resource_interval,
             "QOS_LOG_MAX_SIZE" => log_max_size,
             "QOS_LOG_RETENTION_DAYS" => log_retention_days,
+            "QOS_CGROUP" => cgroup,
         );
         if !changed.is_empty() {
             self.line(
@@ -1542,11 +1965,22 @@ impl Shell {
             return;
         }
         let extra: Vec<i32> = Vec::new();
+        let sampled = match &self.containment.active {
+            Some(c) => self.sampler.sample_cgroup(
+                &c.server,
+                server.pid,
+                &self.cfg.data_directory,
+                Instant::now(),
+                self.cfg.max_open_files > 0,
+            ),
+            None => {
+                self.sampler
+                    .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
+            }
+        };
+        self.check_oom_kills();
         // An error means the server has just exited; its exit event tells the story.
-        let Ok(sample) =
-            self.sampler
-                .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
-        else {
+        let Ok(sample) = sampled else {
             return;
         };
         for verdict in self.tracker.observe(&sample) {
@@ -1789,6 +2223,8 @@ impl Shell {
             metrics: self.metrics.clone(),
             log,
             bound: Bound::of(&self.cfg),
+            containment: Some(self.containment.clone()),
+            oom_kills_seen: self.oom_kills_seen,
             reexecs: self.reexecs + 1,
             state_pending: self.state_pending.clone(),
         };
@@ -1934,6 +2370,35 @@ impl Shell {
     }
 
     fn spawn_server(&mut self) {
+        if let Some(c) = self.containment.active.clone() {
+            // Leftovers of the previous server are exactly the cgroup's members: kill
+            // them and start once the cgroup is empty (a notification, see
+            // `on_cgroup_change`), so the new server never shares its cgroup.
+            self.last_pgid = None;
+            if c.populated().unwrap_or(false) {
+                let members = c.members().unwrap_or_default();
+                match c.kill(None) {
+                    Ok(_) => {
+                        self.ended.add(members.iter().copied());
+                        self.cgroup_killed_at.get_or_insert_with(Instant::now);
+                        self.line(
+                            Component::Kill,
+                            format!(
+                                "Killed {} leftover process(es) of the previous server",
+                                members.len()
+                            ),
+                        );
+                    }
+                    Err(e) => self.line(Component::Kill, e.to_string()),
+                }
+                if c.populated().unwrap_or(false) {
+                    self.spawn_waiting = Some(Instant::now());
+                    return;
+                }
+            }
+            self.spawn_now();
+            return;
+        }
         // Leftovers of a previous server (daemonized grandchildren) go first.
         if let Some(pgid) = self.last_pgid.take() {
             let exclude = self.helper_pids(None);
@@ -1949,6 +2414,11 @@ impl Shell {
                 );
             }
         }
+        self.spawn_now();
+    }
+
+    /// Start the server (its leftovers are gone).
+    fn spawn_now(&mut self) {
         let spec = ServerSpec {
             argv: self.cfg.server_command.clone(),
             directory: self.cfg.server_directory.clone(),
@@ -1963,6 +2433,7 @@ impl Shell {
                 (TREE_MARK_ENV.into(), self.tree_mark()),
             ],
             console_log: self.cfg.data_directory.join(CONSOLE_LOG_NAME),
+            cgroup: self.containment.active.as_ref().map(|c| c.server.clone()),
         };
         self.line(
             Component::Controller,
@@ -2055,6 +2526,38 @@ impl Shell {
     }
 
     fn kill_tree(&mut self) {
+        if let Some(c) = self.containment.active.clone() {
+            // cgroup.kill: every member, and whatever they fork meanwhile, in one step.
+            let root = self.server.as_ref().map(|s| s.pid);
+            // Opening cgroup.kill needs a descriptor: the reserve is given back for it.
+            match fdreserve::with_released(|| c.kill(root)) {
+                Ok(report) => {
+                    self.ended.add(report.members.iter().copied());
+                    if !report.members.is_empty() {
+                        self.cgroup_killed_at.get_or_insert_with(Instant::now);
+                        self.line(
+                            Component::Kill,
+                            format!(
+                                "Killed {} process(es) of the server's tree: {} ({} of cgroup {})",
+                                report.members.len(),
+                                join_pids(&report.members),
+                                if report.kill_file {
+                                    "cgroup.kill"
+                                } else {
+                                    "SIGKILL to every member"
+                                },
+                                c.server.display()
+                            ),
+                        );
+                    }
+                    return;
+                }
+                Err(e) => self.line(
+                    Component::Kill,
+                    format!("{e}; killing the process tree found through /proc instead"),
+                ),
+            }
+        }
         let Some(pgid) = self.server.as_ref().map(|s| s.pid).or(self.last_pgid) else {
             return;
         };
@@ -2150,11 +2653,25 @@ impl Shell {
         let server = self.server.as_ref().map(|s| s.pid);
         // After the server itself has ended (a crash's post-mortem), what is left of its
         // tree — workers or backends orphaned by a dead master, adopted by the
-        // controller, still in its process group — is exactly what there is to look at
-        // before it is killed.
-        let tree = match server.or(self.last_pgid) {
-            Some(pid) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
-            None => Vec::new(),
+        // controller, still in its process group (or its cgroup) — is exactly what there
+        // is to look at before it is killed.
+        let root = server.or(self.last_pgid);
+        let tree = match (&self.containment.active, root) {
+            // Exact membership; the root first.
+            (Some(c), _) => match c.members() {
+                Ok(mut members) => {
+                    if let Some(i) = root.and_then(|r| members.iter().position(|p| *p == r)) {
+                        let first = members.remove(i);
+                        members.insert(0, first);
+                    }
+                    members
+                }
+                Err(_) => root
+                    .map(|pid| process::tree_pids(pid, pid, &self.helper_pids(Some(pid))))
+                    .unwrap_or_default(),
+            },
+            (None, Some(pid)) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
+            (None, None) => Vec::new(),
         };
         let request = DiagRequest {
             reason,
@@ -2260,6 +2777,18 @@ impl Shell {
                 max_threads: nonzero(self.cfg.max_threads),
                 disk_free_bytes: s.disk_free_bytes,
                 min_disk_free_bytes: nonzero(self.cfg.min_disk_free),
+                measured_by: Some(s.source.as_str().to_string()),
+                open_files_counted: Some(s.open_files_counted),
+                memory_pressure_percent: s.memory_pressure,
+                max_memory_pressure_percent: (self.cfg.max_memory_pressure > 0)
+                    .then_some(self.cfg.max_memory_pressure),
+                cpu_pressure_percent: s.cpu_pressure,
+                max_cpu_pressure_percent: (self.cfg.max_cpu_pressure > 0)
+                    .then_some(self.cfg.max_cpu_pressure),
+                io_pressure_percent: s.io_pressure,
+                max_io_pressure_percent: (self.cfg.max_io_pressure > 0)
+                    .then_some(self.cfg.max_io_pressure),
+                oom_kills: s.oom_kills,
             });
         StatusSnapshot {
             taken_at: status::rfc3339(wall),
@@ -2356,6 +2885,7 @@ impl Shell {
                     diagnostics: i.diagnostics.clone(),
                 })
                 .collect(),
+            containment: Some(self.containment.status()),
         }
     }
 }
@@ -2458,6 +2988,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     file.write_all(bytes)
+}
+
+fn join_pids(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The next change of the server cgroup's watched files; never, without a watch.
+async fn cgroup_changed(watch: &mut Option<AsyncEventsWatch>) -> std::io::Result<()> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn nonzero(v: u64) -> Option<u64> {

@@ -25,6 +25,9 @@ pub enum MemoryKind {
     Pss,
     /// Resident set size: the only figure readable for these processes.
     Rss,
+    /// `memory.current` of the server's cgroup: everything the kernel charges to it,
+    /// page cache and kernel memory included, whatever the number of processes.
+    Cgroup,
     /// PSS for some processes, RSS for those whose `smaps_rollup` was unreadable.
     Mixed,
 }
@@ -35,6 +38,7 @@ impl fmt::Display for MemoryKind {
             MemoryKind::Pss => "PSS",
             MemoryKind::Rss => "RSS",
             MemoryKind::Mixed => "PSS/RSS",
+            MemoryKind::Cgroup => "cgroup",
         })
     }
 }
@@ -56,6 +60,39 @@ pub struct Sample {
     pub processes: usize,
     /// Processes whose descriptors could not be counted (another user's, not root).
     pub fds_unreadable: usize,
+    /// Whether `open_files` was counted (a cgroup sample skips the per-process
+    /// descriptor count unless a limit needs it).
+    pub open_files_counted: bool,
+    /// Where the tree's figures came from.
+    pub source: SampleSource,
+    /// Pressure stall information of the server's cgroup, `some avg10` in percent:
+    /// the share of the last 10 s in which some of its tasks waited for memory, CPU or
+    /// I/O. `None` without a cgroup or with PSI off.
+    pub memory_pressure: Option<f64>,
+    pub cpu_pressure: Option<f64>,
+    pub io_pressure: Option<f64>,
+    /// `oom_kill` of the cgroup's `memory.events` (a running total), where the memory
+    /// controller is enabled for it.
+    pub oom_kills: Option<u64>,
+}
+
+/// How a sample found the server's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SampleSource {
+    /// The `/proc` walk from the server's pid.
+    #[default]
+    Proc,
+    /// The server's cgroup (`cgroup.procs` and the cgroup's own files).
+    Cgroup,
+}
+
+impl SampleSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SampleSource::Proc => "proc",
+            SampleSource::Cgroup => "cgroup",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +108,8 @@ pub enum SampleError {
     Disk { path: PathBuf, source: nix::Error },
     #[error("unexpected format of {0}")]
     Format(PathBuf),
+    #[error("{0}")]
+    Cgroup(#[from] crate::cgroup::CgroupError),
 }
 
 /// The fields of `/proc/<pid>/stat` a sample needs.
@@ -183,6 +222,8 @@ pub struct Sampler {
     children_files: bool,
     measure: MemoryMeasure,
     reader: ProcReader,
+    /// `cpu.stat usage_usec` of the cgroup at the previous cgroup sample.
+    previous_cgroup_usec: Option<(u64, Instant)>,
 }
 
 impl Default for Sampler {
@@ -218,6 +259,7 @@ impl Sampler {
             children_files: proc_root.join("thread-self/children").exists(),
             measure: MemoryMeasure::PssWhereReadable,
             reader: ProcReader::default(),
+            previous_cgroup_usec: None,
         }
     }
 
@@ -230,6 +272,7 @@ impl Sampler {
     pub fn reset(&mut self) {
         self.previous.clear();
         self.previous_at = None;
+        self.previous_cgroup_usec = None;
     }
 
     /// Sample the tree under `root_pid` plus the trees under `extra_pids` (processes of
@@ -258,6 +301,12 @@ impl Sampler {
             disk_free_bytes: 0,
             processes: 0,
             fds_unreadable: 0,
+            open_files_counted: true,
+            source: SampleSource::Proc,
+            memory_pressure: None,
+            cpu_pressure: None,
+            io_pressure: None,
+            oom_kills: None,
         };
         let (mut pss_seen, mut rss_seen) = (false, false);
         let mut ticks_now: HashMap<(i32, u64), u64> = HashMap::new();
@@ -348,6 +397,121 @@ impl Sampler {
         Ok(sample)
     }
 
+    /// Sample the server's cgroup `cgroup` (cgroup v2 containment): members from
+    /// `cgroup.procs`; CPU from `cpu.stat`, memory from `memory.current`, threads from
+    /// `pids.current` where those controllers are enabled — a fixed handful of reads
+    /// whatever the number of processes. Only a figure the cgroup lacks (no memory or
+    /// pids controller here) and the descriptor count (`count_open_files`) are taken per
+    /// process, as [`Sampler::sample`] does. Also the pressure and OOM-kill figures.
+    pub fn sample_cgroup(
+        &mut self,
+        cgroup: &Path,
+        root_pid: i32,
+        data_dir: &Path,
+        now: Instant,
+        count_open_files: bool,
+    ) -> Result<Sample, SampleError> {
+        let mut members = crate::cgroup::members_of(cgroup)?;
+        if members.is_empty() {
+            return Err(SampleError::NoSuchProcess(root_pid));
+        }
+        if let Some(i) = members.iter().position(|p| *p == root_pid) {
+            members.swap(0, i);
+        }
+        let stats = crate::cgroup::read_stats(cgroup);
+        let mut sample = Sample {
+            processes: members.len(),
+            at_tree: Vec::new(),
+            rss_bytes: 0,
+            memory_kind: MemoryKind::Cgroup,
+            cpu_percent: None,
+            open_files: 0,
+            threads: 0,
+            disk_free_bytes: 0,
+            fds_unreadable: 0,
+            open_files_counted: count_open_files,
+            source: SampleSource::Cgroup,
+            memory_pressure: stats.memory_pressure,
+            cpu_pressure: stats.cpu_pressure,
+            io_pressure: stats.io_pressure,
+            oom_kills: stats.oom_kill,
+        };
+        if let Some(usec) = stats.cpu_usage_usec {
+            if let Some((before, at)) = self.previous_cgroup_usec {
+                let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                if elapsed > 0.0 {
+                    sample.cpu_percent =
+                        Some(usec.saturating_sub(before) as f64 / 1e6 / elapsed * 100.0);
+                }
+            }
+            self.previous_cgroup_usec = Some((usec, now));
+        }
+        let need_memory = stats.memory_current.is_none();
+        let need_threads = stats.pids_current.is_none();
+        let (mut pss_seen, mut rss_seen) = (false, false);
+        if need_memory || need_threads || count_open_files {
+            for &pid in &members {
+                let dir = self.proc_root.join(pid.to_string());
+                // Ended since cgroup.procs was read: not counted.
+                let Some(stat) = self
+                    .reader
+                    .read(&dir.join("stat"), true)
+                    .ok()
+                    .and_then(|t| parse_stat(&t))
+                else {
+                    continue;
+                };
+                sample.threads += stat.threads;
+                if need_memory {
+                    let pss = match self.measure {
+                        MemoryMeasure::PssWhereReadable => self
+                            .reader
+                            .read(&dir.join("smaps_rollup"), true)
+                            .ok()
+                            .and_then(|text| parse_pss(&text)),
+                        MemoryMeasure::Rss => None,
+                    };
+                    match pss {
+                        Some(pss) => {
+                            pss_seen = true;
+                            sample.rss_bytes += pss;
+                        }
+                        None => {
+                            rss_seen = true;
+                            sample.rss_bytes += stat.rss_pages * self.page_size;
+                        }
+                    }
+                }
+                if count_open_files {
+                    match std::fs::read_dir(dir.join("fd")) {
+                        Ok(entries) => sample.open_files += entries.count() as u64,
+                        Err(_) => sample.fds_unreadable += 1,
+                    }
+                }
+            }
+        }
+        if let Some(current) = stats.memory_current {
+            sample.rss_bytes = current;
+        } else {
+            sample.memory_kind = match (pss_seen, rss_seen) {
+                (true, true) => MemoryKind::Mixed,
+                (false, true) => MemoryKind::Rss,
+                _ => MemoryKind::Pss,
+            };
+        }
+        if let Some(tasks) = stats.pids_current {
+            sample.threads = tasks;
+        }
+        sample.at_tree = members;
+        let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        sample.disk_free_bytes =
+            (vfs.blocks_available() as u64).saturating_mul(vfs.fragment_size() as u64);
+        Ok(sample)
+    }
+
     fn cpu_percent(&self, ticks_now: &HashMap<(i32, u64), u64>, now: Instant) -> Option<f64> {
         let elapsed = now.checked_duration_since(self.previous_at?)?.as_secs_f64();
         if elapsed <= 0.0 {
@@ -427,6 +591,10 @@ pub struct ResourceLimits {
     pub samples: u32,
     /// Percent of a limit at which to warn; 0 = no warnings.
     pub warn_percent: u32,
+    /// PSI `some avg10` limits of the server's cgroup, percent (0 = off).
+    pub max_memory_pressure: u32,
+    pub max_cpu_pressure: u32,
+    pub max_io_pressure: u32,
 }
 
 impl ResourceLimits {
@@ -439,6 +607,9 @@ impl ResourceLimits {
             min_disk_free: config.min_disk_free,
             samples: config.resource_samples,
             warn_percent: config.resource_warn_percent,
+            max_memory_pressure: config.max_memory_pressure,
+            max_cpu_pressure: config.max_cpu_pressure,
+            max_io_pressure: config.max_io_pressure,
         }
     }
 
@@ -449,6 +620,12 @@ impl ResourceLimits {
             || self.max_open_files > 0
             || self.max_threads > 0
             || self.min_disk_free > 0
+            || self.any_pressure()
+    }
+
+    /// A pressure limit is set (it needs the server's cgroup).
+    pub fn any_pressure(&self) -> bool {
+        self.max_memory_pressure > 0 || self.max_cpu_pressure > 0 || self.max_io_pressure > 0
     }
 }
 
@@ -502,6 +679,19 @@ const CPU: &str = "cpu";
 const OPEN_FILES: &str = "open files";
 const THREADS: &str = "threads";
 const DISK: &str = "disk space";
+const MEMORY_PRESSURE: &str = "memory pressure";
+const CPU_PRESSURE: &str = "cpu pressure";
+const IO_PRESSURE: &str = "io pressure";
+/// Resources the tracker judges, in the order of its gauges.
+const GAUGES: usize = 8;
+
+fn render_pressure(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}%")
+    } else {
+        format!("{v:.1}%")
+    }
+}
 
 /// Memory and disk figures as operators read them: `812 MB`.
 pub fn human_bytes(bytes: u64) -> String {
@@ -528,14 +718,14 @@ type Check = (&'static str, Option<f64>, f64, bool, fn(f64) -> String);
 #[derive(Debug, Clone)]
 pub struct LimitTracker {
     limits: ResourceLimits,
-    gauges: [Gauge; 5],
+    gauges: [Gauge; GAUGES],
 }
 
 impl LimitTracker {
     pub fn new(limits: ResourceLimits) -> LimitTracker {
         LimitTracker {
             limits,
-            gauges: [Gauge::default(); 5],
+            gauges: [Gauge::default(); GAUGES],
         }
     }
 
@@ -545,7 +735,7 @@ impl LimitTracker {
 
     /// Start over (new server process, or after a kill).
     pub fn reset(&mut self) {
-        self.gauges = [Gauge::default(); 5];
+        self.gauges = [Gauge::default(); GAUGES];
     }
 
     /// Judge one sample. `Exhausted` comes once, on the `samples`-th consecutive sample
@@ -553,7 +743,7 @@ impl LimitTracker {
     /// the value went back under it.
     pub fn observe(&mut self, sample: &Sample) -> Vec<LimitVerdict> {
         let l = self.limits;
-        let checks: [Check; 5] = [
+        let checks: [Check; GAUGES] = [
             (
                 MEMORY,
                 Some(sample.rss_bytes as f64),
@@ -584,6 +774,27 @@ impl LimitTracker {
                 l.min_disk_free as f64,
                 true,
                 |v| human_bytes(v as u64),
+            ),
+            (
+                MEMORY_PRESSURE,
+                sample.memory_pressure,
+                l.max_memory_pressure as f64,
+                false,
+                render_pressure,
+            ),
+            (
+                CPU_PRESSURE,
+                sample.cpu_pressure,
+                l.max_cpu_pressure as f64,
+                false,
+                render_pressure,
+            ),
+            (
+                IO_PRESSURE,
+                sample.io_pressure,
+                l.max_io_pressure as f64,
+                false,
+                render_pressure,
             ),
         ];
         let warn = l.warn_percent as f64 / 100.0;
@@ -657,6 +868,12 @@ mod tests {
             disk_free_bytes: disk,
             processes: 1,
             fds_unreadable: 0,
+            open_files_counted: true,
+            source: SampleSource::Proc,
+            memory_pressure: None,
+            cpu_pressure: None,
+            io_pressure: None,
+            oom_kills: None,
         }
     }
 
@@ -669,6 +886,9 @@ mod tests {
             min_disk_free: 1000 * MB,
             samples: 3,
             warn_percent: 80,
+            max_memory_pressure: 0,
+            max_cpu_pressure: 0,
+            max_io_pressure: 0,
         }
     }
 
@@ -847,5 +1067,56 @@ mod tests {
         assert_eq!(t.observe(&unknown), vec![]);
         assert_eq!(t.observe(&hot), vec![]);
         assert_eq!(t.observe(&hot).len(), 1);
+    }
+
+    #[test]
+    fn pressure_is_a_limit_like_the_others() {
+        let mut t = LimitTracker::new(ResourceLimits {
+            max_memory_pressure: 60,
+            max_io_pressure: 50,
+            ..limits()
+        });
+        let stalled = Sample {
+            memory_pressure: Some(72.5),
+            io_pressure: Some(10.0),
+            cpu_pressure: Some(99.0),
+            source: SampleSource::Cgroup,
+            ..calm()
+        };
+        let first = t.observe(&stalled);
+        assert_eq!(
+            first,
+            vec![LimitVerdict::Warn {
+                resource: "memory pressure",
+                value: "72.5%".into(),
+                limit: "60%".into()
+            }],
+            "cpu pressure has no limit; io is under its warning level"
+        );
+        assert_eq!(t.observe(&stalled), vec![]);
+        let third = t.observe(&stalled);
+        assert_eq!(
+            third[0].log_text(),
+            "Server has exhausted memory pressure (72.5% > 60%)"
+        );
+        // A sample without PSI (the cgroup is gone, PSI off) breaks the streak.
+        let mut t = LimitTracker::new(ResourceLimits {
+            max_cpu_pressure: 60,
+            samples: 2,
+            warn_percent: 0,
+            ..limits()
+        });
+        let hot = Sample {
+            cpu_pressure: Some(61.0),
+            ..calm()
+        };
+        assert_eq!(t.observe(&hot), vec![]);
+        assert_eq!(t.observe(&calm()), vec![]);
+        assert_eq!(t.observe(&hot), vec![]);
+        assert_eq!(
+            t.observe(&hot)[0].log_text(),
+            "Server has exhausted cpu pressure (61% > 60%)"
+        );
+        assert!(t.limits().any_pressure() && t.limits().any());
     }
 }

@@ -24,6 +24,14 @@
 //! failover { trigger_present, health }      health: "ready" | "down: <reason>" | "drain"
 //! flags { paused, paused_until, nokill, failover_triggered }
 //! incidents [ { id, kind, detected_at, outcome, diagnostics } ]   (newest last, at most 10)
+//! containment { setting, mode, cgroup, layout, controllers, reason } | absent
+//!     setting: auto|on|off (QOS_CGROUP); mode: "cgroup" (the server runs in its own
+//!     cgroup v2, `cgroup` its directory) or "proc" (process tree found through /proc,
+//!     `reason` says why)
+//! resources also carry, where measured (absent otherwise): measured_by ("cgroup" or
+//!     "proc"), open_files_counted, memory_pressure_percent, cpu_pressure_percent,
+//!     io_pressure_percent (PSI some avg10 of the server's cgroup) with their
+//!     max_*_pressure_percent limits, oom_kills (memory.events oom_kill total)
 //! ```
 
 use std::fmt::Write as _;
@@ -113,6 +121,22 @@ pub struct StatusSnapshot {
     pub failover: FailoverStatus,
     pub flags: Flags,
     pub incidents: Vec<IncidentStatus>,
+    /// How the server is contained. Absent in snapshots of controllers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<ContainmentStatus>,
+}
+
+/// The containment mode (`QOS_CGROUP`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainmentStatus {
+    pub setting: String,
+    /// `cgroup` or `proc`.
+    pub mode: String,
+    pub cgroup: Option<String>,
+    /// `delegated` or `data-directory`.
+    pub layout: Option<String>,
+    pub controllers: Vec<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +205,24 @@ pub struct ResourceStatus {
     pub max_threads: Option<u64>,
     pub disk_free_bytes: u64,
     pub min_disk_free_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files_counted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_pressure_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu_pressure_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_io_pressure_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -392,11 +434,13 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
                 limit_text(r.max_cpu_percent.map(|v| format!("{v}%")))
             ),
         ];
-        parts.push(format!(
-            "files {}{}",
-            r.open_files,
-            limit_text(r.max_open_files.map(|v| v.to_string()))
-        ));
+        if r.open_files_counted != Some(false) {
+            parts.push(format!(
+                "files {}{}",
+                r.open_files,
+                limit_text(r.max_open_files.map(|v| v.to_string()))
+            ));
+        }
         parts.push(format!(
             "threads {}{}",
             r.threads,
@@ -414,8 +458,42 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
                 short_time(&r.sampled_at)
             ),
         );
+        let pressure: Vec<String> = [
+            (
+                "mem",
+                r.memory_pressure_percent,
+                r.max_memory_pressure_percent,
+            ),
+            ("cpu", r.cpu_pressure_percent, r.max_cpu_pressure_percent),
+            ("io", r.io_pressure_percent, r.max_io_pressure_percent),
+        ]
+        .iter()
+        .filter_map(|(name, value, max)| {
+            value.map(|v| format!("{name} {v:.1}%{}", limit_text(max.map(|m| format!("{m}%")))))
+        })
+        .collect();
+        if !pressure.is_empty() || r.oom_kills.is_some() {
+            let oom = r
+                .oom_kills
+                .map(|n| format!("  oom kills {n}"))
+                .unwrap_or_default();
+            push(
+                &mut out,
+                &format!("          pressure {}{oom}", pressure.join("  ")),
+            );
+        }
     } else {
         push(&mut out, "resources no sample yet");
+    }
+    if let Some(c) = &snapshot.containment {
+        let text = match (&c.cgroup, &c.reason) {
+            (Some(cgroup), _) if c.mode == "cgroup" => format!("cgroup v2 {cgroup}"),
+            (_, reason) => format!(
+                "none, /proc process tree ({})",
+                reason.as_deref().unwrap_or("no cgroup v2")
+            ),
+        };
+        push(&mut out, &format!("contained {text}"));
     }
 
     let f = &snapshot.failover;

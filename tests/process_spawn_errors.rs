@@ -13,6 +13,7 @@ fn spec(argv: &[&str], dir: PathBuf) -> ServerSpec {
         user: None,
         group: None,
         env: Vec::new(),
+        cgroup: None,
     }
 }
 

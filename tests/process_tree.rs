@@ -75,6 +75,7 @@ fn spec(argv: &[&str], dir: &Path, console: PathBuf) -> ServerSpec {
         group: None,
         env: vec![("EXTRA".into(), "added by spec".into())],
         console_log: console,
+        cgroup: None,
     }
 }
 

@@ -172,6 +172,13 @@ pub enum Event {
         resource: String,
         detail: String,
     },
+    /// The kernel's OOM killer killed `kills` process(es) inside the server's cgroup
+    /// (`memory.events oom_kill` went up to `total`). An incident of its own, whether or
+    /// not the server survived it.
+    OomKilled {
+        kills: u64,
+        total: u64,
+    },
     /// `uid` is the operator's; `request` identifies the reply.
     CommandReceived {
         command: Command,
@@ -839,6 +846,7 @@ impl Controller {
                     self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
                 }
             }
+            Event::OomKilled { kills, total } => self.on_oom_killed(now, kills, total, &mut out),
             Event::CommandReceived {
                 command,
                 uid,
@@ -865,6 +873,37 @@ impl Controller {
             }
         }
         out
+    }
+
+    /// An OOM kill in the server's cgroup: logged, mailed and recorded as an incident.
+    /// Nothing is killed or restarted for it: if the server itself died, its exit is
+    /// the crash that follows; if a worker died, the server may well cope.
+    fn on_oom_killed(&mut self, now: Instant, kills: u64, total: u64, out: &mut Vec<Action>) {
+        if kills == 0 {
+            return;
+        }
+        let id = self.open_incident(now, "oom-kill");
+        out.push(log(
+            Component::Controller,
+            format!(
+                "The kernel's OOM killer killed {kills} process(es) in the server's cgroup (memory.events oom_kill={total})"
+            ),
+        ));
+        out.push(Action::Mail(Alert {
+            kind: AlertKind::Other {
+                event: "OOM kill".into(),
+            },
+            summary: format!(
+                "The kernel's out-of-memory killer killed {kills} process(es) of server {} \
+                 (oom_kill count of its cgroup: {total}).",
+                self.policy.server_name
+            ),
+            diagnostics: None,
+            incident: Some(id),
+        }));
+        if let Some(a) = self.update_incident(id, "detected", None) {
+            out.push(a);
+        }
     }
 
     // ----- spawning and readiness -------------------------------------------------
