@@ -908,6 +908,8 @@ def main():
     ap.add_argument("--ha-json", help="results written by bench/ha-latency.sh (HA_JSON)")
     ap.add_argument("--reexec-json", help="results written by bench/reexec-gap.py --json")
     ap.add_argument("--real-json", help="results written by bench/real_servers.py")
+    ap.add_argument("--diagnostics-json",
+                    help="results written by bench/diagnostics-bench.sh (DIAG_JSON)")
     args = ap.parse_args()
 
     global WORK_DIR, SUBREAPER, QOSCNTRLR, DEMO
@@ -982,6 +984,9 @@ def main():
         if args.real_json:
             results["real_servers"] = read_json_or_skip(args.real_json,
                                                         "bench/real_servers.py")
+        if args.diagnostics_json:
+            results["diagnostics"] = read_json_or_skip(args.diagnostics_json,
+                                                       "bench/diagnostics-bench.sh")
         log(f"log review: `logs summary` over {args.review_mb} MiB of generated logs")
         results["review"] = log_review(os.path.join(args.out, "review"), args.review_mb,
                                        args.gen_logs, args.rusage)

@@ -206,6 +206,43 @@ def reexec_text(rx):
             "the machine).")
 
 
+def diagnostics_row(dg):
+    """Row 4 line of `bench/diagnostics-bench.sh`: built-in diagnostics of large trees."""
+    after = dg.get("after") or []
+    if not after:
+        return ("| built-in diagnostics of a 50 / 200-process tree | not measured: "
+                + dg.get("skipped", "bench/diagnostics-bench.sh did not run")
+                + " | bounded, stacks of the main process and the busiest (#12) | – |")
+
+    def cells(rows):
+        return " / ".join(f"**{r['wall_ms'] / 1000:.1f} s** ({r['stacks']} stacks, "
+                          f"{r['proc_snapshots']} snapshots{'' if r['ok'] else ', cut short'})"
+                          for r in rows)
+    sizes = " / ".join(str(r["processes"]) for r in after)
+    text = cells(after)
+    if dg.get("before"):
+        text += f"; before ({dg.get('before_commit', 'older build')}): " + cells(dg["before"])
+    bounded = all(r["ok"] and r["stacks"] <= 5 for r in after)
+    return (f"| built-in diagnostics of a {sizes}-process tree | {text} | finished within "
+            "QOS_NSD_TIMEOUT, stacks of the main process and the 4 busiest in parallel, a /proc "
+            "snapshot of all (#12) | " + ("yes" if bounded else "**no**") + " |")
+
+
+def diagnostics_text(dg):
+    """How the diagnostics row is measured."""
+    return ("* **Built-in diagnostics.** `bench/diagnostics-bench.sh` runs "
+            "`examples/diag_bench.rs`: a real tree of one `sh`, 3 busy shell loops and "
+            "`sleep`s, handed to `qoscntrlr::diagnostics::collect` as the runtime does "
+            "(built-in collector, QOS_NSD_TIMEOUT 180 s, gdb installed); wall time from the "
+            "call to the report. The collector takes a /proc snapshot of every process on the "
+            "blocking pool while gdb runs on the main process and the 4 busiest (by CPU time so "
+            "far) side by side, each into a memory buffer, all under the one deadline; the "
+            "stacks are then written in order. With `BEFORE=<commit>` the same example runs on "
+            "an older build (one gdb per process, one after the other). Load average at the "
+            f"end: {dg.get('load1_at_end', 0):.1f} (other jobs share the machine); profile: "
+            f"{dg.get('profile', 'release')}.")
+
+
 def markdown(res, m, svg_rel, run_seconds=None):
     crash = {t: stats([r["exec_ms"] for r in res["crash"].get(t, [])]) for t in TOOLS}
     crash_srv = {t: stats([r["serving_ms"] for r in res["crash"].get(t, [])]) for t in TOOLS}
@@ -466,6 +503,8 @@ def markdown(res, m, svg_rel, run_seconds=None):
                  + apps.get("skipped", "the core::apps benchmark did not run")
                  + " | (#4) | – |")
     L.append(reexec_row(rx))
+    dg = res.get("diagnostics", {})
+    L.append(diagnostics_row(dg))
     L.append("")
 
     L += ["### How row 4 is measured, and why", ""]
@@ -594,6 +633,8 @@ def markdown(res, m, svg_rel, run_seconds=None):
                  "every operation is O(log n) and the oldest deadline is the first index entry.")
     if rx.get("gaps"):
         L.append(reexec_text(rx))
+    if dg.get("after"):
+        L.append(diagnostics_text(dg))
     L.append("")
 
     L += ["## Shortfalls and their causes", ""]

@@ -16,8 +16,10 @@
 #   3b. bench/reexec-gap.py: supervision gap of `qoscntrlr reexec`    -> reexec.json
 #   3c. bench/real_servers.py: crash -> serving again for nginx and PostgreSQL 15 under
 #      the three tools                                               -> real-servers.json
+#   3d. bench/diagnostics-bench.sh: built-in diagnostics of a 50- and a
+#       200-process tree                                              -> diagnostics.json
 #   4. bench/bench.py: crash / hang / idle side by side, trigger latency, message flood,
-#      `logs summary` over ~1 GB of generated logs; folds 1-3c in    -> results.json
+#      `logs summary` over ~1 GB of generated logs; folds 1-3d in    -> results.json
 #   5. bench/report.py: BENCHMARKS.md + SVG from results.json
 # Knobs for a quick try:
 #   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 REEXEC_REPS=5 \
@@ -93,6 +95,13 @@ if ! python3 bench/real_servers.py --bin-dir "$BIN_DIR" --subreaper "$OUT/subrea
     rm -f "$OUT/real-servers.json"
 fi
 
+echo "[run-all] built-in diagnostics of a 50- and a 200-process tree"
+rm -f "$OUT/diagnostics.json"
+if ! DIAG_JSON=$OUT/diagnostics.json bench/diagnostics-bench.sh > "$OUT/diagnostics.txt" 2>&1; then
+    echo "[run-all] diagnostics-bench.sh failed; see $OUT/diagnostics.txt" >&2
+    rm -f "$OUT/diagnostics.json"
+fi
+
 python3 bench/bench.py \
     --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
@@ -100,6 +109,7 @@ python3 bench/bench.py \
     --sampler-json "$OUT/sampler.json" --apps-txt "$OUT/apps.txt" \
     --ha-json "$OUT/ha-latency.json" --reexec-json "$OUT/reexec.json" \
     --real-json "$OUT/real-servers.json" \
+    --diagnostics-json "$OUT/diagnostics.json" \
     --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
     --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
     --review-mb "${REVIEW_MB:-1024}"

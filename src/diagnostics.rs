@@ -262,6 +262,8 @@ async fn run_external(
     out.write(&header)?;
 
     let mut cmd = Command::new(&argv[0]);
+    // An nsd still running when the controller is SIGKILLed is killed by the next start.
+    crate::process::mark_tree(&mut cmd, &req.data_dir);
     cmd.args(&argv[1..])
         .current_dir(&req.data_dir)
         .env("QOS_REASON", &req.reason)
@@ -355,7 +357,30 @@ async fn run_builtin(
 
     let mut incomplete: Vec<String> = Vec::new();
 
-    // /proc snapshot on the blocking pool, sections streamed back.
+    // Stacks of the main process and the busiest few, chosen now (CPU time so far), and
+    // the /proc snapshot of every process, all at once under the one deadline: a
+    // 200-process tree no longer means 200 gdb runs one after the other.
+    let tool = stack_tool();
+    let targets = stack_targets(req.server_pid, &pids, STACK_BUSIEST);
+    let stack_limit = deadline
+        .saturating_duration_since(Instant::now())
+        .min(STACK_TOOL_LIMIT);
+    let stacks = async {
+        match &tool {
+            Some(tool) if !stack_limit.is_zero() => Some(
+                join_all(
+                    targets
+                        .iter()
+                        .map(|&pid| capture_stacks(tool, &req.data_dir, pid, stack_limit, reaper))
+                        .collect(),
+                )
+                .await,
+            ),
+            _ => None,
+        }
+    };
+
+    // /proc snapshot on the blocking pool, sections streamed back into the file.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let snapshot_pids = pids.clone();
     let _snapshot = tokio::task::spawn_blocking(move || {
@@ -365,45 +390,53 @@ async fn run_builtin(
             }
         }
     });
-    let mut received = 0usize;
-    loop {
-        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-            Ok(Some(section)) => {
-                received += 1;
-                out.write(&section)?;
-            }
-            Ok(None) => break,
-            Err(_) => {
-                let msg = format!(
-                    "process snapshot cut short by the time limit after {received} of {} processes",
-                    pids.len()
-                );
-                out.write(&format!("\n=== {msg} ===\n"))?;
-                incomplete.push(msg);
-                break;
+    let snapshot = async {
+        let mut received = 0usize;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(section)) => {
+                    received += 1;
+                    out.write(&section)?;
+                }
+                Ok(None) => return Ok::<_, DiagError>(None),
+                Err(_) => {
+                    let msg = format!(
+                        "process snapshot cut short by the time limit after {received} of {} processes",
+                        pids.len()
+                    );
+                    out.write(&format!("\n=== {msg} ===\n"))?;
+                    return Ok(Some(msg));
+                }
             }
         }
-    }
+    };
+    let (snapshot, stacks) = tokio::join!(snapshot, stacks);
     // Dropping `rx` tells a still-running snapshot task to stop at its next section.
     drop(rx);
+    if let Some(msg) = snapshot? {
+        incomplete.push(msg);
+    }
 
-    match stack_tool() {
-        None => out.write("\n=== thread stacks: neither gdb nor eu-stack is installed ===\n")?,
-        Some(tool) => {
-            for &pid in &pids {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    let msg =
-                        format!("thread stacks skipped from pid {pid} on: time limit reached");
-                    out.write(&format!("\n=== {msg} ===\n"))?;
-                    incomplete.push(msg);
-                    break;
-                }
-                if let Some(msg) =
-                    thread_stacks(&tool, pid, remaining.min(STACK_TOOL_LIMIT), reaper, out).await?
-                {
+    match (&tool, stacks) {
+        (None, _) => {
+            out.write("\n=== thread stacks: neither gdb nor eu-stack is installed ===\n")?
+        }
+        (Some(_), None) => {
+            let msg = "thread stacks skipped: time limit reached".to_string();
+            out.write(&format!("\n=== {msg} ===\n"))?;
+            incomplete.push(msg);
+        }
+        (Some(tool), Some(captures)) => {
+            for capture in captures {
+                if let Some(msg) = capture.write_to(tool, out)? {
                     incomplete.push(msg);
                 }
+            }
+            let others = pids.len().saturating_sub(targets.len());
+            if others > 0 {
+                out.write(&format!(
+                    "\n=== thread stacks: {others} other process(es) not traced (stacks of the main process and the {STACK_BUSIEST} busiest only; every process has its /proc snapshot above) ===\n"
+                ))?;
             }
         }
     }
@@ -466,16 +499,150 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// Run the stack tool on `pid` with its output into the file. Returns a note when the
-/// tool did not finish.
-async fn thread_stacks(
+/// Processes besides the main one whose stacks are taken: the busiest by CPU time.
+const STACK_BUSIEST: usize = 4;
+/// Output kept of one stack tool run (a process with thousands of threads can print
+/// megabytes; the snapshot has the rest).
+const STACK_OUTPUT_MAX: u64 = 4 * 1024 * 1024;
+
+/// The main process (the server), then the `busiest` others of `pids` by CPU time used
+/// so far (utime + stime); without a main process, the busiest `busiest + 1`.
+fn stack_targets(main: Option<i32>, pids: &[i32], busiest: usize) -> Vec<i32> {
+    let mut targets: Vec<i32> = main
+        .filter(|m| pids.contains(m) || pids.is_empty())
+        .into_iter()
+        .collect();
+    let wanted = busiest + usize::from(targets.is_empty());
+    let mut others: Vec<(u64, i32)> = pids
+        .iter()
+        .filter(|p| Some(**p) != main)
+        .filter_map(|&pid| cpu_ticks(pid).map(|t| (t, pid)))
+        .collect();
+    // Busiest first; the lower pid (older) breaks ties.
+    others.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    targets.extend(others.into_iter().take(wanted).map(|(_, pid)| pid));
+    targets
+}
+
+/// utime + stime of `pid` in clock ticks (fields 14 and 15 of `/proc/<pid>/stat`).
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Poll every future of `futures` together (on this task) until all are done; outputs
+/// in the order given. The stack tools run as processes, so this is where they overlap.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    // Invariant: poll_fn returned Ready only once every output was filled.
+    outputs.into_iter().flatten().collect()
+}
+
+/// One stack tool run, its output kept in memory until the file is written in order.
+struct StackCapture {
+    pid: i32,
+    output: Vec<u8>,
+    took: Duration,
+    /// How it ended: `Ok(Some(exit))`, `Ok(None)` timed out, `Err` not started.
+    end: Result<Option<crate::process::ExitInfo>, String>,
+    limit: Duration,
+}
+
+impl StackCapture {
+    /// Append the section to the diagnostics file; returns a note when the run did not
+    /// finish.
+    fn write_to(self, tool: &StackTool, out: &mut DiagFile) -> Result<Option<String>, DiagError> {
+        let pid = self.pid;
+        out.write(&format!(
+            "\n=== thread stacks of pid {pid} ({}) ===\n",
+            tool.program.display()
+        ))?;
+        out.write(&String::from_utf8_lossy(&self.output))?;
+        match self.end {
+            Ok(Some(exit)) => {
+                out.write(&format!(
+                    "--- stack tool ended: {exit} after {} ms ---\n",
+                    self.took.as_millis()
+                ))?;
+                Ok(None)
+            }
+            Ok(None) => {
+                let msg = format!(
+                    "stack tool on pid {pid} timed out after {} s and was killed",
+                    self.limit.as_secs_f64()
+                );
+                out.write(&format!("--- {msg} ---\n"))?;
+                Ok(Some(msg))
+            }
+            Err(e) => {
+                out.write(&format!("--- {e} ---\n"))?;
+                Ok(Some(e))
+            }
+        }
+    }
+}
+
+/// Run the stack tool on `pid` for at most `limit`, its output into an anonymous memory
+/// file (tools run side by side, so they cannot share the diagnostics file).
+async fn capture_stacks(
     tool: &StackTool,
+    data_dir: &Path,
     pid: i32,
     limit: Duration,
     reaper: &Reaper,
-    out: &mut DiagFile,
-) -> Result<Option<String>, DiagError> {
+) -> StackCapture {
+    let started = Instant::now();
+    let capture =
+        |end: Result<Option<crate::process::ExitInfo>, String>, output: Vec<u8>| StackCapture {
+            pid,
+            output,
+            took: started.elapsed(),
+            end,
+            limit,
+        };
+    let buffer = match memory_file() {
+        Ok(file) => file,
+        Err(e) => {
+            return capture(
+                Err(format!("no buffer for the stack tool: {e}")),
+                Vec::new(),
+            )
+        }
+    };
+    let (stdout, stderr) = match (buffer.try_clone(), buffer.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return capture(
+                Err(format!("no buffer for the stack tool: {e}")),
+                Vec::new(),
+            )
+        }
+    };
     let mut cmd = Command::new(&tool.program);
+    // A tool still running when the controller is SIGKILLed is killed by the next start.
+    crate::process::mark_tree(&mut cmd, data_dir);
     match tool.kind {
         StackToolKind::Gdb => cmd.args(["-nx", "-batch", "-p", &pid.to_string()]).args([
             "-ex",
@@ -486,41 +653,43 @@ async fn thread_stacks(
         StackToolKind::EuStack => cmd.args(["-p", &pid.to_string()]),
     };
     helper_env(&mut cmd);
-    out.write(&format!(
-        "\n=== thread stacks of pid {pid} ({}) ===\n",
-        tool.program.display()
-    ))?;
-    let (stdout, stderr) = out.child_output()?;
     cmd.stdout(stdout).stderr(stderr);
-    let started = Instant::now();
-    match run_helper(reaper, cmd, limit).await {
-        Ok(o) => match o.exit {
-            Some(exit) => {
-                out.write(&format!(
-                    "--- stack tool ended: {exit} after {} ms ---\n",
-                    started.elapsed().as_millis()
-                ))?;
-                Ok(None)
-            }
-            None => {
+    let end = match run_helper(reaper, cmd, limit).await {
+        Ok(o) => {
+            if o.exit.is_none() {
                 // A tracer killed mid-attach can leave its target stopped; let it run on.
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGCONT,
                 );
-                let msg = format!(
-                    "stack tool on pid {pid} timed out after {} s and was killed",
-                    limit.as_secs_f64()
-                );
-                out.write(&format!("--- {msg} ---\n"))?;
-                Ok(Some(msg))
             }
-        },
-        Err(e) => {
-            out.write(&format!("--- {e} ---\n"))?;
-            Ok(Some(e.to_string()))
+            Ok(o.exit)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let mut output = Vec::new();
+    {
+        use std::io::{Read, Seek};
+        let mut buffer = buffer;
+        if buffer.rewind().is_ok() {
+            let _ = buffer.take(STACK_OUTPUT_MAX).read_to_end(&mut output);
         }
     }
+    capture(end, output)
+}
+
+/// An anonymous file in memory (`memfd_create`), close-on-exec (the child gets its own
+/// descriptor through stdout/stderr).
+fn memory_file() -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create with a NUL-terminated name; the descriptor it returns is owned
+    // by the File from here on and by nothing else.
+    let fd = unsafe { libc::memfd_create(c"qoscntrlr-stacks".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor from memfd_create above.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Kernel, uptime, load, core pattern and the head of `/proc/meminfo`.

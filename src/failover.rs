@@ -486,6 +486,8 @@ pub async fn run_hook(
     let mut log_error = log.as_ref().err().cloned();
 
     let mut cmd = Command::new(program);
+    // A hook still running when the controller is SIGKILLed is killed by the next start.
+    crate::process::mark_tree(&mut cmd, data_dir);
     cmd.args(args)
         .current_dir(data_dir)
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -197,6 +197,18 @@ pub fn become_subreaper() -> nix::Result<()> {
 
 /// Rotate the console log when it would grow past this; one `.1` generation is kept.
 pub const CONSOLE_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Set (to the data directory) in the environment of everything the controller starts —
+/// the server and, through it, its whole tree, and the helpers (nsd, stack tools, hooks,
+/// the stop command) — and so inherited by their children. After a controller crash
+/// (SIGKILL) the next controller finds by it what no tree walk reaches any more: daemons
+/// that left the server's group and session, and helpers re-parented to init.
+pub const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
+
+/// Give `cmd` the tree mark of `data_dir` (see [`TREE_MARK_ENV`]).
+pub fn mark_tree(cmd: &mut Command, data_dir: &Path) {
+    cmd.env(TREE_MARK_ENV, data_dir.display().to_string());
+}
+
 /// Lines of console output kept in memory for diagnostics and mails.
 pub const CONSOLE_TAIL_LINES: usize = 200;
 /// A console line longer than this is cut (in memory only; the file keeps every byte), so

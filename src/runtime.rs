@@ -73,11 +73,8 @@ const CONSOLE_TAIL_LINES: usize = 50;
 /// is not read), the loop never does.
 const PIPE_QUEUE: usize = 1024;
 const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
-/// Set (to the data directory) in the environment of every server the controller spawns,
-/// and so inherited by its whole tree. After a controller crash the next controller finds
-/// by it what no tree walk reaches any more: daemons that left the server's group and
-/// session and were re-parented to init when the old controller died.
-const TREE_MARK_ENV: &str = "QOSCNTRLR_TREE";
+/// The tree mark (see [`process::TREE_MARK_ENV`]): servers and helpers carry it.
+use crate::process::TREE_MARK_ENV;
 /// How long the end of a killed tree (`populated 0` of the server's cgroup) is awaited
 /// before a restart or the controller's exit goes ahead regardless (a process stuck in
 /// uninterruptible sleep ignores even SIGKILL until its I/O returns).
@@ -2496,6 +2493,9 @@ impl Shell {
         if let Some(argv) = self.cfg.server_stop_command.clone() {
             if let Some((program, args)) = argv.split_first() {
                 let mut cmd = StdCommand::new(program);
+                // A stop command still running when the controller is SIGKILLed is
+                // found and killed by the next start.
+                process::mark_tree(&mut cmd, &self.cfg.data_directory);
                 cmd.args(args)
                     .current_dir(&self.cfg.server_directory)
                     .env("QOSCNTRLR_SERVER_PID", server.pid.to_string());

@@ -1169,3 +1169,64 @@ fn diagnostics_on_a_full_disk_are_one_failure() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Defect 9: a QOS_NSD_PATH helper must not outlive a SIGKILLed controller
+
+#[test]
+fn nsd_helper_left_by_a_sigkilled_controller_is_killed_by_the_next_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let scripts = tempfile::tempdir().unwrap();
+    let pid_file = scripts.path().join("nsd.pid");
+    let script = scripts.path().join("slow-nsd.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}.tmp && mv {}.tmp {}\nexec sleep 300\n",
+            pid_file.display(),
+            pid_file.display(),
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut h = Harness::demo(&[
+        ("QOS_NSD_PATH", &script.display().to_string()),
+        ("QOS_NSD_TIMEOUT", "120s"),
+    ]);
+    h.start_ready();
+    let out = h.cli("diagnose", &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        eventually("the nsd helper runs", || pid_file.exists()),
+        "{}",
+        h.dump()
+    );
+    let helper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    h.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        common::is_alive(helper),
+        "the helper outlived the controller"
+    );
+
+    h.start();
+    h.wait_for_containing("of a previous server's tree still running");
+    assert!(
+        eventually("the orphaned helper is killed", || common::is_gone(helper)),
+        "helper {helper} still runs\n{}",
+        h.dump()
+    );
+    let found = h
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("of a previous server's tree still running"))
+        .unwrap();
+    assert!(found.contains(&helper.to_string()), "{found}");
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    h.stop();
+}

@@ -435,6 +435,10 @@ pub struct CoreStatus {
     pub incidents: Vec<IncidentRecord>,
 }
 
+fn serde_true() -> bool {
+    true
+}
+
 /// The controller state machine. Its whole state is serde data (instants as offsets, see
 /// [`instants`]) so `qoscntrlr reexec` hands it to the next image with every timer; a
 /// field added here is carried over by the derive.
@@ -476,9 +480,13 @@ pub struct Controller {
     /// Spawns in a row that failed (no process was started at all): retried after
     /// [`spawn_retry_backoff`], so a passing cause (a full or read-only disk, no free
     /// pids, missing memory) has time to clear before the restart limit is used up.
+    /// (Defaults keep a handoff from a build without these fields readable.)
+    #[serde(default)]
     spawn_failures: u32,
     /// The trigger file of the failover in effect was written (false when the shell
     /// reported [`Event::TriggerWriteFailed`]): recovery says "trigger removed" only then.
+    /// An older build always wrote it, as far as it knew.
+    #[serde(default = "serde_true")]
     trigger_written: bool,
     next_incident: u64,
     incidents: VecDeque<IncidentRecord>,
