@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §7): clap definitions, config lookup, dispatch to the
+//! The command line: clap definitions, config lookup, dispatch to the
 //! modules that do the work, and the exit codes operators and scripts rely on.
 
 use std::path::PathBuf;
@@ -8,14 +8,96 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit code: configuration error (sysexits EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code: another controller holds the data directory (sysexits EX_TEMPFAIL).
-pub const EXIT_LOCKED: u8 = 75;
+/// Exit code: a refused command or a generic failure; `status`: degraded or paused.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line is wrong (clap's usage error).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `status`: the server is down (STOPPED or FAULTED).
+pub const EXIT_STATUS_DOWN: u8 = 3;
 /// Exit code: the controller is not reachable (sysexits EX_UNAVAILABLE).
 pub const EXIT_UNREACHABLE: u8 = 69;
-/// Exit code: a refused command or a generic failure.
-pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: internal error of the controller (sysexits EX_SOFTWARE).
+pub const EXIT_SOFTWARE: u8 = 70;
+/// Exit code: another controller holds the data directory (sysexits EX_TEMPFAIL).
+pub const EXIT_LOCKED: u8 = 75;
+/// Exit code: configuration error (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// One row of the exit code table.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitCodeDoc {
+    pub code: u8,
+    pub meaning: &'static str,
+}
+
+/// The exit codes of every command, in one table: the man page's EXIT STATUS is
+/// generated from it and a test keeps README.md's table equal to it.
+pub const EXIT_CODES: &[ExitCodeDoc] = &[
+    ExitCodeDoc {
+        code: EXIT_OK,
+        meaning: "success; `status`: the server is READY and not paused",
+    },
+    ExitCodeDoc {
+        code: EXIT_FAILURE,
+        meaning: "the controller refused the command or it failed, `--wait` gave up; \
+                  `status`: the server is starting, stopping, being killed or restarted, or paused",
+    },
+    ExitCodeDoc {
+        code: EXIT_USAGE,
+        meaning: "usage error: unknown command or option, missing or malformed argument",
+    },
+    ExitCodeDoc {
+        code: EXIT_STATUS_DOWN,
+        meaning: "`status`: the server is down (STOPPED or FAULTED)",
+    },
+    ExitCodeDoc {
+        code: EXIT_UNREACHABLE,
+        meaning: "no controller answers on the control socket or message pipe",
+    },
+    ExitCodeDoc {
+        code: EXIT_SOFTWARE,
+        meaning: "internal error of the controller (cannot start its runtime or signal handling)",
+    },
+    ExitCodeDoc {
+        code: EXIT_LOCKED,
+        meaning: "`run`: another controller holds the data directory",
+    },
+    ExitCodeDoc {
+        code: EXIT_CONFIG,
+        meaning: "configuration error (`run`, `check-config`, `reload`; client commands only \
+                  when the socket or directory paths cannot be read)",
+    },
+];
+
+/// The default configuration files, in lookup order after `-c` and `$QOSCNTRLR_CONFIG`.
+pub const DEFAULT_CONFIG_FILES: &[&str] = &["dcontroller.ini", "/etc/qoscntrlr/dcontroller.ini"];
+
+/// `-c FILE` given before the subcommand (`qoscntrlr -c FILE status`).
+static TOP_CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Whether to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<ColorWhen> = std::sync::OnceLock::new();
+
+/// Whether stdout gets colours: `--color`, else NO_COLOR (any non-empty value turns
+/// colours off, see no-color.org), else whether stdout is a terminal.
+pub fn use_color() -> bool {
+    match COLOR.get().copied().unwrap_or(ColorWhen::Auto) {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,15 +108,21 @@ pub const EXIT_FAILURE: u8 = 1;
              kills the whole process tree and restarts it."
 )]
 pub struct Cli {
+    /// Configuration file, before the subcommand (also accepted after it)
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Colour the output: auto (a terminal, unless NO_COLOR is set), always or never
+    #[arg(long, value_enum, global = true, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Where the configuration comes from: `-c`, else `$QOSCNTRLR_CONFIG`, else
-/// `./dcontroller.ini`.
+/// Where the configuration comes from: `-c` (after or before the subcommand), else
+/// `$QOSCNTRLR_CONFIG`, else `./dcontroller.ini`, else `/etc/qoscntrlr/dcontroller.ini`.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArg {
-    /// Configuration file [default: $QOSCNTRLR_CONFIG, else ./dcontroller.ini]
+    /// Configuration file [default: $QOSCNTRLR_CONFIG, else ./dcontroller.ini, else /etc/qoscntrlr/dcontroller.ini]
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -42,22 +130,57 @@ pub struct ConfigArg {
 impl ConfigArg {
     /// The configuration path by the documented lookup order.
     pub fn path(&self) -> PathBuf {
-        if let Some(path) = &self.config {
+        if let Some(path) = self.config.as_ref().or(TOP_CONFIG.get()) {
             return path.clone();
         }
         match std::env::var_os("QOSCNTRLR_CONFIG") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => PathBuf::from("dcontroller.ini"),
+            _ => DEFAULT_CONFIG_FILES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILES[0])),
         }
     }
+}
+
+/// `--wait[=DURATION]`: return only when the server has reached the command's target
+/// state, like `systemctl restart`.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArg {
+    /// Return when the target state is reached (READY; STOPPED for stop), at most this
+    /// long [default: QOS_SHUTDOWN_TIMEOUT + QOS_RESTART_TIMEOUT + 1 minute]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub wait: Option<String>,
+}
+
+/// A command that changes the server's state: the configuration and `--wait`.
+#[derive(Debug, Clone, Args)]
+pub struct StateChangeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub wait: WaitArg,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the supervisor in the foreground (what the service runs)
     Run(ConfigArg),
-    /// Validate the configuration and print the effective values
-    CheckConfig(ConfigArg),
+    /// Validate the configuration, check what `run` would trip over, print the effective values
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Treat warnings (unknown keys, ...) as errors
+        #[arg(long)]
+        strict: bool,
+    },
     /// Show the state of the controller, server, probe, applications and restarts
     Status {
         #[command(flatten)]
@@ -67,11 +190,12 @@ pub enum Command {
         json: bool,
     },
     /// Start the server (when STOPPED)
-    Start(ConfigArg),
+    Start(StateChangeArgs),
     /// Stop the server gracefully (it stays down)
-    Quit(ConfigArg),
+    #[command(visible_alias = "stop")]
+    Quit(StateChangeArgs),
     /// Stop the server gracefully and start it again
-    Restart(ConfigArg),
+    Restart(StateChangeArgs),
     /// Smart kill: trigger failover, collect diagnostics, kill the tree, restart
     Kill(ConfigArg),
     /// Pause kills and restarts (probing continues and is logged)
@@ -85,9 +209,11 @@ pub enum Command {
     /// Resume after a pause
     Resume(ConfigArg),
     /// Leave FAULTED and start the server
-    ClearFault(ConfigArg),
-    /// Collect diagnostics now, without killing
+    ClearFault(StateChangeArgs),
+    /// Collect diagnostics now, without killing; prints the file written
     Diagnose(ConfigArg),
+    /// Re-read the configuration file now; prints what changed or the errors
+    Reload(ConfigArg),
     /// Send one server message (OpMsg line) to the controller's pipe
     Send {
         #[command(flatten)]
@@ -95,7 +221,7 @@ pub enum Command {
         /// The message, e.g. 'OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=mail.nsf'
         line: String,
     },
-    /// Review controller logs: summary or timeline
+    /// Review controller logs: summary, timeline, or follow the live log
     Logs {
         #[command(subcommand)]
         view: LogsView,
@@ -136,7 +262,7 @@ pub enum Command {
     /// Print a man page or shell completions (for packaging)
     #[command(hide = true)]
     Generate {
-        /// man, bash, zsh or fish
+        /// man (qoscntrlr.1), ini-man (dcontroller.ini.5), bash, zsh or fish
         what: String,
     },
 }
@@ -171,65 +297,62 @@ pub enum LogsView {
         #[arg(long)]
         event: Option<String>,
     },
+    /// The live controller log, like tail -f (follows the controller to each new file)
+    Follow {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Start with this many lines of the current log
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+        lines: usize,
+    },
 }
 
 /// Parse the command line and run it; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = cli.config {
+        let _ = TOP_CONFIG.set(path);
+    }
+    let _ = COLOR.set(cli.color);
     ExitCode::from(dispatch(cli.command))
 }
 
 fn dispatch(command: Command) -> u8 {
+    use crate::control::ControlCommand;
     match command {
         Command::Run(arg) => match load_config_or_exit(&arg) {
             Ok(loaded) => crate::runtime::run(loaded.config, &arg.path()),
             Err(code) => code,
         },
-        Command::CheckConfig(arg) => check_config(&arg),
+        Command::CheckConfig { config, strict } => crate::checkconfig::run(&config.path(), strict),
         Command::Send { config, line } => send(&config, &line),
-        Command::Status { config, json } => {
-            control_command(&config, crate::control::ControlCommand::Status, json)
-        }
-        Command::Start(config) => {
-            control_command(&config, crate::control::ControlCommand::Start, false)
-        }
-        Command::Quit(config) => {
-            control_command(&config, crate::control::ControlCommand::Quit, false)
-        }
-        Command::Restart(config) => {
-            control_command(&config, crate::control::ControlCommand::Restart, false)
-        }
-        Command::Kill(config) => {
-            control_command(&config, crate::control::ControlCommand::Kill, false)
-        }
+        Command::Status { config, json } => control_command(&config, ControlCommand::Status, json),
+        Command::Start(args) => state_change(&args, ControlCommand::Start),
+        Command::Quit(args) => state_change(&args, ControlCommand::Quit),
+        Command::Restart(args) => state_change(&args, ControlCommand::Restart),
+        Command::Kill(config) => control_command(&config, ControlCommand::Kill, false),
         Command::Pause { config, duration } => match pause_duration(duration.as_deref()) {
-            Ok(for_duration) => control_command(
-                &config,
-                crate::control::ControlCommand::Pause { for_duration },
-                false,
-            ),
+            Ok(for_duration) => {
+                control_command(&config, ControlCommand::Pause { for_duration }, false)
+            }
             Err(message) => {
                 eprintln!("qoscntrlr: pause: {message}");
-                EXIT_FAILURE
+                EXIT_USAGE
             }
         },
-        Command::Resume(config) => {
-            control_command(&config, crate::control::ControlCommand::Resume, false)
-        }
-        Command::ClearFault(config) => {
-            control_command(&config, crate::control::ControlCommand::ClearFault, false)
-        }
-        Command::Diagnose(config) => {
-            control_command(&config, crate::control::ControlCommand::Diagnose, false)
-        }
-        Command::Reexec(config) => {
-            control_command(&config, crate::control::ControlCommand::Reexec, false)
-        }
+        Command::Resume(config) => control_command(&config, ControlCommand::Resume, false),
+        Command::ClearFault(args) => state_change(&args, ControlCommand::ClearFault),
+        Command::Diagnose(config) => control_command(&config, ControlCommand::Diagnose, false),
+        Command::Reload(config) => control_command(&config, ControlCommand::Reload, false),
+        Command::Reexec(config) => control_command(&config, ControlCommand::Reexec, false),
         Command::ReexecCheck {
             config,
             state_version,
             state_file,
         } => crate::reexec::check_main(state_version, state_file.as_deref(), &config.path()),
+        Command::Logs {
+            view: LogsView::Follow { config, lines },
+        } => follow_command(&config, lines),
         Command::Logs { view } => logs_command(view),
         Command::Report {
             config,
@@ -242,16 +365,12 @@ fn dispatch(command: Command) -> u8 {
 }
 
 fn generate(what: &str) -> u8 {
+    use std::io::Write as _;
     let mut command = Cli::command();
     let mut out = std::io::stdout();
-    match what {
-        "man" => match clap_mangen::Man::new(command).render(&mut out) {
-            Ok(()) => EXIT_OK,
-            Err(e) => {
-                eprintln!("qoscntrlr: cannot write the man page: {e}");
-                EXIT_FAILURE
-            }
-        },
+    let page = match what {
+        "man" => crate::manpage::qoscntrlr_1(),
+        "ini-man" => crate::manpage::dcontroller_ini_5(),
         "bash" | "zsh" | "fish" => {
             let shell = match what {
                 "bash" => clap_complete::Shell::Bash,
@@ -259,50 +378,56 @@ fn generate(what: &str) -> u8 {
                 _ => clap_complete::Shell::Fish,
             };
             clap_complete::generate(shell, &mut command, "qoscntrlr", &mut out);
-            EXIT_OK
+            return EXIT_OK;
         }
         other => {
             eprintln!(
-                "qoscntrlr: generate: unknown target '{other}' (expected man, bash, zsh or fish)"
+                "qoscntrlr: generate: unknown target '{other}' (expected man, ini-man, bash, zsh or fish)"
             );
+            return EXIT_USAGE;
+        }
+    };
+    match out.write_all(page.as_bytes()) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("qoscntrlr: cannot write the man page: {e}");
             EXIT_FAILURE
         }
     }
 }
 
-/// `check-config`: warnings to stderr, then the effective configuration on stdout (exit 0),
-/// or every error on stderr (exit 78).
-fn check_config(arg: &ConfigArg) -> u8 {
-    match load_config_or_exit(arg) {
+/// The clap definition, for the man page generator.
+pub fn command_definition() -> clap::Command {
+    Cli::command()
+}
+
+/// Print config findings to stderr: `warning: ` / `error: `, with the journal's `<N>`
+/// priority in front when `$JOURNAL_STREAM` names stderr (`run` under systemd).
+fn print_findings(warnings: &[crate::config::Finding], errors: &[crate::config::Finding]) {
+    let journal = crate::journal::Style::from_env() == crate::journal::Style::Journal;
+    let (warn, err) = if journal { ("<4>", "<3>") } else { ("", "") };
+    for warning in warnings {
+        eprintln!("{warn}warning: {warning}");
+    }
+    for error in errors {
+        eprintln!("{err}error: {error}");
+    }
+}
+
+/// Load the configuration for a client command: only the socket and directory paths
+/// must be right; every other error is printed as a warning (the controller may run on
+/// with its previous configuration, and the operator must still reach it).
+pub fn load_client_config(arg: &ConfigArg) -> Result<crate::config::Config, u8> {
+    match crate::config::load_for_client(&arg.path()) {
         Ok(loaded) => {
-            for line in loaded.config.effective_lines() {
-                println!("{line}");
-            }
-            // What `run` would do about containment; nothing is created here.
-            let cfg = &loaded.config;
-            match crate::cgroup::detect(cfg.cgroup, &cfg.data_directory) {
-                crate::cgroup::Decision::Contain(plan) => println!(
-                    "Containment: cgroup v2, the server would run in {} ({} layout)",
-                    plan.server().display(),
-                    plan.layout.as_str()
-                ),
-                crate::cgroup::Decision::Uncontained(reason) => {
-                    if cfg.cgroup == crate::cgroup::CgroupSetting::On {
-                        eprintln!(
-                            "error: {}: QOS_CGROUP: {}",
-                            cfg.source.display(),
-                            crate::cgroup::CgroupError::Unavailable(reason)
-                        );
-                        return EXIT_CONFIG;
-                    }
-                    println!(
-                        "Containment: none, the server's process tree is found through /proc ({reason})"
-                    );
-                }
-            }
-            EXIT_OK
+            print_findings(&loaded.warnings, &[]);
+            Ok(loaded.config)
         }
-        Err(code) => code,
+        Err(failure) => {
+            print_findings(&failure.warnings, &failure.errors);
+            eprintln!("qoscntrlr: {failure}");
+            Err(EXIT_CONFIG)
+        }
     }
 }
 
@@ -312,18 +437,11 @@ fn check_config(arg: &ConfigArg) -> u8 {
 pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8> {
     match crate::config::load(&arg.path()) {
         Ok(loaded) => {
-            for warning in &loaded.warnings {
-                eprintln!("warning: {warning}");
-            }
+            print_findings(&loaded.warnings, &[]);
             Ok(loaded)
         }
         Err(failure) => {
-            for warning in &failure.warnings {
-                eprintln!("warning: {warning}");
-            }
-            for error in &failure.errors {
-                eprintln!("error: {error}");
-            }
+            print_findings(&failure.warnings, &failure.errors);
             eprintln!("qoscntrlr: {failure}");
             Err(EXIT_CONFIG)
         }
@@ -335,17 +453,31 @@ pub fn load_config_or_exit(arg: &ConfigArg) -> Result<crate::config::Loaded, u8>
 /// wedged controller.
 const CONTROL_CLIENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long `diagnose` waits beyond QOS_NSD_TIMEOUT for the controller's answer.
+const DIAGNOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run one operator command against the controller named by the configuration, print
 /// the answer and return the exit code.
 fn control_command(arg: &ConfigArg, command: crate::control::ControlCommand, json: bool) -> u8 {
-    let loaded = match load_config_or_exit(arg) {
-        Ok(loaded) => loaded,
+    let config = match load_client_config(arg) {
+        Ok(config) => config,
         Err(code) => return code,
     };
-    let socket = &loaded.config.control_socket;
-    let result = crate::control::request(socket, &command, CONTROL_CLIENT_LIMIT);
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let outcome = control_outcome(&command, result, json, color);
+    control_command_with(&config, &command, json)
+}
+
+fn control_command_with(
+    config: &crate::config::Config,
+    command: &crate::control::ControlCommand,
+    json: bool,
+) -> u8 {
+    let limit = match command {
+        // Answered when the diagnostics file is written.
+        crate::control::ControlCommand::Diagnose => config.nsd_timeout + DIAGNOSE_MARGIN,
+        _ => CONTROL_CLIENT_LIMIT,
+    };
+    let result = crate::control::request(&config.control_socket, command, limit);
+    let outcome = control_outcome(command, result, json, use_color());
     if !outcome.stdout.is_empty() {
         print!("{}", outcome.stdout);
     }
@@ -354,6 +486,144 @@ fn control_command(arg: &ConfigArg, command: crate::control::ControlCommand, jso
     }
     outcome.code
 }
+
+/// `start`, `stop`/`quit`, `restart`, `clear-fault`, with `--wait[=D]`.
+fn state_change(args: &StateChangeArgs, command: crate::control::ControlCommand) -> u8 {
+    // The command line first: a malformed --wait is a usage error whatever the config.
+    let wait = match args.wait.wait.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(text) => {
+            match crate::config::parse_duration(text, std::time::Duration::from_secs(1)) {
+                Ok(d) if !d.is_zero() => Some(Some(d)),
+                Ok(_) => {
+                    eprintln!(
+                        "qoscntrlr: {}: --wait={text}: must be more than 0",
+                        command.word()
+                    );
+                    return EXIT_USAGE;
+                }
+                Err(e) => {
+                    eprintln!("qoscntrlr: {}: --wait={text}: {e}", command.word());
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
+    let config = match load_client_config(&args.config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let limit = match wait {
+        None => return control_command_with(&config, &command, false),
+        Some(Some(d)) => d,
+        Some(None) => {
+            config.shutdown_timeout + config.restart_timeout + std::time::Duration::from_secs(60)
+        }
+    };
+    // The server pid before a restart: the wait is over only when a new one is READY.
+    let before = status_of(&config).ok();
+    let code = control_command_with(&config, &command, false);
+    if code != EXIT_OK {
+        return code;
+    }
+    let target = wait_target(&command);
+    let old_pid = before.and_then(|s| s.server.pid);
+    println!(
+        "Waiting up to {} for {target}...",
+        crate::config::human_duration(limit)
+    );
+    match wait_for_state(&config, &command, target, old_pid, limit) {
+        Ok(snapshot) => {
+            let pid = snapshot
+                .server
+                .pid
+                .map(|p| format!(" (server pid {p})"))
+                .unwrap_or_default();
+            println!("{}{pid}", snapshot.server.state);
+            EXIT_OK
+        }
+        Err((code, message)) => {
+            eprintln!("qoscntrlr: {}: {message}", command.word());
+            code
+        }
+    }
+}
+
+/// The state `--wait` waits for.
+fn wait_target(command: &crate::control::ControlCommand) -> crate::status::ServerState {
+    use crate::status::ServerState;
+    match command {
+        crate::control::ControlCommand::Quit => ServerState::Stopped,
+        _ => ServerState::Ready,
+    }
+}
+
+fn status_of(config: &crate::config::Config) -> Result<crate::status::StatusSnapshot, String> {
+    let response = crate::control::request(
+        &config.control_socket,
+        &crate::control::ControlCommand::Status,
+        CONTROL_CLIENT_LIMIT,
+    )
+    .map_err(|e| e.to_string())?;
+    response.status.map(|s| *s).ok_or_else(|| {
+        format!(
+            "the controller answered without a status: {}",
+            response.message
+        )
+    })
+}
+
+/// Poll the status until the server is in `target` (for a restart: with a pid other
+/// than `old_pid`), it can no longer get there (FAULTED while waiting for READY), or
+/// `limit` has passed.
+fn wait_for_state(
+    config: &crate::config::Config,
+    command: &crate::control::ControlCommand,
+    target: crate::status::ServerState,
+    old_pid: Option<u32>,
+    limit: std::time::Duration,
+) -> Result<crate::status::StatusSnapshot, (u8, String)> {
+    use crate::status::ServerState;
+    let deadline = std::time::Instant::now() + limit;
+    let restart = matches!(command, crate::control::ControlCommand::Restart);
+    let mut last;
+    loop {
+        match status_of(config) {
+            Ok(snapshot) => {
+                let state = snapshot.server.state;
+                let new_server = !restart || snapshot.server.pid != old_pid;
+                if state == target && new_server {
+                    return Ok(snapshot);
+                }
+                if state == ServerState::Faulted && target == ServerState::Ready {
+                    return Err((
+                        EXIT_FAILURE,
+                        format!("the server is FAULTED: {}", snapshot.server.why),
+                    ));
+                }
+                last = format!("{state} ({})", snapshot.server.why);
+            }
+            Err(e) => {
+                // A controller that went away will not reach the target.
+                return Err((EXIT_UNREACHABLE, format!("while waiting: {e}")));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err((
+                EXIT_FAILURE,
+                format!(
+                    "gave up after {}: the server is {last}, not {target}",
+                    crate::config::human_duration(limit)
+                ),
+            ));
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
+/// How often `--wait` asks for the status.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a client command prints and how it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,10 +658,24 @@ pub fn control_outcome(
         }
     };
     if !response.ok {
+        let mut stderr = String::new();
+        for error in &response.config_errors {
+            stderr.push_str(&format!("error: {error}\n"));
+        }
+        stderr.push_str(&format!(
+            "qoscntrlr: {}: {}\n",
+            command.word(),
+            response.message
+        ));
+        let code = if response.config_errors.is_empty() {
+            EXIT_FAILURE
+        } else {
+            EXIT_CONFIG
+        };
         return ControlOutcome {
-            code: EXIT_FAILURE,
+            code,
             stdout: String::new(),
-            stderr: format!("qoscntrlr: {}: {}\n", command.word(), response.message),
+            stderr,
         };
     }
     match (command, &response.status) {
@@ -452,13 +736,16 @@ fn send(config: &ConfigArg, line: &str) -> u8 {
         eprintln!("qoscntrlr: send: invalid message: {e}");
         return EXIT_FAILURE;
     }
-    let loaded = match load_config_or_exit(config) {
-        Ok(loaded) => loaded,
+    let config = match load_client_config(config) {
+        Ok(config) => config,
         Err(code) => return code,
     };
-    let pipe = &loaded.config.pipe;
+    let pipe = &config.pipe;
     match crate::pipe::send_line(pipe, line, SEND_LIMIT) {
-        Ok(()) => EXIT_OK,
+        Ok(()) => {
+            println!("Sent to {}: {line}", pipe.display());
+            EXIT_OK
+        }
         Err(e @ (crate::pipe::SendError::MultiLine | crate::pipe::SendError::TooLong(_))) => {
             eprintln!("qoscntrlr: send: {e}");
             EXIT_FAILURE
@@ -475,8 +762,8 @@ fn review_paths_or_data_dir(config: &ConfigArg, paths: Vec<PathBuf>) -> Result<V
     if !paths.is_empty() {
         return Ok(paths);
     }
-    let loaded = load_config_or_exit(config)?;
-    Ok(vec![loaded.config.data_directory])
+    let config = load_client_config(config)?;
+    Ok(vec![config.data_directory])
 }
 
 fn review_failed(what: &str, err: &crate::review::ReviewError) -> u8 {
@@ -499,6 +786,7 @@ fn logs_command(view: LogsView) -> u8 {
     let (args, event) = match view {
         LogsView::Summary(args) => (args, None),
         LogsView::Timeline { args, event } => (args, Some(event)),
+        LogsView::Follow { config, lines } => return follow_command(&config, lines),
     };
     let what = if event.is_some() {
         "logs timeline"
@@ -577,6 +865,36 @@ fn logs_command(view: LogsView) -> u8 {
     EXIT_OK
 }
 
+/// `logs follow`: the live log of the controller of this configuration.
+fn follow_command(config: &ConfigArg, lines: usize) -> u8 {
+    let config = match load_client_config(config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let dir = &config.data_directory;
+    match crate::follow::current_out(dir) {
+        Ok(Some(_)) => {}
+        Ok(None) => eprintln!(
+            "qoscntrlr: logs follow: no qoscntrlr*.out in {} yet; waiting for the controller to start",
+            dir.display()
+        ),
+        Err(e) => {
+            eprintln!("qoscntrlr: logs follow: {e}");
+            return EXIT_FAILURE;
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    // Runs until Ctrl-C (the default SIGINT action ends it) or a closed stdout.
+    match crate::follow::follow(dir, lines, &mut out, || false) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("qoscntrlr: logs follow: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
 fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf>) -> u8 {
     let paths = match review_paths_or_data_dir(config, paths) {
         Ok(paths) => paths,
@@ -607,9 +925,17 @@ fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf
 }
 
 fn support_bundle_command(config: &ConfigArg, output: Option<PathBuf>) -> u8 {
-    let loaded = match load_config_or_exit(config) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+    // The bundle is most needed when the configuration is broken: read it leniently.
+    let loaded = match crate::config::load_for_client(&config.path()) {
+        Ok(loaded) => {
+            print_findings(&loaded.warnings, &[]);
+            loaded
+        }
+        Err(failure) => {
+            print_findings(&failure.warnings, &failure.errors);
+            eprintln!("qoscntrlr: {failure}");
+            return EXIT_CONFIG;
+        }
     };
     let request = crate::bundle::BundleRequest::from_config(&loaded.config, output);
     let status = match crate::control::request(

@@ -1,4 +1,4 @@
-//! The `dcontroller.ini` reader: every key of DESIGN.md §3, parsed once into validated
+//! The `dcontroller.ini` reader: every key of dcontroller.ini(5), parsed once into validated
 //! types. Owns key names, defaults, units, error reporting (`FILE:LINE: KEY: …`) and the
 //! effective-configuration lines shared by `check-config` and the log header.
 
@@ -142,6 +142,9 @@ impl std::fmt::Display for Finding {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Finding>,
+    /// The line each key was set on (canonical key names), for findings about values
+    /// checked after reading (`check-config`'s checks of programs, users, directories).
+    pub key_lines: std::collections::BTreeMap<&'static str, usize>,
 }
 
 /// Every error of a file that could not be accepted, all at once.
@@ -153,7 +156,7 @@ pub struct ConfigError {
     pub warnings: Vec<Finding>,
 }
 
-/// Every key the reader knows, in the order of DESIGN.md §3.
+/// Every key the reader knows, in the documented order (dcontroller.ini(5)).
 pub const KNOWN_KEYS: &[&str] = &[
     "SERVER_NAME",
     "SERVER_COMMAND",
@@ -225,8 +228,8 @@ const COMMAND_KEYS: &[&str] = &[
     "QOS_PROBE",
 ];
 
-/// A key whose value must never be printed, logged or bundled (a credential). No key of
-/// §3 holds a credential itself (the password lives in `QOS_MAIL_PASSWORD_FILE`), but a
+/// A key whose value must never be printed, logged or bundled (a credential). No
+/// documented key holds a credential itself (the password lives in `QOS_MAIL_PASSWORD_FILE`), but a
 /// hand-written `QOS_MAIL_PASSWORD=` or `…_TOKEN=` line must not leak through a support
 /// bundle or a warning either.
 pub fn is_secret_key(key: &str) -> bool {
@@ -269,11 +272,47 @@ pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Read and validate `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let (bytes, source) = read_source(path)?;
+    parse_bytes(&bytes, &source)
+}
+
+/// The keys a client command (`status`, `quit`, `send`, `logs`, ...) needs: where the
+/// sockets and the logs are. An error in any other key must not lock the operator out
+/// of a controller that runs on with its previous configuration.
+pub const CLIENT_KEYS: &[&str] = &["DATA_DIRECTORY", "QOS_PIPE", "QOS_CONTROL_SOCKET"];
+
+/// Read `path` for a client command: errors in [`CLIENT_KEYS`] (and a file that cannot
+/// be read) are errors; every other error becomes a warning, and the paths are taken
+/// from the file as far as it could be read.
+pub fn load_for_client(path: &Path) -> Result<Loaded, ConfigError> {
+    let (bytes, source) = read_source(path)?;
+    let (config, errors, mut warnings, key_lines) = parse_parts(&bytes, &source);
+    let (errors, demoted): (Vec<Finding>, Vec<Finding>) = errors
+        .into_iter()
+        .partition(|f| CLIENT_KEYS.contains(&f.key.as_str()));
+    warnings.extend(demoted);
+    warnings.sort_by_key(|f| (f.line == 0, f.line));
+    if errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings,
+            key_lines,
+        })
+    } else {
+        Err(ConfigError {
+            file: source,
+            errors,
+            warnings,
+        })
+    }
+}
+
+fn read_source(path: &Path) -> Result<(Vec<u8>, PathBuf), ConfigError> {
     let source = absolute(path);
     // A regular file of bounded size only: `-c /dev/zero` must not grow the controller
     // without end, nor `-c some.fifo` block it.
     match crate::safefs::read_regular_following(path, CONFIG_MAX_BYTES) {
-        Ok(bytes) => parse_bytes(&bytes, &source),
+        Ok(bytes) => Ok((bytes, source)),
         Err(e) => Err(ConfigError {
             file: source.clone(),
             errors: vec![Finding {
@@ -321,6 +360,9 @@ struct Reader {
     entries: HashMap<&'static str, Entry>,
     errors: Vec<Finding>,
     warnings: Vec<Finding>,
+    /// The unit of a bare number, per key, as the typed getters met them (for the man
+    /// page: a key read with `duration`/`size`/`percent` documents its unit by itself).
+    units: std::collections::BTreeMap<String, String>,
 }
 
 impl Reader {
@@ -382,6 +424,7 @@ impl Reader {
     }
 
     fn duration(&mut self, key: &str, default: Duration, unit: Duration) -> Duration {
+        self.units.insert(key.to_string(), unit_name(unit));
         self.get(key, default, |v| parse_duration(v, unit))
     }
 
@@ -390,6 +433,7 @@ impl Reader {
     }
 
     fn size(&mut self, key: &str, default_mb: u64) -> u64 {
+        self.units.insert(key.to_string(), "MB".into());
         self.get(key, default_mb * MIB, |v| parse_size(v, MIB))
     }
 
@@ -398,6 +442,7 @@ impl Reader {
     }
 
     fn percent(&mut self, key: &str, default: u32) -> u32 {
+        self.units.insert(key.to_string(), "percent".into());
         self.get(key, default, parse_percent)
     }
 
@@ -422,11 +467,31 @@ const MINUTE: Duration = Duration::from_secs(60);
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 fn parse_bytes(bytes: &[u8], source: &Path) -> Result<Loaded, ConfigError> {
+    let (config, errors, warnings, key_lines) = parse_parts(bytes, source);
+    if errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings,
+            key_lines,
+        })
+    } else {
+        Err(ConfigError {
+            file: source.to_path_buf(),
+            errors,
+            warnings,
+        })
+    }
+}
+
+/// The configuration as far as it could be read (a wrong value leaves that key's
+/// default), with every error and warning, each in line order.
+fn parse_parts(bytes: &[u8], source: &Path) -> Parts {
     let mut reader = Reader {
         file: source.to_path_buf(),
         entries: HashMap::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
+        units: std::collections::BTreeMap::new(),
     };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -438,16 +503,60 @@ fn parse_bytes(bytes: &[u8], source: &Path) -> Result<Loaded, ConfigError> {
     // Line order, whole-file findings last: the order an operator fixes them in.
     errors.sort_by_key(|f| (f.line == 0, f.line));
     warnings.sort_by_key(|f| (f.line == 0, f.line));
-    if errors.is_empty() {
-        Ok(Loaded { config, warnings })
-    } else {
-        Err(ConfigError {
-            file: source.to_path_buf(),
-            errors,
-            warnings,
+    let key_lines = reader.entries.iter().map(|(k, e)| (*k, e.line)).collect();
+    (config, errors, warnings, key_lines)
+}
+
+/// Where the documentation's example file pretends to live: its directory stands for
+/// "the directory of the configuration file" in [`key_facts`].
+pub const DOC_INI_DIR: &str = "/@INI_DIR@";
+
+/// What the reader itself says about its keys, for the man page: the effective default
+/// of every key (as `check-config` prints it, read from a file that sets only what is
+/// required) and the unit of a bare number. Both come from the code that reads the
+/// keys, so the documentation follows any key added there.
+pub struct KeyFacts {
+    pub defaults: std::collections::BTreeMap<String, String>,
+    pub units: std::collections::BTreeMap<String, String>,
+}
+
+pub fn key_facts() -> KeyFacts {
+    let source = PathBuf::from(format!("{DOC_INI_DIR}/dcontroller.ini"));
+    let mut reader = Reader {
+        file: source.clone(),
+        entries: HashMap::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        units: std::collections::BTreeMap::new(),
+    };
+    for (index, line) in ["SERVER_COMMAND=server", "QOS_PROBE=message"]
+        .iter()
+        .enumerate()
+    {
+        read_line(&mut reader, index + 1, line.as_bytes());
+    }
+    let config = build(&mut reader, &source);
+    let defaults = config
+        .effective_lines()
+        .into_iter()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
         })
+        .collect();
+    KeyFacts {
+        defaults,
+        units: reader.units,
     }
 }
+
+/// What [`parse_parts`] read: the configuration, errors, warnings, lines of the keys.
+type Parts = (
+    Config,
+    Vec<Finding>,
+    Vec<Finding>,
+    std::collections::BTreeMap<&'static str, usize>,
+);
 
 fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);

@@ -90,6 +90,8 @@ pub enum ControlCommand {
     Diagnose,
     /// Replace the controller's image with the binary now at its path.
     Reexec,
+    /// Re-read the configuration file now (as SIGHUP does) and answer what changed.
+    Reload,
 }
 
 impl ControlCommand {
@@ -106,17 +108,18 @@ impl ControlCommand {
             ControlCommand::ClearFault => "clear-fault",
             ControlCommand::Diagnose => "diagnose",
             ControlCommand::Reexec => "reexec",
+            ControlCommand::Reload => "reload",
         }
     }
 }
 
 impl ControlCommand {
-    /// The core's command for this request; `None` for `status`, which the shell answers
-    /// itself from a snapshot.
+    /// The core's command for this request; `None` for `status` and `reload`, which the
+    /// shell answers itself (from a snapshot, by re-reading the file).
     pub fn to_core(&self) -> Option<crate::core::Command> {
         use crate::core::Command;
         Some(match self {
-            ControlCommand::Status => return None,
+            ControlCommand::Status | ControlCommand::Reload => return None,
             ControlCommand::Start => Command::Start,
             ControlCommand::Quit => Command::Quit,
             ControlCommand::Restart => Command::Restart,
@@ -191,10 +194,11 @@ impl WireRequest {
             "clear-fault" => ControlCommand::ClearFault,
             "diagnose" => ControlCommand::Diagnose,
             "reexec" => ControlCommand::Reexec,
+            "reload" => ControlCommand::Reload,
             other => {
                 return Err(format!(
                     "unknown command '{other}' (expected status, start, quit, restart, kill, \
-                     pause, resume, clear-fault, diagnose or reexec)"
+                     pause, resume, clear-fault, diagnose, reexec or reload)"
                 ))
             }
         })
@@ -209,6 +213,10 @@ pub struct ControlResponse {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Box<StatusSnapshot>>,
+    /// `reload` of a file with errors: every error (`FILE:LINE: KEY: ...`); the client
+    /// exits 78 on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_errors: Vec<String>,
 }
 
 impl ControlResponse {
@@ -218,6 +226,7 @@ impl ControlResponse {
             ok: true,
             message: message.into(),
             status: None,
+            config_errors: Vec::new(),
         }
     }
 
@@ -227,6 +236,15 @@ impl ControlResponse {
             ok: false,
             message: message.into(),
             status: None,
+            config_errors: Vec::new(),
+        }
+    }
+
+    /// A refused `reload`: the file has these errors.
+    pub fn config_errors(message: impl Into<String>, errors: Vec<String>) -> ControlResponse {
+        ControlResponse {
+            config_errors: errors,
+            ..ControlResponse::refused(message)
         }
     }
 
@@ -236,6 +254,7 @@ impl ControlResponse {
             ok: true,
             message: format!("{} is {}", snapshot.server.name, snapshot.server.state),
             status: Some(Box::new(snapshot)),
+            config_errors: Vec::new(),
         }
     }
 }

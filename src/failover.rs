@@ -1,4 +1,4 @@
-//! Failover outputs (DESIGN.md §6): everything that tells the HA stack to move traffic
+//! Failover outputs: everything that tells the HA stack to move traffic
 //! away from this server and back. Owns the trigger file
 //! `DATA_DIRECTORY/triggerImmediateServerFailover` (keepalived `track_file`), the health
 //! view published to the readiness HTTP endpoint and the HAProxy agent-check port, and

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! The crate is a *functional core* wrapped in an *imperative shell* (DESIGN.md §8).
+//! The crate is a *functional core* wrapped in an *imperative shell*.
 //!
 //! * [`core`] — the pure controller state machine: `handle(now, Event) -> Vec<Action>`
 //!   and `next_deadline()`. No clock reads, syscalls or tokio inside.
@@ -24,6 +24,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod checkconfig;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -33,9 +34,11 @@ pub mod diagnostics;
 pub mod events;
 pub mod failover;
 pub mod fdreserve;
+pub mod follow;
 pub mod journal;
 pub mod lock;
 pub mod mail;
+pub mod manpage;
 pub mod message;
 pub mod metrics;
 pub mod pipe;

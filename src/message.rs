@@ -1,4 +1,4 @@
-//! Server messages (DESIGN.md §5): the `OpMsg=… Type=… [ObjectType=… ObjectValue=…]
+//! Server messages (the message protocol): the `OpMsg=… Type=… [ObjectType=… ObjectValue=…]
 //! [ObjectType2=… ObjectValue2=…] [TimeDate=…]` line format — parsing, its meaning for the
 //! controller, and the canonical text logged as `QoS Controller: <message>`.
 //!
@@ -127,7 +127,7 @@ impl fmt::Display for AppKey {
     }
 }
 
-/// What a message asks of the controller (DESIGN.md §5 table).
+/// What a message asks of the controller (the message protocol table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Meaning {
     QosStart,

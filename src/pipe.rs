@@ -1,4 +1,4 @@
-//! The QOSPipeWatcher (DESIGN.md §5): the Unix stream socket at `QOS_PIPE` where the
+//! The QOSPipeWatcher (the message protocol): the Unix stream socket at `QOS_PIPE` where the
 //! server (or `qoscntrlr send`) writes one message per line. Owns the socket file (stale
 //! replacement, mode 0660, group), the per-client line reading with its limits, and the
 //! client side used by `qoscntrlr send`.
@@ -24,7 +24,7 @@ use tokio::sync::mpsc::{error::TrySendError, Sender};
 
 use crate::message::{self, Meaning, Message};
 
-/// Longest message, newline excluded (DESIGN.md §5).
+/// Longest message, newline excluded (the message protocol).
 pub const MAX_LINE: usize = 8 * 1024;
 /// Clients served at once; more are refused so a connect storm cannot exhaust
 /// descriptors or memory.

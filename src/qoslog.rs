@@ -1,4 +1,4 @@
-//! The controller log, DESIGN.md §2: owns the `qoscntrlrYYYYMMDDHHmm.out` file in the data
+//! The controller log, the log format: owns the `qoscntrlrYYYYMMDDHHmm.out` file in the data
 //! directory and its lifecycle — old `.out` → `.log` at start (never overwriting), `.log`
 //! retention by age, rolling past the size limit — and the line format
 //! `YYYY/MM/DD HH:MM:SS <Component>: <text>`.
@@ -443,7 +443,7 @@ impl QosLog {
         }
     }
 
-    /// The configuration in force, one `QoS Controller: KEY=value` line each (the lead
+    /// The configuration in force, one `QoS Controller: KEY=value` line each (the runtime
     /// writes `Starting QOSPipeWatcher` and the rest of the start).
     pub fn header(&mut self, config: &Config, wall: DateTime<Local>) {
         for line in config.effective_lines() {

@@ -20,9 +20,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cgroup::{self, AsyncEventsWatch, CgroupSetting, Containment, Decision, EventsWatch};
-use crate::cli::{EXIT_CONFIG, EXIT_LOCKED};
+use crate::cli::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
 use crate::config::{self, Config, ProbeTarget};
-use crate::control::{self, ControlEvent, ControlResponse};
+use crate::control::{self, ControlCommand, ControlEvent, ControlResponse};
 use crate::core::{
     Action, Alert, Component, Controller, Event, Health, Policy, StateName, STALL_MIN,
 };
@@ -42,9 +42,6 @@ use crate::sampler::{LimitTracker, LimitVerdict, ResourceLimits, Sample, Sampler
 use crate::sdnotify::SdNotify;
 use crate::status::{self, StatusSnapshot};
 use crate::timefmt;
-
-/// Internal failure (sysexits EX_SOFTWARE): no runtime, no signal handlers.
-const EXIT_SOFTWARE: u8 = 70;
 
 /// TEST-ONLY hook: when this variable is `1`, SIGUSR2 blocks the supervision loop's
 /// thread for [`TEST_WEDGE_FOR`], so a test can prove that `WATCHDOG=1` stops when the
@@ -209,6 +206,42 @@ fn containment_after_reexec(cfg: &Config, restore: &Restore) -> ContainmentState
     }
 }
 
+/// The reason the core gives diagnostics an operator asked for (`qoscntrlr diagnose`).
+const OPERATOR_DIAGNOSTICS: &str = "operator";
+
+/// Settings set up once at start (files, sockets, listeners, timers): a reload keeps
+/// their running value. One list makes both the code and [`START_ONLY_KEYS`] (which the
+/// dcontroller.ini(5) man page reads): add a key here and both follow.
+macro_rules! start_only_settings {
+    ($($key:literal => $field:ident),* $(,)?) => {
+        /// Keys a reload does not apply (the running value stays until a restart).
+        pub const START_ONLY_KEYS: &[&str] = &[$($key),*];
+
+        fn keep_start_only(running: &Config, new: &mut Config, changed: &mut Vec<&'static str>) {
+            $(
+                if running.$field != new.$field {
+                    new.$field = running.$field.clone();
+                    changed.push($key);
+                }
+            )*
+        }
+    };
+}
+
+start_only_settings!(
+    "DATA_DIRECTORY" => data_directory,
+    "QOS_PIPE" => pipe,
+    "QOS_CONTROL_SOCKET" => control_socket,
+    "QOS_CONTROL_GROUP" => control_group,
+    "QOS_READINESS_LISTEN" => readiness_listen,
+    "QOS_AGENT_LISTEN" => agent_listen,
+    "QOS_METRICS_LISTEN" => metrics_listen,
+    "QOS_RESOURCE_INTERVAL" => resource_interval,
+    "QOS_LOG_MAX_SIZE" => log_max_size,
+    "QOS_LOG_RETENTION_DAYS" => log_retention_days,
+    "QOS_CGROUP" => cgroup,
+);
+
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
 pub fn run(cfg: Config, config_path: &Path) -> u8 {
@@ -348,7 +381,8 @@ struct ServerProc {
 /// Results that background tasks hand back to the loop.
 enum TaskResult {
     Probe(ProbeOutcome),
-    Diagnostics(Option<u64>, DiagReport),
+    /// Incident, whether an operator asked for it (`qoscntrlr diagnose`), the report.
+    Diagnostics(Option<u64>, bool, DiagReport),
     ServerExit {
         pid: i32,
         exit: ExitInfo,
@@ -420,6 +454,8 @@ struct Shell {
     tasks: mpsc::UnboundedSender<TaskResult>,
     tasks_rx: Option<mpsc::UnboundedReceiver<TaskResult>>,
     replies: HashMap<u64, oneshot::Sender<ControlResponse>>,
+    /// `diagnose` requests, answered with the file's path when the collection ends.
+    diagnose_waiters: Vec<oneshot::Sender<ControlResponse>>,
     next_request: u64,
     recent: VecDeque<String>,
     started_wall: DateTime<Local>,
@@ -766,6 +802,7 @@ impl Shell {
             tasks,
             tasks_rx: Some(tasks_rx),
             replies: HashMap::new(),
+            diagnose_waiters: Vec::new(),
             next_request: 1,
             recent: VecDeque::new(),
             started_wall,
@@ -1467,7 +1504,9 @@ impl Shell {
                 Some(_) = unclaimed_rx.recv() => {}
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sighup.recv() => self.reload(),
+                _ = sighup.recv() => {
+                    let _ = self.reload("Received SIGHUP");
+                }
                 _ = watchdog.tick() => {
                     // Sent from the loop itself: a wedged loop stops the heartbeat.
                     if let Some(sd) = &self.sd { let _ = sd.watchdog(); }
@@ -1722,12 +1761,29 @@ impl Shell {
                     detail,
                 });
             }
-            TaskResult::Diagnostics(incident, report) => {
+            TaskResult::Diagnostics(incident, by_operator, report) => {
                 // A file that could not be written completely is not reported as written.
                 let path = report
                     .path
                     .filter(|_| report.written)
                     .map(|p| p.display().to_string());
+                if by_operator {
+                    let answer = match (&path, &report.error) {
+                        (Some(p), None) => {
+                            ControlResponse::ok(format!("Diagnostics written to {p}"))
+                        }
+                        (Some(p), Some(e)) => ControlResponse::ok(format!(
+                            "Diagnostics written to {p} (incomplete: {e})"
+                        )),
+                        (None, e) => ControlResponse::refused(format!(
+                            "diagnostics could not be written: {}",
+                            e.as_deref().unwrap_or("no file was created")
+                        )),
+                    };
+                    for waiter in self.diagnose_waiters.drain(..) {
+                        let _ = waiter.send(answer.clone());
+                    }
+                }
                 self.last_diagnostics = path.clone();
                 let prune = diagnostics::prune(
                     &self.cfg.data_directory.join(diagnostics::DIAG_DIR_NAME),
@@ -1828,6 +1884,22 @@ impl Shell {
                 ),
             ),
             ControlEvent::Request(request) => {
+                if request.command == ControlCommand::Reload {
+                    let why = format!("Reload requested by uid {}", request.uid);
+                    let response = self.reload(&why);
+                    let _ = request.reply.send(response);
+                    return;
+                }
+                if request.command == ControlCommand::Diagnose {
+                    // Answered when the file is written, so the operator gets its path.
+                    self.diagnose_waiters.push(request.reply);
+                    self.queue.push_back(Event::CommandReceived {
+                        command: crate::core::Command::Diagnose,
+                        uid: request.uid,
+                        request: 0,
+                    });
+                    return;
+                }
                 let Some(command) = request.command.to_core() else {
                     // `status` is answered by the shell from a snapshot.
                     let _ = request.reply.send(ControlResponse::status(self.snapshot()));
@@ -1848,25 +1920,62 @@ impl Shell {
         }
     }
 
-    fn reload(&mut self) {
+    /// Re-read the configuration (SIGHUP or `qoscntrlr reload`). The answer says what
+    /// changed, or carries every error of a rejected file.
+    fn reload(&mut self, why: &str) -> ControlResponse {
         self.line(
             Component::Controller,
-            format!("Received SIGHUP: reloading {}", self.config_path.display()),
+            format!("{why}: reloading {}", self.config_path.display()),
         );
         match config::load(&self.config_path) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     self.line(Component::Controller, format!("Reload warning: {warning}"));
                 }
-                let cfg = self.keep_start_only_settings(loaded.config);
+                let before = self.cfg.effective_lines();
+                let (cfg, waiting) = self.keep_start_only_settings(loaded.config);
                 self.ctl.set_policy(Policy::from_config(&cfg));
                 self.tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
                 self.reload_mail(&cfg);
                 self.cfg = cfg;
-                for line in self.cfg.effective_lines() {
+                let after = self.cfg.effective_lines();
+                for line in &after {
                     self.line(Component::Controller, line);
                 }
                 self.line(Component::Controller, "Configuration reloaded");
+                let mut message = String::from("Configuration reloaded");
+                let changed: Vec<String> = after
+                    .iter()
+                    .filter(|line| !before.contains(line))
+                    .map(|line| {
+                        let key = line.split('=').next().unwrap_or(line);
+                        let old = before
+                            .iter()
+                            .find(|b| b.split('=').next() == Some(key))
+                            .and_then(|b| b.split_once('=').map(|(_, v)| v))
+                            .unwrap_or("");
+                        let new = line.split_once('=').map_or("", |(_, v)| v);
+                        format!("  {key}: {old} -> {new}")
+                    })
+                    .collect();
+                if changed.is_empty() && waiting.is_empty() {
+                    message.push_str(": nothing changed");
+                } else {
+                    if !changed.is_empty() {
+                        message.push_str("; changed:\n");
+                        message.push_str(&changed.join("\n"));
+                    }
+                    if !waiting.is_empty() {
+                        message.push_str(&format!(
+                            "\n  waiting for a controller restart (running value kept): {}",
+                            waiting.join(", ")
+                        ));
+                    }
+                }
+                for warning in &loaded.warnings {
+                    message.push_str(&format!("\n  warning: {warning}"));
+                }
+                ControlResponse::ok(message)
             }
             Err(failure) => {
                 for error in &failure.errors {
@@ -1876,6 +1985,10 @@ impl Shell {
                     Component::Controller,
                     "Reload failed; the previous configuration stays in force",
                 );
+                ControlResponse::config_errors(
+                    format!("{failure}; the previous configuration stays in force"),
+                    failure.errors.iter().map(ToString::to_string).collect(),
+                )
             }
         }
     }
@@ -1883,30 +1996,10 @@ impl Shell {
     /// What was opened or bound at start (files, sockets, listeners, the sampling
     /// timer) keeps its running value on reload; the log says which changes wait for a
     /// controller restart, so the server is never told a pipe path nobody listens on.
-    fn keep_start_only_settings(&mut self, mut new: Config) -> Config {
+    fn keep_start_only_settings(&mut self, mut new: Config) -> (Config, Vec<&'static str>) {
         let running = &self.cfg;
         let mut changed = Vec::new();
-        macro_rules! keep {
-            ($($key:literal => $field:ident),* $(,)?) => {$(
-                if running.$field != new.$field {
-                    new.$field = running.$field.clone();
-                    changed.push($key);
-                }
-            )*};
-        }
-        keep!(
-            "DATA_DIRECTORY" => data_directory,
-            "QOS_PIPE" => pipe,
-            "QOS_CONTROL_SOCKET" => control_socket,
-            "QOS_CONTROL_GROUP" => control_group,
-            "QOS_READINESS_LISTEN" => readiness_listen,
-            "QOS_AGENT_LISTEN" => agent_listen,
-            "QOS_METRICS_LISTEN" => metrics_listen,
-            "QOS_RESOURCE_INTERVAL" => resource_interval,
-            "QOS_LOG_MAX_SIZE" => log_max_size,
-            "QOS_LOG_RETENTION_DAYS" => log_retention_days,
-            "QOS_CGROUP" => cgroup,
-        );
+        keep_start_only(running, &mut new, &mut changed);
         if !changed.is_empty() {
             self.line(
                 Component::Controller,
@@ -1916,7 +2009,7 @@ impl Shell {
                 ),
             );
         }
-        new
+        (new, changed)
     }
 
     fn start_mailer(&mut self, settings: crate::mail::MailSettings) {
@@ -2685,9 +2778,10 @@ impl Shell {
         };
         let reaper = self.reaper.clone();
         let tasks = self.tasks.clone();
+        let by_operator = request.reason == OPERATOR_DIAGNOSTICS;
         tokio::task::spawn_local(async move {
             let report = diagnostics::collect(request, &reaper, Local::now()).await;
-            let _ = tasks.send(TaskResult::Diagnostics(incident, report));
+            let _ = tasks.send(TaskResult::Diagnostics(incident, by_operator, report));
         });
     }
 

@@ -1,4 +1,4 @@
-//! Resource samples of the server's process tree (DESIGN.md §3 `QOS_MAX_*`, issue 4):
+//! Resource samples of the server's process tree (the configuration keys `QOS_MAX_*`, issue 4):
 //! memory, CPU % of one core, open descriptors and threads of every process in the tree,
 //! and the free space of the data directory's filesystem. Also the pure limit logic
 //! ([`LimitTracker`]: warn once at `QOS_RESOURCE_WARN` %, exhausted after

@@ -45,7 +45,7 @@ pub const MAX_INCIDENTS: usize = 10;
 /// The width the human rendering fits in.
 pub const COLUMNS: usize = 80;
 
-/// Server states of DESIGN.md §4, spelled as in the logs and the JSON.
+/// Server states, spelled as in the logs and the JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ServerState {
@@ -91,7 +91,7 @@ impl std::fmt::Display for ServerState {
     }
 }
 
-/// Where a smart kill is (DESIGN.md §4: failover → diagnostics → kill).
+/// Where a smart kill is (the states: failover → diagnostics → kill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KillPhase {

@@ -1,4 +1,4 @@
-//! The time formats of the qoscntrlr logs (DESIGN.md §2), as pure functions: the log-line
+//! The time formats of the qoscntrlr logs (the log format), as pure functions: the log-line
 //! stamp `2012/08/06 06:33:34`, the `TimeDate=20120508T001506,95-04` of OpMsg lines, the
 //! `YYYYMMDDHHmm` of log file names, and parsers for the log review.
 

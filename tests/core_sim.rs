@@ -1,4 +1,4 @@
-//! The controller state machine in virtual time: every row of DESIGN.md §1 and every
+//! The controller state machine in virtual time: every row of the supervision rules and every
 //! rule of the supervision core, in milliseconds. A small simulated world answers the
 //! controller's actions (spawn, probe, diagnostics, kill) the way the shell would.
 

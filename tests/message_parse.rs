@@ -1,9 +1,9 @@
-//! The message parser against the reference lines of DESIGN.md §2 and generated input.
+//! The message parser against the reference lines of the log format and generated input.
 
 use proptest::prelude::*;
 use qoscntrlr::message::{parse, Meaning, Message, KNOWN_OPS};
 
-/// Every OpMsg line quoted in DESIGN.md §2; each must be logged back exactly.
+/// Every OpMsg line quoted in the log format; each must be logged back exactly.
 const REFERENCE_LINES: [&str; 9] = [
     "OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev ObjectType2=ProcessName ObjectValue2=nserver TimeDate=20120508T001506,95-04",
     "OpMsg=START Type=SERVER TimeDate=20120508T001507,40-04",

@@ -278,11 +278,8 @@ fn deb_package_installs_binaries_units_config_and_docs() {
     }
     let scratch = tempfile::tempdir().expect("scratch dir");
     let deb = scratch.path().join("qoscntrlr.deb");
-    let assets = crate_root().join("target").join("assets");
-    run(Command::new("sh")
-        .arg(crate_root().join("packaging/build-assets.sh"))
-        .env("QOSCNTRLR_BIN", release_dir().join("qoscntrlr"))
-        .env("ASSETS_DIR", &assets));
+    // The documented command, nothing prepared first (the man pages and completions are
+    // in packaging/generated/).
     run(Command::new("cargo")
         .args(["deb", "--no-build", "--fast", "--quiet", "--output"])
         .arg(&deb)
@@ -312,6 +309,23 @@ fn deb_package_installs_binaries_units_config_and_docs() {
         (units.join("qoscntrlr.service"), 0o644),
         (units.join("qoscntrlr@.service"), 0o644),
         (root.join("usr/share/man/man1/qoscntrlr.1.gz"), 0o644),
+        (root.join("usr/share/man/man5/dcontroller.ini.5.gz"), 0o644),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/keepalived.conf"),
+            0o644,
+        ),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/haproxy.cfg"),
+            0o644,
+        ),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/pacemaker-location.xml"),
+            0o644,
+        ),
+        (
+            root.join("usr/share/doc/qoscntrlr/examples/pacemaker-qos-hook.sh"),
+            0o755,
+        ),
         (
             root.join("usr/share/bash-completion/completions/qoscntrlr"),
             0o644,

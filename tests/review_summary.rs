@@ -1,4 +1,4 @@
-//! `logs summary` / `logs timeline` on the reference's own example lines (DESIGN.md §2)
+//! `logs summary` / `logs timeline` on the reference's own example lines (the log format)
 //! and on the lines the controller writes, through the real binary.
 
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ fn design_example_lines_give_the_documented_numbers() {
 
 #[test]
 fn documents_verbatim_one_crash_one_probe_timeout() {
-    // DESIGN.md §2 blocks in document order: the crash block comes before the smart kill.
+    // the log format blocks in document order: the crash block comes before the smart kill.
     let j = summary_json(&[&fixture("design-verbatim")], &[]);
     assert_eq!(j["counts"]["crashes"], 1);
     assert_eq!(j["counts"]["probe_timeouts"], 1);

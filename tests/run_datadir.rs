@@ -1,6 +1,6 @@
-//! End to end, real processes: one controller per data directory (DESIGN.md §7 exit 75,
+//! End to end, real processes: one controller per data directory (the command line exit 75,
 //! issue 3 "One controller per data directory"), the stale server a SIGKILLed controller
-//! leaves behind, and the `.out` → `.log` lifecycle of §2 across restarts.
+//! leaves behind, and the `.out` → `.log` lifecycle of the log format across restarts.
 
 mod common;
 

@@ -157,3 +157,71 @@ fn run_reports_plain_lines_without_the_journal() {
         "{stderr}"
     );
 }
+
+/// The operator's habits against a running controller: `reload` says what changed (and
+/// exits 78 on a broken file), `diagnose` names the file, `send` says what it sent,
+/// `stop --wait`/`start --wait`/`restart --wait` return in the target state.
+#[test]
+fn reload_diagnose_send_and_wait_report_what_they_did() {
+    let mut h = Harness::demo(&[]);
+    h.start_ready();
+
+    h.set_keys(&[("QOS_APPS_TIMEOUT", "3s"), ("QOS_PIPE", "other.pipe")]);
+    let out = h.cli("reload", &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("QOS_APPS_TIMEOUT: 2 seconds -> 3 seconds"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("waiting for a controller restart"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("QOS_PIPE"), "{out:?}");
+    h.set_keys(&[("QOS_PIPE", "")]);
+    let good = std::fs::read_to_string(&h.ini).expect("read ini");
+    h.overwrite_ini(&format!("{good}QOS_PROBE_TIMEOUT=ten minutes\n"));
+    let out = h.cli("reload", &[]);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(
+        out.stderr.contains("QOS_PROBE_TIMEOUT") && out.stderr.contains("error: "),
+        "{out:?}"
+    );
+    h.overwrite_ini(&good);
+
+    let out = h.cli("diagnose", &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let path = out
+        .stdout
+        .trim()
+        .strip_prefix("Diagnostics written to ")
+        .unwrap_or_else(|| panic!("{out:?}"))
+        .split(" (")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(std::path::Path::new(&path).is_file(), "{path}");
+
+    let out = h.cli(
+        "send",
+        &["OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=a.nsf"],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("Sent to "), "{out:?}");
+    h.send("OpMsg=END Type=COMPACT ObjectType=DB ObjectValue=a.nsf");
+
+    let out = h.cli("stop", &["--wait=20s"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.trim_end().ends_with("STOPPED"), "{out:?}");
+    assert_eq!(h.state(), "STOPPED");
+    let out = h.cli("start", &["--wait"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("READY (server pid "), "{out:?}");
+    let before = h.server_pid();
+    let out = h.cli("restart", &["--wait=30s"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_ne!(h.server_pid(), before, "{out:?}");
+    assert_eq!(h.state(), "READY");
+    h.stop();
+}

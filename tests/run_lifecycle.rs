@@ -1,5 +1,5 @@
-//! End to end, real processes: the server's life outside the smart kill (DESIGN.md §1,
-//! §2, §4, §7) — a crash, a server that ignores SIGTERM at shutdown, a server that exits
+//! End to end, real processes: the server's life outside the smart kill (the supervision rules,
+//! the log format, the states, the command line) — a crash, a server that ignores SIGTERM at shutdown, a server that exits
 //! at once until the restart limit leaves it FAULTED, and SIGHUP with a broken file.
 
 mod common;

@@ -1,4 +1,4 @@
-//! End to end, real processes: server messages on the pipe (DESIGN.md §5, issue 4 "Done
+//! End to end, real processes: server messages on the pipe (the message protocol, issue 4 "Done
 //! when") — long-running applications that stall or end in time, the reference FIXUP line
 //! round trip, and 1 MB of garbage on the pipe.
 

@@ -1,5 +1,5 @@
-//! End to end, real processes: the remaining rows of DESIGN.md §1 and the operator
-//! commands of §7 against the demo server — restart timeout, slow operator restart,
+//! End to end, real processes: the remaining rows of the supervision rules and the operator
+//! commands of the command line against the demo server — restart timeout, slow operator restart,
 //! quit/start/diagnose/kill, EXHAUSTED and TIMEOUT messages, QOS_NOKILL, a disabled
 //! failover trigger, and a server that exits by itself.
 

@@ -1,4 +1,4 @@
-//! End to end, real processes: the smart kill of `qoscntrlr run` (DESIGN.md §1, §2, §6)
+//! End to end, real processes: the smart kill of `qoscntrlr run` (the supervision rules, the log format, the failover outputs)
 //! on the demo server — probe timeout after a hang, a daemonized grandchild that must die
 //! with the tree, memory exhaustion measured by the controller, and pause/resume with
 //! `status` asked in every state on the way.
@@ -7,7 +7,7 @@ mod common;
 
 use common::{is_alive, is_gone, session_of, Harness, TriggerWatch, SERVER_NAME};
 
-/// The §2 lines of a smart kill and the restart that follows, in order.
+/// The log lines of a smart kill and the restart that follows, in order.
 fn smart_kill_and_restart_lines() -> Vec<String> {
     [
         "QoS Kill: Triggering failover...",
@@ -25,7 +25,7 @@ fn smart_kill_and_restart_lines() -> Vec<String> {
     .collect()
 }
 
-/// The §2 lines of a (re)start up to the recovery of the failover trigger.
+/// The log lines of a (re)start up to the recovery of the failover trigger.
 fn restarted_lines() -> Vec<String> {
     vec![
         format!(

@@ -1,4 +1,4 @@
-//! The long-running applications list (DESIGN.md §1, §5): applications the server
+//! The long-running applications list (the supervision rules, the message protocol): applications the server
 //! announced with `OpMsg=START Type=<TYPE>`, when each last showed progress, and which
 //! one has gone longest without it. Pure: the caller passes `now` in.
 //!

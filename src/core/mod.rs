@@ -1,4 +1,4 @@
-//! The controller: a pure state machine (DESIGN.md §4, §8). It owns every decision —
+//! The controller: a pure state machine (the states, the architecture). It owns every decision —
 //! when to probe, when a timeout has happened, when to fail over, collect diagnostics,
 //! kill, restart or give up — and nothing else. No clock reads, syscalls or tokio:
 //! [`Controller::handle`] takes the time and a past-tense [`Event`] and returns
@@ -1542,7 +1542,7 @@ impl Controller {
             },
             why,
         ));
-        // DESIGN.md §6 order: trigger file, then readiness/agent down, then hooks.
+        // the failover outputs order: trigger file, then readiness/agent down, then hooks.
         if failover {
             out.push(log(Component::Kill, "Triggering failover..."));
             self.failover_triggered = true;

@@ -56,7 +56,7 @@ impl Policy {
 }
 
 impl Default for Policy {
-    /// The defaults of DESIGN.md §3 with an HTTP probe.
+    /// The defaults of the configuration keys with an HTTP probe.
     fn default() -> Policy {
         Policy {
             server_name: "server".into(),

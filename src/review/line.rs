@@ -1,5 +1,5 @@
 //! Recognising one log line: the `YYYY/MM/DD HH:MM:SS [<Component>: ]<text>` shape and the
-//! texts of DESIGN.md §2 (the reference's own lines and the ones qoscntrlr adds) that
+//! texts of the log format (the reference's own lines and the ones qoscntrlr adds) that
 //! matter for review. Works on bytes: most lines are probe results and must stay cheap.
 
 use super::stamp::Stamp;

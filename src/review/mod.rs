@@ -2,7 +2,7 @@
 //! the original Domino controller's — in time order, streaming, and answers "what
 //! happened, when, how long were users down, and why" as a summary (text or JSON), a
 //! timeline, or a self-contained HTML report. Owns file discovery and ordering, line
-//! recognition (DESIGN.md §2) and the incident model; no other effect than reading.
+//! recognition (the log format) and the incident model; no other effect than reading.
 //!
 //! # JSON summary (stable; see also `docs/logs-json.md`)
 //!
@@ -55,7 +55,7 @@ pub enum ReviewError {
         source: std::io::Error,
     },
     #[error(
-        "--{flag} '{value}': not a time (expected YYYY-MM-DD[ HH:MM[:SS]] or YYYY/MM/DD HH:MM:SS)"
+        "--{flag} '{value}': not a time (expected YYYY-MM-DD[ HH:MM[:SS]], YYYY/MM/DD HH:MM:SS, today, yesterday, now, or an age such as 1h, 30m, 2d)"
     )]
     BadTime { flag: &'static str, value: String },
     #[error("--event '{0}': unknown event (expected one of: {list})", list = event_names())]
@@ -75,10 +75,30 @@ pub fn parse_window(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<(Option<Stamp>, Option<Stamp>), ReviewError> {
+    use chrono::{Datelike as _, Timelike as _};
+    let wall = chrono::Local::now();
+    let now = Stamp::from_fields(
+        i64::from(wall.year()),
+        i64::from(wall.month()),
+        i64::from(wall.day()),
+        i64::from(wall.hour()),
+        i64::from(wall.minute()),
+        i64::from(wall.second()),
+    )
+    .unwrap_or(Stamp(wall.naive_local().and_utc().timestamp()));
+    parse_window_at(since, until, now)
+}
+
+/// [`parse_window`] with the relative forms (`1h`, `yesterday`) counted from `now`.
+pub fn parse_window_at(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: Stamp,
+) -> Result<(Option<Stamp>, Option<Stamp>), ReviewError> {
     let parse = |flag: &'static str, value: Option<&str>, end_of: bool| {
         value
             .map(|v| {
-                Stamp::parse_arg(v, end_of).ok_or_else(|| ReviewError::BadTime {
+                Stamp::parse_arg_at(v, end_of, now).ok_or_else(|| ReviewError::BadTime {
                     flag,
                     value: v.to_string(),
                 })

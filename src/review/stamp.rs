@@ -135,6 +135,46 @@ impl Stamp {
         })
     }
 
+    /// Like [`Stamp::parse_arg`], plus the forms relative to `now` (the local wall-clock
+    /// time as a stamp): `now`, `today`, `yesterday`, and an age `N` + `s`/`m`/`min`/`h`/
+    /// `d`/`w`, optionally followed by `ago` (`--since 1h`, `--since "2 days ago"`).
+    /// `today`/`yesterday` with `end_of` mean the end of that day.
+    pub fn parse_arg_at(text: &str, end_of: bool, now: Stamp) -> Option<Stamp> {
+        let lower = text.trim().to_ascii_lowercase();
+        let day_start = Stamp(now.0.div_euclid(86_400) * 86_400);
+        match lower.as_str() {
+            "now" => return Some(now),
+            "today" => {
+                return Some(if end_of {
+                    Stamp(day_start.0 + 86_399)
+                } else {
+                    day_start
+                })
+            }
+            "yesterday" => {
+                let start = day_start.0 - 86_400;
+                return Some(Stamp(if end_of { start + 86_399 } else { start }));
+            }
+            _ => {}
+        }
+        if let Some(stamp) = Stamp::parse_arg(text, end_of) {
+            return Some(stamp);
+        }
+        let age = lower.strip_suffix("ago").unwrap_or(&lower).trim();
+        let split = age.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = age.split_at(split);
+        let number: i64 = number.parse().ok()?;
+        let unit_secs = match unit.trim() {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            _ => return None,
+        };
+        Some(Stamp(now.0 - number.checked_mul(unit_secs)?))
+    }
+
     fn fields(self) -> (i64, i64, i64, i64, i64, i64) {
         let days = self.0.div_euclid(86_400);
         let secs = self.0.rem_euclid(86_400);
@@ -172,6 +212,34 @@ pub fn human_secs(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_forms_count_back_from_now() {
+        let now = Stamp::from_fields(2026, 12, 2, 10, 30, 0).expect("valid");
+        let at = |t, end| Stamp::parse_arg_at(t, end, now).map(|s| s.to_string());
+        assert_eq!(at("1h", false).as_deref(), Some("2026/12/02 09:30:00"));
+        assert_eq!(
+            at("90 min ago", false).as_deref(),
+            Some("2026/12/02 09:00:00")
+        );
+        assert_eq!(at("2d", false).as_deref(), Some("2026/11/30 10:30:00"));
+        assert_eq!(
+            at("yesterday", false).as_deref(),
+            Some("2026/12/01 00:00:00")
+        );
+        assert_eq!(
+            at("yesterday", true).as_deref(),
+            Some("2026/12/01 23:59:59")
+        );
+        assert_eq!(at("today", false).as_deref(), Some("2026/12/02 00:00:00"));
+        assert_eq!(at("now", true).as_deref(), Some("2026/12/02 10:30:00"));
+        assert_eq!(
+            at("2012-05-08", false).as_deref(),
+            Some("2012/05/08 00:00:00")
+        );
+        assert_eq!(at("last tuesday", false), None);
+        assert_eq!(at("5 fortnights", false), None);
+    }
 
     #[test]
     fn log_stamp_round_trips() {

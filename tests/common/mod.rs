@@ -482,7 +482,7 @@ impl Harness {
             .count()
     }
 
-    /// Every line must be `YYYY/MM/DD HH:MM:SS <text>` (DESIGN.md §2).
+    /// Every line must be `YYYY/MM/DD HH:MM:SS <text>` (the log format).
     pub fn assert_line_format(&self) {
         for line in self.lines() {
             assert!(
