@@ -43,6 +43,12 @@ _qoscntrlr() {
             qoscntrlr,quit)
                 cmd="qoscntrlr__subcmd__quit"
                 ;;
+            qoscntrlr,reexec)
+                cmd="qoscntrlr__subcmd__reexec"
+                ;;
+            qoscntrlr,reexec-check)
+                cmd="qoscntrlr__subcmd__reexec__subcmd__check"
+                ;;
             qoscntrlr,reload)
                 cmd="qoscntrlr__subcmd__reload"
                 ;;
@@ -99,6 +105,12 @@ _qoscntrlr() {
                 ;;
             qoscntrlr__subcmd__help,quit)
                 cmd="qoscntrlr__subcmd__help__subcmd__quit"
+                ;;
+            qoscntrlr__subcmd__help,reexec)
+                cmd="qoscntrlr__subcmd__help__subcmd__reexec"
+                ;;
+            qoscntrlr__subcmd__help,reexec-check)
+                cmd="qoscntrlr__subcmd__help__subcmd__reexec__subcmd__check"
                 ;;
             qoscntrlr__subcmd__help,reload)
                 cmd="qoscntrlr__subcmd__help__subcmd__reload"
@@ -167,7 +179,7 @@ _qoscntrlr() {
 
     case "${cmd}" in
         qoscntrlr)
-            opts="-c -h -V --config --color --help --version run check-config status start quit stop restart kill pause resume clear-fault diagnose reload send logs report support-bundle generate help"
+            opts="-c -h -V --config --color --help --version run check-config status start quit stop restart kill pause resume clear-fault diagnose reload send logs report support-bundle reexec reexec-check generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,7 +305,7 @@ _qoscntrlr() {
             return 0
             ;;
         qoscntrlr__subcmd__help)
-            opts="run check-config status start quit restart kill pause resume clear-fault diagnose reload send logs report support-bundle generate help"
+            opts="run check-config status start quit restart kill pause resume clear-fault diagnose reload send logs report support-bundle reexec reexec-check generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -461,6 +473,34 @@ _qoscntrlr() {
             return 0
             ;;
         qoscntrlr__subcmd__help__subcmd__quit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qoscntrlr__subcmd__help__subcmd__reexec)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qoscntrlr__subcmd__help__subcmd__reexec__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -866,6 +906,66 @@ _qoscntrlr() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qoscntrlr__subcmd__reexec)
+            opts="-c -h --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qoscntrlr__subcmd__reexec__subcmd__check)
+            opts="-c -h --config --state-version --state-file --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
