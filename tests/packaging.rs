@@ -393,7 +393,15 @@ fn deb_package_installs_binaries_units_config_and_docs() {
         prerm.contains(r#"[ "$1" = remove ]"#),
         "stops only on remove: {prerm}"
     );
-    assert!(read(&control.join("postrm")).contains("daemon-reload"));
+    // Removal stops the template's instances too, not only qoscntrlr.service.
+    assert!(prerm.contains("'qoscntrlr@*.service'"), "{prerm}");
+    let postrm = read(&control.join("postrm"));
+    assert!(postrm.contains("daemon-reload"), "{postrm}");
+    // Purge deletes the data directory (logs, diagnostics, state), as Debian daemons do.
+    assert!(
+        postrm.contains(r#"[ "$1" = purge ]"#) && postrm.contains("rm -rf /var/lib/qoscntrlr"),
+        "{postrm}"
+    );
 
     // The packaged programs run.
     let version = run(Command::new(root.join("usr/bin/qoscntrlr")).arg("--version"));
