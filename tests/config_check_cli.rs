@@ -75,14 +75,20 @@ fn a_good_file_prints_the_effective_configuration() {
 #[test]
 fn lookup_order_flag_then_environment_then_working_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let cwd_ini = GOOD.replace("/bin/sleep 1000", "from-cwd");
-    let env_ini = GOOD.replace("/bin/sleep 1000", "from-env");
-    let flag_ini = GOOD.replace("/bin/sleep 1000", "from-flag");
+    let cwd_ini = GOOD.replace("/bin/sleep 1000", "/bin/echo from-cwd");
+    let env_ini = GOOD.replace("/bin/sleep 1000", "/bin/echo from-env");
+    let flag_ini = GOOD.replace("/bin/sleep 1000", "/bin/echo from-flag");
     std::fs::write(dir.path().join("dcontroller.ini"), cwd_ini).unwrap();
     std::fs::write(dir.path().join("env.ini"), env_ini).unwrap();
     std::fs::write(dir.path().join("flag.ini"), flag_ini).unwrap();
+    // check-config also resolves the program: each file names one that exists.
     let command_of = |out: Output| {
-        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -92,11 +98,11 @@ fn lookup_order_flag_then_environment_then_working_directory() {
     let env = dir.path().join("env.ini");
     assert_eq!(
         command_of(qoscntrlr(dir.path(), &["check-config"], None)),
-        "from-cwd"
+        "/bin/echo from-cwd"
     );
     assert_eq!(
         command_of(qoscntrlr(dir.path(), &["check-config"], Some(&env))),
-        "from-env"
+        "/bin/echo from-env"
     );
     assert_eq!(
         command_of(qoscntrlr(
@@ -104,7 +110,7 @@ fn lookup_order_flag_then_environment_then_working_directory() {
             &["check-config", "-c", "flag.ini"],
             Some(&env)
         )),
-        "from-flag"
+        "/bin/echo from-flag"
     );
 }
 
