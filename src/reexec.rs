@@ -33,10 +33,8 @@ pub const OLDEST_STATE_VERSION: u32 = 1;
 pub const HANDOFF_ENV: &str = "QOSCNTRLR_REEXEC";
 /// How long the new binary's check may take.
 pub const CHECK_LIMIT: Duration = Duration::from_secs(10);
-/// The state written for the check, in the data directory (removed afterwards).
-pub const CHECK_STATE_FILE: &str = "qoscntrlr.reexec-check.json";
-/// What the check printed (removed afterwards).
-pub const CHECK_OUTPUT_FILE: &str = "qoscntrlr.reexec-check.out";
+/// At most this much of what the check printed is read.
+const CHECK_OUTPUT_LIMIT: u64 = 64 * 1024;
 /// The check prints this followed by its version on success.
 const CHECK_OK_PREFIX: &str = "qoscntrlr reexec-check: ok, version ";
 
@@ -371,34 +369,46 @@ pub fn dup_connection(fd: &impl AsRawFd) -> Option<OwnedFd> {
 /// How the check of the new binary ended: its version, or the reason it failed.
 pub type CheckOutcome = Result<String, String>;
 
-/// Run `<exe> reexec-check` on the state in `state_file` with the controller's
-/// configuration, at most [`CHECK_LIMIT`], its output going to `output`.
+/// Run `<exe> reexec-check` on `state` with the controller's configuration, at most
+/// [`CHECK_LIMIT`]. Nothing touches the disk (a read-only or full data directory does
+/// not stop an upgrade): the state is a memfd the check opens as
+/// `/proc/<controller>/fd/<n>`, and what it prints goes to another memfd.
 pub async fn check_new_binary(
     reaper: &crate::process::Reaper,
     exe: &Path,
     config_path: &Path,
-    state_file: &Path,
-    output: &Path,
+    state: &[u8],
 ) -> CheckOutcome {
-    let out = std::fs::File::create(output)
-        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let state = write_memfd(state).map_err(|e| e.to_string())?;
+    let state_path = format!("/proc/{}/fd/{}", std::process::id(), state.as_raw_fd());
+    let output = std::fs::File::from(write_memfd(b"").map_err(|e| e.to_string())?);
+    let clone = |f: &std::fs::File| {
+        f.try_clone()
+            .map_err(|e| format!("cannot capture the check's output: {e}"))
+    };
+    let (out, err) = (clone(&output)?, clone(&output)?);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("reexec-check")
         .arg("--state-version")
         .arg(STATE_VERSION.to_string())
         .arg("--state-file")
-        .arg(state_file)
+        .arg(&state_path)
         .arg("-c")
         .arg(config_path)
         .stdout(out)
         .stderr(err);
     crate::sdnotify::scrub_env(&mut cmd);
     let outcome = crate::process::run_helper(reaper, cmd, CHECK_LIMIT).await;
-    let printed = std::fs::read_to_string(output).unwrap_or_default();
-    let _ = std::fs::remove_file(output);
+    drop(state);
+    let mut printed = String::new();
+    let mut output = output;
+    if output.seek(SeekFrom::Start(0)).is_ok() {
+        let mut bytes = Vec::new();
+        let _ = (&mut output)
+            .take(CHECK_OUTPUT_LIMIT)
+            .read_to_end(&mut bytes);
+        printed = String::from_utf8_lossy(&bytes).into_owned();
+    }
     let printed_summary = || {
         let lines: Vec<&str> = printed
             .lines()

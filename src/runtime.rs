@@ -69,6 +69,9 @@ const CONSOLE_TAIL_LINES: usize = 50;
 /// Queue between the pipe and the loop: past this a flooding client waits (its socket
 /// is not read), the loop never does.
 const PIPE_QUEUE: usize = 1024;
+/// How long a re-exec waits, right before handing over, for the pipe's clients to be
+/// read (see the loop).
+const PIPE_SETTLE: Duration = Duration::from_millis(2);
 const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 /// The tree mark (see [`process::TREE_MARK_ENV`]): servers and helpers carry it.
 use crate::process::TREE_MARK_ENV;
@@ -1547,6 +1550,10 @@ impl Shell {
                 self.drain_queue();
             }
             if let Some((request, version)) = self.exec_due.take() {
+                // Let the pipe's client tasks read what their sockets already hold (the
+                // runtime looks at sockets only while the loop waits): lines written
+                // before the re-exec reach this image instead of dying with it.
+                tokio::time::sleep(PIPE_SETTLE).await;
                 // What has already arrived is acted on by this image, not lost with it.
                 if let Some(rx) = pipe_rx.as_mut() {
                     while let Ok(pe) = rx.try_recv() {
@@ -2240,15 +2247,10 @@ impl Shell {
             Ok(exe) => exe,
             Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
         };
-        let state_file = self.cfg.data_directory.join(reexec::CHECK_STATE_FILE);
-        let output = self.cfg.data_directory.join(reexec::CHECK_OUTPUT_FILE);
-        let written = self.handoff_bytes().and_then(|bytes| {
-            write_private(&state_file, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", state_file.display()))
-        });
-        if let Err(e) = written {
-            return self.fail_reexec(request, format!("reexec failed: {e}"));
-        }
+        let state = match self.handoff_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
+        };
         self.reexec_pending = Some(request);
         self.line(
             Component::Controller,
@@ -2258,9 +2260,7 @@ impl Shell {
         let tasks = self.tasks.clone();
         let config_path = self.config_path.clone();
         tokio::task::spawn_local(async move {
-            let outcome =
-                reexec::check_new_binary(&reaper, &exe, &config_path, &state_file, &output).await;
-            let _ = std::fs::remove_file(&state_file);
+            let outcome = reexec::check_new_binary(&reaper, &exe, &config_path, &state).await;
             let _ = tasks.send(TaskResult::ReexecChecked { request, outcome });
         });
     }
@@ -3067,21 +3067,6 @@ fn test_spoil_handoff(bytes: &[u8]) -> Vec<u8> {
         }
         Err(_) => bytes.to_vec(),
     }
-}
-
-/// Write `bytes` to a new file only the controller's user can read (the state names
-/// applications and paths).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.write_all(bytes)
 }
 
 fn join_pids(pids: &[i32]) -> String {

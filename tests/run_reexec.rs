@@ -374,3 +374,31 @@ fn reexec_while_faulted_stays_faulted_and_spawns_nothing() {
     h.wait_for("QoS Controller: Fault cleared by the operator");
     h.stop();
 }
+
+#[test]
+fn messages_sent_just_before_a_reexec_are_not_lost() {
+    let (mut h, _) = copied(&[("QOS_APPS_TIMEOUT", "10min")]);
+    h.start_ready();
+    for i in 0..5 {
+        h.send(&format!(
+            "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=db{i}.nsf"
+        ));
+        reexec_ok(&mut h);
+    }
+    let (_, json) = h.status();
+    let apps: Vec<String> = json["apps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["name"].as_str().map(str::to_string))
+        .collect();
+    for i in 0..5 {
+        assert!(
+            apps.contains(&format!("COMPACT[db{i}.nsf]")),
+            "COMPACT[db{i}.nsf] was lost across a reexec: {json}\n{}",
+            h.dump()
+        );
+    }
+    h.stop();
+}
