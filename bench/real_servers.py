@@ -50,7 +50,11 @@ RNG = random.Random(16)
 WORK = None
 BEGIN = "<!-- real-servers: begin (bench/real_servers.py) -->"
 END = "<!-- real-servers: end -->"
-TOOLS = ["qoscntrlr", "monit", "supervisord"]
+TOOLS = ["qoscntrlr", "qoscntrlr-nsd-off", "monit", "supervisord"]
+# qoscntrlr-nsd-off: the same with QOS_NSD_PATH=/bin/true, i.e. without the post-mortem
+# (the built-in collector takes gdb stacks of every leftover process before the restart).
+HEADERS = {"qoscntrlr": "qoscntrlr", "qoscntrlr-nsd-off": "qoscntrlr, `QOS_NSD_PATH=/bin/true`",
+           "monit": "monit", "supervisord": "supervisord"}
 
 
 def log(msg):
@@ -329,12 +333,13 @@ class Run:
 
     def start(self):
         s = self.server
-        if self.tool == "qoscntrlr":
+        if self.tool.startswith("qoscntrlr"):
             ini = os.path.join(self.dir, "dcontroller.ini")
+            nsd = "QOS_NSD_PATH=/bin/true\n" if self.tool == "qoscntrlr-nsd-off" else ""
             with open(ini, "w") as f:
                 f.write(s.qos_ini() + "\n# bench overrides\n"
                         f"DATA_DIRECTORY={self.dir}\nQOS_PROBE_INTERVAL=1s\n"
-                        "QOS_RESTART_LIMIT_ENABLE=0\n")
+                        "QOS_RESTART_LIMIT_ENABLE=0\n" + nsd)
             self.popen([os.path.join(self.args.bin_dir, "qoscntrlr"), "run", "-c", ini])
         elif self.tool == "supervisord":
             conf = os.path.join(self.dir, "supervisord.conf")
@@ -373,7 +378,7 @@ class Run:
     def ready(self):
         """qoscntrlr: READY (a server that ends before READY is restarted with a backoff,
         by design); the peers have no such state."""
-        if self.tool != "qoscntrlr":
+        if not self.tool.startswith("qoscntrlr"):
             return True
         r = subprocess.run([os.path.join(self.args.bin_dir, "qoscntrlr"), "status", "--json",
                             "-c", os.path.join(self.dir, "dcontroller.ini")],
@@ -464,6 +469,15 @@ def versions(bin_dir):
             "postgresql": first([f"{PG_BIN}/postgres", "--version"])}
 
 
+def loadavg():
+    """The 1-minute load average: how busy the shared machine was."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def stats(values):
     v = sorted(values)
     if not v:
@@ -492,10 +506,17 @@ def render(res):
     L += [f"Measured {res['date']} by `bench/real_servers.py` ({res['reps']} crashes per "
           f"tool and server, tools alternating; {res['seconds']:.0f} s): "
           f"{v['qoscntrlr']}, {v['monit']}, {v['supervisord']}, {v['nginx']}, "
-          f"{v['postgresql']}. Same machine and load caveats as above.", "",
+          f"{v['postgresql']}. "
+          + (f"1-minute load average {res['load_start']:.1f} at the start and "
+             f"{res['load_end']:.1f} at the end on {os.cpu_count()} CPUs: the machine was "
+             "shared with other jobs (builds and test suites), so absolute times are noisy; "
+             "the tools alternate, so the load hits all of them."
+             if res.get("load_start") is not None and res.get("load_end") is not None
+             else "Same machine caveats as above."), "",
           "Cells: **median** (min–max), p95, from SIGKILL of the nginx master or the "
           "postmaster to a new instance serving.", "",
-          "| Server | qoscntrlr | monit | supervisord |", "|---|---|---|---|"]
+          "| Server | " + " | ".join(HEADERS[t] for t in TOOLS) + " |",
+          "|---|" + "---|" * len(TOOLS)]
     for server in ("nginx", "postgresql"):
         cells = []
         for tool in TOOLS:
@@ -511,7 +532,7 @@ def render(res):
         L.append(f"| {label} | " + " | ".join(cells) + " |")
     naive = res.get("naive", {})
     if naive:
-        L.append("| nginx, peers without the clean-start wrapper | – | "
+        L.append("| nginx, peers without the clean-start wrapper | – | – | "
                  + " | ".join(
                      (f"{fmt_ms(naive[t]['ms'])}" if naive.get(t, {}).get("ms") is not None
                       else f"**never** (still not serving after {naive.get(t, {}).get('limit_s', '?')} s)")
@@ -529,7 +550,16 @@ def render(res):
           "`postgresql.ini` as shipped (paths and port substituted, "
           "`QOS_PROBE_INTERVAL=1s`, `QOS_RESTART_LIMIT_ENABLE=0`). Its time includes the "
           "post-mortem diagnostics it takes before the restart (built-in collector: `/proc` "
-          "snapshot and gdb stacks of every leftover process) and the kill of the leftovers.",
+          "snapshot and gdb stacks of every leftover process) and the kill of the leftovers. "
+          "The column with `QOS_NSD_PATH=/bin/true` replaces that collector by a program "
+          "that does nothing: the difference is the price of the post-mortem (about one gdb "
+          "attach per leftover process: the two orphaned nginx workers, the PostgreSQL "
+          "background processes still exiting), paid while the server is down. Even with "
+          "`/bin/true` the post-mortem file is written and fsynced before the restart (a "
+          "crash's record must be on disk before anything else happens), and on this "
+          "machine that fsync waits behind the other jobs' disk traffic: the peers write "
+          "nothing before they restart. The spread of the qoscntrlr columns follows the "
+          "load.",
           "* **monit**: `set daemon 1`, `check process … with pidfile`, start program in the "
           "background (nginx daemonizing itself; the postmaster through `setpriv` as "
           "postgres). **supervisord**: `autorestart=true`, `startsecs=0`, "
@@ -591,7 +621,8 @@ def main():
     args.subreaper = os.path.abspath(args.subreaper)
     args.bin_dir = os.path.abspath(args.bin_dir)
     started = time.time()
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reps": args.reps}
+    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reps": args.reps,
+           "load_start": loadavg()}
     missing = [p for p in (NGINX, f"{PG_BIN}/postgres", shutil.which("monit") or "monit",
                            shutil.which("supervisord") or "supervisord")
                if not os.path.exists(p)]
@@ -651,6 +682,7 @@ def main():
     finally:
         kill_work_processes()
     res["seconds"] = time.time() - started
+    res["load_end"] = loadavg()
     with open(args.results, "w") as f:
         json.dump(res, f, indent=1)
     if args.markdown:
