@@ -117,6 +117,8 @@ pub fn is_secret_name(name: &str) -> bool {
         "API_KEY",
         "PRIVATE_KEY",
         "CREDENTIAL",
+        // `Name: value` of the alert webhook, typically `Authorization: Bearer …`.
+        "WEBHOOK_HEADER",
     ]
     .iter()
     .any(|word| upper.contains(word))
@@ -145,6 +147,15 @@ pub fn redact_ini(text: &str) -> (String, Vec<String>) {
                 let value = strip_inline_comment(value).trim();
                 if !value.is_empty() {
                     secrets.push(value.to_string());
+                }
+                // A header (`Authorization: Bearer …`): its value alone is the secret too.
+                if key.trim().to_ascii_uppercase().ends_with("WEBHOOK_HEADER") {
+                    if let Some((_, header_value)) = value.split_once(':') {
+                        let header_value = header_value.trim();
+                        if !header_value.is_empty() {
+                            secrets.push(header_value.to_string());
+                        }
+                    }
                 }
             }
             _ => out.push_str(&String::from_utf8_lossy(&redact_assignments(

@@ -71,6 +71,10 @@ pub fn run(path: &Path, strict: bool) -> u8 {
             "Containment: none, the server's process tree is found through /proc ({reason})"
         ),
     }
+    // The resource rules in force, shorthand limits included, normalised.
+    for line in cfg.rule_lines() {
+        println!("{line}");
+    }
     EXIT_OK
 }
 

@@ -102,9 +102,45 @@ pub struct Config {
     pub readiness_listen: Option<SocketAddr>,
     pub agent_listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    /// `QOS_RULE_<NAME>` rules, in file order (the shorthands are in [`Config::rules`]).
+    pub custom_rules: Vec<crate::rules::Rule>,
+    /// `QOS_ALERT_WEBHOOK`: every alert is also POSTed here as JSON.
+    pub alert_webhook: Option<crate::webhook::WebhookUrl>,
+    /// `QOS_ALERT_WEBHOOK_HEADER`: one `Name: value` header (a secret: never printed).
+    pub alert_webhook_header: Option<(String, String)>,
 }
 
 impl Config {
+    /// Every rule in force: the shorthand keys' kill rules first, then the
+    /// `QOS_RULE_<NAME>` rules in file order.
+    pub fn rules(&self) -> Vec<crate::rules::Rule> {
+        let mut rules = crate::rules::Shorthands {
+            max_memory: self.max_memory,
+            max_cpu: self.max_cpu,
+            max_open_files: self.max_open_files,
+            max_threads: self.max_threads,
+            min_disk_free: self.min_disk_free,
+            max_memory_pressure: self.max_memory_pressure,
+            max_cpu_pressure: self.max_cpu_pressure,
+            max_io_pressure: self.max_io_pressure,
+            samples: self.resource_samples,
+            warn_percent: self.resource_warn_percent,
+            data_directory: self.data_directory.clone(),
+        }
+        .rules();
+        rules.extend(self.custom_rules.iter().cloned());
+        rules
+    }
+
+    /// One line per rule in force, for `check-config` and the log header:
+    /// `Rule QOS_RULE_MEMLEAK: memory > 2048 MB average 30 missing=ok action=alert`.
+    pub fn rule_lines(&self) -> Vec<String> {
+        self.rules()
+            .iter()
+            .map(|rule| format!("Rule {}: {}", rule.key(), rule.spec()))
+            .collect()
+    }
+
     /// Probing is on: QoS enabled, probing not disabled, and a probe configured.
     pub fn probing_enabled(&self) -> bool {
         self.qos_enable && !self.disable_probing && self.probe.is_some()
@@ -213,6 +249,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "QOS_READINESS_LISTEN",
     "QOS_AGENT_LISTEN",
     "QOS_METRICS_LISTEN",
+    "QOS_ALERT_WEBHOOK",
+    "QOS_ALERT_WEBHOOK_HEADER",
 ];
 
 /// Other spellings accepted for a key (upper-cased), from the reference controller.
@@ -358,6 +396,8 @@ struct Entry {
 struct Reader {
     file: PathBuf,
     entries: HashMap<&'static str, Entry>,
+    /// `QOS_RULE_<NAME>` lines: (line, NAME upper-cased, value), in file order.
+    rules: Vec<(usize, String, String)>,
     errors: Vec<Finding>,
     warnings: Vec<Finding>,
     /// The unit of a bare number, per key, as the typed getters met them (for the man
@@ -489,6 +529,7 @@ fn parse_parts(bytes: &[u8], source: &Path) -> Parts {
     let mut reader = Reader {
         file: source.to_path_buf(),
         entries: HashMap::new(),
+        rules: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         units: std::collections::BTreeMap::new(),
@@ -525,6 +566,7 @@ pub fn key_facts() -> KeyFacts {
     let mut reader = Reader {
         file: source.clone(),
         entries: HashMap::new(),
+        rules: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         units: std::collections::BTreeMap::new(),
@@ -590,6 +632,18 @@ fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
         );
         return;
     }
+    if let Some(name) = rule_name(written_key) {
+        let value = strip_inline_comment(raw_value, false).trim().to_string();
+        let key = format!("{}{name}", crate::rules::RULE_PREFIX);
+        if let Some((previous, _, _)) = reader.rules.iter().find(|(_, n, _)| *n == name) {
+            let message =
+                format!("duplicate rule (also set on line {previous}); the last value wins");
+            reader.warning(line, &key, message);
+            reader.rules.retain(|(_, n, _)| *n != name);
+        }
+        reader.rules.push((line, name, value));
+        return;
+    }
     let Some(key) = canonical_key(written_key) else {
         // Never echo the value: an unknown key may well be a misplaced credential.
         let message = match suggest_key(written_key) {
@@ -610,6 +664,14 @@ fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
         reader.warning(line, key, message);
     }
     reader.entries.insert(key, Entry { line, value });
+}
+
+/// `QOS_RULE_<NAME>` (any case) → `NAME` upper-cased.
+fn rule_name(written: &str) -> Option<String> {
+    let upper = written.trim().to_ascii_uppercase();
+    upper
+        .strip_prefix(crate::rules::RULE_PREFIX)
+        .map(str::to_string)
 }
 
 /// Cut a `#` or `;` comment that follows whitespace. In shell-word values (`quote_aware`)
@@ -756,6 +818,56 @@ fn build(r: &mut Reader, source: &Path) -> Config {
     let readiness_listen = r.get_opt("QOS_READINESS_LISTEN", parse_listen);
     let agent_listen = r.get_opt("QOS_AGENT_LISTEN", parse_listen);
     let metrics_listen = r.get_opt("QOS_METRICS_LISTEN", parse_listen);
+    let alert_webhook = r.get_opt("QOS_ALERT_WEBHOOK", |v| {
+        crate::webhook::WebhookUrl::parse(unquote(v))
+    });
+    // Never echo the value in an error: it is a credential.
+    let alert_webhook_header = r.get_opt("QOS_ALERT_WEBHOOK_HEADER", |v| {
+        crate::webhook::parse_header(unquote(v))
+    });
+    let mut custom_rules = Vec::new();
+    for (line, name, value) in std::mem::take(&mut r.rules) {
+        let key = format!("{}{name}", crate::rules::RULE_PREFIX);
+        match crate::rules::parse_rule(
+            &name,
+            &value,
+            resource_samples.max(1),
+            resource_interval,
+            &data_directory,
+        ) {
+            Ok(rule) => {
+                if rule.item.is_pressure() && cgroup == crate::cgroup::CgroupSetting::Off {
+                    r.error(
+                        line,
+                        &key,
+                        format!(
+                            "{} is measured on the server's cgroup, but QOS_CGROUP=off \
+                             (expected QOS_CGROUP=auto or on, or another item)",
+                            rule.item
+                        ),
+                    );
+                } else if let (true, Err(why)) =
+                    (rule.item.is_pressure(), crate::host::pressure_available())
+                {
+                    r.warning(
+                        line,
+                        &key,
+                        format!(
+                            "{} is measured on the server's cgroup v2, but {why}; every \
+                             sample will be missing (counted as {})",
+                            rule.item,
+                            match rule.missing {
+                                crate::rules::Missing::Ok => "not breaching: missing=ok",
+                                crate::rules::Missing::Breach => "a breach: missing=breach",
+                            }
+                        ),
+                    );
+                }
+                custom_rules.push(rule);
+            }
+            Err(message) => r.error(line, &key, message),
+        }
+    }
 
     let default_smtp_port = match mail_tls {
         MailTls::None => 25,
@@ -822,6 +934,9 @@ fn build(r: &mut Reader, source: &Path) -> Config {
         readiness_listen,
         agent_listen,
         metrics_listen,
+        custom_rules,
+        alert_webhook,
+        alert_webhook_header,
     };
     cross_check(r, &config);
     config
@@ -1604,6 +1719,21 @@ impl Config {
             ("QOS_READINESS_LISTEN", listen(&self.readiness_listen)),
             ("QOS_AGENT_LISTEN", listen(&self.agent_listen)),
             ("QOS_METRICS_LISTEN", listen(&self.metrics_listen)),
+            (
+                "QOS_ALERT_WEBHOOK",
+                self.alert_webhook
+                    .as_ref()
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+            ),
+            // The header's name only: its value is a credential.
+            (
+                "QOS_ALERT_WEBHOOK_HEADER",
+                self.alert_webhook_header
+                    .as_ref()
+                    .map(|(name, _)| format!("{name}: <redacted>"))
+                    .unwrap_or_default(),
+            ),
         ];
         pairs
             .into_iter()

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 /// The live file's name.
 pub const FILE_NAME: &str = "qoscntrlr-events.jsonl";
+const BASE: &str = "qoscntrlr-events";
 /// Rotate when the live file grows past this.
 pub const MAX_SIZE: u64 = 50 * 1024 * 1024;
 
@@ -98,6 +99,9 @@ pub enum EventsError {
 /// The appender. Owned by the runtime; every method returns at once.
 pub struct EventsFile {
     dir: PathBuf,
+    /// `qoscntrlr-events`: the live file is `<base>.jsonl`, rotated ones
+    /// `<base>-<stamp>.jsonl`.
+    base: &'static str,
     file: Option<File>,
     size: u64,
     max_size: u64,
@@ -119,8 +123,20 @@ impl EventsFile {
         retention_days: u32,
         max_size: u64,
     ) -> (EventsFile, Vec<EventsError>) {
-        let mut problems = prune_rotated(data_dir, retention_days, SystemTime::now());
+        Self::open_named(data_dir, BASE, retention_days, max_size)
+    }
+
+    /// Another JSON-lines file with the same rotation and retention (`base` without
+    /// `.jsonl`, e.g. `qoscntrlr-usage`).
+    pub fn open_named(
+        data_dir: &Path,
+        base: &'static str,
+        retention_days: u32,
+        max_size: u64,
+    ) -> (EventsFile, Vec<EventsError>) {
+        let mut problems = prune_rotated(data_dir, base, retention_days, SystemTime::now());
         let mut events = EventsFile {
+            base,
             dir: data_dir.to_path_buf(),
             file: None,
             size: 0,
@@ -136,7 +152,7 @@ impl EventsFile {
 
     /// The live file's path.
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE_NAME)
+        self.dir.join(format!("{}.jsonl", self.base))
     }
 
     fn open_live(&mut self) -> Result<(), EventsError> {
@@ -170,11 +186,30 @@ impl EventsFile {
         }
     }
 
+    /// Append one JSON line (without its newline) stamped `ts` (for the rotated name).
+    /// Failures are reported as [`EventsFile::record`] reports them.
+    pub fn append(&mut self, ts: DateTime<Local>, json: &str) -> Option<EventsError> {
+        match self.try_append(ts, json.to_string()) {
+            Ok(()) => {
+                self.failing = false;
+                None
+            }
+            Err(_) if self.failing => None,
+            Err(e) => {
+                self.failing = true;
+                Some(e)
+            }
+        }
+    }
+
     fn try_record(&mut self, event: &EventRecord) -> Result<(), EventsError> {
-        let mut line = event.to_json_line();
+        self.try_append(event.ts, event.to_json_line())
+    }
+
+    fn try_append(&mut self, ts: DateTime<Local>, mut line: String) -> Result<(), EventsError> {
         line.push('\n');
         if self.size > 0 && self.size + line.len() as u64 > self.max_size {
-            self.rotate(event.ts)?;
+            self.rotate(ts)?;
         }
         if self.file.is_none() {
             self.open_live()?;
@@ -198,11 +233,12 @@ impl EventsFile {
         self.file = None;
         let live = self.path();
         let stamp = now.format("%Y%m%d%H%M%S").to_string();
-        let mut target = self.dir.join(format!("qoscntrlr-events-{stamp}.jsonl"));
+        let base = self.base;
+        let mut target = self.dir.join(format!("{base}-{stamp}.jsonl"));
         let mut n = 1;
         // Never overwrite: a second rotation within one second gets a suffix.
         while target.exists() {
-            target = self.dir.join(format!("qoscntrlr-events-{stamp}-{n}.jsonl"));
+            target = self.dir.join(format!("{base}-{stamp}-{n}.jsonl"));
             n += 1;
         }
         match std::fs::rename(&live, &target) {
@@ -224,8 +260,14 @@ impl EventsFile {
 
 /// `qoscntrlr-events-YYYYMMDDHHMMSS[-N].jsonl`, nothing else.
 pub fn is_rotated_name(name: &str) -> bool {
+    is_rotated_name_of(BASE, name)
+}
+
+/// `<base>-YYYYMMDDHHMMSS[-N].jsonl`, nothing else.
+pub fn is_rotated_name_of(base: &str, name: &str) -> bool {
     let Some(rest) = name
-        .strip_prefix("qoscntrlr-events-")
+        .strip_prefix(base)
+        .and_then(|r| r.strip_prefix('-'))
         .and_then(|r| r.strip_suffix(".jsonl"))
     else {
         return false;
@@ -241,7 +283,7 @@ pub fn is_rotated_name(name: &str) -> bool {
         })
 }
 
-fn prune_rotated(dir: &Path, retention_days: u32, now: SystemTime) -> Vec<EventsError> {
+fn prune_rotated(dir: &Path, base: &str, retention_days: u32, now: SystemTime) -> Vec<EventsError> {
     let mut problems = Vec::new();
     if retention_days == 0 {
         return problems;
@@ -253,7 +295,7 @@ fn prune_rotated(dir: &Path, retention_days: u32, now: SystemTime) -> Vec<Events
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !is_rotated_name(name) {
+        if !is_rotated_name_of(base, name) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };

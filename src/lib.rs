@@ -16,7 +16,10 @@
 //!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
 //!   per data directory, state file), [`safefs`] (opening data-directory files without
 //!   following planted links).
-//! * Pure helpers: [`config`] (the `dcontroller.ini` reader), [`message`] (the OpMsg
+//! * [`webhook`] (alerts POSTed as JSON), [`usage`] (`qoscntrlr-usage.jsonl`), [`host`]
+//!   (host-wide and filesystem samples).
+//! * Pure helpers: [`rules`] (resource rules and their windows), [`config`] (the
+//!   `dcontroller.ini` reader), [`message`] (the OpMsg
 //!   parser), [`timefmt`] (log and `TimeDate=` formats), [`status`] (status snapshot and
 //!   its rendering), [`review`] (log review: summary, timeline, HTML report) and
 //!   [`bundle`] (support bundle).
@@ -35,6 +38,7 @@ pub mod events;
 pub mod failover;
 pub mod fdreserve;
 pub mod follow;
+pub mod host;
 pub mod journal;
 pub mod lock;
 pub mod mail;
@@ -47,9 +51,12 @@ pub mod process;
 pub mod qoslog;
 pub mod reexec;
 pub mod review;
+pub mod rules;
 pub mod runtime;
 pub mod safefs;
 pub mod sampler;
 pub mod sdnotify;
 pub mod status;
 pub mod timefmt;
+pub mod usage;
+pub mod webhook;

@@ -131,6 +131,12 @@ pub enum AlertKind {
         resource: String,
     },
     Recovery,
+    /// A resource rule with `action=alert` (or `failover`) was breached or cleared;
+    /// `rule` is its key (`QOS_RULE_MEMLEAK`), `detail` what was measured.
+    Rule {
+        rule: String,
+        detail: String,
+    },
     /// Anything else (e.g. an operator kill, a nokill detection), in words.
     Other {
         event: String,
@@ -146,18 +152,28 @@ impl AlertKind {
             AlertKind::RestartLimit => "restart limit reached".to_string(),
             AlertKind::ResourceWarning { resource } => format!("resource warning ({resource})"),
             AlertKind::Recovery => "recovered".to_string(),
+            AlertKind::Rule { rule, detail } => format!("rule {rule} ({detail})"),
             AlertKind::Other { event } => event.clone(),
         }
     }
 
+    /// The rule an alert is about, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            AlertKind::Rule { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
     /// Alerts with the same fold key are folded together.
-    fn fold_key(&self) -> String {
+    pub(crate) fn fold_key(&self) -> String {
         match self {
             AlertKind::SmartKill { .. } => "smart-kill".to_string(),
             AlertKind::Crash => "crash".to_string(),
             AlertKind::RestartLimit => "restart-limit".to_string(),
             AlertKind::ResourceWarning { .. } => "resource-warning".to_string(),
             AlertKind::Recovery => "recovery".to_string(),
+            AlertKind::Rule { rule, .. } => format!("rule:{rule}"),
             AlertKind::Other { event } => format!("other:{event}"),
         }
     }
@@ -169,6 +185,7 @@ impl AlertKind {
             AlertKind::RestartLimit => "restart-limit alerts".to_string(),
             AlertKind::ResourceWarning { .. } => "resource warnings".to_string(),
             AlertKind::Recovery => "recoveries".to_string(),
+            AlertKind::Rule { rule, .. } => format!("rule {rule} alerts"),
             AlertKind::Other { event } => format!("'{event}' alerts"),
         }
     }

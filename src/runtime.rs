@@ -30,6 +30,7 @@ use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
 use crate::failover::{self, HealthBoard, HookEvent, TriggerFile};
 use crate::fdreserve;
+use crate::host::{BoundedProbe, HostSampler};
 use crate::journal::{self, Journal, Priority, Reporter};
 use crate::lock::{DataDirLock, LockError, ServerRecord, StateFile};
 use crate::metrics::{self, MetricsSnapshot, ResourceGauges};
@@ -38,10 +39,12 @@ use crate::probe::{self, ProbeOutcome};
 use crate::process::{self, ConsoleTail, ExitInfo, Reaper, ServerSpec};
 use crate::qoslog::{LogHandoff, QosLog};
 use crate::reexec::{self, Carried, Handoff};
-use crate::sampler::{LimitTracker, LimitVerdict, ResourceLimits, Sample, Sampler};
+use crate::rules::{Item, Reading, Readings};
+use crate::sampler::{Sample, Sampler};
 use crate::sdnotify::SdNotify;
 use crate::status::{self, StatusSnapshot};
 use crate::timefmt;
+use crate::usage::UsageFile;
 
 /// TEST-ONLY hook: when this variable is `1`, SIGUSR2 blocks the supervision loop's
 /// thread for [`TEST_WEDGE_FOR`], so a test can prove that `WATCHDOG=1` stops when the
@@ -452,7 +455,11 @@ struct Shell {
     state_file: StateFile,
     sd: Option<SdNotify>,
     sampler: Sampler,
-    tracker: LimitTracker,
+    host: HostSampler,
+    /// Write-latency and free-space probes, each on its own thread (keyed by item).
+    fs_probes: HashMap<Item, BoundedProbe>,
+    usage: UsageFile,
+    webhook: Option<crate::webhook::WebhookHandle>,
     last_sample: Option<(Sample, DateTime<Local>)>,
     tasks: mpsc::UnboundedSender<TaskResult>,
     tasks_rx: Option<mpsc::UnboundedReceiver<TaskResult>>,
@@ -783,7 +790,14 @@ impl Shell {
         let (tasks, tasks_rx) = mpsc::unbounded_channel();
         let policy = Policy::from_config(&cfg);
         let (metrics_tx, _) = watch::channel(MetricsSnapshot::new(status::ServerState::Stopped));
-        let tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
+        let (usage, usage_errors) = UsageFile::open(&cfg.data_directory, cfg.log_retention_days);
+        for e in usage_errors {
+            log.line(
+                Component::Controller,
+                &format!("Usage file: {e}"),
+                Local::now(),
+            );
+        }
         Shell {
             ctl: Controller::new(policy, Instant::now()),
             log,
@@ -800,7 +814,10 @@ impl Shell {
             state_file: StateFile::new(&cfg.data_directory),
             sd: None,
             sampler: Sampler::new(),
-            tracker,
+            host: HostSampler::default(),
+            fs_probes: HashMap::new(),
+            usage,
+            webhook: None,
             last_sample: None,
             tasks,
             tasks_rx: Some(tasks_rx),
@@ -867,11 +884,26 @@ impl Shell {
             self.line(Component::Controller, format!("Diagnostics pruning: {e}"));
         }
         self.ensure_mailer();
-        if self.containment.active.is_none() && self.tracker.limits().any_pressure() {
+        self.ensure_webhook();
+        for line in self.cfg.rule_lines() {
+            self.line(Component::Controller, line);
+        }
+        let pressure_rules = self.cfg.rules().iter().any(|r| r.item.is_pressure());
+        if self.containment.active.is_none() && pressure_rules {
             self.line(
                 Component::Controller,
-                "QOS_MAX_MEMORY_PRESSURE, QOS_MAX_CPU_PRESSURE and QOS_MAX_IO_PRESSURE are not checked: pressure is measured on the server's cgroup, and the server is not contained",
+                "Pressure limits and rules (QOS_MAX_*_PRESSURE, *_pressure items) get no samples: pressure is measured on the server's cgroup, and the server is not contained; each sample counts as missing",
             );
+        }
+    }
+
+    /// Start the alert webhook if the configuration has one and it is not running.
+    fn ensure_webhook(&mut self) {
+        if self.webhook.is_some() {
+            return;
+        }
+        if let Some(settings) = crate::webhook::WebhookSettings::from_config(&self.cfg) {
+            self.start_webhook(settings);
         }
     }
 
@@ -898,8 +930,14 @@ impl Shell {
         self.mail_rounds += 1;
         let tasks = self.tasks.clone();
         let mailer = self.mailer.take();
+        // The webhook spools what it holds too; alerts raised meanwhile go straight to
+        // its spool (see `post`), which the new image sends.
+        let webhook = self.webhook.take();
         self.mail_closing = mailer.is_some();
         tokio::task::spawn_local(async move {
+            if let Some(webhook) = webhook {
+                webhook.close(MAILER_CLOSE_LIMIT).await;
+            }
             if let Some(mailer) = mailer {
                 mailer.close(MAILER_CLOSE_LIMIT).await;
             }
@@ -1574,6 +1612,9 @@ impl Shell {
             // progress is abandoned, its mail is spooled already.
             mailer.close(MAILER_CLOSE_LIMIT).await;
         }
+        if let Some(webhook) = self.webhook.take() {
+            webhook.close(MAILER_CLOSE_LIMIT).await;
+        }
         self.exit.unwrap_or(0)
     }
 
@@ -1942,11 +1983,14 @@ impl Shell {
                 let before = self.cfg.effective_lines();
                 let (cfg, waiting) = self.keep_start_only_settings(loaded.config);
                 self.ctl.set_policy(Policy::from_config(&cfg));
-                self.tracker = LimitTracker::new(ResourceLimits::from_config(&cfg));
                 self.reload_mail(&cfg);
+                self.reload_webhook(&cfg);
                 self.cfg = cfg;
                 let after = self.cfg.effective_lines();
                 for line in &after {
+                    self.line(Component::Controller, line);
+                }
+                for line in self.cfg.rule_lines() {
                     self.line(Component::Controller, line);
                 }
                 self.line(Component::Controller, "Configuration reloaded");
@@ -2027,6 +2071,39 @@ impl Shell {
         ));
     }
 
+    fn start_webhook(&mut self, settings: crate::webhook::WebhookSettings) {
+        self.line(
+            Component::Controller,
+            format!("Alerts are also posted to {}", settings.url),
+        );
+        self.webhook = Some(crate::webhook::Webhook::start(
+            settings,
+            crate::webhook::spool_dir(&self.cfg.data_directory),
+            self.log_sender(),
+        ));
+    }
+
+    /// Webhook settings take effect on reload, like mail's.
+    fn reload_webhook(&mut self, cfg: &Config) {
+        match (
+            crate::webhook::WebhookSettings::from_config(cfg),
+            &self.webhook,
+        ) {
+            (Some(settings), Some(webhook)) => webhook.reconfigure(settings),
+            (Some(settings), None) => self.start_webhook(settings),
+            (None, Some(_)) => {
+                if let Some(webhook) = self.webhook.take() {
+                    tokio::task::spawn_local(webhook.close(MAILER_CLOSE_LIMIT));
+                    self.line(
+                        Component::Controller,
+                        "Alert webhook disabled; undelivered alerts stay spooled",
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
     /// Mail settings take effect on reload: the mailer keeps what it holds and spools.
     fn reload_mail(&mut self, cfg: &Config) {
         match crate::mail::MailSettings::from_config(cfg) {
@@ -2054,6 +2131,8 @@ impl Shell {
         }
     }
 
+    /// One sampling pass: the server's tree, then every other item a rule watches;
+    /// the pass goes to the usage file and, as one event, to the core's rules.
     fn sample_resources(&mut self) {
         let Some(server) = self.server.clone() else {
             return;
@@ -2061,53 +2140,129 @@ impl Shell {
         if !matches!(self.ctl.state(), StateName::Starting | StateName::Ready) {
             return;
         }
+        let now = Instant::now();
         let extra: Vec<i32> = Vec::new();
-        let sampled = match &self.containment.active {
+        let tree = match &self.containment.active {
             Some(c) => self.sampler.sample_cgroup(
                 &c.server,
                 server.pid,
                 &self.cfg.data_directory,
-                Instant::now(),
-                self.cfg.max_open_files > 0,
+                now,
+                self.cfg.max_open_files > 0 || self.ctl.rule_items().contains(&Item::OpenFiles),
             ),
-            None => {
-                self.sampler
-                    .sample(server.pid, &extra, &self.cfg.data_directory, Instant::now())
-            }
+            None => self
+                .sampler
+                .sample(server.pid, &extra, &self.cfg.data_directory, now),
         };
         self.check_oom_kills();
-        // An error means the server has just exited; its exit event tells the story.
-        let Ok(sample) = sampled else {
-            return;
-        };
-        for verdict in self.tracker.observe(&sample) {
-            match verdict {
-                LimitVerdict::Warn {
-                    resource,
-                    value,
-                    limit,
-                } => self.queue.push_back(Event::ResourceWarning {
-                    resource: resource.to_string(),
-                    detail: format!("{value} of {limit}"),
-                }),
-                LimitVerdict::Exhausted {
-                    resource,
-                    value,
-                    limit,
-                } => self.queue.push_back(Event::ResourceExhausted {
-                    resource: resource.to_string(),
-                    detail: format!("{value} > {limit}"),
-                }),
+        let rule_items = self.ctl.rule_items();
+        // The tree's figures are always recorded (the report charts them); other items
+        // only when a rule watches them.
+        let mut items = vec![Item::Memory, Item::Cpu, Item::OpenFiles, Item::Threads];
+        for item in rule_items {
+            if !items.contains(&item) {
+                items.push(item);
             }
         }
-        self.metrics.resources = Some(ResourceGauges {
-            memory_bytes: sample.rss_bytes,
-            cpu_percent: sample.cpu_percent.unwrap_or(0.0),
-            open_files: sample.open_files,
-            threads: sample.threads,
-            disk_free_bytes: sample.disk_free_bytes,
-        });
-        self.last_sample = Some((sample, Local::now()));
+        let mut pass: Vec<(Item, Reading)> = Vec::with_capacity(items.len());
+        for item in items {
+            let reading = self.read_item(&item, &tree, now);
+            pass.push((item, reading));
+        }
+        let wall = Local::now();
+        if let Some(e) = self.usage.record(wall, &pass) {
+            self.line(Component::Controller, format!("Usage file: {e}"));
+        }
+        let readings: Readings = pass.into_iter().collect();
+        self.queue.push_back(Event::ResourcesSampled { readings });
+        // An error means the server has just exited; its exit event tells the story.
+        if let Ok(sample) = tree {
+            self.metrics.resources = Some(ResourceGauges {
+                memory_bytes: sample.rss_bytes,
+                cpu_percent: sample.cpu_percent.unwrap_or(0.0),
+                open_files: sample.open_files,
+                threads: sample.threads,
+                disk_free_bytes: sample.disk_free_bytes,
+            });
+            self.last_sample = Some((sample, wall));
+        }
+    }
+
+    /// One item's reading for this pass.
+    fn read_item(
+        &mut self,
+        item: &Item,
+        tree: &Result<Sample, crate::sampler::SampleError>,
+        now: Instant,
+    ) -> Reading {
+        let tree_value = |f: fn(&Sample) -> Option<f64>, why: &str| match tree {
+            Ok(sample) => f(sample).map_or_else(|| Reading::Missing(why.into()), Reading::Value),
+            Err(e) => Reading::Missing(e.to_string()),
+        };
+        const ALWAYS: &str = "not measured";
+        // Probes may take long on a sick filesystem: never longer than an interval,
+        // nor than 10 s.
+        let limit = self
+            .cfg
+            .resource_interval
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        match item {
+            Item::Memory => tree_value(|s| Some(s.rss_bytes as f64), ALWAYS),
+            Item::Cpu => tree_value(
+                |s| s.cpu_percent,
+                "first sample (CPU is measured between two)",
+            ),
+            Item::OpenFiles => tree_value(
+                |s| s.open_files_counted.then_some(s.open_files as f64),
+                "open files are not counted for this cgroup sample",
+            ),
+            Item::Threads => tree_value(|s| Some(s.threads as f64), ALWAYS),
+            Item::HostMemory => self.host.memory_percent(),
+            Item::HostCpu => self.host.cpu_percent(),
+            Item::Load1 => self.host.load1(),
+            // The data directory's free space comes with the tree sample (as the
+            // QOS_MIN_DISK_FREE limit always did); other paths are probed apart.
+            Item::DiskFree(path) if *path == self.cfg.data_directory && tree.is_ok() => {
+                tree_value(|s| Some(s.disk_free_bytes as f64), ALWAYS)
+            }
+            Item::DiskFree(path) => {
+                let path = path.clone();
+                let what = format!("free space of {}", path.display());
+                self.fs_probes
+                    .entry(item.clone())
+                    .or_default()
+                    .poll(now, limit, &what, move || crate::host::disk_free(&path))
+            }
+            Item::WriteLatency => {
+                let dir = self.cfg.data_directory.clone();
+                let what = format!("write + fsync in {}", dir.display());
+                self.fs_probes
+                    .entry(item.clone())
+                    .or_default()
+                    .poll(now, limit, &what, move || crate::host::write_probe(&dir))
+            }
+            // Pressure is the server's own cgroup's (QOS_CGROUP containment); without
+            // one there is nothing of the server's alone to measure.
+            Item::MemoryPressure | Item::CpuPressure | Item::IoPressure => {
+                if self.containment.active.is_none() {
+                    return Reading::Missing(
+                        "the server is not contained in a cgroup of its own (QOS_CGROUP)".into(),
+                    );
+                }
+                let figure = |s: &Sample| match item {
+                    Item::MemoryPressure => s.memory_pressure,
+                    Item::CpuPressure => s.cpu_pressure,
+                    _ => s.io_pressure,
+                };
+                match tree {
+                    Ok(sample) => figure(sample).map_or_else(
+                        || Reading::Missing("no pressure file in the server's cgroup".into()),
+                        Reading::Value,
+                    ),
+                    Err(e) => Reading::Missing(e.to_string()),
+                }
+            }
+        }
     }
 
     fn incident_id(&self, n: u64) -> String {
@@ -2186,7 +2341,7 @@ impl Shell {
                     let _ = sd.status(&format!("{}: {why}", to.as_str()));
                 }
                 if to == StateName::Restarting {
-                    self.tracker.reset();
+                    // The core starts its rule windows over itself (a new tree).
                     self.sampler.reset();
                 }
             }
@@ -2287,6 +2442,7 @@ impl Shell {
         self.journal.say(Priority::Warning, &text);
         self.line(Component::Controller, text);
         self.ensure_mailer();
+        self.ensure_webhook();
         self.execute(Action::Reply {
             request,
             ok: false,
@@ -2816,6 +2972,7 @@ impl Shell {
     }
 
     fn mail(&mut self, alert: Alert) {
+        self.post(&alert);
         if self.mailer.is_none() && !self.mail_closing {
             return;
         }
@@ -2833,6 +2990,31 @@ impl Shell {
             Some(mailer) => mailer.submit(mail),
             // The mailer is spooling for a re-exec: kept, never dropped (see exec_now).
             None => self.mail_held.push(mail),
+        }
+    }
+
+    /// The alert to the webhook, if one is configured. While a re-exec has taken the
+    /// webhook task away, the alert is spooled for the next image instead of dropped.
+    fn post(&mut self, alert: &Alert) {
+        let hook_alert = crate::webhook::WebhookAlert {
+            kind: alert.kind.clone(),
+            server: self.cfg.server_name.clone(),
+            when: Local::now(),
+            summary: alert.summary.clone(),
+            incident: alert.incident.map(|n| self.incident_id(n)),
+        };
+        match &self.webhook {
+            Some(webhook) => webhook.submit(hook_alert),
+            None if self.cfg.alert_webhook.is_some() => {
+                let spool = crate::webhook::spool_dir(&self.cfg.data_directory);
+                if let Err(e) = crate::webhook::spool_alert(&spool, &hook_alert) {
+                    self.line(
+                        Component::Controller,
+                        format!("Webhook alert could not be spooled: {e}"),
+                    );
+                }
+            }
+            None => {}
         }
     }
 
@@ -2977,6 +3159,21 @@ impl Shell {
                     detected_at: at(i.detected_at),
                     outcome: i.outcome.clone(),
                     diagnostics: i.diagnostics.clone(),
+                })
+                .collect(),
+            rules: core
+                .rules
+                .iter()
+                .map(|r| status::RuleView {
+                    name: r.key.clone(),
+                    rule: r.spec.clone(),
+                    action: r.action.as_str().to_string(),
+                    value: r.value.clone(),
+                    average: r.average.clone(),
+                    streak: r.streak,
+                    window_filled: r.window_filled,
+                    window_len: r.window_len,
+                    breached: r.breached,
                 })
                 .collect(),
             containment: Some(self.containment.status()),

@@ -32,6 +32,8 @@
 //!     "proc"), open_files_counted, memory_pressure_percent, cpu_pressure_percent,
 //!     io_pressure_percent (PSI some avg10 of the server's cgroup) with their
 //!     max_*_pressure_percent limits, oom_kills (memory.events oom_kill total)
+//! rules [ { name, rule, action, value, average, streak, window_filled, window_len,
+//!           breached } ]        every resource rule in force, shorthand limits included
 //! ```
 
 use std::fmt::Write as _;
@@ -124,6 +126,9 @@ pub struct StatusSnapshot {
     /// How the server is contained. Absent in snapshots of controllers that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containment: Option<ContainmentStatus>,
+    /// Every resource rule in force (absent in snapshots of older versions).
+    #[serde(default)]
+    pub rules: Vec<RuleView>,
 }
 
 /// The containment mode (`QOS_CGROUP`).
@@ -137,6 +142,26 @@ pub struct ContainmentStatus {
     pub layout: Option<String>,
     pub controllers: Vec<String>,
     pub reason: Option<String>,
+}
+
+/// One resource rule as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    /// Its key: `QOS_RULE_LEAK`, or a shorthand such as `QOS_MAX_MEMORY`.
+    pub name: String,
+    /// The rule, normalised: `memory > 2048 MB average 30 missing=ok action=alert`.
+    pub rule: String,
+    pub action: String,
+    /// The last sample in words (`812 MB`, `not measured (…)`); null before the first.
+    pub value: Option<String>,
+    /// The mean of an average window so far; null for `samples N` rules.
+    pub average: Option<String>,
+    /// Consecutive breaching samples.
+    pub streak: u32,
+    /// Samples in the window so far, and its size.
+    pub window_filled: u32,
+    pub window_len: u32,
+    pub breached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -494,6 +519,26 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
             ),
         };
         push(&mut out, &format!("contained {text}"));
+    }
+
+    for rule in &snapshot.rules {
+        let mut text = format!(
+            "{} {}",
+            rule.name,
+            rule.value.as_deref().unwrap_or("no sample yet")
+        );
+        if let Some(average) = &rule.average {
+            text.push_str(&format!(", average {average}"));
+        }
+        text.push_str(&format!(
+            ", streak {}/{}",
+            rule.streak.min(rule.window_len),
+            rule.window_len
+        ));
+        if rule.breached {
+            text.push_str(&format!(", BREACHED ({})", rule.action));
+        }
+        push(&mut out, &format!("rule      {}", fit(&text, COLUMNS - 10)));
     }
 
     let f = &snapshot.failover;

@@ -38,6 +38,7 @@ fn json_field_names_are_the_documented_contract() {
             "incidents",
             "probe",
             "resources",
+            "rules",
             "server",
             "taken_at"
         ]

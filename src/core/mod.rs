@@ -18,6 +18,8 @@ pub use crate::failover::Health;
 pub use crate::mail::AlertKind;
 pub use crate::message::{AppKey, Meaning as ServerSignal};
 pub use crate::qoslog::Component;
+pub use crate::rules::{Item, Reading, Readings, RuleStatus};
+use crate::rules::{Origin, RuleAction, RuleEngine, Verdict};
 pub use crate::status::{KillPhase, ServerState as StateName};
 use apps::{AppsList, StartOutcome};
 pub use policy::Policy;
@@ -41,6 +43,11 @@ pub enum Reason {
     RestartTimeout,
     Operator,
     Crash,
+    /// A `QOS_RULE_<NAME>` rule with `action=kill`; `rule` is its key.
+    Rule {
+        rule: String,
+        detail: String,
+    },
 }
 
 impl Reason {
@@ -54,6 +61,7 @@ impl Reason {
             Reason::RestartTimeout => "restart-timeout".into(),
             Reason::Operator => "operator".into(),
             Reason::Crash => "crash".into(),
+            Reason::Rule { rule, .. } => format!("rule-{}", slugify(rule_name(rule))),
         }
     }
 
@@ -67,8 +75,14 @@ impl Reason {
             Reason::RestartTimeout => "restart timeout".into(),
             Reason::Operator => "operator kill".into(),
             Reason::Crash => "crash".into(),
+            Reason::Rule { rule, detail } => format!("rule {rule} ({detail})"),
         }
     }
+}
+
+/// `QOS_RULE_MEMLEAK` → `MEMLEAK` (slugs stay short).
+fn rule_name(key: &str) -> &str {
+    key.strip_prefix(crate::rules::RULE_PREFIX).unwrap_or(key)
 }
 
 fn slugify(text: &str) -> String {
@@ -178,6 +192,11 @@ pub enum Event {
     OomKilled {
         kills: u64,
         total: u64,
+    },
+    /// One sampling pass: a reading of every item some rule watches (an item absent
+    /// from the map counts as a sample that could not be taken).
+    ResourcesSampled {
+        readings: Readings,
     },
     /// `uid` is the operator's; `request` identifies the reply.
     CommandReceived {
@@ -433,6 +452,10 @@ pub struct CoreStatus {
     pub nokill: bool,
     pub failover_triggered: bool,
     pub incidents: Vec<IncidentRecord>,
+    /// Every rule in force, its last value and streak.
+    pub rules: Vec<RuleStatus>,
+    /// Keys of the `action=failover` rules holding the outputs down now.
+    pub rule_failovers: Vec<String>,
 }
 
 fn serde_true() -> bool {
@@ -492,11 +515,19 @@ pub struct Controller {
     incidents: VecDeque<IncidentRecord>,
     /// Set after a stall longer than the probe interval (see [`Event::StallObserved`]).
     stall_hold: Option<StallHold>,
-    /// A measured exhaustion reported during a stall hold, acted on when it ends.
-    deferred_exhaustion: Option<(String, String)>,
     /// SIGKILL rounds repeated because the server had not gone yet.
     #[serde(default)]
     kill_retries: u32,
+    /// A measured exhaustion (or a kill rule's breach) reported during a stall hold,
+    /// acted on when it ends: the line to log then, and the kill's reason.
+    deferred_exhaustion: Option<(String, Reason)>,
+    /// Windows and breach state of every resource rule (absent in the state of an
+    /// image without rules: they start empty).
+    #[serde(default)]
+    rules: RuleEngine,
+    /// `action=failover` rules holding the failover outputs down: (key, incident).
+    #[serde(default)]
+    rule_failovers: Vec<(String, u64)>,
 }
 
 /// A stall shorter than this is scheduling noise, not a stall.
@@ -607,7 +638,6 @@ pub fn later(t: Instant, d: Duration) -> Instant {
 impl Controller {
     pub fn new(policy: Policy, now: Instant) -> Controller {
         Controller {
-            policy,
             state: State::Stopped,
             why: "controller starting".into(),
             state_since: now,
@@ -634,12 +664,20 @@ impl Controller {
             stall_hold: None,
             deferred_exhaustion: None,
             kill_retries: 0,
+            rules: RuleEngine::new(policy.rules.clone()),
+            rule_failovers: Vec::new(),
+            policy,
         }
     }
 
     /// Replace the policy (SIGHUP reload). Running timers keep their deadlines; new ones
     /// use the new values.
     pub fn set_policy(&mut self, policy: Policy) {
+        if policy.rules != self.policy.rules {
+            // Unchanged rules keep their windows; a removed failover rule lets go of
+            // the outputs at the next sampling pass.
+            self.rules.replace(policy.rules.clone());
+        }
         self.policy = policy;
     }
 
@@ -653,6 +691,11 @@ impl Controller {
 
     pub fn server_pid(&self) -> Option<i32> {
         self.state.server_pid()
+    }
+
+    /// The items the rules in force watch (what a sampling pass must read).
+    pub fn rule_items(&self) -> Vec<Item> {
+        self.rules.items()
     }
 
     /// When the controller next wants [`Event::DeadlineReached`].
@@ -843,7 +886,8 @@ impl Controller {
                         "Server has exhausted {resource} ({detail}); acting once the probe after the stall has answered"
                     ),
                 ));
-                self.deferred_exhaustion = Some((resource, detail));
+                let line = format!("Server has exhausted {resource} ({detail})");
+                self.deferred_exhaustion = Some((line, Reason::Exhausted { resource, detail }));
             }
             Event::ResourceExhausted { resource, detail } => {
                 if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
@@ -855,6 +899,7 @@ impl Controller {
                 }
             }
             Event::OomKilled { kills, total } => self.on_oom_killed(now, kills, total, &mut out),
+            Event::ResourcesSampled { readings } => self.on_samples(now, &readings, &mut out),
             Event::CommandReceived {
                 command,
                 uid,
@@ -870,13 +915,12 @@ impl Controller {
             Event::StallObserved { stalled_for } => self.on_stall(now, stalled_for, &mut out),
         }
         if self.stall_hold.is_none() {
-            if let Some((resource, detail)) = self.deferred_exhaustion.take() {
+            if let Some((line, reason)) = self.deferred_exhaustion.take() {
                 if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
-                    out.push(log(
-                        Component::Controller,
-                        format!("Server has exhausted {resource} ({detail})"),
-                    ));
-                    self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
+                    if !line.is_empty() {
+                        out.push(log(Component::Controller, line));
+                    }
+                    self.smart_kill(now, reason, &mut out);
                 }
             }
         }
@@ -918,6 +962,8 @@ impl Controller {
 
     fn spawn(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
         self.apps.clear();
+        // A new tree: windows start over (see RuleEngine::reset for what is kept).
+        self.rules.reset();
         self.server_speaks = false;
         self.became_ready = false;
         self.probe = ProbeTracker::default();
@@ -1027,6 +1073,15 @@ impl Controller {
 
     /// The server is healthy again: take back the failover and say so.
     fn recovered(&mut self, out: &mut Vec<Action>) {
+        if let Some((key, _)) = self.rule_failovers.first() {
+            // The server is fine but a failover rule still holds: outputs stay down
+            // until it clears.
+            out.push(log(
+                Component::Controller,
+                format!("Server is ready; failover outputs stay down while rule {key} holds"),
+            ));
+            return;
+        }
         out.push(Action::SetHealth(Health::Ready));
         if self.failover_triggered {
             self.failover_triggered = false;
@@ -2556,6 +2611,287 @@ impl Controller {
             nokill: self.policy.nokill,
             failover_triggered: self.failover_triggered,
             incidents: self.incidents.iter().cloned().collect(),
+            rules: self.rules.status(),
+            rule_failovers: self.rule_failovers.iter().map(|(k, _)| k.clone()).collect(),
         }
+    }
+
+    // ----- resource rules -----------------------------------------------------------
+
+    /// One sampling pass against every rule: shorthand limits warn and smart-kill in
+    /// their long-standing words; `QOS_RULE_<NAME>` rules log, alert, fail over or kill.
+    fn on_samples(&mut self, now: Instant, readings: &Readings, out: &mut Vec<Action>) {
+        // Failover holds of rules a reload removed let go first.
+        let gone: Vec<String> = self
+            .rule_failovers
+            .iter()
+            .filter(|(key, _)| {
+                !self
+                    .rules
+                    .rules()
+                    .iter()
+                    .any(|r| r.key() == *key && r.action == RuleAction::Failover)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.rule_failback(now, &key, "the rule was removed by a reload", out);
+        }
+        if !matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+            return;
+        }
+        for verdict in self.rules.observe(readings) {
+            match verdict {
+                Verdict::Warn { rule, value, limit } => {
+                    let Some(Origin::Shorthand { resource, .. }) =
+                        self.rules.rule(rule).map(|r| r.origin.clone())
+                    else {
+                        continue;
+                    };
+                    let detail = format!("{value} of {limit}");
+                    let detail = match self.rules.rule(rule) {
+                        Some(r) if matches!(r.op, crate::rules::Op::Lt | crate::rules::Op::Le) => {
+                            format!("{value} free, minimum {limit}")
+                        }
+                        _ => detail,
+                    };
+                    out.push(log(
+                        Component::Controller,
+                        format!("Warning: server is close to its {resource} limit ({detail})"),
+                    ));
+                    out.push(Action::Mail(Alert {
+                        kind: AlertKind::ResourceWarning {
+                            resource: resource.to_string(),
+                        },
+                        summary: format!("The server is close to its {resource} limit: {detail}."),
+                        diagnostics: None,
+                        incident: None,
+                    }));
+                }
+                Verdict::Breached {
+                    rule,
+                    detail,
+                    value,
+                } => {
+                    let Some(r) = self.rules.rule(rule).cloned() else {
+                        continue;
+                    };
+                    self.rule_breached(now, &r, &detail, &value, out);
+                }
+                Verdict::Cleared { rule, detail } => {
+                    let Some(r) = self.rules.rule(rule).cloned() else {
+                        continue;
+                    };
+                    self.rule_cleared(now, &r, &detail, out);
+                }
+            }
+        }
+    }
+
+    fn rule_breached(
+        &mut self,
+        now: Instant,
+        rule: &crate::rules::Rule,
+        detail: &str,
+        value: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let key = rule.key();
+        if let Origin::Shorthand { resource, .. } = &rule.origin {
+            // The shorthand keys keep their words: `Server has exhausted memory (…)`.
+            if !matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+                return;
+            }
+            let detail = crate::rules::shorthand_detail(rule, value);
+            let line = format!("Server has exhausted {resource} ({detail})");
+            let reason = Reason::Exhausted {
+                resource: resource.to_string(),
+                detail,
+            };
+            self.rule_kill(now, line, reason, out);
+            return;
+        }
+        out.push(log(
+            Component::Controller,
+            format!(
+                "Rule {key} breached: {detail} (action={})",
+                rule.action.as_str()
+            ),
+        ));
+        match rule.action {
+            RuleAction::Log => {}
+            RuleAction::Alert => out.push(Action::Mail(Alert {
+                kind: AlertKind::Rule {
+                    rule: key.clone(),
+                    detail: detail.to_string(),
+                },
+                summary: format!("Rule {key} ({}) is breached: {detail}.", rule.spec()),
+                diagnostics: None,
+                incident: None,
+            })),
+            RuleAction::Failover => self.rule_failover(now, rule, detail, out),
+            RuleAction::Kill => {
+                let reason = Reason::Rule {
+                    rule: key.clone(),
+                    detail: detail.to_string(),
+                };
+                self.rule_kill(now, String::new(), reason, out);
+            }
+        }
+    }
+
+    /// Smart kill for a rule, logging `line` first (when not empty). During a stall
+    /// hold the kill waits for the probe after the stall, as a measured exhaustion does;
+    /// a kill already under way (another rule of the same pass, a probe timeout) is not
+    /// started twice.
+    fn rule_kill(&mut self, now: Instant, line: String, reason: Reason, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
+            return;
+        }
+        if self.holding(now) {
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "{}; acting once the probe after the stall has answered",
+                    if line.is_empty() {
+                        reason.describe()
+                    } else {
+                        line.clone()
+                    }
+                ),
+            ));
+            if self.deferred_exhaustion.is_none() {
+                self.deferred_exhaustion = Some((line, reason));
+            }
+            return;
+        }
+        if !line.is_empty() {
+            out.push(log(Component::Controller, line));
+        }
+        self.smart_kill(now, reason, out);
+    }
+
+    fn rule_cleared(
+        &mut self,
+        now: Instant,
+        rule: &crate::rules::Rule,
+        detail: &str,
+        out: &mut Vec<Action>,
+    ) {
+        if matches!(rule.origin, Origin::Shorthand { .. }) {
+            return;
+        }
+        let key = rule.key();
+        match rule.action {
+            RuleAction::Failover => self.rule_failback(now, &key, detail, out),
+            RuleAction::Alert => {
+                out.push(log(
+                    Component::Controller,
+                    format!("Rule {key} cleared: {detail}"),
+                ));
+                out.push(Action::Mail(Alert {
+                    kind: AlertKind::Rule {
+                        rule: key.clone(),
+                        detail: format!("cleared: {detail}"),
+                    },
+                    summary: format!("Rule {key} ({}) holds no more: {detail}.", rule.spec()),
+                    diagnostics: None,
+                    incident: None,
+                }));
+            }
+            RuleAction::Log | RuleAction::Kill => out.push(log(
+                Component::Controller,
+                format!("Rule {key} cleared: {detail}"),
+            )),
+        }
+    }
+
+    /// `action=failover`: the outputs go down as for a smart kill (trigger file,
+    /// readiness/agent, failover hook), the server is kept and probed as usual.
+    fn rule_failover(
+        &mut self,
+        now: Instant,
+        rule: &crate::rules::Rule,
+        detail: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let key = rule.key();
+        if self.rule_failovers.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        let reason = Reason::Rule {
+            rule: key.clone(),
+            detail: detail.to_string(),
+        };
+        let id = self.open_incident(now, &reason.slug());
+        self.rule_failovers.push((key.clone(), id));
+        out.push(log(
+            Component::Controller,
+            format!("Rule {key}: failover outputs down; the server is kept running"),
+        ));
+        if !self.failover_triggered {
+            self.failover_triggered = true;
+            out.push(Action::WriteTrigger);
+        }
+        out.push(Action::SetHealth(Health::Down {
+            reason: reason.describe(),
+        }));
+        if !self.policy.failover_trigger_disabled {
+            out.push(Action::RunHook {
+                recovery: false,
+                reason: reason.slug(),
+                incident: id,
+            });
+        }
+        out.push(Action::Mail(Alert {
+            kind: AlertKind::Rule {
+                rule: key.clone(),
+                detail: detail.to_string(),
+            },
+            summary: format!(
+                "Rule {key} ({}) is breached: {detail}. Traffic was failed over; the server is kept running.",
+                rule.spec()
+            ),
+            diagnostics: None,
+            incident: Some(id),
+        }));
+        if let Some(a) = self.update_incident(id, "failover; server kept", None) {
+            out.push(a);
+        }
+    }
+
+    /// A failover rule holds no more: the outputs come back once nothing else keeps
+    /// them down (another failover rule, a server that is not ready and probing well).
+    fn rule_failback(&mut self, _now: Instant, key: &str, detail: &str, out: &mut Vec<Action>) {
+        let Some(pos) = self.rule_failovers.iter().position(|(k, _)| k == key) else {
+            return;
+        };
+        let (_, id) = self.rule_failovers.remove(pos);
+        out.push(log(
+            Component::Controller,
+            format!("Rule {key} cleared: {detail}"),
+        ));
+        if let Some(a) = self.update_incident(id, "rule cleared", None) {
+            out.push(a);
+        }
+        if let Some((other, _)) = self.rule_failovers.first() {
+            out.push(log(
+                Component::Controller,
+                format!("Failover outputs stay down while rule {other} holds"),
+            ));
+            return;
+        }
+        let healthy = matches!(self.state, State::Ready { .. })
+            && !(self.policy.probing && self.probe.awaiting_first_success)
+            && !self.probe.timed_out
+            && self.nokill_incident.is_none();
+        if healthy {
+            out.push(log(
+                Component::Controller,
+                format!("Rule {key} cleared; failover outputs back up"),
+            ));
+            self.recovered(out);
+        }
+        // Otherwise the server's own recovery (READY and a good probe) brings them back.
     }
 }

@@ -28,6 +28,9 @@ pub struct Policy {
     pub nsd_timeout: Duration,
     pub shutdown_nsd: Duration,
     pub failover_trigger_disabled: bool,
+    /// Every resource rule in force (the shorthand limits' kill rules included).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 impl Policy {
@@ -51,6 +54,7 @@ impl Policy {
             nsd_timeout: config.nsd_timeout,
             shutdown_nsd: config.shutdown_nsd,
             failover_trigger_disabled: config.disable_failover_trigger,
+            rules: config.rules(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl Default for Policy {
             nsd_timeout: Duration::from_secs(180),
             shutdown_nsd: Duration::ZERO,
             failover_trigger_disabled: false,
+            rules: Vec::new(),
         }
     }
 }
