@@ -742,8 +742,14 @@ def main():
         res = json.load(f)
     svg_plot(res["crash"], args.svg)
     svg_rel = os.path.relpath(args.svg, os.path.dirname(os.path.abspath(args.markdown)))
+    text = markdown(res, machine(), svg_rel, args.run_seconds)
+    # The containment section comes from bench/cgroup.sh; keep it across a rewrite.
+    import cgroup_report
+    kept = cgroup_report.kept_section(args.markdown)
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
     with open(args.markdown, "w") as f:
-        f.write(markdown(res, machine(), svg_rel, args.run_seconds))
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -814,6 +814,37 @@ fn measured_exhaustion_smart_kills() {
 }
 
 #[test]
+fn an_oom_kill_in_the_servers_cgroup_is_an_incident_of_its_own_without_a_kill() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let pid = sim.alive;
+    sim.clear_lines();
+    sim.feed(Event::OomKilled { kills: 2, total: 3 });
+    sim.run(Duration::from_secs(5));
+    sim.assert_in_order(&[
+        "QoS Controller: The kernel's OOM killer killed 2 process(es) in the server's cgroup (memory.events oom_kill=3)",
+    ]);
+    assert!(
+        sim.actions.iter().any(|a| matches!(a, Action::Mail(alert) if alert.summary.contains("out-of-memory killer killed 2"))),
+        "mailed"
+    );
+    assert!(
+        sim.actions
+            .iter()
+            .any(|a| matches!(a, Action::Incident { kind, outcome, .. } if kind == "oom-kill" && outcome == "detected")),
+        "recorded as an incident"
+    );
+    // The server survived it: nothing is killed or restarted.
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.alive, pid);
+    assert_eq!(sim.count("Running nsd -kill"), 0);
+    // No new kills, no incident.
+    let before = sim.actions.len();
+    sim.feed(Event::OomKilled { kills: 0, total: 3 });
+    assert_eq!(sim.actions.len(), before);
+}
+
+#[test]
 fn server_probe_timeout_message_smart_kills() {
     let mut sim = Sim::new(Sim::fast());
     sim.start();

@@ -106,24 +106,28 @@ impl Drop for Storm {
     }
 }
 
-/// Runs in every storm process; never returns.
+/// Runs in every storm process; never returns. A slot is reserved before each fork, so
+/// the storm stops at exactly `cap` processes however many fork at once.
 unsafe fn storm_loop(shared: &Shared, cap: usize, pause: libc::timespec) -> ! {
-    let record = |shared: &Shared| {
-        let i = shared.started.fetch_add(1, Ordering::SeqCst);
-        if i < MAX_RECORDED {
-            shared.pids[i].store(libc::getpid(), Ordering::SeqCst);
+    let record = |shared: &Shared, slot: usize| {
+        if slot < MAX_RECORDED {
+            shared.pids[slot].store(libc::getpid(), Ordering::SeqCst);
         }
     };
-    record(shared);
+    let mut slot = shared.started.fetch_add(1, Ordering::SeqCst);
+    record(shared, slot);
     loop {
-        if shared.started.load(Ordering::SeqCst) < cap {
+        let next = shared.started.fetch_add(1, Ordering::SeqCst);
+        if next < cap {
             let pid = libc::fork();
             if pid == 0 {
                 libc::setsid();
-                record(shared);
+                slot = next;
+                record(shared, slot);
                 continue;
             }
             if pid < 0 {
+                shared.started.fetch_sub(1, Ordering::SeqCst);
                 let wait = libc::timespec {
                     tv_sec: 0,
                     tv_nsec: 10_000_000,
@@ -131,6 +135,7 @@ unsafe fn storm_loop(shared: &Shared, cap: usize, pause: libc::timespec) -> ! {
                 libc::nanosleep(&wait, std::ptr::null_mut());
             }
         } else {
+            shared.started.fetch_sub(1, Ordering::SeqCst);
             let pid = libc::fork();
             if pid == 0 {
                 libc::_exit(0);

@@ -40,10 +40,11 @@ pub enum EventKind {
     Stop,
     State,
     Command,
+    OomKill,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Crash,
         EventKind::ProbeTimeout,
         EventKind::AppTimeout,
@@ -58,6 +59,7 @@ impl EventKind {
         EventKind::Stop,
         EventKind::State,
         EventKind::Command,
+        EventKind::OomKill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +78,7 @@ impl EventKind {
             EventKind::Stop => "stop",
             EventKind::State => "state",
             EventKind::Command => "command",
+            EventKind::OomKill => "oom-kill",
         }
     }
 
@@ -128,6 +131,9 @@ pub struct Counts {
     pub restarts: u64,
     pub restart_limit_hits: u64,
     pub pauses: u64,
+    /// OOM kills inside the server's cgroup (an incident of its own even when the server
+    /// survives it).
+    pub oom_kills: u64,
 }
 
 /// How an incident ended.
@@ -488,6 +494,10 @@ impl Analyzer {
                     incident.restarted = true;
                 }
                 self.emit(at, EventKind::Restart, open_id, text);
+            }
+            LineEvent::OomKill => {
+                self.review.counts.oom_kills += 1;
+                self.emit(at, EventKind::OomKill, open_id, text);
             }
             LineEvent::RestartLimit => {
                 self.review.counts.restart_limit_hits += 1;

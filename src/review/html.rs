@@ -308,6 +308,7 @@ pub fn render(review: &Review, title: &str, generated_at: &str) -> String {
         ("Restarts", c.restarts),
         ("Restart-limit hits", c.restart_limit_hits),
         ("Pauses", c.pauses),
+        ("OOM kills", c.oom_kills),
     ] {
         let class = if n > 0 && matches!(name, "Crashes" | "Probe timeouts" | "Restart-limit hits")
         {

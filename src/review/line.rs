@@ -57,6 +57,8 @@ pub enum LineEvent<'a> {
     Kill,
     /// `QoS Kill: Setting kill complete.`.
     KillComplete,
+    /// `The kernel's OOM killer killed N process(es) in the server's cgroup`.
+    OomKill,
     /// `QoS Kill: Restarting DominoStarter thread`.
     Restart,
     /// `Restart limit reached: …`.
@@ -224,6 +226,9 @@ fn classify_controller(rest: &[u8]) -> LineEvent<'_> {
         }
         return LineEvent::Other;
     }
+    if rest.starts_with(b"The kernel's OOM killer killed ") {
+        return LineEvent::OomKill;
+    }
     if rest.starts_with(b"Restart limit reached") {
         return LineEvent::RestartLimit;
     }
@@ -319,6 +324,8 @@ mod tests {
             ("2024/01/02 03:04:05 QoS Controller: Restart limit reached: 3 restarts within 30 minutes; server left down (FAULTED)", RestartLimit),
             ("2024/01/02 03:04:05 QoS Controller: Server is out of SHARED_HANDLES", Detect(Exhausted)),
             ("2024/01/02 03:04:05 QoS Controller: Server has exhausted memory (2048 MB > 1024 MB)", Detect(Exhausted)),
+            ("2024/01/02 03:04:05 QoS Controller: Server has exhausted memory pressure (72.5% > 60%)", Detect(Exhausted)),
+            ("2024/01/02 03:04:05 QoS Controller: The kernel's OOM killer killed 1 process(es) in the server's cgroup (memory.events oom_kill=1)", OomKill),
             ("2024/01/02 03:04:05 QoS Controller: OpMsg=EXHAUSTED Type=SESSION_TABLES", Detect(Exhausted)),
             ("2024/01/02 03:04:05 QoS Applications: Application COMPACT[mail.nsf] has made no progress for 600 seconds", Detect(AppTimeout)),
             ("2024/01/02 03:04:05 QoS Kill: Diagnostics written to /data/diagnostics/nsd_1.log", DiagnosticsWritten(b"/data/diagnostics/nsd_1.log")),

@@ -11,7 +11,7 @@
 //! files                       number of files read; file_list: their paths in reading order
 //! lines, unknown_lines        lines read; lines without the `YYYY/MM/DD HH:MM:SS` shape
 //! counts.{starts,readys,crashes,probe_timeouts,app_timeouts,exhaustions,kills,restarts,
-//!         restart_limit_hits,pauses}
+//!         restart_limit_hits,pauses,oom_kills}
 //! probe.{successes,errors,latency_ms.{p50,p95,p99,max}}   latencies null without samples
 //! incidents[] {id, kind, reason, detected_at, failover_at, diagnostics_at, diagnostics_secs,
 //!              killed_at, ready_again_at, downtime_secs, diagnostics_file, restart_limit_hit,

@@ -91,6 +91,7 @@ pub fn summary_text(review: &Review) -> String {
         ("restarts", c.restarts),
         ("restart-limit hits", c.restart_limit_hits),
         ("pauses", c.pauses),
+        ("OOM kills", c.oom_kills),
     ] {
         let _ = writeln!(out, "  {name:<20}{n}");
     }
