@@ -746,7 +746,11 @@ fn send(config: &ConfigArg, line: &str) -> u8 {
             println!("Sent to {}: {line}", pipe.display());
             EXIT_OK
         }
-        Err(e @ (crate::pipe::SendError::MultiLine | crate::pipe::SendError::TooLong(_))) => {
+        Err(
+            e @ (crate::pipe::SendError::MultiLine
+            | crate::pipe::SendError::TooLong(_)
+            | crate::pipe::SendError::NotAccepted(_)),
+        ) => {
             eprintln!("qoscntrlr: send: {e}");
             EXIT_FAILURE
         }

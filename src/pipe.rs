@@ -3,6 +3,12 @@
 //! replacement, mode 0660, group), the per-client line reading with its limits, and the
 //! client side used by `qoscntrlr send`.
 //!
+//! Capacity: at most [`MAX_CLIENTS`] clients; one outside the server's process tree is
+//! closed after [`IDLE_TIMEOUT`] without sending, and a connection from the server's own
+//! tree ([`in_own_tree`]) is never refused for capacity — the longest-idle client is
+//! closed for it. Answers are opt-in ([`ACK_REQUEST`]): `qoscntrlr send` learns whether
+//! its line was taken, servers that never ask see the protocol unchanged.
+//!
 //! Bad input never reaches the controller as anything but a rate-limited
 //! [`PipeEvent::Rejected`]. The queue to the runtime is bounded and only client tasks
 //! wait on it: a flooding client is slowed down (it stops being read, its writes block
@@ -11,14 +17,14 @@
 //! a client, so a flooding or stalled one cannot delay probing or logging; waiting
 //! senders are served in turn, so a flooder cannot starve other clients either.
 
-use std::cell::Cell;
-use std::io::Write;
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 
@@ -27,8 +33,20 @@ use crate::message::{self, Meaning, Message};
 /// Longest message, newline excluded (the message protocol).
 pub const MAX_LINE: usize = 8 * 1024;
 /// Clients served at once; more are refused so a connect storm cannot exhaust
-/// descriptors or memory.
+/// descriptors or memory — except a connection from the server's own process tree,
+/// which closes the longest-idle client instead and is served.
 pub const MAX_CLIENTS: usize = 64;
+/// A client outside the server's tree that sends nothing for this long is closed, so
+/// idle connections cannot hold the pipe's places. The server's own connections may
+/// stay idle as long as they like (a server writes when it has something to say).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that sends this line first gets one answer line per message: `OK`, or
+/// `ERR <reason>` when the message was not accepted (`qoscntrlr send` uses it to exit
+/// non-zero). Clients that never send it get no answers: the protocol is unchanged for
+/// servers that do not read.
+pub const ACK_REQUEST: &str = "QOSCNTRLR-ACK 1";
+/// How long the controller waits to hand an answer to a client that asked for answers.
+const ACK_WRITE_LIMIT: Duration = Duration::from_secs(2);
 /// Mode of the socket file: owner and group may connect, others may not.
 pub const SOCKET_MODE: u32 = 0o660;
 /// At most one rejection report per client per this interval.
@@ -169,6 +187,35 @@ fn lookup_group(group: &str) -> Result<nix::unistd::Gid, PipeError> {
 struct Shared {
     tx: Sender<PipeEvent>,
     active: Cell<usize>,
+    /// The clients being served, for eviction.
+    clients: RefCell<Vec<Rc<ClientInfo>>>,
+    idle_timeout: Duration,
+}
+
+/// What the accept loop knows of a client being served.
+struct ClientInfo {
+    id: u64,
+    /// The connecting process belongs to the server's tree (a descendant of this
+    /// controller).
+    tree: bool,
+    last_active: Cell<Instant>,
+    evict: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Close the longest-idle client — one outside the server's tree if there is one —
+    /// to make room. Returns its id.
+    fn evict_oldest_idle(&self) -> Option<u64> {
+        let clients = self.clients.borrow();
+        let victim = clients
+            .iter()
+            .min_by_key(|c| (c.tree, c.last_active.get()))?
+            .clone();
+        drop(clients);
+        self.clients.borrow_mut().retain(|c| c.id != victim.id);
+        victim.evict.notify_one();
+        Some(victim.id)
+    }
 }
 
 impl Shared {
@@ -187,21 +234,77 @@ impl Shared {
 }
 
 /// Frees the client's slot however its task ends.
-struct ActiveSlot(Rc<Shared>);
+struct ActiveSlot(Rc<Shared>, u64);
 
 impl Drop for ActiveSlot {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get().saturating_sub(1));
+        let id = self.1;
+        self.0.clients.borrow_mut().retain(|c| c.id != id);
+    }
+}
+
+/// Whether `pid` descends from this controller (the server, its children, daemonized
+/// orphans the controller adopted as subreaper, its helpers). Walks the parent chain
+/// in `/proc`; the controller itself does not count.
+pub fn in_own_tree(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut current = pid;
+    // Bounded: a parent chain is short, and a loop must not hang the accept loop.
+    for _ in 0..64 {
+        if current <= 1 {
+            return false;
+        }
+        let Some(parent) = parent_of(current) else {
+            return false;
+        };
+        if parent == me {
+            return current != me;
+        }
+        current = parent;
+    }
+    false
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let _state = fields.next()?;
+    fields.next()?.parse().ok()
+}
+
+/// How the pipe serves its clients; [`ServeOptions::default`] is what `run` uses.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// See [`IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            idle_timeout: IDLE_TIMEOUT,
+        }
     }
 }
 
 /// Serve clients until the receiving side of `tx` is dropped. Must run inside a
 /// `LocalSet` (each client is a `spawn_local` task). Client ids start at 1.
 pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
+    serve_with(listener, tx, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit options (tests shorten the idle timeout).
+pub async fn serve_with(listener: UnixListener, tx: Sender<PipeEvent>, options: ServeOptions) {
     let shared = Rc::new(Shared {
         tx,
         active: Cell::new(0),
+        clients: RefCell::new(Vec::new()),
+        idle_timeout: options.idle_timeout,
     });
+    let mut evictions = RateLimit::default();
     let mut next_client: u64 = 1;
     // One report per episode of refusals / accept failures, not one per connect.
     let mut refusing = false;
@@ -215,7 +318,31 @@ pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
             Ok((stream, _)) => {
                 let client = next_client;
                 next_client += 1;
-                if shared.active.get() >= MAX_CLIENTS {
+                let sender_pid = stream.peer_cred().ok().and_then(|cred| cred.pid());
+                let tree = sender_pid.is_some_and(in_own_tree);
+                if shared.active.get() >= MAX_CLIENTS && tree {
+                    // The server's own message must get through: make room.
+                    if let Some(victim) = shared.evict_oldest_idle() {
+                        if let Some(suppressed) = evictions.allow(Instant::now()) {
+                            let reason = with_suppressed(
+                                format!(
+                                    "closed to make room for a connection of the server's own process tree ({MAX_CLIENTS} clients)"
+                                ),
+                                suppressed,
+                            );
+                            if !shared.report(PipeEvent::Rejected {
+                                client: victim,
+                                reason,
+                            }) {
+                                return;
+                            }
+                        }
+                    }
+                } else if shared.active.get() >= MAX_CLIENTS {
+                    // Say why before closing: a client that reads (`send`) reports it.
+                    let _ = stream.try_write(
+                        format!("ERR too many clients ({MAX_CLIENTS}) on the pipe\n").as_bytes(),
+                    );
                     drop(stream);
                     if !refusing {
                         refusing = true;
@@ -230,8 +357,15 @@ pub async fn serve(listener: UnixListener, tx: Sender<PipeEvent>) {
                 }
                 refusing = false;
                 shared.active.set(shared.active.get() + 1);
-                let slot = ActiveSlot(shared.clone());
-                tokio::task::spawn_local(serve_client(slot, client, stream));
+                let info = Rc::new(ClientInfo {
+                    id: client,
+                    tree,
+                    last_active: Cell::new(Instant::now()),
+                    evict: tokio::sync::Notify::new(),
+                });
+                shared.clients.borrow_mut().push(info.clone());
+                let slot = ActiveSlot(shared.clone(), client);
+                tokio::task::spawn_local(serve_client(slot, info, sender_pid, stream));
             }
             Err(e) => {
                 if let Some(suppressed) = failures.allow(Instant::now()) {
@@ -357,37 +491,58 @@ impl ClientState {
         })
     }
 
-    /// The event for one piece of input, if it deserves one.
-    fn handle(&mut self, piece: Piece<'_>) -> Option<PipeEvent> {
+    /// The event for one piece of input, if it deserves one, and the answer a client
+    /// that asked for answers gets for it.
+    fn handle(&mut self, piece: Piece<'_>) -> (Option<PipeEvent>, Verdict) {
         let bytes = match piece {
             Piece::Line(bytes) => bytes,
-            Piece::TooLong if !self.too_long_reported => {
-                self.too_long_reported = true;
-                return self.reject(format!(
-                    "message longer than {MAX_LINE} bytes cut off and dropped (further ones from this client are dropped without a report)"
-                ));
-            }
             Piece::TooLong => {
-                self.rejects.suppressed += 1;
-                return None;
+                let reason = format!("message longer than {MAX_LINE} bytes");
+                if self.too_long_reported {
+                    self.rejects.suppressed += 1;
+                    return (None, Verdict::Refused(reason));
+                }
+                self.too_long_reported = true;
+                let event = self.reject(format!(
+                    "{reason} cut off and dropped (further ones from this client are dropped without a report)"
+                ));
+                return (event, Verdict::Refused(reason));
             }
         };
+        if bytes.trim_ascii() == ACK_REQUEST.as_bytes() {
+            return (None, Verdict::AckRequested);
+        }
         match decode_line(bytes) {
-            Ok(None) => None,
+            Ok(None) => (None, Verdict::Nothing),
             Ok(Some(Decoded {
                 text,
                 message,
                 meaning,
-            })) => Some(PipeEvent::Line {
-                client: self.client,
-                sender_pid: self.sender_pid,
-                text,
-                message,
-                meaning,
-            }),
-            Err(reason) => self.reject(reason),
+            })) => (
+                Some(PipeEvent::Line {
+                    client: self.client,
+                    sender_pid: self.sender_pid,
+                    text,
+                    message,
+                    meaning,
+                }),
+                Verdict::Accepted,
+            ),
+            Err(reason) => (self.reject(reason.clone()), Verdict::Refused(reason)),
         }
     }
+}
+
+/// What a client that asked for answers is told about one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// A blank line: nothing to say.
+    Nothing,
+    /// The client asks for answers from now on.
+    AckRequested,
+    /// Queued for the controller.
+    Accepted,
+    Refused(String),
 }
 
 /// One line decoded: the text as received (trimmed), its parse and its meaning.
@@ -418,39 +573,76 @@ pub fn decode_line(bytes: &[u8]) -> Result<Option<Decoded>, String> {
     }
 }
 
-async fn serve_client(slot: ActiveSlot, client: u64, mut stream: UnixStream) {
+async fn serve_client(
+    slot: ActiveSlot,
+    info: Rc<ClientInfo>,
+    sender_pid: Option<i32>,
+    stream: UnixStream,
+) {
     let shared = slot.0.clone();
+    let client = info.id;
     let mut state = ClientState {
         client,
-        sender_pid: stream.peer_cred().ok().and_then(|cred| cred.pid()),
+        sender_pid,
         rejects: RateLimit::default(),
         too_long_reported: false,
     };
+    let (mut reader, mut writer) = stream.into_split();
+    let mut acks = false;
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut events = Vec::new();
+    let mut handled = Vec::new();
     loop {
+        // Clients outside the server's tree are closed when idle for too long.
+        let idle_at = tokio::time::Instant::from_std(crate::core::later(
+            info.last_active.get(),
+            shared.idle_timeout,
+        ));
         let read = tokio::select! {
-            read = stream.read(&mut buf) => read,
+            read = reader.read(&mut buf) => read,
             _ = shared.tx.closed() => return,
+            _ = info.evict.notified() => break,
+            _ = tokio::time::sleep_until(idle_at), if !info.tree => break,
         };
         let more = match read {
             Ok(0) => {
-                splitter.finish(|piece| events.extend(state.handle(piece)));
+                splitter.finish(|piece| handled.push(state.handle(piece)));
                 false
             }
             Ok(n) => {
-                splitter.feed(&buf[..n], |piece| events.extend(state.handle(piece)));
+                info.last_active.set(Instant::now());
+                splitter.feed(&buf[..n], |piece| handled.push(state.handle(piece)));
                 true
             }
             Err(e) => {
-                events.extend(state.reject(format!("read error: {e}")));
+                handled.push((state.reject(format!("read error: {e}")), Verdict::Nothing));
                 false
             }
         };
-        for event in events.drain(..) {
-            if !shared.send(event).await {
-                return;
+        for (event, verdict) in handled.drain(..) {
+            if let Some(event) = event {
+                if !shared.send(event).await {
+                    return;
+                }
+            }
+            let answer = match verdict {
+                Verdict::Nothing => continue,
+                Verdict::AckRequested => {
+                    acks = true;
+                    continue;
+                }
+                Verdict::Accepted => "OK\n".to_string(),
+                Verdict::Refused(reason) => format!("ERR {reason}\n"),
+            };
+            if acks {
+                // A client that asked for answers but does not read them loses them;
+                // the controller never waits on it for long.
+                let written =
+                    tokio::time::timeout(ACK_WRITE_LIMIT, writer.write_all(answer.as_bytes()))
+                        .await;
+                if !matches!(written, Ok(Ok(()))) {
+                    acks = false;
+                }
             }
         }
         if !more {
@@ -481,6 +673,8 @@ pub enum SendError {
     TooLong(usize),
     #[error("the controller on {0} did not take the message in time")]
     TimedOut(PathBuf),
+    #[error("the controller did not accept the message: {0}")]
+    NotAccepted(String),
     #[error("cannot send to {path}: {source}")]
     Io {
         path: PathBuf,
@@ -516,14 +710,50 @@ pub fn send_line(path: &Path, line: &str, limit: Duration) -> Result<(), SendErr
     stream
         .set_write_timeout(Some(limit.max(Duration::from_millis(1))))
         .map_err(io_error)?;
-    let mut data = Vec::with_capacity(line.len() + 1);
+    stream
+        .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+        .map_err(io_error)?;
+    // Ask for an answer, then the line: the controller says whether it took it.
+    let mut data = Vec::with_capacity(ACK_REQUEST.len() + line.len() + 2);
+    data.extend_from_slice(ACK_REQUEST.as_bytes());
+    data.push(b'\n');
     data.extend_from_slice(line.as_bytes());
     data.push(b'\n');
-    stream.write_all(&data).map_err(io_error)?;
-    stream.flush().map_err(io_error)?;
-    // The controller may already have closed its side (e.g. while shutting down).
+    // A refused client may be answered and closed before the write lands: a broken
+    // pipe or reset then still leaves the answer to read.
+    match stream.write_all(&data).and_then(|()| stream.flush()) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => return Err(io_error(e)),
+    }
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    Ok(())
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    // One short line; byte by byte keeps this free of buffering subtleties.
+    while answer.len() < 1024 {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => answer.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    match answer.trim_end() {
+        "OK" => Ok(()),
+        "" => Err(SendError::NotAccepted(
+            "the controller closed the connection without taking the message".into(),
+        )),
+        other => Err(SendError::NotAccepted(
+            other.strip_prefix("ERR ").unwrap_or(other).to_string(),
+        )),
+    }
 }
 
 #[cfg(test)]

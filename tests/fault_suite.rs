@@ -87,7 +87,15 @@ impl Invariants {
         );
         // 3. The log still takes lines: a message sent now is logged.
         let marker = format!("OpMsg=START Type=FAULTCHECK ObjectType=Case ObjectValue={case}");
-        harness.send(&marker);
+        // Places freed by the fault's clients may take a moment to be noticed.
+        assert!(
+            eventually(&format!("{case}: send accepted"), || harness
+                .cli("send", &[&marker])
+                .code
+                == Some(0)),
+            "{case}: a message cannot be sent after the fault\n{}",
+            harness.dump()
+        );
         harness.wait_for_containing(&format!("ObjectValue={case}"));
         harness.send(&format!(
             "OpMsg=END Type=FAULTCHECK ObjectType=Case ObjectValue={case}"
@@ -243,5 +251,92 @@ fn idle_control_connections_cannot_starve_the_controller() {
         "the connections beyond the cap were not refused"
     );
     drop(open);
+    inv.finish(&mut harness);
+}
+
+// ----- defect 5: idle pipe clients blocked the server's messages; `send` lied ----------
+
+/// A server whose tree announces a task through separate `qoscntrlr send` connections
+/// (as a script or a helper of a real server would).
+const TASK_SERVER: &str = r#"#!/bin/sh
+demo=$1; port=$2; ctl=$3
+"$demo" --listen "127.0.0.1:$port" --no-messages &
+child=$!
+trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
+while kill -0 $child 2>/dev/null; do
+  for step in START END; do
+    if [ -e "$step.go" ]; then
+      rm -f "$step.go"
+      "$ctl" send "OpMsg=$step Type=FAULTTASK ObjectType=Case ObjectValue=pipe-idle" >"$step.out" 2>&1
+      echo $? >"$step.tmp"; mv "$step.tmp" "$step.rc"
+    fi
+  done
+  sleep 0.1
+done
+"#;
+
+/// Run one step of TASK_SERVER (in the data directory, its working directory) and
+/// return `send`'s exit code and output.
+fn task_step(harness: &Harness, step: &str) -> (String, String) {
+    let data = harness.data();
+    std::fs::write(data.join(format!("{step}.go")), "").expect("go file");
+    let rc = data.join(format!("{step}.rc"));
+    assert!(
+        eventually(&format!("{step} sent"), || rc.exists()),
+        "the server's tree did not run send for {step}\n{}",
+        harness.dump()
+    );
+    let code = std::fs::read_to_string(&rc).unwrap_or_default();
+    let out = std::fs::read_to_string(data.join(format!("{step}.out"))).unwrap_or_default();
+    (code.trim().to_string(), out)
+}
+
+/// 64 idle pipe connections used to fill every place: the server's END was refused
+/// ("too many clients"), the application timed out and the healthy server was killed,
+/// while `qoscntrlr send` exited 0. Now the server's tree gets in (the longest-idle
+/// client is closed for it), and a sender that was not accepted exits non-zero.
+#[test]
+fn idle_pipe_clients_cannot_block_the_servers_messages() {
+    let port = common::free_port();
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let script = scripts.path().join("task-server.sh");
+    std::fs::write(&script, TASK_SERVER).expect("write the server script");
+    let command = shell_words::join([
+        "sh",
+        &script.display().to_string(),
+        common::DEMO,
+        &port.to_string(),
+        common::CONTROLLER,
+    ]);
+    let probe = format!("http://127.0.0.1:{port}/health");
+    let mut harness = Harness::server(
+        &command,
+        &[("QOS_PROBE", &probe), ("QOS_APPS_TIMEOUT", "30s")],
+    );
+    let inv = Invariants::begin("pipe-idle", &mut harness);
+    let (code, out) = task_step(&harness, "START");
+    assert_eq!(code, "0", "{out}");
+    harness.wait_for_containing("Adding FAULTTASK[pipe-idle] to long running apps list");
+
+    // Fill every place of the pipe with idle clients from outside the server's tree.
+    let pipe = harness.data().join("qoscntrlr.pipe");
+    let idle: Vec<UnixStream> = (0..qoscntrlr::pipe::MAX_CLIENTS)
+        .map(|_| UnixStream::connect(&pipe).expect("connect an idle client"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // An outside sender is refused now, and says so with a non-zero exit.
+    let refused = harness.cli(
+        "send",
+        &["OpMsg=PROGRESS Type=FAULTTASK ObjectType=Case ObjectValue=pipe-idle"],
+    );
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(refused.stderr.contains("too many clients"), "{refused:?}");
+
+    // The server's own END gets in all the same.
+    let (code, out) = task_step(&harness, "END");
+    assert_eq!(code, "0", "{out}\n{}", harness.dump());
+    harness.wait_for_containing("Removing FAULTTASK[pipe-idle] from long running apps list");
+    drop(idle);
     inv.finish(&mut harness);
 }

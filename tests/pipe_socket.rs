@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use qoscntrlr::message::Meaning;
 use qoscntrlr::pipe::{
-    bind, send_line, serve, PipeError, PipeEvent, SendError, MAX_CLIENTS, MAX_LINE,
+    bind, send_line, serve, serve_with, PipeError, PipeEvent, SendError, ServeOptions, MAX_CLIENTS,
+    MAX_LINE,
 };
 use tokio::sync::mpsc;
 
@@ -160,8 +161,13 @@ fn lines_arrive_exactly_and_send_reports_no_listener() {
             "OpMsg=PROGRESS Type=COMPACT ObjectValue=a b.nsf"
         );
 
-        // Invalid messages are rejected with the parser's reason.
-        send(&path, "OpMsg=DANCE Type=SERVER").await.unwrap();
+        // Invalid messages are rejected with the parser's reason, and the sender is told.
+        match send(&path, "OpMsg=DANCE Type=SERVER").await {
+            Err(SendError::NotAccepted(reason)) => {
+                assert!(reason.contains("unknown OpMsg=DANCE"), "{reason}")
+            }
+            other => panic!("expected NotAccepted, got {other:?}"),
+        }
         match next(&mut rx).await {
             PipeEvent::Rejected { reason, .. } => {
                 assert!(reason.contains("unknown OpMsg=DANCE"), "{reason}")
@@ -285,7 +291,13 @@ fn a_full_queue_slows_the_sender_and_loses_nothing() {
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        send(&path, "OpMsg=END Type=OTHER").await.unwrap();
+        // `send` waits until its line is taken, which needs room in the queue: it runs
+        // beside the reader.
+        let other_path = path.clone();
+        let other_send =
+            tokio::task::spawn_local(
+                async move { send(&other_path, "OpMsg=END Type=OTHER").await },
+            );
         let mut expected = 0;
         let mut other = false;
         while expected < 20_000 || !other {
@@ -302,6 +314,10 @@ fn a_full_queue_slows_the_sender_and_loses_nothing() {
             }
         }
         burst.await.unwrap();
+        other_send
+            .await
+            .unwrap()
+            .expect("the second client's line was accepted");
     });
 }
 
@@ -346,5 +362,66 @@ fn clients_past_the_limit_are_refused_with_one_report() {
         );
         // The two further refusals of the same episode were not reported.
         assert!(rx.try_recv().is_err());
+    });
+}
+
+/// Idle clients outside the server's tree are closed after the idle timeout, so they
+/// cannot hold the pipe's places; a sender refused for capacity is told why.
+#[test]
+fn idle_clients_are_closed_and_a_refused_send_says_so() {
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qoscntrlr.pipe");
+        let listener = bind(&path, None).await.expect("bind");
+        let (tx, mut rx) = mpsc::channel(64);
+        tokio::task::spawn_local(serve_with(
+            listener,
+            tx,
+            ServeOptions {
+                idle_timeout: Duration::from_millis(1500),
+            },
+        ));
+        let clients: Vec<StdStream> = (0..MAX_CLIENTS)
+            .map(|_| StdStream::connect(&path).unwrap())
+            .collect();
+        // Full: a sender is refused, and `send` reports it instead of claiming success.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match send(&path, "OpMsg=READY Type=SERVER").await {
+            Err(e @ SendError::NotAccepted(_)) => {
+                assert!(e.to_string().contains("too many clients"), "{e}")
+            }
+            other => panic!("expected NotAccepted, got {other:?}"),
+        }
+        match next(&mut rx).await {
+            PipeEvent::Rejected { reason, .. } => assert!(reason.contains("too many clients")),
+            other => panic!("{other:?}"),
+        }
+        // After the idle timeout the silent clients are gone and a sender gets in.
+        let mut accepted = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if send(&path, "OpMsg=READY Type=SERVER").await.is_ok() {
+                accepted = true;
+                break;
+            }
+        }
+        assert!(accepted, "idle clients were never closed");
+        // Polled without blocking: the pipe's tasks run on this same thread.
+        let mut open: Vec<StdStream> = clients;
+        for client in &open {
+            client.set_nonblocking(true).unwrap();
+        }
+        for _ in 0..200 {
+            open.retain_mut(|client| {
+                let mut byte = [0u8; 1];
+                !matches!(std::io::Read::read(client, &mut byte), Ok(0))
+            });
+            if open.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let closed = MAX_CLIENTS - open.len();
+        assert_eq!(closed, MAX_CLIENTS, "every idle client was closed");
     });
 }
