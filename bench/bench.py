@@ -910,6 +910,7 @@ def main():
     ap.add_argument("--real-json", help="results written by bench/real_servers.py")
     ap.add_argument("--diagnostics-json",
                     help="results written by bench/diagnostics-bench.sh (DIAG_JSON)")
+    ap.add_argument("--faults-json", help="results written by bench/faults.sh (FAULTS_JSON)")
     args = ap.parse_args()
 
     global WORK_DIR, SUBREAPER, QOSCNTRLR, DEMO
@@ -987,6 +988,8 @@ def main():
         if args.diagnostics_json:
             results["diagnostics"] = read_json_or_skip(args.diagnostics_json,
                                                        "bench/diagnostics-bench.sh")
+        if args.faults_json:
+            results["faults"] = read_json_or_skip(args.faults_json, "bench/faults.sh")
         log(f"log review: `logs summary` over {args.review_mb} MiB of generated logs")
         results["review"] = log_review(os.path.join(args.out, "review"), args.review_mb,
                                        args.gen_logs, args.rusage)

@@ -228,6 +228,21 @@ def diagnostics_row(dg):
             "snapshot of all (#12) | " + ("yes" if bounded else "**no**") + " |")
 
 
+def faults_row(fr):
+    """Row 4 line of `bench/faults.sh`: false kills and abandoned servers."""
+    if "cases" not in fr:
+        return ("| false kills and abandoned servers across the fault suite | not measured: "
+                + fr.get("skipped", "bench/faults.sh did not run") + " | 0 (#12) | – |")
+    text = f"**{fr['failed']} of {fr['cases']}** cases"
+    if fr.get("skipped"):
+        text += f" ({fr['skipped']} root-only cases skipped on this machine)"
+    if fr.get("failures"):
+        text += "; failed: " + ", ".join(fr["failures"])
+    return ("| false kills and abandoned servers across the fault suite "
+            "(`tests/fault_suite.rs`, `tests/fault_files.rs`) | " + text
+            + " | 0 (#12) | " + ("yes" if fr["failed"] == 0 else "**no**") + " |")
+
+
 def diagnostics_text(dg):
     """How the diagnostics row is measured."""
     return ("* **Built-in diagnostics.** `bench/diagnostics-bench.sh` runs "
@@ -505,6 +520,7 @@ def markdown(res, m, svg_rel, run_seconds=None):
     L.append(reexec_row(rx))
     dg = res.get("diagnostics", {})
     L.append(diagnostics_row(dg))
+    L.append(faults_row(res.get("faults", {})))
     L.append("")
 
     L += ["### How row 4 is measured, and why", ""]
@@ -635,6 +651,14 @@ def markdown(res, m, svg_rel, run_seconds=None):
         L.append(reexec_text(rx))
     if dg.get("after"):
         L.append(diagnostics_text(dg))
+    if "cases" in res.get("faults", {}):
+        L.append("* **Fault suite.** `bench/faults.sh` (rerun it alone) runs "
+                 "`tests/fault_suite.rs` and `tests/fault_files.rs` one case at a time; every "
+                 "case injects one fault into a real controller supervising the demo server "
+                 "and asserts that no healthy server was killed, no server was left running "
+                 "unsupervised and no log line was lost without the loss being reported, so a "
+                 "failed case counts as a false kill or an abandoned server. The faults and "
+                 "what the controller does about each are listed in `docs/fault-matrix.md`.")
     L.append("")
 
     L += ["## Shortfalls and their causes", ""]

@@ -102,6 +102,11 @@ if ! DIAG_JSON=$OUT/diagnostics.json bench/diagnostics-bench.sh > "$OUT/diagnost
     rm -f "$OUT/diagnostics.json"
 fi
 
+echo "[run-all] fault suite: false kills and abandoned servers"
+rm -f "$OUT/faults.json"
+# A failing case is reported in the row (its name is in faults.json); the run goes on.
+FAULTS_JSON=$OUT/faults.json bench/faults.sh > "$OUT/faults.txt" 2>&1 || true
+
 python3 bench/bench.py \
     --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
@@ -110,6 +115,7 @@ python3 bench/bench.py \
     --ha-json "$OUT/ha-latency.json" --reexec-json "$OUT/reexec.json" \
     --real-json "$OUT/real-servers.json" \
     --diagnostics-json "$OUT/diagnostics.json" \
+    --faults-json "$OUT/faults.json" \
     --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
     --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
     --review-mb "${REVIEW_MB:-1024}"
