@@ -6,6 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod skip;
+
 use qoscntrlr::control::{self, ClientError, ControlCommand, ControlEvent, ControlResponse};
 use qoscntrlr::status::StatusSnapshot;
 use tokio::sync::mpsc;
@@ -285,7 +287,10 @@ async fn silent_client_does_not_block_others() {
 #[tokio::test(flavor = "current_thread")]
 async fn other_users_are_refused_and_reported() {
     if !running_as_root() {
-        eprintln!("skipped: needs root to run a client as another uid");
+        skip::skip(
+            "other_users_are_refused_and_reported",
+            "needs root to run a client as another uid",
+        );
         return;
     }
     let served = Served::start(None).await;
@@ -322,12 +327,18 @@ async fn other_users_are_refused_and_reported() {
 #[tokio::test(flavor = "current_thread")]
 async fn control_group_members_are_allowed() {
     if !running_as_root() {
-        eprintln!("skipped: needs root to chown the socket and run clients as another uid");
+        skip::skip(
+            "control_group_members_are_allowed",
+            "needs root to chown the socket and run clients as another uid",
+        );
         return;
     }
     let group = "nogroup";
     let Ok(gid) = control::resolve_group(group) else {
-        eprintln!("skipped: no group {group} on this system");
+        skip::skip(
+            "control_group_members_are_allowed",
+            &format!("no group {group} on this system"),
+        );
         return;
     };
     let served = Served::start(Some(group)).await;

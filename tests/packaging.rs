@@ -10,6 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod skip;
+
 use qoscntrlr::config;
 
 fn crate_root() -> PathBuf {
@@ -134,7 +136,10 @@ fn example_configs_are_accepted_by_the_reader() {
             }
             // Until the reader lands in this branch the skeleton refuses every file.
             Err(e) if e.errors.iter().any(|f| f.message.contains("not built yet")) => {
-                println!("SKIP {file}: the configuration reader is not built in this tree");
+                skip::skip(
+                    "example_configs_are_accepted_by_the_reader",
+                    &format!("{file}: the configuration reader is not built in this tree"),
+                );
             }
             Err(e) => panic!(
                 "{file}: {e}\n{}",
@@ -269,12 +274,10 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn deb_package_installs_binaries_units_config_and_docs() {
     if let Some(missing) = deb_prerequisites_missing() {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(
-            !ci,
-            "CI is set but the .deb cannot be built: missing {missing}"
+        skip::skip(
+            "deb_package_installs_binaries_units_config_and_docs",
+            &format!("missing {missing}"),
         );
-        println!("SKIP deb_package: missing {missing}");
         return;
     }
     let scratch = tempfile::tempdir().expect("scratch dir");
@@ -426,7 +429,10 @@ fn deb_package_installs_binaries_units_config_and_docs() {
 /// our units can be at fault; any warning (unknown key, bad value) fails the test.
 fn verify_units(root: &Path, units: &Path) {
     if !have("systemd-analyze", &["--version"]) {
-        println!("SKIP systemd-analyze verify: systemd-analyze not installed");
+        skip::skip(
+            "deb_package_installs_binaries_units_config_and_docs",
+            "systemd-analyze verify: systemd-analyze is not installed (apt-get install systemd)",
+        );
         return;
     }
     let host_units = Path::new("/usr/lib/systemd/system");
@@ -492,7 +498,10 @@ fn rpm_spec_parses_and_installs_the_same_layout() {
         "%post re-executes running controllers on upgrade: {post}"
     );
     if !have("rpmspec", &["--version"]) {
-        println!("SKIP rpmspec -P: rpm not installed");
+        skip::skip(
+            "rpm_spec_parses_and_installs_the_same_layout",
+            "rpmspec -P: rpm is not installed (apt-get install rpm)",
+        );
         return;
     }
     run(Command::new("rpmspec").arg("-P").arg(&spec));
