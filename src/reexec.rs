@@ -11,6 +11,14 @@
 //! memfd named there. If the JSON cannot be read after the exec, the variable alone is
 //! enough to keep the sockets and adopt the server with fresh timers.
 //!
+//! Versions: [`STATE_VERSION`] names the format; a build reads
+//! [`OLDEST_STATE_VERSION`]..=[`STATE_VERSION`]. A field added to the state takes
+//! `#[serde(default)]`, so the previous version's state still reads (fields a build does
+//! not know are ignored); a change that an older state cannot be read into raises
+//! [`STATE_VERSION`]. Either way the new binary's check reads the running
+//! controller's actual state first, so a state it cannot read is refused while the old
+//! image still runs.
+//!
 //! Instants: the core's deadlines are written as offsets from an anchor taken at the
 //! handoff together with a `CLOCK_MONOTONIC` reading; the new image rebuilds the anchor
 //! from its own reading of the same clock (which runs on across `execve`), so every timer
