@@ -107,5 +107,94 @@ fn main() {
             micros[micros.len() - 1]
         );
     }
+    rules_pass(&mut sampler, root, processes, iterations);
     drop(tree);
+}
+
+/// One sampling pass as the runtime makes it with ten rules in force: the tree sample
+/// (PSS), the host figures, the write-latency and free-space probes (polled, on their
+/// own threads), the ten rules judged, and the usage line built.
+fn rules_pass(sampler: &mut Sampler, root: i32, processes: usize, iterations: usize) {
+    use qoscntrlr::host::{disk_free, write_probe, BoundedProbe, HostSampler};
+    use qoscntrlr::rules::{parse_rule, Item, Reading, RuleEngine};
+    let dir = std::env::temp_dir().join(format!("qos-bench-rules-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("sampler bench: cannot create {}: {e}", dir.display());
+        return;
+    }
+    let texts = [
+        "memory > 2GB average 30 action=alert",
+        "memory > 4GB samples 3 action=kill",
+        "cpu > 90% samples 6 action=log",
+        "open_files > 10000 action=kill",
+        "threads > 5000 action=alert",
+        "host_memory > 95% samples 3 action=failover",
+        "host_cpu > 95% average 6 action=log",
+        "load1 > 64 action=log",
+        "disk_free:/ < 1GB missing=breach action=alert",
+        "write_latency > 2s samples 3 missing=breach action=failover",
+    ];
+    let rules: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            parse_rule(&format!("R{i}"), t, 3, Duration::from_secs(10), &dir)
+                .unwrap_or_else(|e| panic!("{t}: {e}"))
+        })
+        .collect();
+    let mut engine = RuleEngine::new(rules);
+    let mut host = HostSampler::default();
+    let mut write = BoundedProbe::default();
+    let mut disk = BoundedProbe::default();
+    sampler.set_memory_measure(MemoryMeasure::PssWhereReadable);
+    let limit = Duration::from_secs(10);
+    let mut micros: Vec<f64> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let tree = sampler.sample(root, &[], &dir, start);
+        let Ok(sample) = tree else {
+            eprintln!("sampler bench: sample failed");
+            std::process::exit(1);
+        };
+        let d = dir.clone();
+        let pass = vec![
+            (Item::Memory, Reading::Value(sample.rss_bytes as f64)),
+            (
+                Item::Cpu,
+                sample
+                    .cpu_percent
+                    .map_or(Reading::Missing("first".into()), Reading::Value),
+            ),
+            (Item::OpenFiles, Reading::Value(sample.open_files as f64)),
+            (Item::Threads, Reading::Value(sample.threads as f64)),
+            (Item::HostMemory, host.memory_percent()),
+            (Item::HostCpu, host.cpu_percent()),
+            (Item::Load1, host.load1()),
+            (
+                Item::DiskFree("/".into()),
+                disk.poll(start, limit, "free space", || disk_free(Path::new("/"))),
+            ),
+            (
+                Item::WriteLatency,
+                write.poll(start, limit, "write", move || write_probe(&d)),
+            ),
+        ];
+        let line = qoscntrlr::usage::line(chrono::Local::now(), &pass);
+        let readings = pass.into_iter().collect();
+        let verdicts = engine.observe(&readings);
+        std::hint::black_box((line, verdicts));
+        micros.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{{\"bench\":\"sampler\",\"memory\":\"pss+10 rules\",\"processes\":{processes},\
+         \"iterations\":{iterations},\"p50_us\":{:.1},\"p95_us\":{:.1},\"min_us\":{:.1},\
+         \"max_us\":{:.1}}}",
+        at(0.5),
+        at(0.95),
+        micros[0],
+        micros[micros.len() - 1]
+    );
 }
