@@ -209,7 +209,15 @@ pub enum Command {
     /// Resume after a pause
     Resume(ConfigArg),
     /// Leave FAULTED and start the server
-    ClearFault(StateChangeArgs),
+    ClearFault {
+        #[command(flatten)]
+        args: StateChangeArgs,
+        /// Clear the mark only; the server stays down (STOPPED) until `start`
+        #[arg(long = "no-start")]
+        no_start: bool,
+    },
+    /// End a failback hold now: the failover outputs come back at once
+    Failback(ConfigArg),
     /// Collect diagnostics now, without killing; prints the file written
     Diagnose(ConfigArg),
     /// Re-read the configuration file now; prints what changed or the errors
@@ -341,7 +349,10 @@ fn dispatch(command: Command) -> u8 {
             }
         },
         Command::Resume(config) => control_command(&config, ControlCommand::Resume, false),
-        Command::ClearFault(args) => state_change(&args, ControlCommand::ClearFault),
+        Command::ClearFault { args, no_start } => {
+            state_change(&args, ControlCommand::ClearFault { no_start })
+        }
+        Command::Failback(config) => control_command(&config, ControlCommand::Failback, false),
         Command::Diagnose(config) => control_command(&config, ControlCommand::Diagnose, false),
         Command::Reload(config) => control_command(&config, ControlCommand::Reload, false),
         Command::Reexec(config) => control_command(&config, ControlCommand::Reexec, false),
@@ -554,7 +565,8 @@ fn state_change(args: &StateChangeArgs, command: crate::control::ControlCommand)
 fn wait_target(command: &crate::control::ControlCommand) -> crate::status::ServerState {
     use crate::status::ServerState;
     match command {
-        crate::control::ControlCommand::Quit => ServerState::Stopped,
+        crate::control::ControlCommand::Quit
+        | crate::control::ControlCommand::ClearFault { no_start: true } => ServerState::Stopped,
         _ => ServerState::Ready,
     }
 }

@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::core::FailbackMode;
+
 /// What `QOS_PROBE` asks the controller to do once per interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeTarget {
@@ -108,9 +110,23 @@ pub struct Config {
     pub alert_webhook: Option<crate::webhook::WebhookUrl>,
     /// `QOS_ALERT_WEBHOOK_HEADER`: one `Name: value` header (a secret: never printed).
     pub alert_webhook_header: Option<(String, String)>,
+    /// `None`: the default, min(QOS_PROBE_INTERVAL, QOS_PROBE_TIMEOUT).
+    pub probe_attempt_timeout: Option<Duration>,
+    pub restart_delay: Duration,
+    /// Zero means off.
+    pub online_trust_time: Duration,
+    pub failback_hold: Duration,
+    pub failback: FailbackMode,
 }
 
 impl Config {
+    /// The time limit of one probe attempt: QOS_PROBE_ATTEMPT_TIMEOUT, by default the
+    /// shorter of the interval and the timeout (an attempt never outlives either).
+    pub fn effective_probe_attempt_timeout(&self) -> Duration {
+        self.probe_attempt_timeout
+            .unwrap_or_else(|| self.probe_interval.min(self.probe_timeout))
+    }
+
     /// Every rule in force: the shorthand keys' kill rules first, then the
     /// `QOS_RULE_<NAME>` rules in file order.
     pub fn rules(&self) -> Vec<crate::rules::Rule> {
@@ -251,6 +267,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "QOS_METRICS_LISTEN",
     "QOS_ALERT_WEBHOOK",
     "QOS_ALERT_WEBHOOK_HEADER",
+    "QOS_PROBE_ATTEMPT_TIMEOUT",
+    "QOS_RESTART_DELAY",
+    "QOS_ONLINE_TRUST_TIME",
+    "QOS_FAILBACK_HOLD",
+    "QOS_FAILBACK",
 ];
 
 /// Other spellings accepted for a key (upper-cased), from the reference controller.
@@ -868,6 +889,19 @@ fn build(r: &mut Reader, source: &Path) -> Config {
             Err(message) => r.error(line, &key, message),
         }
     }
+    let probe_attempt_timeout = r.get_opt("QOS_PROBE_ATTEMPT_TIMEOUT", |v| {
+        parse_duration(v, SECOND).and_then(|d| {
+            if d.is_zero() {
+                Err("must be more than 0 (expected e.g. 10s or 500ms)".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+    });
+    let restart_delay = r.duration("QOS_RESTART_DELAY", Duration::ZERO, SECOND);
+    let online_trust_time = r.duration("QOS_ONLINE_TRUST_TIME", Duration::ZERO, MINUTE);
+    let failback_hold = r.duration("QOS_FAILBACK_HOLD", Duration::ZERO, MINUTE);
+    let failback = r.get("QOS_FAILBACK", FailbackMode::Auto, parse_failback);
 
     let default_smtp_port = match mail_tls {
         MailTls::None => 25,
@@ -937,6 +971,11 @@ fn build(r: &mut Reader, source: &Path) -> Config {
         custom_rules,
         alert_webhook,
         alert_webhook_header,
+        probe_attempt_timeout,
+        restart_delay,
+        online_trust_time,
+        failback_hold,
+        failback,
     };
     cross_check(r, &config);
     config
@@ -1338,6 +1377,16 @@ fn parse_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+fn parse_failback(text: &str) -> Result<FailbackMode, String> {
+    match unquote(text.trim()).trim().to_ascii_lowercase().as_str() {
+        "auto" | "automatic" => Ok(FailbackMode::Auto),
+        "manual" => Ok(FailbackMode::Manual),
+        _ => Err(format!(
+            "\"{text}\" is not a failback mode (expected auto or manual)"
+        )),
+    }
+}
+
 fn parse_mail_tls(text: &str) -> Result<MailTls, String> {
     match unquote(text.trim()).trim().to_ascii_lowercase().as_str() {
         "" | "none" | "no" | "off" => Ok(MailTls::None),
@@ -1734,6 +1783,17 @@ impl Config {
                     .map(|(name, _)| format!("{name}: <redacted>"))
                     .unwrap_or_default(),
             ),
+            (
+                "QOS_PROBE_ATTEMPT_TIMEOUT",
+                human_duration(self.effective_probe_attempt_timeout()),
+            ),
+            ("QOS_RESTART_DELAY", human_duration(self.restart_delay)),
+            (
+                "QOS_ONLINE_TRUST_TIME",
+                human_duration(self.online_trust_time),
+            ),
+            ("QOS_FAILBACK_HOLD", human_duration(self.failback_hold)),
+            ("QOS_FAILBACK", self.failback.as_str().to_string()),
         ];
         pairs
             .into_iter()

@@ -11,7 +11,8 @@
 //!
 //! ```text
 //! request:  {"v":1,"cmd":"status"|"start"|"quit"|"restart"|"kill"|"pause"|"resume"
-//!                        |"clear-fault"|"diagnose"|"reexec","for_secs":N}  for_secs: pause only, optional
+//!                        |"clear-fault"|"diagnose"|"reexec"|"failback","for_secs":N,"no_start":B}
+//!           for_secs: pause only, optional; no_start: clear-fault only, optional
 //! response: {"v":1,"ok":true|false,"message":"...","status":{...}}  status: the
 //!           `status --json` snapshot (crate::status), present on "status" answers
 //! ```
@@ -86,12 +87,16 @@ pub enum ControlCommand {
         for_duration: Option<Duration>,
     },
     Resume,
-    ClearFault,
+    /// `no_start`: clear the mark only, the server stays down.
+    ClearFault {
+        no_start: bool,
+    },
     Diagnose,
     /// Replace the controller's image with the binary now at its path.
     Reexec,
     /// Re-read the configuration file now (as SIGHUP does) and answer what changed.
     Reload,
+    Failback,
 }
 
 impl ControlCommand {
@@ -105,10 +110,11 @@ impl ControlCommand {
             ControlCommand::Kill => "kill",
             ControlCommand::Pause { .. } => "pause",
             ControlCommand::Resume => "resume",
-            ControlCommand::ClearFault => "clear-fault",
+            ControlCommand::ClearFault { .. } => "clear-fault",
             ControlCommand::Diagnose => "diagnose",
             ControlCommand::Reexec => "reexec",
             ControlCommand::Reload => "reload",
+            ControlCommand::Failback => "failback",
         }
     }
 }
@@ -128,9 +134,12 @@ impl ControlCommand {
                 duration: *for_duration,
             },
             ControlCommand::Resume => Command::Resume,
-            ControlCommand::ClearFault => Command::ClearFault,
+            ControlCommand::ClearFault { no_start } => Command::ClearFault {
+                no_start: *no_start,
+            },
             ControlCommand::Diagnose => Command::Diagnose,
             ControlCommand::Reexec => Command::Reexec,
+            ControlCommand::Failback => Command::Failback,
         })
     }
 }
@@ -142,6 +151,9 @@ pub struct WireRequest {
     pub cmd: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_secs: Option<u64>,
+    /// `clear-fault` only: clear the mark, leave the server down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_start: bool,
 }
 
 impl WireRequest {
@@ -154,6 +166,7 @@ impl WireRequest {
             v: PROTOCOL_VERSION,
             cmd: command.word().to_string(),
             for_secs,
+            no_start: matches!(command, ControlCommand::ClearFault { no_start: true }),
         }
     }
 
@@ -168,6 +181,12 @@ impl WireRequest {
         if self.for_secs.is_some() && self.cmd != "pause" {
             return Err(format!(
                 "'for_secs' is only valid with 'pause', not '{}'",
+                self.cmd
+            ));
+        }
+        if self.no_start && self.cmd != "clear-fault" {
+            return Err(format!(
+                "'no_start' is only valid with 'clear-fault', not '{}'",
                 self.cmd
             ));
         }
@@ -191,14 +210,17 @@ impl WireRequest {
                 },
             },
             "resume" => ControlCommand::Resume,
-            "clear-fault" => ControlCommand::ClearFault,
+            "clear-fault" => ControlCommand::ClearFault {
+                no_start: self.no_start,
+            },
             "diagnose" => ControlCommand::Diagnose,
             "reexec" => ControlCommand::Reexec,
             "reload" => ControlCommand::Reload,
+            "failback" => ControlCommand::Failback,
             other => {
                 return Err(format!(
                     "unknown command '{other}' (expected status, start, quit, restart, kill, \
-                     pause, resume, clear-fault, diagnose, reexec or reload)"
+                     pause, resume, clear-fault, diagnose, reexec, reload or failback)"
                 ))
             }
         })

@@ -391,7 +391,11 @@ fn plain_response(status: u16, body: &str, head_only: bool) -> Vec<u8> {
 /// Why a hook runs; its `QOS_EVENT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookEvent {
+    /// Traffic moves away (smart kill, QOS_NOKILL condition): the failover hook.
     Failover,
+    /// The restart limit was reached and the server is left down: the failover hook.
+    Faulted,
+    /// Traffic comes back: the recovery hook.
     Recovery,
 }
 
@@ -399,8 +403,14 @@ impl HookEvent {
     pub fn as_str(&self) -> &'static str {
         match self {
             HookEvent::Failover => "failover",
+            HookEvent::Faulted => "faulted",
             HookEvent::Recovery => "recovery",
         }
+    }
+
+    /// Runs QOS_RECOVERY_HOOK (otherwise QOS_FAILOVER_HOOK).
+    pub fn is_recovery(&self) -> bool {
+        matches!(self, HookEvent::Recovery)
     }
 }
 

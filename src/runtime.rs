@@ -24,7 +24,8 @@ use crate::cli::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
 use crate::config::{self, Config, ProbeTarget};
 use crate::control::{self, ControlCommand, ControlEvent, ControlResponse};
 use crate::core::{
-    Action, Alert, Component, Controller, Event, Health, Policy, StateName, STALL_MIN,
+    Action, Alert, Component, Controller, Event, Health, IncidentOutcome, Policy, StateName,
+    STALL_MIN,
 };
 use crate::diagnostics::{self, DiagReport, DiagRequest};
 use crate::events::{EventRecord, EventsFile};
@@ -2319,10 +2320,10 @@ impl Shell {
             }
             Action::SetHealth(health) => self.health.set(health),
             Action::RunHook {
-                recovery,
+                event,
                 reason,
                 incident,
-            } => self.run_hook(recovery, &reason, incident),
+            } => self.run_hook(event, &reason, incident),
             Action::Mail(alert) => self.mail(alert),
             Action::StateChanged { from, to, why } => {
                 self.journal.say(
@@ -2356,15 +2357,33 @@ impl Shell {
                     .reason(&kind)
                     .field("outcome", outcome.as_str());
                 self.record_event(record);
-                match outcome.as_str() {
-                    "diagnostics" | "detected" => {
+                match outcome {
+                    IncidentOutcome::Detected => {
                         self.metrics.last_incident_timestamp_seconds =
                             Some(Local::now().timestamp());
                     }
-                    "killed" => *self.metrics.kills_total.entry(kind).or_default() += 1,
-                    "restarted" => *self.metrics.restarts_total.entry(kind).or_default() += 1,
+                    IncidentOutcome::Killed => {
+                        *self.metrics.kills_total.entry(kind).or_default() += 1
+                    }
+                    IncidentOutcome::Restarted => {
+                        *self.metrics.restarts_total.entry(kind).or_default() += 1
+                    }
                     _ => {}
                 }
+            }
+            Action::FailoverChanged { from, to, why } => {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "Failover state {} -> {} ({why})",
+                        from.as_str(),
+                        to.as_str()
+                    ),
+                );
+                let record = EventRecord::new(Local::now(), "failover", to.as_str())
+                    .reason(&why)
+                    .field("from", from.as_str());
+                self.record_event(record);
             }
             Action::Reply {
                 request,
@@ -2888,8 +2907,8 @@ impl Shell {
         if target == ProbeTarget::Message {
             return;
         }
-        // One attempt never outlives the interval nor the timeout.
-        let limit = self.cfg.probe_interval.min(self.cfg.probe_timeout);
+        // QOS_PROBE_ATTEMPT_TIMEOUT, by default the shorter of interval and timeout.
+        let limit = self.ctl.policy().probe_attempt_timeout;
         let reaper = self.reaper.clone();
         let tasks = self.tasks.clone();
         tokio::task::spawn_local(async move {
@@ -2941,11 +2960,11 @@ impl Shell {
         });
     }
 
-    fn run_hook(&mut self, recovery: bool, reason: &str, incident: u64) {
-        let (argv, event) = if recovery {
-            (self.cfg.recovery_hook.clone(), HookEvent::Recovery)
+    fn run_hook(&mut self, event: HookEvent, reason: &str, incident: u64) {
+        let argv = if event.is_recovery() {
+            self.cfg.recovery_hook.clone()
         } else {
-            (self.cfg.failover_hook.clone(), HookEvent::Failover)
+            self.cfg.failover_hook.clone()
         };
         let Some(argv) = argv else {
             return;
@@ -3124,9 +3143,9 @@ impl Shell {
             apps: core
                 .apps
                 .iter()
-                .map(|(name, without)| status::AppStatus {
+                .map(|(name, running, without)| status::AppStatus {
                     name: name.clone(),
-                    age_secs: without.as_secs(),
+                    age_secs: running.as_secs(),
                     since_progress_secs: without.as_secs(),
                 })
                 .collect(),
@@ -3152,12 +3171,11 @@ impl Shell {
             incidents: core
                 .incidents
                 .iter()
-                .rev()
                 .map(|i| status::IncidentStatus {
                     id: self.incident_id(i.id),
                     kind: i.kind.clone(),
                     detected_at: at(i.detected_at),
-                    outcome: i.outcome.clone(),
+                    outcome: i.outcome.as_str().to_string(),
                     diagnostics: i.diagnostics.clone(),
                 })
                 .collect(),

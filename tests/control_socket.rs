@@ -172,7 +172,7 @@ async fn status_and_commands_round_trip() {
     assert_eq!(answer.message, "restart refused: a quit is in progress");
 
     let answer = served
-        .request(ControlCommand::ClearFault)
+        .request(ControlCommand::ClearFault { no_start: true })
         .await
         .expect("clear");
     assert!(answer.ok);
@@ -185,7 +185,7 @@ async fn status_and_commands_round_trip() {
             format!("Status uid={uid}"),
             format!("Pause {{ for_duration: Some(1800s) }} uid={uid}"),
             format!("Restart uid={uid}"),
-            format!("ClearFault uid={uid}"),
+            format!("ClearFault {{ no_start: true }} uid={uid}"),
         ]
     );
 }

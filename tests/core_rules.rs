@@ -358,7 +358,7 @@ fn failover_action_takes_outputs_down_keeps_the_server_and_brings_them_back() {
         w.health
     );
     assert!(w.actions.iter().any(
-        |a| matches!(a, Action::RunHook { recovery: false, reason, .. } if reason == "rule-disk")
+        |a| matches!(a, Action::RunHook { event: qoscntrlr::core::HookEvent::Failover, reason, .. } if reason == "rule-disk")
     ));
     assert_eq!(w.ctl.state(), StateName::Ready, "the server is kept");
     assert_eq!(w.ctl.server_pid(), pid);
@@ -376,10 +376,13 @@ fn failover_action_takes_outputs_down_keeps_the_server_and_brings_them_back() {
     w.sample(&disk(5000.0));
     assert!(!w.trigger, "{}", w.log());
     assert_eq!(w.health, Some(Health::Ready));
-    assert!(w
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::RunHook { recovery: true, .. })));
+    assert!(w.actions.iter().any(|a| matches!(
+        a,
+        Action::RunHook {
+            event: qoscntrlr::core::HookEvent::Recovery,
+            ..
+        }
+    )));
     assert_eq!(
         w.count("Rule QOS_RULE_DISK cleared; failover outputs back up"),
         1,

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use qoscntrlr::core::{
-    Action, AppKey, Command, Component, Controller, Event, Health, Policy, ServerSignal, StateName,
+    Action, AppKey, Command, Component, Controller, Event, FailoverState, Health, HookEvent,
+    IncidentOutcome, Policy, ServerSignal, StateName,
 };
 
 /// How the simulated server answers probes.
@@ -39,6 +40,8 @@ struct Sim {
     exit_after_spawn: Option<Duration>,
     /// Spawned servers send START/READY messages.
     speaks: bool,
+    /// The spawn itself fails (program missing).
+    spawn_fails: bool,
     exit_code: Option<u8>,
     replies: VecDeque<(bool, String)>,
     trigger: bool,
@@ -63,6 +66,7 @@ impl Sim {
             stop_delay: Some(Duration::from_secs(2)),
             exit_after_spawn: None,
             speaks: false,
+            spawn_fails: false,
             exit_code: None,
             replies: VecDeque::new(),
             trigger: false,
@@ -115,6 +119,12 @@ impl Sim {
                 let td = if *append_timedate { " TimeDate=T" } else { "" };
                 self.lines.push(format!("{prefix}{text}{td}"));
             }
+            Action::Spawn if self.spawn_fails => self.schedule(
+                Duration::from_millis(1),
+                Event::SpawnFailed {
+                    error: "No such file or directory".into(),
+                },
+            ),
             Action::Spawn => {
                 let pid = self.next_pid;
                 self.next_pid += 1;
@@ -369,9 +379,12 @@ fn probe_timeout_smart_kill_then_restart() {
     sim.assert_in_order(&[
         "The probe thread has not received a message from qosprobe within the timeout period.",
         "QoS Probe: The qosprobe addin has timed out, is not responding, or is not running.",
+        "QoS Controller: Deactivating probe...",
+        "QoS Controller: QoS Probe deactivated.",
         "QoS Controller: OpMsg=TIMEOUT Type=PROBE TimeDate=T",
         "QoS Controller: The controller has received a probe timeout.",
     ]);
+    assert_eq!(sim.count("Deactivating probe..."), 1);
     sim.assert_in_order(SMART_KILL);
     let bare = sim
         .lines
@@ -426,10 +439,13 @@ fn recovery_removes_trigger_only_after_ready_and_first_probe_success() {
         !sim.trigger,
         "trigger removed once the restarted server probes well"
     );
-    assert!(sim
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::RunHook { recovery: true, .. })));
+    assert!(sim.actions.iter().any(|a| matches!(
+        a,
+        Action::RunHook {
+            event: HookEvent::Recovery,
+            ..
+        }
+    )));
     assert_eq!(
         sim.count("Server has recovered; failover trigger removed"),
         1
@@ -520,7 +536,7 @@ fn server_exiting_at_once_hits_restart_limit_and_faults() {
     let (ok, text) = sim.command(Command::Restart);
     assert!(!ok && text.contains("FAULTED"), "{text}");
     sim.exit_after_spawn = None;
-    let (ok, _) = sim.command(Command::ClearFault);
+    let (ok, _) = sim.command(Command::ClearFault { no_start: false });
     assert!(ok);
     sim.run(Duration::from_secs(5));
     assert_eq!(sim.ctl.state(), StateName::Ready);
@@ -831,7 +847,7 @@ fn an_oom_kill_in_the_servers_cgroup_is_an_incident_of_its_own_without_a_kill() 
     assert!(
         sim.actions
             .iter()
-            .any(|a| matches!(a, Action::Incident { kind, outcome, .. } if kind == "oom-kill" && outcome == "detected")),
+            .any(|a| matches!(a, Action::Incident { kind, outcome, .. } if kind == "oom-kill" && *outcome == IncidentOutcome::Detected)),
         "recorded as an incident"
     );
     // The server survived it: nothing is killed or restarted.
@@ -870,7 +886,10 @@ fn nokill_detects_reports_once_and_never_kills() {
     assert_eq!(sim.count("QOS_NOKILL is set: not killing the server"), 1);
     assert_eq!(sim.count("Triggering failover"), 0);
     assert!(!sim.actions.contains(&Action::KillTree));
-    assert!(!sim.trigger);
+    // Kept for inspection, not for traffic: the outputs are down while it lasts.
+    assert!(sim.trigger, "NOKILL still moves traffic away");
+    assert!(matches!(sim.health, Some(Health::Down { .. })));
+    assert_eq!(sim.ctl.failover_state(), FailoverState::FailoverTriggered);
     let mails: Vec<_> = sim
         .actions
         .iter()
@@ -890,6 +909,12 @@ fn nokill_detects_reports_once_and_never_kills() {
         sim.count("Server has recovered: the probe succeeds again"),
         1
     );
+    assert!(
+        !sim.trigger,
+        "the condition cleared by itself: outputs back"
+    );
+    assert_eq!(sim.health, Some(Health::Ready));
+    assert_eq!(sim.ctl.failover_state(), FailoverState::InService);
 }
 
 #[test]
@@ -905,7 +930,7 @@ fn disabled_failover_trigger_writes_trigger_but_runs_no_hook() {
     assert!(!sim.actions.iter().any(|a| matches!(
         a,
         Action::RunHook {
-            recovery: false,
+            event: HookEvent::Failover,
             ..
         }
     )));
@@ -1569,4 +1594,513 @@ fn a_server_that_survives_sigkill_is_killed_again_not_forgotten() {
     sim.run(Duration::from_secs(5));
     assert!(sim.count("Setting kill complete.") >= 1);
     assert!(sim.actions.iter().filter(|a| **a == Action::Spawn).count() > spawns_before);
+}
+
+// ----- failover outputs, failback and the HA state (issue 13) --------------------------
+
+impl Sim {
+    fn hooks(&self) -> Vec<HookEvent> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::RunHook { event, .. } => Some(*event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ha(&self) -> FailoverState {
+        self.ctl.failover_state()
+    }
+
+    fn down_reason(&self) -> String {
+        match &self.health {
+            Some(Health::Down { reason }) => reason.clone(),
+            other => panic!("readiness is not down: {other:?}"),
+        }
+    }
+
+    /// Run in 1 s steps, asserting after each that the outputs never came back.
+    fn run_never_failing_back(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.run(Duration::from_secs(1));
+            assert!(self.trigger, "trigger removed at {:?}", self.elapsed());
+            assert_ne!(
+                self.health,
+                Some(Health::Ready),
+                "readiness up at {:?}",
+                self.elapsed()
+            );
+        }
+    }
+
+    /// A hang detected and killed, then a healthy restart: ends READY, probing well.
+    fn hang_then_recover(&mut self) {
+        self.probe = ProbeMode::Hang;
+        self.run(Duration::from_secs(70));
+        assert!(self.trigger);
+        self.probe = ProbeMode::Ok;
+        self.run(Duration::from_secs(20));
+        assert_eq!(self.ctl.state(), StateName::Ready);
+    }
+}
+
+fn crash_loop(policy: Policy) -> Sim {
+    let mut sim = Sim::new(policy);
+    sim.exit_after_spawn = Some(Duration::from_millis(50));
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    sim
+}
+
+#[test]
+fn faulted_by_a_crash_loop_puts_every_output_down_until_ready_again() {
+    let mut sim = crash_loop(Sim::fast());
+    assert!(sim.trigger, "FAULTED writes the trigger");
+    assert_eq!(sim.down_reason(), "faulted");
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
+    assert!(sim.actions.iter().any(|a| matches!(a, Action::Mail(m)
+        if m.kind == qoscntrlr::core::AlertKind::RestartLimit)));
+    assert_eq!(sim.ha(), FailoverState::OutOfService);
+    // It stays moved: nothing brings the outputs back while FAULTED.
+    sim.run_never_failing_back(Duration::from_secs(600));
+    // Operator clears; a healthy server becomes READY and probes well: back.
+    sim.exit_after_spawn = None;
+    let (ok, _) = sim.command(Command::ClearFault { no_start: false });
+    assert!(ok);
+    assert!(sim.trigger, "not before the server is READY");
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(!sim.trigger);
+    assert_eq!(sim.health, Some(Health::Ready));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    assert_eq!(
+        sim.hooks(),
+        vec![HookEvent::Faulted, HookEvent::Recovery],
+        "failover hook with QOS_EVENT=faulted, then the recovery hook"
+    );
+}
+
+#[test]
+fn faulted_by_spawn_failures_and_start_timeouts_moves_traffic_too() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.spawn_fails = true;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert!(sim.trigger);
+    assert_eq!(sim.down_reason(), "faulted");
+
+    let mut sim = Sim::new(Policy {
+        restart_timeout: Duration::from_secs(20),
+        ..Sim::fast()
+    });
+    sim.probe = ProbeMode::Refused;
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_secs(600));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert_eq!(
+        sim.count("Triggering failover"),
+        0,
+        "start timeouts fail over only at FAULTED"
+    );
+    assert!(sim.trigger);
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
+}
+
+#[test]
+fn faulted_with_failover_disabled_writes_the_trigger_but_runs_no_hook() {
+    let sim = crash_loop(Policy {
+        failover_trigger_disabled: true,
+        ..Sim::fast()
+    });
+    assert!(
+        sim.actions.contains(&Action::WriteTrigger),
+        "the shell writes 0"
+    );
+    assert!(sim.hooks().is_empty());
+    assert_eq!(sim.down_reason(), "faulted");
+}
+
+#[test]
+fn clear_fault_no_start_clears_the_mark_only() {
+    let mut sim = crash_loop(Sim::fast());
+    sim.exit_after_spawn = None;
+    let spawns = sim.count("OpMsg=START Type=QOS");
+    let (ok, text) = sim.command(Command::ClearFault { no_start: true });
+    assert!(ok, "{text}");
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.ctl.state(), StateName::Stopped);
+    assert_eq!(
+        sim.count("OpMsg=START Type=QOS"),
+        spawns,
+        "the server stays down"
+    );
+    assert_eq!(sim.ctl.status(sim.now).restarts_in_window, 0);
+    assert!(sim.trigger, "still not serving: outputs stay down");
+    assert_eq!(sim.ha(), FailoverState::OutOfService);
+    let (ok, _) = sim.command(Command::Start);
+    assert!(ok);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(!sim.trigger);
+    assert_eq!(sim.ha(), FailoverState::InService);
+}
+
+#[test]
+fn nokill_stalled_application_holds_outputs_down_until_it_moves_again() {
+    let mut sim = Sim::new(Policy {
+        nokill: true,
+        ..Sim::fast()
+    });
+    sim.start();
+    let app = AppKey::new("COMPACT", Some("mail.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=mail.nsf",
+        ServerSignal::AppStart { app: app.clone() },
+    ));
+    sim.run(Duration::from_secs(125));
+    assert!(sim.trigger);
+    assert_eq!(sim.ha(), FailoverState::FailoverTriggered);
+    assert_eq!(sim.hooks(), vec![HookEvent::Failover]);
+    sim.run_never_failing_back(Duration::from_secs(300));
+    sim.feed(msg(
+        "OpMsg=PROGRESS Type=COMPACT ObjectType=DB ObjectValue=mail.nsf",
+        ServerSignal::AppProgress { app },
+    ));
+    assert!(!sim.trigger, "cleared by itself: outputs back");
+    assert_eq!(sim.health, Some(Health::Ready));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    assert!(!sim.actions.contains(&Action::KillTree));
+}
+
+#[test]
+fn nokill_measured_exhaustion_clears_when_back_under_the_limit() {
+    let mut sim = Sim::new(Policy {
+        nokill: true,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.feed(Event::ResourceExhausted {
+        resource: "memory".into(),
+        detail: "3 GiB > 2 GiB".into(),
+    });
+    assert!(sim.trigger);
+    sim.feed(Event::ResourceRecovered {
+        resource: "cpu".into(),
+    });
+    assert!(sim.trigger, "another resource does not clear it");
+    sim.feed(Event::ResourceRecovered {
+        resource: "memory".into(),
+    });
+    assert!(!sim.trigger);
+    let outcome = sim.ctl.status(sim.now).incidents[0].outcome;
+    assert_eq!(outcome, IncidentOutcome::RecoveredWithoutKill);
+}
+
+#[test]
+fn failback_hold_keeps_outputs_down_until_ready_and_probing_well_that_long() {
+    let mut sim = Sim::new(Policy {
+        failback_hold: Duration::from_secs(300),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.hang_then_recover();
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    let view = sim.ctl.status(sim.now).failover;
+    assert!(view.failback_at.is_some());
+    sim.run_never_failing_back(Duration::from_secs(250));
+    // A failed probe inside the hold starts it again.
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(10));
+    sim.probe = ProbeMode::Ok;
+    sim.run_never_failing_back(Duration::from_secs(280));
+    assert_eq!(sim.count("Failback hold restarted: the probe failed"), 1);
+    sim.run(Duration::from_secs(30));
+    assert!(!sim.trigger);
+    assert_eq!(sim.health, Some(Health::Ready));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    assert_eq!(sim.count("Failback hold over"), 1);
+}
+
+#[test]
+fn a_server_that_flaps_inside_the_hold_never_gets_traffic_back() {
+    let mut sim = Sim::new(Policy {
+        failback_hold: Duration::from_secs(600),
+        restart_limit_maximum: 10,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.hang_then_recover();
+    let removes_before = sim
+        .actions
+        .iter()
+        .filter(|a| **a == Action::RemoveTrigger)
+        .count();
+    for _ in 0..3 {
+        // Hangs again inside the hold, is killed, recovers: still held.
+        sim.probe = ProbeMode::Hang;
+        for _ in 0..75 {
+            sim.run(Duration::from_secs(1));
+            assert!(sim.trigger);
+            assert_ne!(sim.health, Some(Health::Ready));
+        }
+        sim.probe = ProbeMode::Ok;
+        sim.run_never_failing_back(Duration::from_secs(60));
+        assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    }
+    let removes = sim
+        .actions
+        .iter()
+        .filter(|a| **a == Action::RemoveTrigger)
+        .count();
+    assert_eq!(removes, removes_before, "no failback in between");
+    assert_eq!(
+        sim.hooks()
+            .iter()
+            .filter(|e| **e == HookEvent::Recovery)
+            .count(),
+        0
+    );
+    sim.run(Duration::from_secs(600));
+    assert!(!sim.trigger);
+}
+
+#[test]
+fn manual_failback_waits_for_the_operator() {
+    let mut sim = Sim::new(Policy {
+        failback: qoscntrlr::core::FailbackMode::Manual,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(65));
+    let (ok, text) = sim.command(Command::Failback);
+    assert!(!ok && text.contains("held down"), "{text}");
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(20));
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    sim.run_never_failing_back(Duration::from_secs(3600));
+    let (ok, text) = sim.command(Command::Failback);
+    assert!(ok, "{text}");
+    assert!(!sim.trigger);
+    assert_eq!(sim.health, Some(Health::Ready));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    let (ok, text) = sim.command(Command::Failback);
+    assert!(ok && text.contains("nothing to fail back"), "{text}");
+}
+
+#[test]
+fn failback_command_ends_a_hold_early() {
+    let mut sim = Sim::new(Policy {
+        failback_hold: Duration::from_secs(3600),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.hang_then_recover();
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    let (ok, _) = sim.command(Command::Failback);
+    assert!(ok);
+    assert!(!sim.trigger);
+    assert_eq!(sim.ha(), FailoverState::InService);
+}
+
+#[test]
+fn online_trust_time_empties_the_restart_window() {
+    let crash = |sim: &mut Sim| {
+        let pid = sim.alive.take().unwrap();
+        sim.feed(Event::ServerExited {
+            pid,
+            exit: "killed by SIGSEGV".into(),
+        });
+        sim.run(Duration::from_secs(10));
+    };
+    let policy = Policy {
+        restart_limit_period: Duration::from_secs(24 * 3600),
+        ..Sim::fast()
+    };
+    // Without trust: the fourth crash of the day ends FAULTED.
+    let mut sim = Sim::new(policy.clone());
+    sim.start();
+    for _ in 0..3 {
+        crash(&mut sim);
+        sim.run(Duration::from_secs(3600));
+    }
+    crash(&mut sim);
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    // With QOS_ONLINE_TRUST_TIME, an hour READY and probing well forgets old restarts.
+    let mut sim = Sim::new(Policy {
+        online_trust_time: Duration::from_secs(1800),
+        ..policy
+    });
+    sim.start();
+    for _ in 0..6 {
+        crash(&mut sim);
+        sim.run(Duration::from_secs(3600));
+        assert_eq!(sim.ctl.status(sim.now).restarts_in_window, 0);
+    }
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(sim.count("QOS_ONLINE_TRUST_TIME") >= 6);
+}
+
+#[test]
+fn restart_delay_waits_before_an_automatic_restart_only() {
+    let mut sim = Sim::new(Policy {
+        restart_delay: Duration::from_secs(30),
+        ..Sim::fast()
+    });
+    sim.start();
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    sim.run(Duration::from_secs(29));
+    assert_eq!(sim.ctl.state(), StateName::Restarting);
+    assert_eq!(sim.count("Restarting in 30 seconds (QOS_RESTART_DELAY)"), 1);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    // An operator restart does not wait.
+    sim.command(Command::Restart);
+    sim.run(Duration::from_secs(4));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn restart_is_bounded_by_shutdown_timeout_then_restart_timeout_and_logs_the_one_applied() {
+    let mut sim = Sim::new(Policy {
+        shutdown_timeout: Duration::from_secs(20),
+        restart_timeout: Duration::from_secs(90),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.stop_delay = None; // ignores the stop request
+    let asked = sim.now;
+    let (ok, _) = sim.command(Command::Restart);
+    assert!(ok);
+    // The next server will never answer its probe.
+    sim.probe = ProbeMode::Refused;
+    sim.run(Duration::from_secs(19));
+    assert_eq!(sim.ctl.state(), StateName::Stopping);
+    sim.run(Duration::from_secs(2));
+    assert_eq!(
+        sim.count("Server did not shut down within QOS_SHUTDOWN_TIMEOUT (20 seconds); killing"),
+        1
+    );
+    assert_eq!(sim.count("QOS_RESTART_TIMEOUT"), 0);
+    let killed_at = sim.ctl.status(sim.now).incidents[0].detected_at;
+    assert_eq!(killed_at - asked, Duration::from_secs(20));
+    // The new server never gets ready: QOS_RESTART_TIMEOUT bounds spawn → READY.
+    sim.run(Duration::from_secs(85));
+    assert_eq!(sim.ctl.state(), StateName::Starting);
+    sim.run(Duration::from_secs(10));
+    assert_eq!(
+        sim.count("Server was not ready within QOS_RESTART_TIMEOUT (1 minute 30 seconds)")
+            + sim.count("Server was not ready within QOS_RESTART_TIMEOUT (90 seconds)"),
+        1
+    );
+}
+
+#[test]
+fn every_incident_is_announced_as_detected() {
+    let detected = |sim: &Sim| -> Vec<String> {
+        sim.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Incident {
+                    kind,
+                    outcome: IncidentOutcome::Detected,
+                    ..
+                } => Some(kind.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // crash
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    assert_eq!(detected(&sim), ["crash"]);
+    // shutdown timeout
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.stop_delay = None;
+    sim.command(Command::Quit);
+    sim.run(Duration::from_secs(70));
+    assert_eq!(detected(&sim), ["shutdown-timeout"]);
+    // NOKILL
+    let mut sim = Sim::new(Policy {
+        nokill: true,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(70));
+    assert_eq!(detected(&sim), ["probe-timeout"]);
+    // probe timeout kill
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(70));
+    assert_eq!(detected(&sim), ["probe-timeout"]);
+}
+
+#[test]
+fn application_age_counts_from_start_not_from_progress() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let app = AppKey::new("FIXUP", Some("ddm.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=FIXUP ObjectType=DB ObjectValue=ddm.nsf",
+        ServerSignal::AppStart { app: app.clone() },
+    ));
+    sim.run(Duration::from_secs(100));
+    sim.feed(msg(
+        "OpMsg=PROGRESS Type=FIXUP ObjectType=DB ObjectValue=ddm.nsf",
+        ServerSignal::AppProgress { app },
+    ));
+    sim.run(Duration::from_secs(30));
+    let apps = sim.ctl.status(sim.now).apps;
+    assert_eq!(apps.len(), 1);
+    let (_, age, since_progress) = &apps[0];
+    assert_eq!(age.as_secs(), 130);
+    assert_eq!(since_progress.as_secs(), 30);
+}
+
+#[test]
+fn failover_state_changes_are_reported_with_why() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    sim.hang_then_recover();
+    let changes: Vec<(FailoverState, FailoverState)> = sim
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::FailoverChanged { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (FailoverState::InService, FailoverState::FailoverTriggered),
+            (FailoverState::FailoverTriggered, FailoverState::InService),
+        ]
+    );
+    let view = sim.ctl.status(sim.now).failover;
+    assert_eq!(view.state, FailoverState::InService);
+    assert!(view.changed_at.is_some());
+    assert_eq!(view.changed_why, "server ready and probing well");
 }

@@ -376,7 +376,7 @@ fn unwritable_trigger_is_an_alert_and_recovery_says_so() {
                 out.iter().any(|a| matches!(
                     a,
                     Action::RunHook {
-                        recovery: false,
+                        event: qoscntrlr::core::HookEvent::Failover,
                         ..
                     }
                 )),

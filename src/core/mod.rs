@@ -6,6 +6,7 @@
 //! woken with [`Event::DeadlineReached`].
 
 pub mod apps;
+pub mod ha;
 pub mod instants;
 mod policy;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::failover::Health;
+pub use crate::failover::{Health, HookEvent};
 pub use crate::mail::AlertKind;
 pub use crate::message::{AppKey, Meaning as ServerSignal};
 pub use crate::qoslog::Component;
@@ -22,6 +23,8 @@ pub use crate::rules::{Item, Reading, Readings, RuleStatus};
 use crate::rules::{Origin, RuleAction, RuleEngine, Verdict};
 pub use crate::status::{KillPhase, ServerState as StateName};
 use apps::{AppsList, StartOutcome};
+use ha::FailoverBook;
+pub use ha::{FailbackMode, FailoverState, Hold};
 pub use policy::Policy;
 
 /// Why the controller decided a server is unhealthy.
@@ -41,6 +44,8 @@ pub enum Reason {
         detail: String,
     },
     RestartTimeout,
+    /// A stop (quit, restart, controller stop) did not finish in QOS_SHUTDOWN_TIMEOUT.
+    ShutdownTimeout,
     Operator,
     Crash,
     /// A `QOS_RULE_<NAME>` rule with `action=kill`; `rule` is its key.
@@ -59,7 +64,8 @@ impl Reason {
             Reason::OutOf { resource } => format!("out-of-{}", slugify(resource)),
             Reason::Exhausted { resource, .. } => format!("exhausted-{}", slugify(resource)),
             Reason::RestartTimeout => "restart-timeout".into(),
-            Reason::Operator => "operator".into(),
+            Reason::ShutdownTimeout => "shutdown-timeout".into(),
+            Reason::Operator => "operator-kill".into(),
             Reason::Crash => "crash".into(),
             Reason::Rule { rule, .. } => format!("rule-{}", slugify(rule_name(rule))),
         }
@@ -73,6 +79,7 @@ impl Reason {
             Reason::OutOf { resource } => format!("out of {resource}"),
             Reason::Exhausted { resource, detail } => format!("{resource} exhausted ({detail})"),
             Reason::RestartTimeout => "restart timeout".into(),
+            Reason::ShutdownTimeout => "shutdown timeout".into(),
             Reason::Operator => "operator kill".into(),
             Reason::Crash => "crash".into(),
             Reason::Rule { rule, detail } => format!("rule {rule} ({detail})"),
@@ -108,10 +115,15 @@ pub enum Command {
         duration: Option<Duration>,
     },
     Resume,
-    ClearFault,
+    /// `no_start`: clear the mark only; the server stays down (STOPPED).
+    ClearFault {
+        no_start: bool,
+    },
     Diagnose,
     /// `qoscntrlr reexec`: replace the controller's image, keeping the server running.
     Reexec,
+    /// End a failback hold now (and any QOS_FAILBACK=manual wait).
+    Failback,
 }
 
 impl Command {
@@ -123,9 +135,10 @@ impl Command {
             Command::Kill => "kill",
             Command::Pause { .. } => "pause",
             Command::Resume => "resume",
-            Command::ClearFault => "clear-fault",
+            Command::ClearFault { .. } => "clear-fault",
             Command::Diagnose => "diagnose",
             Command::Reexec => "reexec",
+            Command::Failback => "failback",
         }
     }
 }
@@ -198,6 +211,10 @@ pub enum Event {
     ResourcesSampled {
         readings: Readings,
     },
+    /// A measured resource is back under its limit (ends a QOS_NOKILL condition).
+    ResourceRecovered {
+        resource: String,
+    },
     /// `uid` is the operator's; `request` identifies the reply.
     CommandReceived {
         command: Command,
@@ -248,8 +265,9 @@ pub enum Action {
     RemoveTrigger,
     /// What readiness/agent listeners answer.
     SetHealth(Health),
+    /// Run the failover hook (`Failover`, `Faulted`) or the recovery hook.
     RunHook {
-        recovery: bool,
+        event: HookEvent,
         reason: String,
         incident: u64,
     },
@@ -260,11 +278,18 @@ pub enum Action {
         to: StateName,
         why: String,
     },
-    /// An incident opened or progressed, for the events file and metrics.
+    /// The failover state (the HA view) changed, for the log, events and the state
+    /// record kept for `status` when no controller runs.
+    FailoverChanged {
+        from: FailoverState,
+        to: FailoverState,
+        why: String,
+    },
+    /// An incident opened (`Detected`) or progressed, for the events file and metrics.
     Incident {
         id: u64,
         kind: String,
-        outcome: String,
+        outcome: IncidentOutcome,
     },
     /// Answer an operator command.
     Reply {
@@ -420,6 +445,61 @@ struct StallHold {
     until: Instant,
 }
 
+/// Where an incident stands. Every incident starts `Detected` (the metric
+/// `qoscntrlr_last_incident_timestamp_seconds` and the events file see each one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncidentOutcome {
+    Detected,
+    /// Diagnostics are being collected before a kill or restart.
+    Diagnostics,
+    Killing,
+    Killed,
+    /// Crash post-mortem done; the server is being restarted.
+    Restarting,
+    Restarted,
+    /// The server was stopped on purpose after the kill (shutdown timeout).
+    Stopped,
+    /// QOS_NOKILL: reported, not acted on.
+    NotKilled,
+    /// The condition cleared by itself.
+    RecoveredWithoutKill,
+    /// A rule with a `failover` action: traffic moved, the server is kept.
+    FailedOver,
+    /// Paused: not acted on until resume.
+    Suppressed,
+    /// The restart limit was reached; the server is left down.
+    Faulted,
+    /// The server is READY and probing well again and traffic came back.
+    Recovered,
+}
+
+impl IncidentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentOutcome::Detected => "detected",
+            IncidentOutcome::Diagnostics => "diagnostics",
+            IncidentOutcome::Killing => "killing",
+            IncidentOutcome::Killed => "killed",
+            IncidentOutcome::Restarting => "restarting",
+            IncidentOutcome::Restarted => "restarted",
+            IncidentOutcome::Stopped => "stopped",
+            IncidentOutcome::NotKilled => "not-killed-nokill",
+            IncidentOutcome::RecoveredWithoutKill => "recovered-without-kill",
+            IncidentOutcome::FailedOver => "failover-server-kept",
+            IncidentOutcome::Suppressed => "suppressed-paused",
+            IncidentOutcome::Faulted => "faulted",
+            IncidentOutcome::Recovered => "recovered",
+        }
+    }
+}
+
+impl std::fmt::Display for IncidentOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A notable thing that happened, kept for status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRecord {
@@ -427,8 +507,26 @@ pub struct IncidentRecord {
     pub kind: String,
     #[serde(with = "instants::instant")]
     pub detected_at: Instant,
-    pub outcome: String,
+    pub outcome: IncidentOutcome,
     pub diagnostics: Option<String>,
+}
+
+/// The HA view for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverView {
+    pub state: FailoverState,
+    /// The failover outputs are down (trigger written, readiness/agent down).
+    pub outputs_down: bool,
+    /// What readiness and the agent say now.
+    pub health: Health,
+    /// Reasons holding the outputs down, e.g. `incident`, `faulted`, `nokill:probe-timeout`.
+    pub holds: Vec<String>,
+    /// FAILBACK_HOLD: when the outputs come back by themselves (None: waits for the
+    /// operator, QOS_FAILBACK=manual).
+    pub failback_at: Option<Instant>,
+    pub awaiting_operator: bool,
+    pub changed_at: Option<Instant>,
+    pub changed_why: String,
 }
 
 /// Read-only view for `status`.
@@ -446,11 +544,13 @@ pub struct CoreStatus {
     pub probe_last_result: Option<(bool, Duration, String)>,
     pub probe_last_success: Option<Instant>,
     pub probe_timeout_at: Option<Instant>,
-    pub apps: Vec<(String, Duration)>,
+    /// Name, time since START, time since the last progress.
+    pub apps: Vec<(String, Duration, Duration)>,
     pub paused: bool,
     pub paused_until: Option<Instant>,
     pub nokill: bool,
     pub failover_triggered: bool,
+    pub failover: FailoverView,
     pub incidents: Vec<IncidentRecord>,
     /// Every rule in force, its last value and streak.
     pub rules: Vec<RuleStatus>,
@@ -479,7 +579,14 @@ pub struct Controller {
     paused: bool,
     #[serde(with = "instants::option")]
     paused_until: Option<Instant>,
-    failover_triggered: bool,
+    /// The failover outputs and why they are down (the HA state machine).
+    ha: FailoverBook,
+    /// What readiness/agent say from the server's state alone; the published view is
+    /// `Down` instead whenever the failover outputs are down.
+    server_health: Health,
+    /// The server has been READY and probing well since (None while it is not).
+    #[serde(with = "instants::option")]
+    well_since: Option<Instant>,
     /// The server has sent at least one message since it was spawned, so READY will come
     /// as a message rather than from the first successful probe.
     server_speaks: bool,
@@ -492,6 +599,8 @@ pub struct Controller {
     quit_requested: bool,
     /// A NOKILL incident is open (logged and reported once until the server recovers).
     nokill_incident: Option<u64>,
+    /// What the open NOKILL incident is about (decides what clears it).
+    nokill_reason: Option<Reason>,
     /// A pause suppressed this kill; it is carried out on resume if still due.
     pause_suppressed: Option<Reason>,
     /// A pause kept a server that went down from being restarted; resume restarts it.
@@ -646,13 +755,18 @@ impl Controller {
             restarts: VecDeque::new(),
             paused: false,
             paused_until: None,
-            failover_triggered: false,
+            ha: FailoverBook::default(),
+            server_health: Health::Down {
+                reason: "starting".into(),
+            },
+            well_since: None,
             server_speaks: false,
             own_end_logged: false,
             server_started: None,
             last_exit: None,
             quit_requested: false,
             nokill_incident: None,
+            nokill_reason: None,
             pause_suppressed: None,
             restart_on_resume: false,
             became_ready: false,
@@ -740,7 +854,18 @@ impl Controller {
             }
         }
         deadlines.extend(self.paused_until);
+        deadlines.extend(self.ha.failback_at);
+        deadlines.extend(self.trust_at());
         deadlines.into_iter().min()
+    }
+
+    /// When QOS_ONLINE_TRUST_TIME empties the restart-limit window, if it will.
+    fn trust_at(&self) -> Option<Instant> {
+        if self.policy.online_trust_time.is_zero() || self.restarts.is_empty() {
+            return None;
+        }
+        self.well_since
+            .map(|t| later(t, self.policy.online_trust_time))
     }
 
     /// When the probe timeout fires if nothing succeeds before; `None` while it cannot.
@@ -769,6 +894,13 @@ impl Controller {
 
     fn set_state(&mut self, now: Instant, state: State, why: impl Into<String>) -> Action {
         let from = self.state.name();
+        if !matches!(state, State::Ready { .. }) {
+            // Not READY: not "ready and probing well" any more; a failback hold and the
+            // online trust time start again from the next recovery.
+            self.well_since = None;
+            self.ha.failback_at = None;
+            self.ha.awaiting_operator = false;
+        }
         self.state = state;
         if !matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
             // A stall hold guards a running server's timeouts; it ends with that server.
@@ -783,38 +915,284 @@ impl Controller {
         }
     }
 
-    fn open_incident(&mut self, now: Instant, kind: &str) -> u64 {
+    /// Open an incident: every one is announced as `Detected` first.
+    fn open_incident(&mut self, now: Instant, kind: &str, out: &mut Vec<Action>) -> u64 {
         let id = self.next_incident;
         self.next_incident += 1;
         self.incidents.push_back(IncidentRecord {
             id,
             kind: kind.to_string(),
             detected_at: now,
-            outcome: "detected".into(),
+            outcome: IncidentOutcome::Detected,
             diagnostics: None,
         });
         while self.incidents.len() > KEPT_INCIDENTS {
             self.incidents.pop_front();
         }
+        out.push(Action::Incident {
+            id,
+            kind: kind.to_string(),
+            outcome: IncidentOutcome::Detected,
+        });
         id
     }
 
     fn update_incident(
         &mut self,
         id: u64,
-        outcome: &str,
+        outcome: IncidentOutcome,
         diagnostics: Option<&str>,
     ) -> Option<Action> {
         let record = self.incidents.iter_mut().find(|r| r.id == id)?;
-        record.outcome = outcome.to_string();
+        record.outcome = outcome;
         if let Some(d) = diagnostics {
             record.diagnostics = Some(d.to_string());
         }
         Some(Action::Incident {
             id,
             kind: record.kind.clone(),
-            outcome: outcome.to_string(),
+            outcome,
         })
+    }
+
+    // ----- failover outputs (the HA state machine, core/ha.rs) --------------------
+
+    /// The HA state as it follows from the outputs and the server's state.
+    pub fn failover_state(&self) -> FailoverState {
+        match self.state {
+            State::Faulted { .. } | State::Stopped => FailoverState::OutOfService,
+            _ if self.ha.in_failback_hold() => FailoverState::FailbackHold,
+            _ if self.ha.down => FailoverState::FailoverTriggered,
+            _ => FailoverState::InService,
+        }
+    }
+
+    /// What readiness and the agent say now.
+    fn published_health(&self) -> Health {
+        if self.ha.down {
+            Health::Down {
+                reason: self.ha.down_reason.clone(),
+            }
+        } else {
+            self.server_health.clone()
+        }
+    }
+
+    /// The server's own health changed; published unless the outputs are held down.
+    fn set_health(&mut self, health: Health, out: &mut Vec<Action>) {
+        self.server_health = health;
+        out.push(Action::SetHealth(self.published_health()));
+    }
+
+    /// READY, and (when probing) the probe is active and has succeeded since READY and
+    /// has not failed since.
+    fn is_well(&self) -> bool {
+        matches!(self.state, State::Ready { .. })
+            && (!self.policy.probing || self.well_since.is_some())
+    }
+
+    /// Put the failover outputs down for `hold` (or keep them down for one more reason):
+    /// trigger file, then readiness/agent down, then the hook — the order a smart kill
+    /// needs before diagnostics start. A failback hold in progress is cancelled: a server
+    /// that is sick again inside the hold never gets traffic back in between.
+    #[allow(clippy::too_many_arguments)]
+    fn hold_down(
+        &mut self,
+        hold: Hold,
+        reason: &str,
+        hook: HookEvent,
+        hook_reason: &str,
+        incident: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let was_down = self.ha.down;
+        if self.ha.in_failback_hold() {
+            out.push(log(
+                Component::Controller,
+                format!("Failback hold cancelled: {reason}; the failover outputs stay down"),
+            ));
+        }
+        self.ha.failback_at = None;
+        self.ha.awaiting_operator = false;
+        self.ha.holds.insert(hold);
+        self.ha.down = true;
+        self.ha.down_reason = reason.to_string();
+        self.ha.incident = Some(incident);
+        // Written again even when already down: cheap, and it repairs a deleted file.
+        self.trigger_written = true;
+        out.push(Action::WriteTrigger);
+        out.push(Action::SetHealth(self.published_health()));
+        // The failover hook announces the move; FAULTED is announced even when traffic
+        // had already moved (the server is now not coming back by itself).
+        let announce = !was_down || hook == HookEvent::Faulted;
+        if announce && !self.policy.failover_trigger_disabled {
+            out.push(Action::RunHook {
+                event: hook,
+                reason: hook_reason.to_string(),
+                incident,
+            });
+        }
+    }
+
+    /// One reason for the outputs to be down is gone; they come back when none is left
+    /// and the server is well (after the failback hold).
+    fn release(&mut self, now: Instant, hold: &Hold, out: &mut Vec<Action>) {
+        if self.ha.holds.remove(hold) {
+            self.try_failback(now, out);
+        }
+    }
+
+    /// Release every NOKILL hold (the condition ended, or the server went away).
+    fn end_nokill(
+        &mut self,
+        now: Instant,
+        outcome: Option<IncidentOutcome>,
+        out: &mut Vec<Action>,
+    ) {
+        self.nokill_reason = None;
+        if let Some(id) = self.nokill_incident.take() {
+            if let Some(outcome) = outcome {
+                if let Some(a) = self.update_incident(id, outcome, None) {
+                    out.push(a);
+                }
+            }
+        }
+        let nokill: Vec<Hold> = self
+            .ha
+            .holds
+            .iter()
+            .filter(|h| matches!(h, Hold::NoKill(_)))
+            .cloned()
+            .collect();
+        for hold in nokill {
+            self.release(now, &hold, out);
+        }
+    }
+
+    /// Every hold is released and the server is well: start the failback hold, wait for
+    /// the operator, or bring the outputs back now.
+    fn try_failback(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.ha.down || !self.ha.holds.is_empty() || !self.is_well() {
+            return;
+        }
+        if self.ha.in_failback_hold() {
+            return;
+        }
+        if self.policy.failback == FailbackMode::Manual {
+            self.ha.awaiting_operator = true;
+            out.push(log(
+                Component::Controller,
+                "Server is ready and probing well; QOS_FAILBACK=manual: the failover outputs stay down until qoscntrlr failback",
+            ));
+            return;
+        }
+        if !self.policy.failback_hold.is_zero() {
+            let hold = self.policy.failback_hold;
+            self.ha.failback_at = Some(later(now, hold));
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "Server is ready and probing well; failback hold: the failover outputs stay down for {} (QOS_FAILBACK_HOLD)",
+                    describe_duration(hold)
+                ),
+            ));
+            return;
+        }
+        self.failback(out);
+    }
+
+    /// Bring the failover outputs back: trigger removed, readiness/agent up, recovery
+    /// hook and mail.
+    fn failback(&mut self, out: &mut Vec<Action>) {
+        self.ha.down = false;
+        self.ha.failback_at = None;
+        self.ha.awaiting_operator = false;
+        self.ha.holds.clear();
+        let incident = self
+            .ha
+            .incident
+            .take()
+            .or_else(|| self.incidents.back().map(|r| r.id))
+            .unwrap_or(self.next_incident);
+        out.push(Action::RemoveTrigger);
+        out.push(Action::SetHealth(self.published_health()));
+        if std::mem::take(&mut self.trigger_written) {
+            out.push(log(
+                Component::Controller,
+                "Server has recovered; failover trigger removed",
+            ));
+        } else {
+            out.push(log(
+                Component::Controller,
+                "Server has recovered; failover outputs restored (no trigger file had been written)",
+            ));
+        }
+        out.push(Action::RunHook {
+            event: HookEvent::Recovery,
+            reason: "recovered".into(),
+            incident,
+        });
+        out.push(Action::Mail(Alert {
+            kind: AlertKind::Recovery,
+            summary: "The server is ready and probing well again.".into(),
+            diagnostics: None,
+            incident: Some(incident),
+        }));
+        let open = self
+            .incidents
+            .iter()
+            .find(|r| r.id == incident)
+            .is_some_and(|r| r.outcome != IncidentOutcome::RecoveredWithoutKill);
+        if open {
+            if let Some(a) = self.update_incident(incident, IncidentOutcome::Recovered, None) {
+                out.push(a);
+            }
+        }
+    }
+
+    /// After every event: note a change of the HA state (log, events, state record).
+    fn note_failover_state(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let to = self.failover_state();
+        let from = self.ha.state.unwrap_or(FailoverState::InService);
+        if self.ha.state == Some(to) {
+            return;
+        }
+        if self.ha.state.is_none() && to == FailoverState::InService {
+            self.ha.state = Some(to);
+            self.ha.changed_at = Some(now);
+            self.ha.changed_why = "controller started".into();
+            return;
+        }
+        let why = match to {
+            FailoverState::InService if from == FailoverState::OutOfService => {
+                format!("server {}", self.state.name().as_str())
+            }
+            FailoverState::InService => "server ready and probing well".to_string(),
+            FailoverState::FailoverTriggered => {
+                if self.ha.holds.is_empty() {
+                    format!(
+                        "{} (waiting for the server to be ready and probing well)",
+                        self.ha.down_reason
+                    )
+                } else {
+                    self.ha.down_reason.clone()
+                }
+            }
+            FailoverState::FailbackHold => match self.ha.failback_at {
+                Some(at) => format!(
+                    "server ready and probing well; outputs back in {}",
+                    describe_duration(at.saturating_duration_since(now))
+                ),
+                None => "server ready and probing well; waiting for qoscntrlr failback".to_string(),
+            },
+            FailoverState::OutOfService => {
+                format!("server {} ({})", self.state.name().as_str(), self.why)
+            }
+        };
+        self.ha.state = Some(to);
+        self.ha.changed_at = Some(now);
+        self.ha.changed_why = why.clone();
+        out.push(Action::FailoverChanged { from, to, why });
     }
 
     /// The one entry point: feed an event that happened at `now`, get the actions.
@@ -822,17 +1200,21 @@ impl Controller {
         let mut out = Vec::new();
         match event {
             Event::ControllerStarted { trigger_present } => {
-                self.failover_triggered = trigger_present;
                 self.trigger_written = trigger_present;
                 if trigger_present {
+                    self.ha.down = true;
+                    self.ha.down_reason = "failover left by a previous run".into();
                     out.push(log(
                         Component::Controller,
                         "Failover trigger left by a previous run is kept until the server is healthy",
                     ));
                 }
-                out.push(Action::SetHealth(Health::Down {
-                    reason: "starting".into(),
-                }));
+                self.set_health(
+                    Health::Down {
+                        reason: "starting".into(),
+                    },
+                    &mut out,
+                );
                 self.spawn(now, "controller started", &mut out);
             }
             Event::ServerSpawned { pid, program } => self.on_spawned(now, pid, &program, &mut out),
@@ -911,6 +1293,19 @@ impl Controller {
                 error,
             } => self.on_diagnostics(now, incident, path, error, &mut out),
             Event::StopRequested => self.on_stop_requested(now, &mut out),
+            Event::ResourceRecovered { resource } => {
+                let ends = matches!(
+                    &self.nokill_reason,
+                    Some(Reason::Exhausted { resource: r, .. }) if *r == resource
+                );
+                if ends {
+                    out.push(log(
+                        Component::Controller,
+                        format!("Server is back under its {resource} limit; the QOS_NOKILL condition has cleared"),
+                    ));
+                    self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), &mut out);
+                }
+            }
             Event::DeadlineReached => self.on_deadline(now, &mut out),
             Event::StallObserved { stalled_for } => self.on_stall(now, stalled_for, &mut out),
         }
@@ -924,6 +1319,7 @@ impl Controller {
                 }
             }
         }
+        self.note_failover_state(now, &mut out);
         out
     }
 
@@ -934,7 +1330,7 @@ impl Controller {
         if kills == 0 {
             return;
         }
-        let id = self.open_incident(now, "oom-kill");
+        let id = self.open_incident(now, "oom-kill", out);
         out.push(log(
             Component::Controller,
             format!(
@@ -953,9 +1349,6 @@ impl Controller {
             diagnostics: None,
             incident: Some(id),
         }));
-        if let Some(a) = self.update_incident(id, "detected", None) {
-            out.push(a);
-        }
     }
 
     // ----- spawning and readiness -------------------------------------------------
@@ -1067,56 +1460,22 @@ impl Controller {
                 self.probe.next_attempt = Some(now);
             }
         } else {
-            self.recovered(out);
+            self.recovered(now, out);
         }
     }
 
-    /// The server is healthy again: take back the failover and say so.
-    fn recovered(&mut self, out: &mut Vec<Action>) {
-        if let Some((key, _)) = self.rule_failovers.first() {
-            // The server is fine but a failover rule still holds: outputs stay down
-            // until it clears.
-            out.push(log(
-                Component::Controller,
-                format!("Server is ready; failover outputs stay down while rule {key} holds"),
-            ));
-            return;
+    /// The server is READY and probing well: the holds of the incident and of FAULTED
+    /// end; the outputs come back (after the failback hold) if nothing else holds them.
+    fn recovered(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.well_since = Some(now);
+        self.set_health(Health::Ready, out);
+        // A restart timeout under QOS_NOKILL ends when the server is ready after all.
+        if matches!(self.nokill_reason, Some(Reason::RestartTimeout)) {
+            self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
         }
-        out.push(Action::SetHealth(Health::Ready));
-        if self.failover_triggered {
-            self.failover_triggered = false;
-            let incident = self
-                .incidents
-                .back()
-                .map(|r| r.id)
-                .unwrap_or(self.next_incident);
-            out.push(Action::RemoveTrigger);
-            if std::mem::take(&mut self.trigger_written) {
-                out.push(log(
-                    Component::Controller,
-                    "Server has recovered; failover trigger removed",
-                ));
-            } else {
-                out.push(log(
-                    Component::Controller,
-                    "Server has recovered; failover outputs restored (no trigger file had been written)",
-                ));
-            }
-            out.push(Action::RunHook {
-                recovery: true,
-                reason: "recovered".into(),
-                incident,
-            });
-            out.push(Action::Mail(Alert {
-                kind: AlertKind::Recovery,
-                summary: "The server is ready and probing well again.".into(),
-                diagnostics: None,
-                incident: Some(incident),
-            }));
-            if let Some(a) = self.update_incident(incident, "recovered", None) {
-                out.push(a);
-            }
-        }
+        self.ha.holds.remove(&Hold::Incident);
+        self.ha.holds.remove(&Hold::Faulted);
+        self.try_failback(now, out);
     }
 
     fn deactivate_probe(&mut self, out: &mut Vec<Action>) {
@@ -1285,6 +1644,17 @@ impl Controller {
         }
         self.probe.last_result = Some((success, latency, detail.to_string()));
         if !success {
+            if matches!(self.state, State::Ready { .. }) && self.well_since.is_some() {
+                // "Probing well" means without failures: the failback hold and the
+                // online trust time start again at the next success.
+                self.well_since = None;
+                if self.ha.failback_at.take().is_some() {
+                    out.push(log(
+                        Component::Controller,
+                        "Failback hold restarted: the probe failed",
+                    ));
+                }
+            }
             return;
         }
         self.probe.last_success = Some(now);
@@ -1292,21 +1662,23 @@ impl Controller {
             State::Starting { pid: Some(pid), .. } if !self.server_speaks => {
                 self.become_ready(now, pid, true, out);
                 // This success is the first one after READY too.
-                self.first_success_after_ready(out);
+                self.first_success_after_ready(now, out);
             }
             State::Ready { .. } => {
                 self.probe.baseline = Some(now);
                 if self.probe.timed_out {
                     self.probe.timed_out = false;
-                    self.pause_suppressed = None;
-                    if let Some(id) = self.nokill_incident.take() {
+                    if self.pause_suppressed.take().is_some() {
+                        out.push(log(
+                            Component::Controller,
+                            "The probe succeeds again; no kill needed",
+                        ));
+                    } else if matches!(self.nokill_reason, Some(Reason::ProbeTimeout)) {
                         out.push(log(
                             Component::Controller,
                             "Server has recovered: the probe succeeds again",
                         ));
-                        if let Some(a) = self.update_incident(id, "recovered without kill", None) {
-                            out.push(a);
-                        }
+                        self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
                     } else {
                         out.push(log(
                             Component::Controller,
@@ -1314,16 +1686,21 @@ impl Controller {
                         ));
                     }
                 }
-                self.first_success_after_ready(out);
+                if self.probe.awaiting_first_success {
+                    self.first_success_after_ready(now, out);
+                } else if self.well_since.is_none() {
+                    self.well_since = Some(now);
+                    self.try_failback(now, out);
+                }
             }
             _ => {}
         }
     }
 
-    fn first_success_after_ready(&mut self, out: &mut Vec<Action>) {
+    fn first_success_after_ready(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.probe.awaiting_first_success {
             self.probe.awaiting_first_success = false;
-            self.recovered(out);
+            self.recovered(now, out);
         }
     }
 
@@ -1382,6 +1759,12 @@ impl Controller {
             Component::Probe,
             "The qosprobe addin has timed out, is not responding, or is not running.",
         ));
+        // The reference deactivates the probe here, before the TIMEOUT message, when the
+        // server is going to be killed. Under QOS_NOKILL, pause or QOS_ENABLE=0 probing
+        // goes on: its next success is how the condition is seen to clear.
+        if self.policy.qos_enable && !self.policy.nokill && !self.paused {
+            self.deactivate_probe(out);
+        }
         out.push(log_td(Component::Controller, "OpMsg=TIMEOUT Type=PROBE"));
         out.push(log(
             Component::Controller,
@@ -1420,7 +1803,8 @@ impl Controller {
                 if let State::Starting { pid: Some(pid), .. } | State::Ready { pid } = self.state {
                     self.deactivate_probe(out);
                     self.apps.clear();
-                    out.push(Action::SetHealth(Health::Drain));
+                    self.end_nokill(now, None, out);
+                    self.set_health(Health::Drain, out);
                     let then = if restart {
                         AfterStop::Restart
                     } else {
@@ -1485,6 +1869,8 @@ impl Controller {
                         Component::Applications,
                         format!("Progress of {app}, which is not in the long running apps list; ignored"),
                     ));
+                } else {
+                    self.app_condition_cleared(now, &app.to_string(), "made progress", out);
                 }
             }
             ServerSignal::AppEnd { app } => {
@@ -1493,6 +1879,7 @@ impl Controller {
                         Component::Applications,
                         format!("Removing {app} from long running apps list.."),
                     ));
+                    self.app_condition_cleared(now, &app.to_string(), "ended", out);
                     if self.apps.is_empty() && self.probe.deferral_logged {
                         // Probing resumes with a full timeout window.
                         self.probe.deferral_logged = false;
@@ -1507,6 +1894,17 @@ impl Controller {
                     ));
                 }
             }
+        }
+    }
+
+    /// A stalled application under QOS_NOKILL moved again: that condition has cleared.
+    fn app_condition_cleared(&mut self, now: Instant, app: &str, how: &str, out: &mut Vec<Action>) {
+        if matches!(&self.nokill_reason, Some(Reason::AppTimeout { app: a }) if a == app) {
+            out.push(log(
+                Component::Controller,
+                format!("Application {app} {how}; the QOS_NOKILL condition has cleared"),
+            ));
+            self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
         }
     }
 
@@ -1530,8 +1928,9 @@ impl Controller {
         let was_ready = matches!(self.state, State::Ready { .. });
         if self.policy.nokill {
             if self.nokill_incident.is_none() {
-                let id = self.open_incident(now, &reason.slug());
+                let id = self.open_incident(now, &reason.slug(), out);
                 self.nokill_incident = Some(id);
+                self.nokill_reason = Some(reason.clone());
                 out.push(log(
                     Component::Controller,
                     format!(
@@ -1539,12 +1938,26 @@ impl Controller {
                         reason.describe()
                     ),
                 ));
+                // Kept for inspection, not for traffic: the outputs go down while the
+                // condition lasts.
+                out.push(log(
+                    Component::Controller,
+                    "QOS_NOKILL: failover outputs down while the condition lasts",
+                ));
+                self.hold_down(
+                    Hold::NoKill(reason.slug()),
+                    &reason.describe(),
+                    HookEvent::Failover,
+                    &reason.slug(),
+                    id,
+                    out,
+                );
                 out.push(log(Component::Kill, "Running nsd..."));
                 out.push(Action::RunDiagnostics {
                     reason: reason.slug(),
                     incident: Some(id),
                 });
-                if let Some(a) = self.update_incident(id, "not killed (QOS_NOKILL)", None) {
+                if let Some(a) = self.update_incident(id, IncidentOutcome::NotKilled, None) {
                     out.push(a);
                 }
             }
@@ -1575,7 +1988,7 @@ impl Controller {
         then: AfterKill,
         out: &mut Vec<Action>,
     ) {
-        let incident = self.open_incident(now, &reason.slug());
+        let incident = self.open_incident(now, &reason.slug(), out);
         let why = reason.describe();
         let phase = if failover {
             KillPhase::Failover
@@ -1600,20 +2013,23 @@ impl Controller {
         // the failover outputs order: trigger file, then readiness/agent down, then hooks.
         if failover {
             out.push(log(Component::Kill, "Triggering failover..."));
-            self.failover_triggered = true;
-            self.trigger_written = true;
-            out.push(Action::WriteTrigger);
-        }
-        out.push(Action::SetHealth(Health::Down {
-            reason: reason.describe(),
-        }));
-        if failover && !self.policy.failover_trigger_disabled {
-            out.push(Action::RunHook {
-                recovery: false,
-                reason: reason.slug(),
+            self.hold_down(
+                Hold::Incident,
+                &reason.describe(),
+                HookEvent::Failover,
+                &reason.slug(),
                 incident,
-            });
+                out,
+            );
+        } else {
+            self.set_health(
+                Health::Down {
+                    reason: reason.describe(),
+                },
+                out,
+            );
         }
+        self.end_nokill(now, None, out);
         self.deactivate_probe(out);
         out.push(log(Component::Kill, "Running nsd..."));
         if let State::Killing { phase, .. } = &mut self.state {
@@ -1623,7 +2039,7 @@ impl Controller {
             reason: reason.slug(),
             incident: Some(incident),
         });
-        if let Some(a) = self.update_incident(incident, "diagnostics", None) {
+        if let Some(a) = self.update_incident(incident, IncidentOutcome::Diagnostics, None) {
             out.push(a);
         }
     }
@@ -1670,7 +2086,9 @@ impl Controller {
                 then,
                 ..
             } if incident == for_incident => {
-                if let Some(a) = self.update_incident(incident, "killing", path.as_deref()) {
+                if let Some(a) =
+                    self.update_incident(incident, IncidentOutcome::Killing, path.as_deref())
+                {
                     out.push(a);
                 }
                 out.push(Action::Mail(Alert {
@@ -1692,7 +2110,9 @@ impl Controller {
                 diagnostics_done: false,
                 then,
             } if incident == for_incident => {
-                if let Some(a) = self.update_incident(incident, "restarting", path.as_deref()) {
+                if let Some(a) =
+                    self.update_incident(incident, IncidentOutcome::Restarting, path.as_deref())
+                {
                     out.push(a);
                 }
                 out.push(Action::Mail(Alert {
@@ -1731,7 +2151,7 @@ impl Controller {
                         incident: Some(id),
                     }));
                     if let Some(a) =
-                        self.update_incident(id, "not killed (QOS_NOKILL)", path.as_deref())
+                        self.update_incident(id, IncidentOutcome::NotKilled, path.as_deref())
                     {
                         out.push(a);
                     }
@@ -1776,7 +2196,7 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         out.push(log(Component::Kill, "Setting kill complete."));
-        if let Some(a) = self.update_incident(incident, "killed", None) {
+        if let Some(a) = self.update_incident(incident, IncidentOutcome::Killed, None) {
             out.push(a);
         }
         self.after_down(now, then, Some(incident), out);
@@ -1791,6 +2211,9 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         self.apps.clear();
+        // A QOS_NOKILL condition ends with the process it was about; the outputs stay
+        // down (if they were) until the next server is ready and probing well.
+        self.end_nokill(now, None, out);
         let then = if self.quit_requested {
             AfterKill::Exit
         } else {
@@ -1799,10 +2222,21 @@ impl Controller {
         match then {
             AfterKill::Exit => self.finish_quit(out),
             AfterKill::StayDown => {
+                if let Some(a) =
+                    incident.and_then(|id| self.update_incident(id, IncidentOutcome::Stopped, None))
+                {
+                    out.push(a);
+                }
+                self.log_server_ended(out);
                 out.push(self.set_state(now, State::Stopped, "stopped on request"));
             }
             AfterKill::OperatorRestart => {
                 out.push(log(Component::Kill, "Restarting DominoStarter thread"));
+                if let Some(a) = incident
+                    .and_then(|id| self.update_incident(id, IncidentOutcome::Restarted, None))
+                {
+                    out.push(a);
+                }
                 self.spawn(now, "restart requested by the operator", out);
             }
             AfterKill::AutoRestart => {
@@ -1836,6 +2270,23 @@ impl Controller {
                         State::Faulted { clear_at },
                         "restart limit reached",
                     ));
+                    // Not coming back by itself: traffic goes elsewhere until the server
+                    // is READY again (clear-fault, QOS_AUTO_FAULT_CLEAR).
+                    out.push(log(
+                        Component::Controller,
+                        "Server is FAULTED: failover outputs down until it is ready again",
+                    ));
+                    let hook_incident = incident
+                        .or_else(|| self.incidents.back().map(|r| r.id))
+                        .unwrap_or(self.next_incident);
+                    self.hold_down(
+                        Hold::Faulted,
+                        "faulted",
+                        HookEvent::Faulted,
+                        "faulted",
+                        hook_incident,
+                        out,
+                    );
                     out.push(Action::Mail(Alert {
                         kind: AlertKind::RestartLimit,
                         summary: format!(
@@ -1847,9 +2298,7 @@ impl Controller {
                         incident,
                     }));
                     if let Some(id) = incident {
-                        if let Some(a) =
-                            self.update_incident(id, "restart limit reached; left down", None)
-                        {
+                        if let Some(a) = self.update_incident(id, IncidentOutcome::Faulted, None) {
                             out.push(a);
                         }
                     }
@@ -1858,7 +2307,7 @@ impl Controller {
                 self.restarts.push_back(now);
                 out.push(log(Component::Kill, "Restarting DominoStarter thread"));
                 if let Some(id) = incident {
-                    if let Some(a) = self.update_incident(id, "restarted", None) {
+                    if let Some(a) = self.update_incident(id, IncidentOutcome::Restarted, None) {
                         out.push(a);
                     }
                 }
@@ -1867,9 +2316,9 @@ impl Controller {
                 } else {
                     self.failed_starts += 1;
                 }
-                let (delay, why) = if self.spawn_failures > 0 {
+                let (backoff, backoff_why) = if self.spawn_failures > 0 {
                     (
-                        Some(spawn_retry_backoff(self.spawn_failures)),
+                        spawn_retry_backoff(self.spawn_failures),
                         format!(
                             "the server could not be started {} time(s) in a row",
                             self.spawn_failures
@@ -1877,16 +2326,22 @@ impl Controller {
                     )
                 } else {
                     (
-                        restart_backoff(self.failed_starts),
+                        restart_backoff(self.failed_starts).unwrap_or(Duration::ZERO),
                         format!(
                             "the server failed {} time(s) in a row before becoming ready",
                             self.failed_starts
                         ),
                     )
                 };
-                match delay {
-                    None => self.spawn(now, "automatic restart", out),
-                    Some(delay) => {
+                let delay = backoff.max(self.policy.restart_delay);
+                match delay.is_zero() {
+                    true => self.spawn(now, "automatic restart", out),
+                    false => {
+                        let why = if backoff >= self.policy.restart_delay {
+                            backoff_why
+                        } else {
+                            "QOS_RESTART_DELAY".to_string()
+                        };
                         out.push(log(
                             Component::Controller,
                             format!("Restarting in {} ({why})", describe_duration(delay)),
@@ -1939,7 +2394,7 @@ impl Controller {
         if let Some(exit) = exit {
             out.push(log(Component::Controller, format!("Server exit: {exit}")));
         }
-        let incident = self.open_incident(now, "crash");
+        let incident = self.open_incident(now, "crash", out);
         out.push(self.set_state(
             now,
             State::Crashed {
@@ -1951,9 +2406,12 @@ impl Controller {
             "server crashed; post-mortem diagnostics",
         ));
         self.deactivate_probe(out);
-        out.push(Action::SetHealth(Health::Down {
-            reason: "server crashed".into(),
-        }));
+        self.set_health(
+            Health::Down {
+                reason: "server crashed".into(),
+            },
+            out,
+        );
         out.push(log(Component::Kill, "Running nsd..."));
         out.push(Action::RunDiagnostics {
             reason: "crash".into(),
@@ -2059,18 +2517,27 @@ impl Controller {
         self.own_end_logged = true;
         self.deactivate_probe(out);
         self.apps.clear();
-        out.push(Action::SetHealth(Health::Drain));
+        self.set_health(Health::Drain, out);
         out.push(Action::RequestStop);
         self.enter_stopping(now, pid, then, why, out);
     }
 
     fn finish_quit(&mut self, out: &mut Vec<Action>) {
+        self.log_server_ended(out);
+        out.push(Action::Exit(0));
+    }
+
+    /// The end of a normal shutdown, as the reference writes it.
+    fn log_server_ended(&mut self, out: &mut Vec<Action>) {
         let name = self.policy.server_name.clone();
         out.push(log_td(
             Component::Controller,
             format!("OpMsg=END Type=QOS ObjectType=ServerName ObjectValue={name}"),
         ));
-        out.push(Action::Exit(0));
+        out.push(log(
+            Component::Applications,
+            "Clearing long running apps list",
+        ));
     }
 
     fn on_stop_requested(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -2265,15 +2732,37 @@ impl Controller {
                     out.push(reply(true, "not paused".into()));
                 }
             }
-            Command::ClearFault => match state {
+            Command::ClearFault { no_start } => match state {
+                StateName::Faulted if no_start => {
+                    self.restarts.clear();
+                    self.failed_starts = 0;
+                    // The mark goes; the outputs stay down (the server is not serving)
+                    // until a server is READY and probing well again.
+                    self.ha.holds.remove(&Hold::Faulted);
+                    out.push(log(
+                        Component::Controller,
+                        "Fault cleared by the operator; the server stays down (--no-start)",
+                    ));
+                    out.push(self.set_state(
+                        now,
+                        State::Stopped,
+                        "fault cleared by the operator; not started",
+                    ));
+                    out.push(reply(
+                        true,
+                        "fault cleared; the server stays down (STOPPED); use start".into(),
+                    ));
+                }
                 StateName::Faulted => {
                     self.restarts.clear();
+                    self.failed_starts = 0;
                     out.push(log(Component::Controller, "Fault cleared by the operator"));
                     self.spawn(now, "fault cleared by the operator", out);
                     out.push(reply(true, "fault cleared; server starting".into()));
                 }
                 _ => out.push(reply(true, format!("not FAULTED ({})", state.as_str()))),
             },
+            Command::Failback => self.on_failback_command(uid, request, out),
             Command::Diagnose => {
                 out.push(log(Component::Kill, "Running nsd..."));
                 out.push(Action::RunDiagnostics {
@@ -2343,7 +2832,11 @@ impl Controller {
             Component::Controller,
             format!("Server (pid {pid}) adopted without its previous state; its timers start now"),
         )];
-        ctl.failover_triggered = trigger_present;
+        if trigger_present {
+            ctl.ha.down = true;
+            ctl.ha.down_reason = "failover left by a previous run".into();
+            ctl.trigger_written = true;
+        }
         ctl.server_started = Some(now);
         ctl.server_speaks = true;
         ctl.became_ready = true;
@@ -2355,13 +2848,78 @@ impl Controller {
             if !ctl.policy.probe_by_message {
                 ctl.probe.next_attempt = Some(now);
             }
-            if !trigger_present {
-                out.push(Action::SetHealth(Health::Ready));
-            }
+            // Readiness is up unless a failover is outstanding (then it stays down
+            // until the first successful probe and any failback hold).
+            ctl.set_health(Health::Ready, &mut out);
         } else {
-            ctl.recovered(&mut out);
+            ctl.recovered(now, &mut out);
         }
+        ctl.note_failover_state(now, &mut out);
         (ctl, out)
+    }
+
+    /// `qoscntrlr failback`: end the failback hold (or the manual wait) now. Refused
+    /// while something still holds the outputs down or the server is not well; a
+    /// QOS_NOKILL condition that has no signal of its own to clear (an exhaustion the
+    /// server reported) is the operator's to end, so failback releases it.
+    fn on_failback_command(&mut self, uid: u32, request: u64, out: &mut Vec<Action>) {
+        let reply = |ok: bool, message: String| Action::Reply {
+            request,
+            ok,
+            message,
+        };
+        if !self.ha.down {
+            out.push(reply(
+                true,
+                "nothing to fail back: the failover outputs are up (IN_SERVICE)".into(),
+            ));
+            return;
+        }
+        let blocking: Vec<String> = self
+            .ha
+            .holds
+            .iter()
+            .filter(|h| !matches!(h, Hold::NoKill(_)))
+            .map(Hold::describe)
+            .collect();
+        if !blocking.is_empty() {
+            out.push(reply(
+                false,
+                format!(
+                    "failback refused: the failover outputs are held down ({})",
+                    blocking.join(", ")
+                ),
+            ));
+            return;
+        }
+        let nokill_well = self.nokill_reason.is_some()
+            && matches!(self.state, State::Ready { .. })
+            && !self.probe.timed_out;
+        if !self.is_well() && !nokill_well {
+            out.push(reply(
+                false,
+                format!(
+                    "failback refused: the server is not ready and probing well ({})",
+                    self.state.name().as_str()
+                ),
+            ));
+            return;
+        }
+        out.push(log(
+            Component::Controller,
+            format!("Failback requested by uid {uid}"),
+        ));
+        self.nokill_reason = None;
+        if let Some(id) = self.nokill_incident.take() {
+            if let Some(a) = self.update_incident(id, IncidentOutcome::RecoveredWithoutKill, None) {
+                out.push(a);
+            }
+        }
+        self.failback(out);
+        out.push(reply(
+            true,
+            "failback done: the failover outputs are up (IN_SERVICE)".into(),
+        ));
     }
 
     fn resume(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -2395,6 +2953,27 @@ impl Controller {
                 self.resume(now, out);
             }
         }
+        if self.ha.failback_at.is_some_and(|at| now >= at) && self.is_well() {
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "Failback hold over: the server has been ready and probing well for {}",
+                    describe_duration(self.policy.failback_hold)
+                ),
+            ));
+            self.failback(out);
+        }
+        if self.trust_at().is_some_and(|at| now >= at) {
+            out.push(log(
+                Component::Controller,
+                format!(
+                    "QOS_ONLINE_TRUST_TIME: the server has been ready and probing well for {}; restart-limit window emptied ({} restart(s) forgotten)",
+                    describe_duration(self.policy.online_trust_time),
+                    self.restarts.len()
+                ),
+            ));
+            self.restarts.clear();
+        }
         match self.state.clone() {
             State::Starting {
                 pid: Some(pid),
@@ -2424,23 +3003,19 @@ impl Controller {
                 then,
             } => {
                 if now >= deadline && !holding {
-                    let what = if then == AfterStop::Restart {
-                        "QOS_RESTART_TIMEOUT"
-                    } else {
-                        "QOS_SHUTDOWN_TIMEOUT"
-                    };
+                    // The stop phase — quit, controller stop, or the first half of an
+                    // operator restart — is bounded by QOS_SHUTDOWN_TIMEOUT; the start
+                    // that follows a restart gets QOS_RESTART_TIMEOUT in STARTING.
+                    let applied = self.policy.shutdown_timeout;
                     out.push(log(
                         Component::Controller,
                         format!(
-                            "Server did not shut down within {what} ({}); killing",
-                            describe_duration(if then == AfterStop::Restart {
-                                self.policy.restart_timeout
-                            } else {
-                                self.policy.shutdown_timeout
-                            })
+                            "Server did not shut down within QOS_SHUTDOWN_TIMEOUT ({}); killing",
+                            describe_duration(applied)
                         ),
                     ));
-                    let incident = self.open_incident(now, "shutdown-timeout");
+                    let reason = Reason::ShutdownTimeout;
+                    let incident = self.open_incident(now, &reason.slug(), out);
                     let after = match then {
                         AfterStop::Exit => AfterKill::Exit,
                         AfterStop::StayDown => AfterKill::StayDown,
@@ -2451,14 +3026,14 @@ impl Controller {
                         State::Killing {
                             pid: Some(pid),
                             phase: KillPhase::Kill,
-                            reason: Reason::Operator,
+                            reason: reason.clone(),
                             incident,
                             deadline: None,
                             then: after,
                         },
                         "shutdown took too long",
                     ));
-                    self.kill_now(now, Some(pid), Reason::Operator, incident, after, out);
+                    self.kill_now(now, Some(pid), reason, incident, after, out);
                     return;
                 }
                 if let Some(at) = next_nsd {
@@ -2604,12 +3179,22 @@ impl Controller {
             apps: self
                 .apps
                 .iter(now)
-                .map(|(k, ages)| (k.to_string(), ages.without_progress))
+                .map(|(k, ages)| (k.to_string(), ages.running, ages.without_progress))
                 .collect(),
             paused: self.paused,
             paused_until: self.paused_until,
             nokill: self.policy.nokill,
-            failover_triggered: self.failover_triggered,
+            failover_triggered: self.ha.down,
+            failover: FailoverView {
+                state: self.failover_state(),
+                outputs_down: self.ha.down,
+                health: self.published_health(),
+                holds: self.ha.holds.iter().map(Hold::describe).collect(),
+                failback_at: self.ha.failback_at,
+                awaiting_operator: self.ha.awaiting_operator,
+                changed_at: self.ha.changed_at,
+                changed_why: self.ha.changed_why.clone(),
+            },
             incidents: self.incidents.iter().cloned().collect(),
             rules: self.rules.status(),
             rule_failovers: self.rule_failovers.iter().map(|(k, _)| k.clone()).collect(),
@@ -2823,26 +3408,20 @@ impl Controller {
             rule: key.clone(),
             detail: detail.to_string(),
         };
-        let id = self.open_incident(now, &reason.slug());
+        let id = self.open_incident(now, &reason.slug(), out);
         self.rule_failovers.push((key.clone(), id));
         out.push(log(
             Component::Controller,
             format!("Rule {key}: failover outputs down; the server is kept running"),
         ));
-        if !self.failover_triggered {
-            self.failover_triggered = true;
-            out.push(Action::WriteTrigger);
-        }
-        out.push(Action::SetHealth(Health::Down {
-            reason: reason.describe(),
-        }));
-        if !self.policy.failover_trigger_disabled {
-            out.push(Action::RunHook {
-                recovery: false,
-                reason: reason.slug(),
-                incident: id,
-            });
-        }
+        self.hold_down(
+            Hold::Rule(key.clone()),
+            &reason.describe(),
+            HookEvent::Failover,
+            &reason.slug(),
+            id,
+            out,
+        );
         out.push(Action::Mail(Alert {
             kind: AlertKind::Rule {
                 rule: key.clone(),
@@ -2855,14 +3434,14 @@ impl Controller {
             diagnostics: None,
             incident: Some(id),
         }));
-        if let Some(a) = self.update_incident(id, "failover; server kept", None) {
+        if let Some(a) = self.update_incident(id, IncidentOutcome::FailedOver, None) {
             out.push(a);
         }
     }
 
     /// A failover rule holds no more: the outputs come back once nothing else keeps
     /// them down (another failover rule, a server that is not ready and probing well).
-    fn rule_failback(&mut self, _now: Instant, key: &str, detail: &str, out: &mut Vec<Action>) {
+    fn rule_failback(&mut self, now: Instant, key: &str, detail: &str, out: &mut Vec<Action>) {
         let Some(pos) = self.rule_failovers.iter().position(|(k, _)| k == key) else {
             return;
         };
@@ -2871,7 +3450,7 @@ impl Controller {
             Component::Controller,
             format!("Rule {key} cleared: {detail}"),
         ));
-        if let Some(a) = self.update_incident(id, "rule cleared", None) {
+        if let Some(a) = self.update_incident(id, IncidentOutcome::RecoveredWithoutKill, None) {
             out.push(a);
         }
         if let Some((other, _)) = self.rule_failovers.first() {
@@ -2879,19 +3458,16 @@ impl Controller {
                 Component::Controller,
                 format!("Failover outputs stay down while rule {other} holds"),
             ));
-            return;
         }
-        let healthy = matches!(self.state, State::Ready { .. })
-            && !(self.policy.probing && self.probe.awaiting_first_success)
-            && !self.probe.timed_out
-            && self.nokill_incident.is_none();
-        if healthy {
+        // The outputs come back (after any failback hold) once nothing else holds them
+        // and the server is ready and probing well.
+        let was_down = self.ha.down;
+        self.release(now, &Hold::Rule(key.to_string()), out);
+        if was_down && !self.ha.down {
             out.push(log(
                 Component::Controller,
                 format!("Rule {key} cleared; failover outputs back up"),
             ));
-            self.recovered(out);
         }
-        // Otherwise the server's own recovery (READY and a good probe) brings them back.
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ha::FailbackMode;
 use crate::config::{Config, ProbeTarget};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,15 @@ pub struct Policy {
     /// Every resource rule in force (the shorthand limits' kill rules included).
     #[serde(default)]
     pub rules: Vec<crate::rules::Rule>,
+    /// Time limit of one probe attempt (the shell applies it; `status` shows it).
+    pub probe_attempt_timeout: Duration,
+    /// Wait before an automatic restart (not before an operator start or restart).
+    pub restart_delay: Duration,
+    /// READY and probing well this long empties the restart-limit window; zero = off.
+    pub online_trust_time: Duration,
+    /// READY and probing well this long before the failover outputs come back.
+    pub failback_hold: Duration,
+    pub failback: FailbackMode,
 }
 
 impl Policy {
@@ -55,6 +65,11 @@ impl Policy {
             shutdown_nsd: config.shutdown_nsd,
             failover_trigger_disabled: config.disable_failover_trigger,
             rules: config.rules(),
+            probe_attempt_timeout: config.effective_probe_attempt_timeout(),
+            restart_delay: config.restart_delay,
+            online_trust_time: config.online_trust_time,
+            failback_hold: config.failback_hold,
+            failback: config.failback,
         }
     }
 }
@@ -81,6 +96,11 @@ impl Default for Policy {
             shutdown_nsd: Duration::ZERO,
             failover_trigger_disabled: false,
             rules: Vec::new(),
+            probe_attempt_timeout: Duration::from_secs(60),
+            restart_delay: Duration::ZERO,
+            online_trust_time: Duration::ZERO,
+            failback_hold: Duration::ZERO,
+            failback: FailbackMode::Auto,
         }
     }
 }
