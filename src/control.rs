@@ -548,6 +548,10 @@ async fn ask_runtime(
     events: &mpsc::Sender<ControlEvent>,
 ) -> ControlResponse {
     let (reply, answer) = oneshot::channel();
+    // A diagnose request is answered when the file is written, which can take up to
+    // QOS_NSD_TIMEOUT; past the reply limit the collection goes on, and saying so is
+    // the true answer (not a refusal).
+    let diagnose = matches!(command, ControlCommand::Diagnose);
     let request = ControlRequest {
         command,
         uid,
@@ -561,6 +565,10 @@ async fn ask_runtime(
     match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
         Ok(Ok(response)) => response,
         Ok(Err(_)) => ControlResponse::refused("the controller is shutting down"),
+        Err(_) if diagnose => ControlResponse::ok(format!(
+            "diagnostics are still being collected after {} s; the file will be named in the log",
+            REPLY_TIMEOUT.as_secs()
+        )),
         Err(_) => ControlResponse::refused("the controller did not answer in time"),
     }
 }

@@ -48,6 +48,8 @@ struct Sim {
     health: Option<Health>,
     /// KillTree has no effect (stuck in uninterruptible sleep, /proc unreadable).
     unkillable: bool,
+    /// How long a diagnostics run takes.
+    diag_delay: Duration,
 }
 
 impl Sim {
@@ -72,6 +74,7 @@ impl Sim {
             trigger: false,
             health: None,
             unkillable: false,
+            diag_delay: Duration::from_secs(3),
         }
     }
 
@@ -191,7 +194,7 @@ impl Sim {
                 self.schedule(after, event);
             }
             Action::RunDiagnostics { reason, incident } => self.schedule(
-                Duration::from_secs(3),
+                self.diag_delay,
                 Event::DiagnosticsFinished {
                     incident: *incident,
                     path: Some(format!("diagnostics/nsd_{reason}.log")),
@@ -1056,6 +1059,40 @@ fn diagnose_collects_without_killing() {
         sim.count("Diagnostics written to diagnostics/nsd_operator.log"),
         1
     );
+}
+
+/// Stack collectors stop the server's threads while they read them: operator
+/// diagnostics that outlast the probe timeout must not turn into a probe-timeout kill.
+#[test]
+fn operator_diagnostics_longer_than_the_probe_timeout_kill_nothing() {
+    let policy = Sim::fast();
+    let mut sim = Sim::new(policy.clone());
+    sim.diag_delay = policy.probe_timeout * 3;
+    sim.start();
+    let (ok, _) = sim.command(Command::Diagnose);
+    assert!(ok);
+    sim.probe = ProbeMode::Hang;
+    sim.run(sim.diag_delay - Duration::from_secs(1));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    sim.probe = ProbeMode::Ok;
+    sim.run(policy.probe_timeout);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(!sim.actions.contains(&Action::KillTree));
+    assert_eq!(sim.count("probe timeout"), 0);
+}
+
+/// The hold ends with the diagnostics: a server still hung afterwards is killed.
+#[test]
+fn a_server_still_hung_after_operator_diagnostics_is_killed() {
+    let policy = Sim::fast();
+    let mut sim = Sim::new(policy.clone());
+    sim.diag_delay = policy.probe_timeout * 3;
+    sim.start();
+    sim.command(Command::Diagnose);
+    sim.probe = ProbeMode::Hang;
+    sim.run(sim.diag_delay + policy.probe_timeout * 3);
+    assert!(sim.actions.contains(&Action::KillTree));
+    sim.assert_in_order(SMART_KILL);
 }
 
 #[test]

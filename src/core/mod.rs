@@ -433,6 +433,12 @@ struct ProbeTracker {
     /// not run meanwhile, and the time does not count once probing works again.
     #[serde(default, with = "instants::option")]
     blind_since: Option<Instant>,
+    /// Since when operator-requested diagnostics run on the live server. Stack
+    /// collectors (gdb, eu-stack) stop the server's threads while they read them, so
+    /// the probe cannot be answered meanwhile: that time is the controller's doing and
+    /// must not turn into a probe timeout. Bounded by QOS_NSD_TIMEOUT.
+    #[serde(default, with = "instants::option")]
+    operator_diagnostics_since: Option<Instant>,
 }
 
 /// After a stall: no timeout is declared until a probe started after the stall has
@@ -838,7 +844,9 @@ impl Controller {
         if let Some(at) = self.probe_timeout_at() {
             deadlines.push(at);
         }
-        if matches!(self.state, State::Ready { .. }) {
+        if matches!(self.state, State::Ready { .. })
+            && self.probe.operator_diagnostics_since.is_none()
+        {
             deadlines.extend(self.apps.next_deadline(self.policy.apps_timeout));
         }
         if let Some(hold) = self.stall_hold {
@@ -874,6 +882,7 @@ impl Controller {
             || self.probe.timed_out
             || !self.apps.is_empty()
             || self.probe.blind_since.is_some()
+            || self.probe.operator_diagnostics_since.is_some()
         {
             return None;
         }
@@ -1577,6 +1586,23 @@ impl Controller {
         }
     }
 
+    /// Operator diagnostics are done: the time they held the server's threads does not
+    /// count against the probe or the applications, and a fresh probe goes out at once.
+    fn end_operator_diagnostics(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(since) = self.probe.operator_diagnostics_since.take() else {
+            return;
+        };
+        let held = now.saturating_duration_since(since);
+        if let Some(baseline) = self.probe.baseline {
+            self.probe.baseline = Some(later(baseline, held).min(now));
+        }
+        self.apps.shift_progress(held, now);
+        if self.probing_wanted() && !self.probe.in_flight {
+            self.probe.next_attempt = Some(now);
+            self.schedule_probe(now, out);
+        }
+    }
+
     /// A stall hold ran out without an answer: timeouts apply again.
     fn end_stall_hold(&mut self, now: Instant, out: &mut Vec<Action>) {
         if let Some(hold) = self.stall_hold {
@@ -1728,6 +1754,7 @@ impl Controller {
             || self.probe.timed_out
             || self.holding(now)
             || self.probe.blind_since.is_some()
+            || self.probe.operator_diagnostics_since.is_some()
         {
             return;
         }
@@ -2075,6 +2102,7 @@ impl Controller {
         }
         // Operator and slow-shutdown snapshots carry no incident and decide nothing.
         let Some(for_incident) = for_incident else {
+            self.end_operator_diagnostics(now, out);
             return;
         };
         match self.state.clone() {
@@ -2764,6 +2792,11 @@ impl Controller {
             },
             Command::Failback => self.on_failback_command(uid, request, out),
             Command::Diagnose => {
+                if matches!(self.state, State::Starting { .. } | State::Ready { .. })
+                    && self.probe.operator_diagnostics_since.is_none()
+                {
+                    self.probe.operator_diagnostics_since = Some(now);
+                }
                 out.push(log(Component::Kill, "Running nsd..."));
                 out.push(Action::RunDiagnostics {
                     reason: "operator".into(),
@@ -3122,7 +3155,8 @@ impl Controller {
             }
             _ => {}
         }
-        if let (State::Ready { .. }, false) = (&self.state, holding) {
+        let diagnosing = self.probe.operator_diagnostics_since.is_some();
+        if let (State::Ready { .. }, false, false) = (&self.state, holding, diagnosing) {
             if let Some((app, idle)) = self.apps.expired(now, self.policy.apps_timeout) {
                 if self.pause_suppressed.is_none() {
                     out.push(log(
