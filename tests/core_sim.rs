@@ -2141,3 +2141,31 @@ fn failover_state_changes_are_reported_with_why() {
     assert!(view.changed_at.is_some());
     assert_eq!(view.changed_why, "server ready and probing well");
 }
+
+/// `qoscntrlr reexec` during a failback hold: the hold keeps its end and the outputs
+/// stay down until then, in the new image.
+#[test]
+fn a_failback_hold_keeps_its_end_across_a_handoff() {
+    let mut sim = Sim::new(Policy {
+        failback_hold: Duration::from_secs(300),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.hang_then_recover();
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    let ends = sim.ctl.status(sim.now).failover.failback_at;
+    assert!(ends.is_some());
+    sim.run_never_failing_back(Duration::from_secs(100));
+    // What status shows is unchanged (a probe in flight is replaced at once, so the
+    // next deadline may move earlier; see a_probe_in_flight_at_the_handoff_...).
+    let before = observable(&sim.ctl, sim.now).0;
+    sim.reexec(Duration::ZERO);
+    assert_eq!(observable(&sim.ctl, sim.now).0, before);
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    assert_eq!(sim.ctl.status(sim.now).failover.failback_at, ends);
+    sim.run_never_failing_back(Duration::from_secs(150));
+    sim.run(Duration::from_secs(90));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    assert!(!sim.trigger);
+    assert_eq!(sim.count("Failback hold over"), 1);
+}
