@@ -451,6 +451,51 @@ pub fn dcontroller_ini_5() -> String {
             roff(&unit)
         );
     }
+    section(&mut out, "RESOURCE RULES");
+    paragraph(
+        &mut out,
+        "Any number of `QOS_RULE_<NAME>` keys, one rule each (NAME: letters, digits, `_`, \
+         `-`): `<item> <op> <value> [samples N | average D] [missing=breach|ok] \
+         action=<log|alert|failover|kill>`. Reload: applies (unchanged rules keep their \
+         windows).",
+    );
+    for (term, text) in [
+        (
+            "items",
+            "`memory` (MB), `cpu` (% of one core), `open_files`, `threads` of the server's \
+             tree; `host_memory` (% used), `host_cpu` (%), `load1`; `disk_free:<path>` (MB); \
+             `write_latency` (ms, a write + fsync in DATA_DIRECTORY; a failed or hung write \
+             is a breach); `memory_pressure`, `cpu_pressure`, `io_pressure` (% PSI some \
+             avg10 of the server's cgroup v2).",
+        ),
+        (
+            "op, value",
+            "`>`, `>=`, `<`, `<=`; the value takes a unit (`2GB`, `500ms`, `90%`).",
+        ),
+        (
+            "window",
+            "`samples N`: N consecutive samples (default QOS_RESOURCE_SAMPLES); `average D`: \
+             the mean of the last D samples or of the last D of time (`average 5m`).",
+        ),
+        (
+            "missing",
+            "`breach`: a sample that cannot be taken counts as a breach; `ok` (default): it \
+             does not.",
+        ),
+        (
+            "action",
+            "`log` (a log line), `alert` (log, mail and QOS_ALERT_WEBHOOK), `failover` \
+             (failover outputs down, the server is kept; back when the rule clears), `kill` \
+             (smart kill). QOS_MAX_MEMORY, QOS_MAX_CPU, QOS_MAX_OPEN_FILES, QOS_MAX_THREADS, \
+             QOS_MIN_DISK_FREE and QOS_MAX_*_PRESSURE are shorthands for `kill` rules.",
+        ),
+    ] {
+        item(&mut out, term, text);
+    }
+    let _ = writeln!(
+        out,
+        ".nf\nQOS_RULE_LEAK=memory > 2GB average 10m action=kill\nQOS_RULE_DISK=write_latency > 500ms samples 3 missing=breach action=failover\n.fi"
+    );
     section(&mut out, "EXAMPLE");
     let _ = writeln!(
         out,

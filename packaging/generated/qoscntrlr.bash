@@ -25,6 +25,9 @@ _qoscntrlr() {
             qoscntrlr,diagnose)
                 cmd="qoscntrlr__subcmd__diagnose"
                 ;;
+            qoscntrlr,failback)
+                cmd="qoscntrlr__subcmd__failback"
+                ;;
             qoscntrlr,generate)
                 cmd="qoscntrlr__subcmd__generate"
                 ;;
@@ -87,6 +90,9 @@ _qoscntrlr() {
                 ;;
             qoscntrlr__subcmd__help,diagnose)
                 cmd="qoscntrlr__subcmd__help__subcmd__diagnose"
+                ;;
+            qoscntrlr__subcmd__help,failback)
+                cmd="qoscntrlr__subcmd__help__subcmd__failback"
                 ;;
             qoscntrlr__subcmd__help,generate)
                 cmd="qoscntrlr__subcmd__help__subcmd__generate"
@@ -179,7 +185,7 @@ _qoscntrlr() {
 
     case "${cmd}" in
         qoscntrlr)
-            opts="-c -h -V --config --color --help --version run check-config status start quit stop restart kill pause resume clear-fault diagnose reload send logs report support-bundle reexec reexec-check generate help"
+            opts="-c -h -V --config --color --help --version run check-config status start quit stop restart kill pause resume clear-fault failback diagnose reload send logs report support-bundle reexec reexec-check generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +237,7 @@ _qoscntrlr() {
             return 0
             ;;
         qoscntrlr__subcmd__clear__subcmd__fault)
-            opts="-c -h --config --wait --color --help"
+            opts="-c -h --config --wait --no-start --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -286,6 +292,32 @@ _qoscntrlr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qoscntrlr__subcmd__failback)
+            opts="-c -h --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qoscntrlr__subcmd__generate)
             opts="-h --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -305,7 +337,7 @@ _qoscntrlr() {
             return 0
             ;;
         qoscntrlr__subcmd__help)
-            opts="run check-config status start quit restart kill pause resume clear-fault diagnose reload send logs report support-bundle reexec reexec-check generate help"
+            opts="run check-config status start quit restart kill pause resume clear-fault failback diagnose reload send logs report support-bundle reexec reexec-check generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -347,6 +379,20 @@ _qoscntrlr() {
             return 0
             ;;
         qoscntrlr__subcmd__help__subcmd__diagnose)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qoscntrlr__subcmd__help__subcmd__failback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
