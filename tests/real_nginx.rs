@@ -252,21 +252,7 @@ fn hung_nginx_is_smart_killed_with_diagnostics_and_serves_again() {
     assert_old_tree_gone(&h, &new, &nginx, None, "after the stop");
     real_support::maybe_dump(&h);
     let s = summary(&h);
-    let c = &s["counts"];
-    assert_eq!(c["probe_timeouts"], 1, "summary: {s:#}");
-    assert_eq!(c["kills"], 1, "summary: {s:#}");
-    assert_eq!(c["restarts"], 1, "summary: {s:#}");
-    assert_eq!(c["crashes"], 0, "summary: {s:#}");
-    let incidents = s["incidents"].as_array().expect("incidents");
-    assert_eq!(incidents.len(), 1, "summary: {s:#}");
-    assert_eq!(incidents[0]["kind"], "probe-timeout", "summary: {s:#}");
-    assert_eq!(incidents[0]["outcome"], "ready", "summary: {s:#}");
-    assert!(
-        incidents[0]["diagnostics_file"]
-            .as_str()
-            .is_some_and(|f| f.ends_with(name.as_str())),
-        "summary names {name}: {s:#}"
-    );
+    real_support::assert_one_hang_incident(&s, name);
 }
 
 #[test]

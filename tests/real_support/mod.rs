@@ -204,6 +204,26 @@ pub fn summary(h: &Harness) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("logs summary --json is not JSON ({e}): {}", out.stdout))
 }
 
+/// The `logs summary --json` of a run with exactly one hang: one probe timeout, smart
+/// killed and restarted, no crash, and its diagnostics file (`name`) named.
+pub fn assert_one_hang_incident(s: &serde_json::Value, name: &str) {
+    let c = &s["counts"];
+    assert_eq!(c["probe_timeouts"], 1, "summary: {s:#}");
+    assert_eq!(c["kills"], 1, "summary: {s:#}");
+    assert_eq!(c["restarts"], 1, "summary: {s:#}");
+    assert_eq!(c["crashes"], 0, "summary: {s:#}");
+    let incidents = s["incidents"].as_array().expect("incidents");
+    assert_eq!(incidents.len(), 1, "summary: {s:#}");
+    assert_eq!(incidents[0]["kind"], "probe-timeout", "summary: {s:#}");
+    assert_eq!(incidents[0]["outcome"], "ready", "summary: {s:#}");
+    assert!(
+        incidents[0]["diagnostics_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(name)),
+        "summary names {name}: {s:#}"
+    );
+}
+
 /// The files in `DATA_DIRECTORY/diagnostics`, with their text.
 pub fn diagnostics_files(h: &Harness) -> Vec<(String, String)> {
     let dir = h.data().join("diagnostics");
