@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qoscntrlr::core::{
-    Action, AlertKind, Component, Controller, Event, Health, Item, Policy, Reading, StateName,
+    Action, AlertKind, Command, Component, Controller, Event, Health, IncidentOutcome, Item,
+    Policy, Reading, StateName,
 };
 use qoscntrlr::rules::{parse_rule, Rule, Shorthands};
 
@@ -45,9 +46,13 @@ fn policy(rules: Vec<Rule>) -> Policy {
 
 impl World {
     fn new(rules: Vec<Rule>) -> World {
+        World::with(policy(rules))
+    }
+
+    fn with(policy: Policy) -> World {
         let now = Instant::now();
         let mut w = World {
-            ctl: Controller::new(policy(rules), now),
+            ctl: Controller::new(policy, now),
             now,
             pending: Vec::new(),
             lines: Vec::new(),
@@ -491,6 +496,154 @@ fn shorthand_keys_keep_their_words_and_warnings() {
         .mails()
         .iter()
         .any(|k| matches!(k, AlertKind::ResourceWarning { resource } if resource == "memory")));
+}
+
+fn memory_limit(mb: f64) -> Vec<Rule> {
+    Shorthands {
+        max_memory: (mb * MB) as u64,
+        max_cpu: 0,
+        max_open_files: 0,
+        max_threads: 0,
+        min_disk_free: 0,
+        max_memory_pressure: 0,
+        max_cpu_pressure: 0,
+        max_io_pressure: 0,
+        samples: 2,
+        warn_percent: 0,
+        data_directory: "/data".into(),
+    }
+    .rules()
+}
+
+fn incidents(w: &World) -> Vec<(String, IncidentOutcome)> {
+    w.ctl
+        .status(w.now)
+        .incidents
+        .iter()
+        .map(|i| (i.kind.clone(), i.outcome))
+        .collect()
+}
+
+#[test]
+fn nokill_memory_exhaustion_clears_when_the_samples_are_back_under_the_limit() {
+    let mut w = World::with(Policy {
+        nokill: true,
+        ..policy(memory_limit(64.0))
+    });
+    w.memory(80.0);
+    w.memory(80.0);
+    assert_eq!(
+        w.count("Server has exhausted memory (80 MB > 64 MB)"),
+        1,
+        "{}",
+        w.log()
+    );
+    assert!(
+        w.trigger,
+        "NOKILL: the outputs go down while the condition lasts"
+    );
+    assert_eq!(
+        w.health,
+        Some(Health::Down {
+            reason: "memory exhausted (80 MB > 64 MB)".into()
+        })
+    );
+    w.memory(80.0);
+    assert!(w.trigger);
+    // The sampler sees the tree back under the limit (two samples, as for the breach):
+    // that is the signal that ends it.
+    w.memory(40.0);
+    assert!(w.trigger, "one calm sample is not enough");
+    w.memory(40.0);
+    assert_eq!(
+        w.count("Server is back under its memory limit; the QOS_NOKILL condition has cleared"),
+        1,
+        "{}",
+        w.log()
+    );
+    assert!(
+        !w.trigger,
+        "the condition cleared by itself: outputs back\n{}",
+        w.log()
+    );
+    assert_eq!(w.health, Some(Health::Ready));
+    assert_eq!(
+        incidents(&w),
+        [(
+            "exhausted-memory".to_string(),
+            IncidentOutcome::RecoveredWithoutKill
+        )]
+    );
+    assert!(!w.actions.contains(&Action::KillTree));
+}
+
+#[test]
+fn paused_memory_exhaustion_is_suppressed_not_recovered_and_kills_on_resume() {
+    let mut w = World::new(memory_limit(64.0));
+    w.feed(Event::CommandReceived {
+        command: Command::Pause { duration: None },
+        uid: 0,
+        request: 1,
+    });
+    w.memory(80.0);
+    w.memory(80.0);
+    // Probes keep succeeding while paused: that says nothing about the memory.
+    w.run(Duration::from_secs(60));
+    assert_eq!(
+        incidents(&w),
+        [("exhausted-memory".to_string(), IncidentOutcome::Suppressed)],
+        "{}",
+        w.log()
+    );
+    assert!(!w.actions.contains(&Action::KillTree));
+    w.feed(Event::CommandReceived {
+        command: Command::Resume,
+        uid: 0,
+        request: 2,
+    });
+    w.run(Duration::from_secs(30));
+    assert!(w.actions.contains(&Action::KillTree), "{}", w.log());
+    let seen = incidents(&w);
+    assert_eq!(
+        seen.len(),
+        1,
+        "the kill continues the paused incident: {seen:?}"
+    );
+    assert_eq!(seen[0].0, "exhausted-memory");
+}
+
+#[test]
+fn paused_memory_exhaustion_that_clears_needs_no_kill() {
+    let mut w = World::new(memory_limit(64.0));
+    w.feed(Event::CommandReceived {
+        command: Command::Pause { duration: None },
+        uid: 0,
+        request: 1,
+    });
+    w.memory(80.0);
+    w.memory(80.0);
+    w.memory(30.0);
+    w.memory(30.0);
+    assert_eq!(
+        w.count("Server is back under its memory limit; no kill needed"),
+        1,
+        "{}",
+        w.log()
+    );
+    w.feed(Event::CommandReceived {
+        command: Command::Resume,
+        uid: 0,
+        request: 2,
+    });
+    w.run(Duration::from_secs(30));
+    assert!(!w.actions.contains(&Action::KillTree), "{}", w.log());
+    assert_eq!(
+        incidents(&w),
+        [(
+            "exhausted-memory".to_string(),
+            IncidentOutcome::RecoveredWithoutKill
+        )]
+    );
 }
 
 #[test]

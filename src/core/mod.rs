@@ -609,6 +609,10 @@ pub struct Controller {
     nokill_reason: Option<Reason>,
     /// A pause suppressed this kill; it is carried out on resume if still due.
     pause_suppressed: Option<Reason>,
+    /// The incident of the kill a pause holds back (`suppressed-paused` in status); the
+    /// kill carried out on resume continues it.
+    #[serde(default)]
+    pause_incident: Option<u64>,
     /// A pause kept a server that went down from being restarted; resume restarts it.
     restart_on_resume: bool,
     /// The current (or last) server reached READY.
@@ -774,6 +778,7 @@ impl Controller {
             nokill_incident: None,
             nokill_reason: None,
             pause_suppressed: None,
+            pause_incident: None,
             restart_on_resume: false,
             became_ready: false,
             failed_starts: 0,
@@ -1303,17 +1308,7 @@ impl Controller {
             } => self.on_diagnostics(now, incident, path, error, &mut out),
             Event::StopRequested => self.on_stop_requested(now, &mut out),
             Event::ResourceRecovered { resource } => {
-                let ends = matches!(
-                    &self.nokill_reason,
-                    Some(Reason::Exhausted { resource: r, .. }) if *r == resource
-                );
-                if ends {
-                    out.push(log(
-                        Component::Controller,
-                        format!("Server is back under its {resource} limit; the QOS_NOKILL condition has cleared"),
-                    ));
-                    self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), &mut out);
-                }
+                self.resource_back(now, &resource, &mut out);
             }
             Event::DeadlineReached => self.on_deadline(now, &mut out),
             Event::StallObserved { stalled_for } => self.on_stall(now, stalled_for, &mut out),
@@ -1330,6 +1325,37 @@ impl Controller {
         }
         self.note_failover_state(now, &mut out);
         out
+    }
+
+    /// A measured resource is back under its limit (a shorthand rule such as
+    /// QOS_MAX_MEMORY cleared): a QOS_NOKILL condition about it ends, and so does a kill
+    /// a pause held back — the server got out of it by itself.
+    fn resource_back(&mut self, now: Instant, resource: &str, out: &mut Vec<Action>) {
+        let about = |reason: &Option<Reason>| matches!(reason, Some(Reason::Exhausted { resource: r, .. }) if r == resource);
+        if about(&self.nokill_reason) {
+            out.push(log(
+                Component::Controller,
+                format!("Server is back under its {resource} limit; the QOS_NOKILL condition has cleared"),
+            ));
+            self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
+        }
+        if about(&self.pause_suppressed) {
+            out.push(log(
+                Component::Controller,
+                format!("Server is back under its {resource} limit; no kill needed"),
+            ));
+            self.pause_suppressed = None;
+            self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
+        }
+    }
+
+    /// The incident a pause held back is over without a kill.
+    fn end_suppressed(&mut self, outcome: IncidentOutcome, out: &mut Vec<Action>) {
+        if let Some(id) = self.pause_incident.take() {
+            if let Some(a) = self.update_incident(id, outcome, None) {
+                out.push(a);
+            }
+        }
     }
 
     /// An OOM kill in the server's cgroup: logged, mailed and recorded as an incident.
@@ -1694,11 +1720,16 @@ impl Controller {
                 self.probe.baseline = Some(now);
                 if self.probe.timed_out {
                     self.probe.timed_out = false;
-                    if self.pause_suppressed.take().is_some() {
+                    if matches!(self.pause_suppressed, Some(Reason::ProbeTimeout)) {
+                        // Only a probe timeout is cleared by a probe answering again; an
+                        // exhaustion or a stalled application held back by the pause
+                        // is still there.
+                        self.pause_suppressed = None;
                         out.push(log(
                             Component::Controller,
                             "The probe succeeds again; no kill needed",
                         ));
+                        self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
                     } else if matches!(self.nokill_reason, Some(Reason::ProbeTimeout)) {
                         out.push(log(
                             Component::Controller,
@@ -1933,6 +1964,14 @@ impl Controller {
             ));
             self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
         }
+        if matches!(&self.pause_suppressed, Some(Reason::AppTimeout { app: a }) if a == app) {
+            out.push(log(
+                Component::Controller,
+                format!("Application {app} {how}; no kill needed"),
+            ));
+            self.pause_suppressed = None;
+            self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
+        }
     }
 
     // ----- smart kill -------------------------------------------------------------
@@ -1999,6 +2038,11 @@ impl Controller {
                         reason.describe()
                     ),
                 ));
+                let id = self.open_incident(now, &reason.slug(), out);
+                if let Some(a) = self.update_incident(id, IncidentOutcome::Suppressed, None) {
+                    out.push(a);
+                }
+                self.pause_incident = Some(id);
                 self.pause_suppressed = Some(reason);
             }
             return;
@@ -2015,7 +2059,22 @@ impl Controller {
         then: AfterKill,
         out: &mut Vec<Action>,
     ) {
-        let incident = self.open_incident(now, &reason.slug(), out);
+        // A kill a pause held back continues the incident opened then (one incident in
+        // status as in the log review).
+        let incident = match self.pause_incident.take() {
+            Some(id)
+                if self
+                    .incidents
+                    .iter()
+                    .any(|r| r.id == id && r.kind == reason.slug()) =>
+            {
+                if let Some(a) = self.update_incident(id, IncidentOutcome::Detected, None) {
+                    out.push(a);
+                }
+                id
+            }
+            _ => self.open_incident(now, &reason.slug(), out),
+        };
         let why = reason.describe();
         let phase = if failover {
             KillPhase::Failover
@@ -2973,6 +3032,9 @@ impl Controller {
                 self.smart_kill(now, reason, out);
             }
         }
+        // Consumed by the kill it became; otherwise the server went away meanwhile and
+        // the incident stays as the pause left it.
+        self.pause_incident = None;
     }
 
     // ----- deadlines --------------------------------------------------------------
@@ -3397,7 +3459,9 @@ impl Controller {
         detail: &str,
         out: &mut Vec<Action>,
     ) {
-        if matches!(rule.origin, Origin::Shorthand { .. }) {
+        if let Origin::Shorthand { resource, .. } = &rule.origin {
+            // The shorthand keys (QOS_MAX_MEMORY …) speak of the resource, not the rule.
+            self.resource_back(now, resource, out);
             return;
         }
         let key = rule.key();
