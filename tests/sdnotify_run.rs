@@ -1,7 +1,7 @@
 //! sd_notify end to end: `qoscntrlr run` under a datagram socket playing systemd
 //! (`NOTIFY_SOCKET`, `WATCHDOG_USEC`) sends READY=1, STATUS= lines, a periodic WATCHDOG=1
 //! and STOPPING=1 on SIGTERM; and the heartbeat stops when the supervision loop is wedged
-//! (through the test-only `QOSCNTRLR_TEST_WEDGE_SIGNAL` hook in src/runtime.rs).
+//! (through the test-only `QOSCNTRLR_TEST_WEDGE_SIGNAL` hook in src/runtime/mod.rs).
 
 mod ha_support;
 

@@ -1,0 +1,600 @@
+//! The action executor: each [`Action`] the core returns is carried out here through
+//! the module that owns the effect — spawning and stopping the server, the tree kill,
+//! probes, diagnostics, hooks, mails and webhooks, the events file.
+
+use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command as StdCommand;
+use std::time::Instant;
+
+use chrono::Local;
+use nix::sys::signal::Signal;
+
+use crate::config::ProbeTarget;
+use crate::control::ControlResponse;
+use crate::core::{Action, Alert, Component, Event, IncidentOutcome, StateName};
+use crate::diagnostics::{self, DiagRequest};
+use crate::events::EventRecord;
+use crate::failover::{self, HookEvent};
+use crate::fdreserve;
+use crate::journal::{self, Priority};
+use crate::lock::ServerRecord;
+use crate::probe;
+use crate::process::{self, ServerSpec, TREE_MARK_ENV};
+use crate::timefmt;
+
+use super::{
+    capitalize, join_pids, ServerProc, Shell, TaskResult, CONSOLE_LOG_NAME, CONSOLE_TAIL_LINES,
+    HOOK_LIMIT,
+};
+
+/// The reason the core gives diagnostics an operator asked for (`qoscntrlr diagnose`).
+pub(super) const OPERATOR_DIAGNOSTICS: &str = "operator";
+
+impl Shell {
+    /// Copy the server's console; the descriptor is remembered for a re-exec while the
+    /// pump owns it.
+    pub(super) fn pump_console(&mut self, capture: process::ConsoleCapture) {
+        let fd = capture.reader.as_raw_fd();
+        self.console_fd.set(Some(fd));
+        let shared = self.console_fd.clone();
+        let tail = self.console.clone();
+        tokio::task::spawn_local(async move {
+            capture.pump(tail).await;
+            if shared.get() == Some(fd) {
+                shared.set(None);
+            }
+        });
+    }
+
+    pub(super) fn incident_id(&self, n: u64) -> String {
+        format!("{}-{n}", self.incident_prefix)
+    }
+
+    pub(super) fn helper_pids(&self, server: Option<i32>) -> HashSet<i32> {
+        let mut watched = self.reaper.watched();
+        if let Some(pid) = server {
+            watched.remove(&pid);
+        }
+        watched
+    }
+
+    pub(super) fn execute(&mut self, action: Action) {
+        match action {
+            Action::Log {
+                component,
+                text,
+                append_timedate,
+            } => {
+                if append_timedate {
+                    let td = timefmt::timedate(&Local::now());
+                    self.line(component, format!("{text} TimeDate={td}"));
+                } else {
+                    self.line(component, text);
+                }
+            }
+            Action::Spawn => self.spawn_server(),
+            Action::RequestStop => self.request_stop(),
+            Action::KillTree => self.kill_tree(),
+            Action::Probe => self.start_probe(),
+            Action::RunDiagnostics { reason, incident } => self.start_diagnostics(reason, incident),
+            Action::WriteTrigger => {
+                let enabled = !self.cfg.disable_failover_trigger;
+                if let Err(e) = self.trigger.write(enabled) {
+                    // The core alerts (log + mail); readiness, agent and hooks go down
+                    // regardless of the file.
+                    self.queue.push_back(Event::TriggerWriteFailed {
+                        error: format!("{}: {e}", self.trigger.path().display()),
+                    });
+                }
+            }
+            Action::RemoveTrigger => {
+                if let Err(e) = self.trigger.remove() {
+                    self.line(
+                        Component::Controller,
+                        format!(
+                            "Cannot remove the failover trigger {}: {e}",
+                            self.trigger.path().display()
+                        ),
+                    );
+                }
+            }
+            Action::SetHealth(health) => self.health.set(health),
+            Action::RunHook {
+                event,
+                reason,
+                incident,
+            } => self.run_hook(event, &reason, incident),
+            Action::Mail(alert) => self.mail(alert),
+            Action::StateChanged { from, to, why } => {
+                self.journal.say(
+                    journal::state_priority(to.as_str()),
+                    &format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
+                );
+                self.line(
+                    Component::Controller,
+                    format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
+                );
+                let record = EventRecord::new(Local::now(), "state", to.as_str())
+                    .reason(&why)
+                    .field("from", from.as_str());
+                self.record_event(record);
+                if let Some(sd) = &self.sd {
+                    let _ = sd.status(&format!("{}: {why}", to.as_str()));
+                }
+                if to == StateName::Restarting {
+                    // The core starts its rule windows over itself (a new tree).
+                    self.sampler.reset();
+                }
+            }
+            Action::Incident { id, kind, outcome } => {
+                self.journal.say(
+                    Priority::Warning,
+                    &format!("Incident {}: {kind}: {outcome}", self.incident_id(id)),
+                );
+                let state = self.ctl.state().as_str();
+                let record = EventRecord::new(Local::now(), "incident", state)
+                    .incident(&self.incident_id(id))
+                    .reason(&kind)
+                    .field("outcome", outcome.as_str());
+                self.record_event(record);
+                match outcome {
+                    IncidentOutcome::Detected => {
+                        self.metrics.last_incident_timestamp_seconds =
+                            Some(Local::now().timestamp());
+                    }
+                    IncidentOutcome::Killed => {
+                        *self.metrics.kills_total.entry(kind).or_default() += 1
+                    }
+                    IncidentOutcome::Restarted => {
+                        *self.metrics.restarts_total.entry(kind).or_default() += 1
+                    }
+                    _ => {}
+                }
+            }
+            Action::FailoverChanged { from, to, why } => {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "Failover state {} -> {} ({why})",
+                        from.as_str(),
+                        to.as_str()
+                    ),
+                );
+                let record = EventRecord::new(Local::now(), "failover", to.as_str())
+                    .reason(&why)
+                    .field("from", from.as_str());
+                self.record_event(record);
+            }
+            Action::Reply {
+                request,
+                ok,
+                message,
+            } => {
+                self.reexec_connections.remove(&request);
+                if let Some(reply) = self.replies.remove(&request) {
+                    let response = if ok {
+                        ControlResponse::ok(message)
+                    } else {
+                        ControlResponse::refused(message)
+                    };
+                    let _ = reply.send(response);
+                }
+            }
+            Action::Exit(code) => self.exit = Some(code),
+            Action::Reexec { request } => self.start_reexec(request),
+        }
+    }
+
+    // ----- qoscntrlr reexec ---------------------------------------------------------
+
+    pub(super) fn record_event(&mut self, record: EventRecord) {
+        if let Some(e) = self.events.record(&record) {
+            self.line(Component::Controller, format!("Events file: {e}"));
+        }
+    }
+
+    pub(super) fn spawn_server(&mut self) {
+        if let Some(c) = self.containment.active.clone() {
+            // Leftovers of the previous server are exactly the cgroup's members: kill
+            // them and start once the cgroup is empty (a notification, see
+            // `on_cgroup_change`), so the new server never shares its cgroup.
+            self.last_pgid = None;
+            if c.populated().unwrap_or(false) {
+                let members = c.members().unwrap_or_default();
+                match c.kill(None) {
+                    Ok(_) => {
+                        self.ended.add(members.iter().copied());
+                        self.cgroup_killed_at.get_or_insert_with(Instant::now);
+                        self.line(
+                            Component::Kill,
+                            format!(
+                                "Killed {} leftover process(es) of the previous server",
+                                members.len()
+                            ),
+                        );
+                    }
+                    Err(e) => self.line(Component::Kill, e.to_string()),
+                }
+                if c.populated().unwrap_or(false) {
+                    self.spawn_waiting = Some(Instant::now());
+                    return;
+                }
+            }
+            self.spawn_now();
+            return;
+        }
+        // Leftovers of a previous server (daemonized grandchildren) go first.
+        if let Some(pgid) = self.last_pgid.take() {
+            let exclude = self.helper_pids(None);
+            let report = process::kill_tree(pgid, pgid, &exclude);
+            self.ended.add(report.killed.iter().copied());
+            if !report.killed.is_empty() {
+                self.line(
+                    Component::Kill,
+                    format!(
+                        "Killed {} leftover process(es) of the previous server",
+                        report.killed.len()
+                    ),
+                );
+            }
+        }
+        self.spawn_now();
+    }
+
+    /// Start the server (its leftovers are gone).
+    pub(super) fn spawn_now(&mut self) {
+        let spec = ServerSpec {
+            argv: self.cfg.server_command.clone(),
+            directory: self.cfg.server_directory.clone(),
+            user: self.cfg.server_user.clone(),
+            group: self.cfg.server_group.clone(),
+            env: vec![
+                (
+                    "QOSCNTRLR_PIPE".into(),
+                    self.cfg.pipe.to_string_lossy().into_owned(),
+                ),
+                ("QOSCNTRLR_SERVER_NAME".into(), self.cfg.server_name.clone()),
+                (TREE_MARK_ENV.into(), self.tree_mark()),
+            ],
+            console_log: self.cfg.data_directory.join(CONSOLE_LOG_NAME),
+            cgroup: self.containment.active.as_ref().map(|c| c.server.clone()),
+        };
+        self.line(
+            Component::Controller,
+            format!(
+                "Starting server: {}",
+                shell_words::join(&self.cfg.server_command)
+            ),
+        );
+        match process::spawn_server(&spec, &self.reaper) {
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                let tasks = self.tasks.clone();
+                let exited = spawned.exited;
+                tokio::task::spawn_local(async move {
+                    if let Ok(exit) = exited.await {
+                        let _ = tasks.send(TaskResult::ServerExit { pid, exit });
+                    }
+                });
+                if let Some(e) = &spawned.console_log_error {
+                    let text = format!(
+                        "Cannot open the {e}; the server runs anyway, its output goes to the controller's stderr and its last {} lines are kept in memory (retried every {} s)",
+                        process::CONSOLE_TAIL_LINES,
+                        process::CONSOLE_REOPEN_EVERY.as_secs()
+                    );
+                    // "Cannot ...": the line also goes to stderr as an error.
+                    self.line(Component::Controller, text);
+                }
+                self.pump_console(spawned.console);
+                self.state_pending = None;
+                if let Some(record) = ServerRecord::of_running(pid, pid, &spawned.program) {
+                    if let Err(e) = self.state_file.record(&record) {
+                        self.line(
+                            Component::Controller,
+                            format!("Cannot write the state file: {e}; retrying every 5 s"),
+                        );
+                        self.state_pending = Some(record);
+                    }
+                }
+                self.ended.remove(pid);
+                self.server = Some(ServerProc {
+                    pid,
+                    started: Instant::now(),
+                });
+                self.last_pgid = Some(pid);
+                self.queue.push_back(Event::ServerSpawned {
+                    pid,
+                    program: spawned.program,
+                });
+            }
+            Err(e) => self.queue.push_back(Event::SpawnFailed {
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    pub(super) fn request_stop(&mut self) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        if let Some(argv) = self.cfg.server_stop_command.clone() {
+            if let Some((program, args)) = argv.split_first() {
+                let mut cmd = StdCommand::new(program);
+                // A stop command still running when the controller is SIGKILLed is
+                // found and killed by the next start.
+                process::mark_tree(&mut cmd, &self.cfg.data_directory);
+                cmd.args(args)
+                    .current_dir(&self.cfg.server_directory)
+                    .env("QOSCNTRLR_SERVER_PID", server.pid.to_string());
+                crate::sdnotify::scrub_env(&mut cmd);
+                let reaper = self.reaper.clone();
+                let tasks = self.tasks.clone();
+                let limit = self.cfg.shutdown_timeout;
+                tokio::task::spawn_local(async move {
+                    let text = match process::run_helper(&reaper, cmd, limit).await {
+                        Ok(out) => match out.exit {
+                            Some(exit) => format!("Stop command ended: {exit}"),
+                            None => "Stop command timed out and was killed".to_string(),
+                        },
+                        Err(e) => format!("Stop command failed: {e}"),
+                    };
+                    let _ = tasks.send(TaskResult::Log(Component::Controller, text));
+                });
+                return;
+            }
+        }
+        let signal = Signal::try_from(self.cfg.server_stop_signal).unwrap_or(Signal::SIGTERM);
+        if let Err(e) = process::signal_group(server.pid, signal) {
+            self.line(
+                Component::Controller,
+                format!("Cannot send {} to the server: {e}", signal.as_str()),
+            );
+        }
+    }
+
+    pub(super) fn kill_tree(&mut self) {
+        if let Some(c) = self.containment.active.clone() {
+            // cgroup.kill: every member, and whatever they fork meanwhile, in one step.
+            let root = self.server.as_ref().map(|s| s.pid);
+            // Opening cgroup.kill needs a descriptor: the reserve is given back for it.
+            match fdreserve::with_released(|| c.kill(root)) {
+                Ok(report) => {
+                    self.ended.add(report.members.iter().copied());
+                    if !report.members.is_empty() {
+                        self.cgroup_killed_at.get_or_insert_with(Instant::now);
+                        self.line(
+                            Component::Kill,
+                            format!(
+                                "Killed {} process(es) of the server's tree: {} ({} of cgroup {})",
+                                report.members.len(),
+                                join_pids(&report.members),
+                                if report.kill_file {
+                                    "cgroup.kill"
+                                } else {
+                                    "SIGKILL to every member"
+                                },
+                                c.server.display()
+                            ),
+                        );
+                    }
+                    return;
+                }
+                Err(e) => self.line(
+                    Component::Kill,
+                    format!("{e}; killing the process tree found through /proc instead"),
+                ),
+            }
+        }
+        let Some(pgid) = self.server.as_ref().map(|s| s.pid).or(self.last_pgid) else {
+            return;
+        };
+        let exclude = self.helper_pids(Some(pgid));
+        let live_child = self.server.is_some();
+        // The walk of /proc needs descriptors: the reserve is given back for it, so a
+        // controller starved of descriptors still finds and kills the whole tree.
+        let report = fdreserve::with_released(|| {
+            if live_child {
+                process::kill_child_tree(pgid, &exclude)
+            } else {
+                process::kill_tree(pgid, pgid, &exclude)
+            }
+        });
+        self.ended.add(report.killed.iter().copied());
+        if !report.killed.is_empty() {
+            self.line(
+                Component::Kill,
+                format!(
+                    "Killed {} process(es) of the server's tree: {}",
+                    report.killed.len(),
+                    report
+                        .killed
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+        }
+        if !report.survivors.is_empty() {
+            self.line(
+                Component::Kill,
+                format!(
+                    "Still alive after SIGKILL (uninterruptible?): {:?}",
+                    report.survivors
+                ),
+            );
+        }
+    }
+
+    /// The controller itself ran out of descriptors (`what` failed): say so once per
+    /// episode (the reserve has been given back so that the log and the kill work).
+    pub(super) fn fd_shortage(&mut self, what: &str, freed: usize) {
+        if self.fd_short_since.is_some() {
+            return;
+        }
+        self.fd_short_since = Some(Instant::now());
+        self.line(
+            Component::Controller,
+            format!(
+                "Controller fault: out of file descriptors ({what}); released {freed} reserved descriptors so that logging, reaping and killing keep working"
+            ),
+        );
+    }
+
+    /// Take the spare descriptors again once there are free ones.
+    pub(super) fn refill_fd_reserve(&mut self) {
+        if fdreserve::held() >= fdreserve::RESERVE {
+            return;
+        }
+        if fdreserve::restore() >= fdreserve::RESERVE {
+            if let Some(since) = self.fd_short_since.take() {
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "File descriptors are available again after {} s; spare descriptors reserved",
+                        since.elapsed().as_secs()
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(super) fn start_probe(&mut self) {
+        let Some(target) = self.cfg.probe.clone() else {
+            return;
+        };
+        if target == ProbeTarget::Message {
+            return;
+        }
+        // QOS_PROBE_ATTEMPT_TIMEOUT, by default the shorter of interval and timeout.
+        let limit = self.ctl.policy().probe_attempt_timeout;
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            let outcome = probe::probe_once(&target, limit, &reaper).await;
+            let _ = tasks.send(TaskResult::Probe(outcome));
+        });
+    }
+
+    pub(super) fn start_diagnostics(&mut self, reason: String, incident: Option<u64>) {
+        let server = self.server.as_ref().map(|s| s.pid);
+        // After the server itself has ended (a crash's post-mortem), what is left of its
+        // tree — workers or backends orphaned by a dead master, adopted by the
+        // controller, still in its process group (or its cgroup) — is exactly what there
+        // is to look at before it is killed.
+        let root = server.or(self.last_pgid);
+        let tree = match (&self.containment.active, root) {
+            // Exact membership; the root first.
+            (Some(c), _) => match c.members() {
+                Ok(mut members) => {
+                    if let Some(i) = root.and_then(|r| members.iter().position(|p| *p == r)) {
+                        let first = members.remove(i);
+                        members.insert(0, first);
+                    }
+                    members
+                }
+                Err(_) => root
+                    .map(|pid| process::tree_pids(pid, pid, &self.helper_pids(Some(pid))))
+                    .unwrap_or_default(),
+            },
+            (None, Some(pid)) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
+            (None, None) => Vec::new(),
+        };
+        let request = DiagRequest {
+            reason,
+            server_pid: server,
+            tree,
+            console_tail: self.console.tail(CONSOLE_TAIL_LINES),
+            data_dir: self.cfg.data_directory.clone(),
+            nsd_path: self.cfg.nsd_path.clone(),
+            limit: self.cfg.nsd_timeout,
+            server_name: self.cfg.server_name.clone(),
+        };
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        let by_operator = request.reason == OPERATOR_DIAGNOSTICS;
+        tokio::task::spawn_local(async move {
+            let report = diagnostics::collect(request, &reaper, Local::now()).await;
+            let _ = tasks.send(TaskResult::Diagnostics(incident, by_operator, report));
+        });
+    }
+
+    pub(super) fn run_hook(&mut self, event: HookEvent, reason: &str, incident: u64) {
+        let argv = if event.is_recovery() {
+            self.cfg.recovery_hook.clone()
+        } else {
+            self.cfg.failover_hook.clone()
+        };
+        let Some(argv) = argv else {
+            return;
+        };
+        let env = failover::hook_env(
+            event,
+            reason,
+            &self.cfg.server_name,
+            &self.incident_id(incident),
+            self.trigger.path(),
+        );
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        let data_dir = self.cfg.data_directory.clone();
+        tokio::task::spawn_local(async move {
+            let outcome = failover::run_hook(&reaper, &argv, &env, HOOK_LIMIT, &data_dir).await;
+            let mut text = format!("{} hook: {outcome}", capitalize(event.as_str()));
+            if let Some(e) = &outcome.log_error {
+                // The hook ran; only its output could not be kept.
+                text.push_str(&format!("; its output was not logged: {e}"));
+            }
+            let _ = tasks.send(TaskResult::Log(Component::Kill, text));
+        });
+    }
+
+    pub(super) fn mail(&mut self, alert: Alert) {
+        self.post(&alert);
+        if self.mailer.is_none() && !self.mail_closing {
+            return;
+        }
+        let mail = crate::mail::Alert {
+            kind: alert.kind,
+            server: self.cfg.server_name.clone(),
+            when: Local::now(),
+            summary: alert.summary,
+            log_lines: self.recent.iter().cloned().collect(),
+            diagnostics: alert.diagnostics.map(PathBuf::from),
+            console_tail: self.console.tail(CONSOLE_TAIL_LINES),
+            attach_diagnostics: self.cfg.nokill,
+        };
+        match &self.mailer {
+            Some(mailer) => mailer.submit(mail),
+            // The mailer is spooling for a re-exec: kept, never dropped (see exec_now).
+            None => self.mail_held.push(mail),
+        }
+    }
+
+    /// The alert to the webhook, if one is configured. While a re-exec has taken the
+    /// webhook task away, the alert is spooled for the next image instead of dropped.
+    pub(super) fn post(&mut self, alert: &Alert) {
+        let hook_alert = crate::webhook::WebhookAlert {
+            kind: alert.kind.clone(),
+            server: self.cfg.server_name.clone(),
+            when: Local::now(),
+            summary: alert.summary.clone(),
+            incident: alert.incident.map(|n| self.incident_id(n)),
+        };
+        match &self.webhook {
+            Some(webhook) => webhook.submit(hook_alert),
+            None if self.cfg.alert_webhook.is_some() => {
+                let spool = crate::webhook::spool_dir(&self.cfg.data_directory);
+                if let Err(e) = crate::webhook::spool_alert(&spool, &hook_alert) {
+                    self.line(
+                        Component::Controller,
+                        format!("Webhook alert could not be spooled: {e}"),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+}
