@@ -562,8 +562,8 @@ fn state_change(args: &StateChangeArgs, command: crate::control::ControlCommand)
 }
 
 /// The state `--wait` waits for.
-fn wait_target(command: &crate::control::ControlCommand) -> crate::status::ServerState {
-    use crate::status::ServerState;
+fn wait_target(command: &crate::control::ControlCommand) -> crate::core::ServerState {
+    use crate::core::ServerState;
     match command {
         crate::control::ControlCommand::Quit
         | crate::control::ControlCommand::ClearFault { no_start: true } => ServerState::Stopped,
@@ -592,11 +592,11 @@ fn status_of(config: &crate::config::Config) -> Result<crate::status::StatusSnap
 fn wait_for_state(
     config: &crate::config::Config,
     command: &crate::control::ControlCommand,
-    target: crate::status::ServerState,
+    target: crate::core::ServerState,
     old_pid: Option<u32>,
     limit: std::time::Duration,
 ) -> Result<crate::status::StatusSnapshot, (u8, String)> {
-    use crate::status::ServerState;
+    use crate::core::ServerState;
     let deadline = std::time::Instant::now() + limit;
     let restart = matches!(command, crate::control::ControlCommand::Restart);
     let mut last;

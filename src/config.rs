@@ -161,6 +161,36 @@ impl Config {
     pub fn probing_enabled(&self) -> bool {
         self.qos_enable && !self.disable_probing && self.probe.is_some()
     }
+
+    /// The slice of the configuration the core decides with. Built here, so the core
+    /// never depends on the reader.
+    pub fn policy(&self) -> crate::core::Policy {
+        crate::core::Policy {
+            server_name: self.server_name.clone(),
+            qos_enable: self.qos_enable,
+            probing: self.probing_enabled(),
+            probe_by_message: matches!(self.probe, Some(ProbeTarget::Message)),
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+            apps_timeout: self.apps_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            restart_timeout: self.restart_timeout,
+            restart_limit_enable: self.restart_limit_enable,
+            restart_limit_maximum: self.restart_limit_maximum,
+            restart_limit_period: self.restart_limit_period,
+            auto_fault_clear: self.auto_fault_clear,
+            nokill: self.nokill,
+            nsd_timeout: self.nsd_timeout,
+            shutdown_nsd: self.shutdown_nsd,
+            failover_trigger_disabled: self.disable_failover_trigger,
+            rules: self.rules(),
+            probe_attempt_timeout: self.effective_probe_attempt_timeout(),
+            restart_delay: self.restart_delay,
+            online_trust_time: self.online_trust_time,
+            failback_hold: self.failback_hold,
+            failback: self.failback,
+        }
+    }
 }
 
 /// One finding of the reader: `FILE:LINE: KEY: what is wrong (expected …)`.

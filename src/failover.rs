@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use crate::core::{Health, HookEvent};
 use crate::process::{run_helper, ExitInfo, Reaper};
 
 /// File name of the trigger in the data directory (fixed by the reference).
@@ -87,17 +88,6 @@ impl TriggerFile {
 
 // ---------------------------------------------------------------------------------------
 // Health view
-
-/// What the readiness endpoint and the agent port tell load balancers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Health {
-    Ready,
-    Down {
-        reason: String,
-    },
-    /// An orderly quit: finish current work, take no new.
-    Drain,
-}
 
 /// The one writer of the health view; listeners hold receivers.
 #[derive(Debug)]
@@ -387,32 +377,6 @@ fn plain_response(status: u16, body: &str, head_only: bool) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------
 // Hooks
-
-/// Why a hook runs; its `QOS_EVENT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookEvent {
-    /// Traffic moves away (smart kill, QOS_NOKILL condition): the failover hook.
-    Failover,
-    /// The restart limit was reached and the server is left down: the failover hook.
-    Faulted,
-    /// Traffic comes back: the recovery hook.
-    Recovery,
-}
-
-impl HookEvent {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            HookEvent::Failover => "failover",
-            HookEvent::Faulted => "faulted",
-            HookEvent::Recovery => "recovery",
-        }
-    }
-
-    /// Runs QOS_RECOVERY_HOOK (otherwise QOS_FAILOVER_HOOK).
-    pub fn is_recovery(&self) -> bool {
-        matches!(self, HookEvent::Recovery)
-    }
-}
 
 /// The environment a hook receives (the contract hook authors code against).
 pub fn hook_env(

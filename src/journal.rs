@@ -79,8 +79,8 @@ pub fn format(style: Style, priority: Priority, text: &str, wall: &DateTime<Loca
 /// The priority of a controller log line on stderr, or `None` for lines that are not
 /// errors (those stay in the log only). Probe failures are left out: each one is a
 /// symptom of the server, and the incident it leads to is reported as such.
-pub fn error_priority(component: crate::qoslog::Component, text: &str) -> Option<Priority> {
-    if component == crate::qoslog::Component::Probe {
+pub fn error_priority(component: crate::core::Component, text: &str) -> Option<Priority> {
+    if component == crate::core::Component::Probe {
         return None;
     }
     let lower = text.to_ascii_lowercase();
@@ -218,7 +218,7 @@ pub fn state_priority(to: &str) -> Priority {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qoslog::Component;
+    use crate::core::Component;
 
     #[test]
     fn journal_style_has_priority_prefix_and_no_stamp() {

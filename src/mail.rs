@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{Config, MailTls};
+use crate::core::AlertKind;
 
 /// Subdirectory of the data directory holding undelivered mail.
 pub const SPOOL_DIR_NAME: &str = "mail-spool";
@@ -117,77 +118,16 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// What the alert is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlertKind {
-    /// `reason` in words, e.g. `probe timeout`.
-    SmartKill {
-        reason: String,
-    },
-    Crash,
-    RestartLimit,
-    /// `resource` e.g. `memory`, `cpu`, `open files`.
-    ResourceWarning {
-        resource: String,
-    },
-    Recovery,
-    /// A resource rule with `action=alert` (or `failover`) was breached or cleared;
-    /// `rule` is its key (`QOS_RULE_MEMLEAK`), `detail` what was measured.
-    Rule {
-        rule: String,
-        detail: String,
-    },
-    /// Anything else (e.g. an operator kill, a nokill detection), in words.
-    Other {
-        event: String,
-    },
-}
-
-impl AlertKind {
-    /// The `<event>` of the subject.
-    pub fn event_words(&self) -> String {
-        match self {
-            AlertKind::SmartKill { reason } => format!("smart kill ({reason})"),
-            AlertKind::Crash => "crashed".to_string(),
-            AlertKind::RestartLimit => "restart limit reached".to_string(),
-            AlertKind::ResourceWarning { resource } => format!("resource warning ({resource})"),
-            AlertKind::Recovery => "recovered".to_string(),
-            AlertKind::Rule { rule, detail } => format!("rule {rule} ({detail})"),
-            AlertKind::Other { event } => event.clone(),
-        }
-    }
-
-    /// The rule an alert is about, if any.
-    pub fn rule(&self) -> Option<&str> {
-        match self {
-            AlertKind::Rule { rule, .. } => Some(rule),
-            _ => None,
-        }
-    }
-
-    /// Alerts with the same fold key are folded together.
-    pub(crate) fn fold_key(&self) -> String {
-        match self {
-            AlertKind::SmartKill { .. } => "smart-kill".to_string(),
-            AlertKind::Crash => "crash".to_string(),
-            AlertKind::RestartLimit => "restart-limit".to_string(),
-            AlertKind::ResourceWarning { .. } => "resource-warning".to_string(),
-            AlertKind::Recovery => "recovery".to_string(),
-            AlertKind::Rule { rule, .. } => format!("rule:{rule}"),
-            AlertKind::Other { event } => format!("other:{event}"),
-        }
-    }
-
-    fn plural(&self) -> String {
-        match self {
-            AlertKind::SmartKill { .. } => "smart kills".to_string(),
-            AlertKind::Crash => "crashes".to_string(),
-            AlertKind::RestartLimit => "restart-limit alerts".to_string(),
-            AlertKind::ResourceWarning { .. } => "resource warnings".to_string(),
-            AlertKind::Recovery => "recoveries".to_string(),
-            AlertKind::Rule { rule, .. } => format!("rule {rule} alerts"),
-            AlertKind::Other { event } => format!("'{event}' alerts"),
-        }
+/// The plural of an alert kind, for the folded-repeats summary.
+fn plural(kind: &AlertKind) -> String {
+    match kind {
+        AlertKind::SmartKill { .. } => "smart kills".to_string(),
+        AlertKind::Crash => "crashes".to_string(),
+        AlertKind::RestartLimit => "restart-limit alerts".to_string(),
+        AlertKind::ResourceWarning { .. } => "resource warnings".to_string(),
+        AlertKind::Recovery => "recoveries".to_string(),
+        AlertKind::Rule { rule, .. } => format!("rule {rule} alerts"),
+        AlertKind::Other { event } => format!("'{event}' alerts"),
     }
 }
 
@@ -284,7 +224,7 @@ impl SpooledMail {
         let mut text = format!(
             "{} {} since {}\n\n",
             held.len(),
-            latest.kind.plural(),
+            plural(&latest.kind),
             first.when.format("%H:%M")
         );
         for alert in held {

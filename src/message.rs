@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::core::{AppKey, Meaning};
+
 /// The keys of a message, in the canonical order in which they are rendered.
 const KEYS: [Key; 7] = [
     Key::OpMsg,
@@ -97,67 +99,6 @@ pub struct Message {
     pub object_type2: Option<String>,
     pub object_value2: Option<String>,
     pub timedate: Option<String>,
-}
-
-/// A long-running application: `TYPE[ObjectValue]`, or just `TYPE` without a value.
-/// The type is kept in upper case so `compact` and `COMPACT` are one application.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct AppKey {
-    pub kind: String,
-    pub object: Option<String>,
-}
-
-impl AppKey {
-    pub fn new(kind: &str, object: Option<&str>) -> AppKey {
-        AppKey {
-            kind: kind.to_ascii_uppercase(),
-            object: object.map(str::to_string),
-        }
-    }
-}
-
-impl fmt::Display for AppKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.object {
-            Some(object) => write!(f, "{}[{}]", self.kind, object),
-            None => f.write_str(&self.kind),
-        }
-    }
-}
-
-/// What a message asks of the controller (the message protocol table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Meaning {
-    QosStart,
-    ServerStart,
-    ServerReady,
-    /// `restart`: the detail says the server is restarting itself
-    /// (`ObjectType=Detail ObjectValue=Restart`), so it is started again once down.
-    ServerEnd {
-        restart: bool,
-    },
-    QosEnd,
-    Crash,
-    ProbeTimeout,
-    ProbeResult {
-        success: bool,
-        latency_ms: Option<u64>,
-        detail: Option<String>,
-    },
-    Exhausted {
-        resource: String,
-    },
-    AppStart {
-        app: AppKey,
-    },
-    AppProgress {
-        app: AppKey,
-    },
-    AppEnd {
-        app: AppKey,
-    },
 }
 
 /// Why a line is not an acceptable message. Texts are written for the operator's log.

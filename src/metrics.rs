@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::status::ServerState;
+use crate::core::ServerState;
 
 /// Upper bounds of the probe latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 11] = [

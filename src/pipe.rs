@@ -28,7 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 
-use crate::message::{self, Meaning, Message};
+use crate::core::Meaning;
+use crate::message::{self, Message};
 
 /// Longest message, newline excluded (the message protocol).
 pub const MAX_LINE: usize = 8 * 1024;

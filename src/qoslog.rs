@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Local};
 
 use crate::config::Config;
+use crate::core::Component;
 use crate::timefmt;
 
 /// File name prefix of every controller log.
@@ -29,52 +30,6 @@ pub const BACKLOG_LIMIT: usize = 10_000;
 /// Highest `-<n>` suffix tried when a name is taken (more starts than this in one minute
 /// means something else is wrong).
 const MAX_SEQUENCE: u32 = 9_999;
-
-/// Who speaks on a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Component {
-    Controller,
-    Probe,
-    Applications,
-    Kill,
-    /// No component: the reference writes `The probe thread has not received a message
-    /// from qosprobe within the timeout period.` without one.
-    Bare,
-}
-
-impl Component {
-    /// `QoS Controller`, `QoS Probe`, `QoS Applications`, `QoS Kill`; `None` for `Bare`.
-    pub fn label(self) -> Option<&'static str> {
-        match self {
-            Component::Controller => Some("QoS Controller"),
-            Component::Probe => Some("QoS Probe"),
-            Component::Applications => Some("QoS Applications"),
-            Component::Kill => Some("QoS Kill"),
-            Component::Bare => None,
-        }
-    }
-
-    /// Split the part of a log line after the stamp into its component and text
-    /// (`QoS Probe: SUCCESS` → `(Probe, "SUCCESS")`; anything else is `Bare`).
-    pub fn split(rest: &str) -> (Component, &str) {
-        for component in [
-            Component::Controller,
-            Component::Probe,
-            Component::Applications,
-            Component::Kill,
-        ] {
-            if let Some(label) = component.label() {
-                if let Some(text) = rest
-                    .strip_prefix(label)
-                    .and_then(|after| after.strip_prefix(": "))
-                {
-                    return (component, text);
-                }
-            }
-        }
-        (Component::Bare, rest)
-    }
-}
 
 /// A log line exactly as written, newline included. Line breaks inside `text` are shown
 /// as `\n`/`\r`: a message from the server must not forge a line of its own.

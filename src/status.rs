@@ -41,76 +41,13 @@ use std::fmt::Write as _;
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
+use crate::core::{KillPhase, ServerState};
+
 /// How many incidents a snapshot carries.
 pub const MAX_INCIDENTS: usize = 10;
 
 /// The width the human rendering fits in.
 pub const COLUMNS: usize = 80;
-
-/// Server states, spelled as in the logs and the JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServerState {
-    Starting,
-    Ready,
-    Stopping,
-    Killing,
-    Crashed,
-    Restarting,
-    Stopped,
-    Faulted,
-}
-
-impl ServerState {
-    pub const ALL: [ServerState; 8] = [
-        ServerState::Starting,
-        ServerState::Ready,
-        ServerState::Stopping,
-        ServerState::Killing,
-        ServerState::Crashed,
-        ServerState::Restarting,
-        ServerState::Stopped,
-        ServerState::Faulted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerState::Starting => "STARTING",
-            ServerState::Ready => "READY",
-            ServerState::Stopping => "STOPPING",
-            ServerState::Killing => "KILLING",
-            ServerState::Crashed => "CRASHED",
-            ServerState::Restarting => "RESTARTING",
-            ServerState::Stopped => "STOPPED",
-            ServerState::Faulted => "FAULTED",
-        }
-    }
-}
-
-impl std::fmt::Display for ServerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a smart kill is (the states: failover → diagnostics → kill).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KillPhase {
-    Failover,
-    Diagnostics,
-    Kill,
-}
-
-impl KillPhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KillPhase::Failover => "failover",
-            KillPhase::Diagnostics => "diagnostics",
-            KillPhase::Kill => "kill",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {

@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::mail::AlertKind;
+use crate::core::AlertKind;
 
 /// Subdirectory of the data directory holding undelivered webhook alerts.
 pub const SPOOL_DIR_NAME: &str = "webhook-spool";

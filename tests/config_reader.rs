@@ -770,3 +770,18 @@ fn human_units() {
     assert_eq!(config::human_size(512 << 10), "512 KB");
     assert_eq!(config::human_size(100), "100 bytes");
 }
+
+/// The core's `Policy::default()` (what virtual-time tests build on) is the reader's
+/// defaults with an HTTP probe: the two cannot drift apart unnoticed.
+#[test]
+fn policy_default_matches_the_readers_defaults() {
+    let c = ok("SERVER_COMMAND=/bin/sleep 1000\nQOS_PROBE=http://127.0.0.1:9/\n").config;
+    let policy = c.policy();
+    assert_eq!(
+        qoscntrlr::core::Policy {
+            server_name: "server".into(),
+            ..policy
+        },
+        qoscntrlr::core::Policy::default()
+    );
+}

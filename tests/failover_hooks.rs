@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qoscntrlr::failover::{hook_env, run_hook, HookEnd, HookEvent, HOOKS_LOG_NAME};
+use qoscntrlr::core::HookEvent;
+use qoscntrlr::failover::{hook_env, run_hook, HookEnd, HOOKS_LOG_NAME};
 use qoscntrlr::process::{reap_forever, ExitInfo, Reaper};
 
 fn run_local<F: std::future::Future>(f: F) -> F::Output {

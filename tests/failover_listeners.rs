@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use qoscntrlr::core::Health;
 use qoscntrlr::failover::{
-    bind, serve_agent_with, serve_readiness_with, Health, HealthBoard, ListenerLimits,
+    bind, serve_agent_with, serve_readiness_with, HealthBoard, ListenerLimits,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -10,7 +10,8 @@ use chrono::{Local, TimeZone};
 use common::free_port;
 use common::smtp::{smtp_available, Sink};
 use qoscntrlr::config::MailTls;
-use qoscntrlr::mail::{self, Alert, AlertKind, MailSettings, Mailer, MailerOptions};
+use qoscntrlr::core::AlertKind;
+use qoscntrlr::mail::{self, Alert, MailSettings, Mailer, MailerOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 

@@ -1,7 +1,8 @@
 //! The message parser against the reference lines of the log format and generated input.
 
 use proptest::prelude::*;
-use qoscntrlr::message::{parse, Meaning, Message, KNOWN_OPS};
+use qoscntrlr::core::Meaning;
+use qoscntrlr::message::{parse, Message, KNOWN_OPS};
 
 /// Every OpMsg line quoted in the log format; each must be logged back exactly.
 const REFERENCE_LINES: [&str; 9] = [

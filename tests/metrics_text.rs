@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use qoscntrlr::core::ServerState;
 use qoscntrlr::metrics::{self, MetricsSnapshot, ProbeHistogram, ResourceGauges};
-use qoscntrlr::status::ServerState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn sample() -> MetricsSnapshot {

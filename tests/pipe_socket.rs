@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream as StdStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use qoscntrlr::message::Meaning;
+use qoscntrlr::core::Meaning;
 use qoscntrlr::pipe::{
     bind, send_line, serve, serve_with, PipeError, PipeEvent, SendError, ServeOptions, MAX_CLIENTS,
     MAX_LINE,

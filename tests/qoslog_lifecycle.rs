@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Local, TimeZone};
 use qoscntrlr::config;
-use qoscntrlr::qoslog::{Component, QosLog};
+use qoscntrlr::core::Component;
+use qoscntrlr::qoslog::QosLog;
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Local> {
     Local

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use chrono::{Local, TimeZone};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use qoscntrlr::qoslog::{Component, QosLog};
+use qoscntrlr::core::Component;
+use qoscntrlr::qoslog::QosLog;
 
 /// The lowest descriptor number not in use (the kernel always hands out the lowest):
 /// with the soft limit there, every new descriptor fails with EMFILE.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use qoscntrlr::cli::{control_outcome, EXIT_UNREACHABLE};
 use qoscntrlr::control::{ClientError, ControlCommand, ControlResponse};
-use qoscntrlr::status::{exit_code, render_human, ServerState, StatusSnapshot};
+use qoscntrlr::core::ServerState;
+use qoscntrlr::status::{exit_code, render_human, StatusSnapshot};
 
 fn snapshot() -> StatusSnapshot {
     serde_json::from_str(include_str!("status_fixture.json")).expect("fixture is valid")

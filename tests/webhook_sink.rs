@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::Local;
-use qoscntrlr::mail::AlertKind;
+use qoscntrlr::core::AlertKind;
 use qoscntrlr::webhook::{Webhook, WebhookAlert, WebhookOptions, WebhookSettings, WebhookUrl};
 use tokio::sync::mpsc as tmpsc;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::message::AppKey;
+use crate::core::AppKey;
 
 /// `QoS Applications:` line when an application is added (`{}` is the `TYPE[value]`).
 pub const LOG_ADDING: &str = "Adding {} to long running apps list";

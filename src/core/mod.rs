@@ -9,23 +9,23 @@ pub mod apps;
 pub mod ha;
 pub mod instants;
 mod policy;
+pub mod vocab;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::failover::{Health, HookEvent};
-pub use crate::mail::AlertKind;
-pub use crate::message::{AppKey, Meaning as ServerSignal};
-pub use crate::qoslog::Component;
 pub use crate::rules::{Item, Reading, Readings, RuleStatus};
 use crate::rules::{Origin, RuleAction, RuleEngine, Verdict};
-pub use crate::status::{KillPhase, ServerState as StateName};
 use apps::{AppsList, StartOutcome};
 use ha::FailoverBook;
 pub use ha::{FailbackMode, FailoverState, Hold};
 pub use policy::Policy;
+pub use vocab::{
+    AlertKind, AppKey, Component, Health, HookEvent, KillPhase, Meaning, Meaning as ServerSignal,
+    ServerState, ServerState as StateName,
+};
 
 /// Why the controller decided a server is unhealthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

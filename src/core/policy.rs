@@ -1,12 +1,12 @@
 //! The part of the configuration the state machine decides with, as plain values, so
-//! tests can build one without a file and a reload can swap it in one assignment.
+//! tests can build one without a file and a reload can swap it in one assignment. The
+//! configuration reader fills it (`Config::policy`); the core never sees the reader.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::ha::FailbackMode;
-use crate::config::{Config, ProbeTarget};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -43,39 +43,9 @@ pub struct Policy {
     pub failback: FailbackMode,
 }
 
-impl Policy {
-    pub fn from_config(config: &Config) -> Policy {
-        Policy {
-            server_name: config.server_name.clone(),
-            qos_enable: config.qos_enable,
-            probing: config.probing_enabled(),
-            probe_by_message: matches!(config.probe, Some(ProbeTarget::Message)),
-            probe_interval: config.probe_interval,
-            probe_timeout: config.probe_timeout,
-            apps_timeout: config.apps_timeout,
-            shutdown_timeout: config.shutdown_timeout,
-            restart_timeout: config.restart_timeout,
-            restart_limit_enable: config.restart_limit_enable,
-            restart_limit_maximum: config.restart_limit_maximum,
-            restart_limit_period: config.restart_limit_period,
-            auto_fault_clear: config.auto_fault_clear,
-            // Without QoS there is nothing to kill for but crashes.
-            nokill: config.nokill,
-            nsd_timeout: config.nsd_timeout,
-            shutdown_nsd: config.shutdown_nsd,
-            failover_trigger_disabled: config.disable_failover_trigger,
-            rules: config.rules(),
-            probe_attempt_timeout: config.effective_probe_attempt_timeout(),
-            restart_delay: config.restart_delay,
-            online_trust_time: config.online_trust_time,
-            failback_hold: config.failback_hold,
-            failback: config.failback,
-        }
-    }
-}
-
 impl Default for Policy {
-    /// The defaults of the configuration keys with an HTTP probe.
+    /// The defaults of the configuration keys with an HTTP probe (`tests/config_reader.rs`
+    /// checks them against the reader's own defaults).
     fn default() -> Policy {
         Policy {
             server_name: "server".into(),

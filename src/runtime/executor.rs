@@ -13,10 +13,11 @@ use nix::sys::signal::Signal;
 
 use crate::config::ProbeTarget;
 use crate::control::ControlResponse;
+use crate::core::HookEvent;
 use crate::core::{Action, Alert, Component, Event, IncidentOutcome, StateName};
 use crate::diagnostics::{self, DiagRequest};
 use crate::events::EventRecord;
-use crate::failover::{self, HookEvent};
+use crate::failover;
 use crate::fdreserve;
 use crate::journal::{self, Priority};
 use crate::lock::ServerRecord;

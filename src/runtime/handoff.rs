@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::EXIT_CONFIG;
 use crate::config::Config;
 use crate::control::ControlResponse;
-use crate::core::{Action, Component, Controller, Health, Policy};
+use crate::core::{Action, Component, Controller, Health};
 use crate::journal::{Priority, Reporter};
 use crate::lock::ServerRecord;
 use crate::metrics::MetricsSnapshot;
@@ -328,7 +328,7 @@ impl Shell {
         };
         let server_pid = match (core, shell_state) {
             (Ok(mut ctl), Ok(state)) => {
-                ctl.set_policy(Policy::from_config(&shell.cfg));
+                ctl.set_policy(shell.cfg.policy());
                 ctl.resume_after_reexec(now);
                 shell.ctl = ctl;
                 shell.last_pgid = state.last_pgid;
@@ -363,7 +363,7 @@ impl Shell {
                     Some(pid) => {
                         let trigger = shell.trigger.exists();
                         let (ctl, actions) =
-                            Controller::adopt(Policy::from_config(&shell.cfg), now, pid, trigger);
+                            Controller::adopt(shell.cfg.policy(), now, pid, trigger);
                         shell.ctl = ctl;
                         resumed.actions = actions;
                         shell.health.set(Health::Down {

@@ -5,7 +5,7 @@
 
 use crate::config::{self, Config};
 use crate::control::ControlResponse;
-use crate::core::{Component, Policy};
+use crate::core::Component;
 
 use super::{Shell, MAILER_CLOSE_LIMIT};
 
@@ -57,7 +57,7 @@ impl Shell {
                 }
                 let before = self.cfg.effective_lines();
                 let (cfg, waiting) = self.keep_start_only_settings(loaded.config);
-                self.ctl.set_policy(Policy::from_config(&cfg));
+                self.ctl.set_policy(cfg.policy());
                 self.reload_mail(&cfg);
                 self.reload_webhook(&cfg);
                 self.cfg = cfg;

@@ -19,7 +19,7 @@ use crate::cgroup::{self, CgroupSetting, Containment, Decision, EventsWatch};
 use crate::cli::EXIT_CONFIG;
 use crate::config::Config;
 use crate::control;
-use crate::core::{Component, Controller, Health, Policy};
+use crate::core::{Component, Controller, Health};
 use crate::diagnostics;
 use crate::events::EventsFile;
 use crate::failover::{self, HealthBoard, TriggerFile};
@@ -321,8 +321,9 @@ impl Shell {
             log.line(Component::Controller, &e.to_string(), Local::now());
         }
         let (tasks, tasks_rx) = mpsc::unbounded_channel();
-        let policy = Policy::from_config(&cfg);
-        let (metrics_tx, _) = watch::channel(MetricsSnapshot::new(status::ServerState::Stopped));
+        let policy = cfg.policy();
+        let (metrics_tx, _) =
+            watch::channel(MetricsSnapshot::new(crate::core::ServerState::Stopped));
         let (usage, usage_errors) = UsageFile::open(&cfg.data_directory, cfg.log_retention_days);
         for e in usage_errors {
             log.line(
@@ -360,7 +361,7 @@ impl Shell {
             recent: VecDeque::new(),
             started_wall,
             incident_prefix: timefmt::file_stamp(&started_wall),
-            metrics: MetricsSnapshot::new(status::ServerState::Stopped),
+            metrics: MetricsSnapshot::new(crate::core::ServerState::Stopped),
             metrics_tx,
             mailer: None,
             queue: VecDeque::new(),
