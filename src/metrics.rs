@@ -1,7 +1,8 @@
 //! Prometheus metrics (`QOS_METRICS_LISTEN`, off by default): the text exposition format
 //! 0.0.4 rendered from a [`MetricsSnapshot`] the runtime keeps current, and a minimal
 //! HTTP server answering `GET /metrics`. Rendering is pure; the server only reads the
-//! latest snapshot from a `watch` channel, so a slow scraper never touches the runtime.
+//! latest snapshot from a `watch` channel, so a slow scraper never touches the runtime,
+//! and the runtime's updates (after every loop turn) never wake the server.
 //!
 //! Metrics: `qoscntrlr_state{state}` (1 for the current state, 0 for the others),
 //! `qoscntrlr_paused`, `qoscntrlr_probe_latency_seconds` (histogram, 5 ms … 10 s),
@@ -269,8 +270,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// Answer `GET /metrics` on `listener` until the snapshot sender is dropped.
+///
+/// The runtime updates the value in place without notifying receivers
+/// (`send_if_modified` returning false), so this task sleeps until a scraper connects or
+/// the sender goes away; each connection reads the value current at that moment.
 pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<MetricsSnapshot>) {
-    // Only watched for the sender going away; each connection reads the latest value.
+    // Only watched for the sender going away (a notifying `send` merely loops).
     let mut updates = snapshots.clone();
     loop {
         let accepted = tokio::select! {

@@ -144,6 +144,15 @@ async fn serves_the_latest_snapshot_over_http() {
         .await
         .starts_with("HTTP/1.1 405"));
 
+    // The runtime updates the value in place without notifying (so the server is not
+    // woken per loop turn): a scrape still reads the current value.
+    tx.send_if_modified(|m| {
+        m.apps_in_list = 7;
+        false
+    });
+    let answer = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(answer.contains("\nqoscntrlr_apps_in_list 7\n"), "{answer}");
+
     // The server ends with the runtime's sender.
     drop(tx);
     tokio::time::timeout(Duration::from_secs(5), server)

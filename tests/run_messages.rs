@@ -263,3 +263,50 @@ fn a_message_of_a_server_that_has_ended_does_not_act_on_its_successor() {
     assert!(is_alive(second));
     h.stop();
 }
+
+/// Polls `/metrics` until `metric` shows `value` (the endpoint reads the value the loop
+/// keeps current after every turn; nothing notifies it).
+fn wait_metric(h: &Harness, port: u16, metric: &str, value: &str) {
+    let line = format!("\n{metric} {value}\n");
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok((200, body)) = common::http_get(port, "/metrics") {
+            if body.contains(&line) {
+                return;
+            }
+            last = body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "/metrics never showed {metric} {value}; last answer:\n{last}\n{}",
+        h.dump()
+    );
+}
+
+#[test]
+fn metrics_follow_the_listed_applications_and_pause() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut h = Harness::demo(&[
+        ("QOS_METRICS_LISTEN", listen.as_str()),
+        ("QOS_APPS_TIMEOUT", "10min"),
+    ]);
+    h.start_ready();
+    wait_metric(&h, port, "qoscntrlr_apps_in_list", "0");
+    wait_metric(&h, port, "qoscntrlr_state{state=\"READY\"}", "1");
+    h.send("OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=one.nsf");
+    h.send("OpMsg=START Type=BACKUP ObjectType=DB ObjectValue=two.nsf");
+    wait_metric(&h, port, "qoscntrlr_apps_in_list", "2");
+    h.send("OpMsg=END Type=COMPACT ObjectType=DB ObjectValue=one.nsf");
+    wait_metric(&h, port, "qoscntrlr_apps_in_list", "1");
+    wait_metric(&h, port, "qoscntrlr_paused", "0");
+    let out = h.cli("pause", &[]);
+    assert_eq!(out.code, Some(0), "pause: {out:?}");
+    wait_metric(&h, port, "qoscntrlr_paused", "1");
+    let out = h.cli("resume", &[]);
+    assert_eq!(out.code, Some(0), "resume: {out:?}");
+    wait_metric(&h, port, "qoscntrlr_paused", "0");
+    h.stop();
+}

@@ -818,6 +818,17 @@ impl Controller {
         self.state.server_pid()
     }
 
+    /// Whether an operator paused kills and restarts (O(1), unlike [`Self::status`]).
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// How many long-running applications are listed (O(1), unlike [`Self::status`],
+    /// which copies every one of them).
+    pub fn apps_in_list(&self) -> usize {
+        self.apps.len()
+    }
+
     /// The items the rules in force watch (what a sampling pass must read).
     pub fn rule_items(&self) -> Vec<Item> {
         self.rules.items()

@@ -11,12 +11,22 @@ use crate::status::{self, StatusSnapshot};
 use super::{chrono_duration, nonzero, Shell};
 
 impl Shell {
+    /// Runs after every loop turn, so it costs O(1) whatever the number of listed
+    /// applications: three fields read from the core, a comparison with the published
+    /// copy, and a copy only when something changed. The `/metrics` server is never
+    /// woken for it (`send_if_modified` returning false): it reads the value when a
+    /// scraper asks.
     pub(super) fn publish_metrics(&mut self) {
         self.metrics.state = self.ctl.state();
-        let core_status = self.ctl.status(Instant::now());
-        self.metrics.paused = core_status.paused;
-        self.metrics.apps_in_list = core_status.apps.len() as u64;
-        self.metrics_tx.send_replace(self.metrics.clone());
+        self.metrics.paused = self.ctl.paused();
+        self.metrics.apps_in_list = self.ctl.apps_in_list() as u64;
+        let current = &self.metrics;
+        self.metrics_tx.send_if_modified(|published| {
+            if published != current {
+                published.clone_from(current);
+            }
+            false
+        });
     }
 
     /// Everything `status` shows.
