@@ -14,14 +14,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ha_support::{
-    engine_ready, example, find_program, http_get_in, ip, netns_has_address, rewrite, unique_tag,
-    wait_for, Controller, Namespaces, ProcessGuard, DEMO_SERVER,
+    crash_until_faulted, engine_ready, example, find_program, http_get_in, ip, netns_has_address,
+    rewrite, unique_tag, wait_for, watch_failback, Controller, Namespaces, ProcessGuard,
+    DEMO_SERVER,
 };
 
 const APT: &str = "keepalived iproute2";
 const APP_PORT: u16 = 8080;
 /// The bound from the trigger to the client reaching the peer.
 const MOVE_LIMIT: Duration = Duration::from_secs(2);
+/// QOS_FAILBACK_HOLD of the failback test: well above what the way back takes without
+/// it (a 200 ms probe, keepalived leaving FAULT), so a missing hold cannot pass.
+const FAILBACK_HOLD: Duration = Duration::from_secs(4);
+/// How long a moved VIP is watched to stay moved.
+const STAYS_MOVED: Duration = Duration::from_secs(4);
 
 /// Two VRRP nodes and a client in namespaces of their own, keepalived on both nodes.
 /// Field order is drop order: keepalived stops before the namespaces go.
@@ -207,14 +213,38 @@ fn wait_settled(cluster: &Cluster, server_a: &str) {
     );
 }
 
-fn hang_server_a(cluster: &Cluster) {
+/// A request to node A's supervised server (its fault switches, its health check).
+fn server_a(cluster: &Cluster, path: &str) -> std::io::Result<(u16, String)> {
     http_get_in(
         &cluster.node_a,
         format!("127.0.0.1:{APP_PORT}").parse().expect("address"),
-        "/hang",
+        path,
         Duration::from_secs(2),
     )
-    .expect("hang the supervised server");
+}
+
+fn hang_server_a(cluster: &Cluster) {
+    server_a(cluster, "/hang").expect("hang the supervised server");
+}
+
+/// The VIP is on node B only and the client is served by the peer.
+fn moved_to_peer(cluster: &Cluster, peer: &str) -> bool {
+    netns_has_address(&cluster.node_b, &cluster.vip)
+        && !netns_has_address(&cluster.node_a, &cluster.vip)
+        && cluster
+            .client_reaches(Duration::from_millis(500))
+            .as_deref()
+            == Some(peer)
+}
+
+/// The VIP is on node A only and the client is served by `server`.
+fn back_on_a(cluster: &Cluster, server: &str) -> bool {
+    netns_has_address(&cluster.node_a, &cluster.vip)
+        && !netns_has_address(&cluster.node_b, &cluster.vip)
+        && cluster
+            .client_reaches(Duration::from_millis(500))
+            .as_deref()
+            == Some(server)
 }
 
 #[test]
@@ -348,4 +378,254 @@ fn with_the_trigger_disabled_the_vip_stays() {
         controller.log_text().contains("QoS Kill: Running nsd"),
         "the smart kill itself went ahead"
     );
+}
+
+#[test]
+fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_failback_hold() {
+    if !engine_ready("ha_keepalived", &["keepalived", "ip"], APT) {
+        return;
+    }
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data-a");
+    let cluster = Cluster::start(dir.path(), 43, &data.join("triggerImmediateServerFailover"));
+    let peer_name = unique_tag("ha-keepalived-peer-");
+    let _peer = cluster.peer_server(&peer_name);
+    let tag = unique_tag("ha-keepalived-app-");
+    let hold = format!("QOS_FAILBACK_HOLD={}s", FAILBACK_HOLD.as_secs());
+    let controller = Controller::start(
+        &data,
+        &controller_ini(&tag, &["QOS_RESTART_LIMIT_MAXIMUM=2", &hold]),
+        &tag,
+        Some(&cluster.node_a),
+        &[],
+    );
+    wait_settled(&cluster, &tag);
+
+    // Two restarts allowed: the third crash leaves the server down, FAULTED. The crashes
+    // restarted within the limit move nothing (checked before each crash).
+    let crashes = crash_until_faulted(&controller, Duration::from_secs(90), || {
+        let _ = server_a(&cluster, "/crash");
+    });
+    let faulted_seen = Instant::now();
+    assert_eq!(crashes, 3, "two restarts within the limit, then FAULTED");
+    let content = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        controller.trigger()
+    })
+    .expect("FAULTED writes the failover trigger");
+    assert_eq!(content, "1\n", "failover requested for a FAULTED server");
+    let moved_at = wait_for(MOVE_LIMIT * 3, Duration::from_millis(10), || {
+        moved_to_peer(&cluster, &peer_name).then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the VIP moves to node B for a FAULTED server; keepalived A log:\n{}",
+            cluster.keepalived_log("nodeA")
+        )
+    });
+    println!(
+        "FAULTED seen -> client served by the peer through the VIP: {} ms",
+        moved_at.saturating_duration_since(faulted_seen).as_millis()
+    );
+    // And it stays moved: nothing brings the address back while the server is FAULTED.
+    let watch_until = Instant::now() + STAYS_MOVED;
+    while Instant::now() < watch_until {
+        assert_eq!(
+            controller.trigger().as_deref(),
+            Some("1\n"),
+            "the trigger stays while FAULTED"
+        );
+        assert!(
+            netns_has_address(&cluster.node_b, &cluster.vip)
+                && !netns_has_address(&cluster.node_a, &cluster.vip),
+            "the VIP stays on node B while the server is FAULTED"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        controller.server_state().map(|(state, _)| state).as_deref(),
+        Some("FAULTED")
+    );
+    assert!(
+        server_a(&cluster, "/health").is_err(),
+        "nothing serves on node A"
+    );
+    assert!(
+        cluster
+            .keepalived_log("nodeA")
+            .contains("(VI_QOS_1) Entering FAULT STATE"),
+        "keepalived on node A logs FAULT:\n{}",
+        cluster.keepalived_log("nodeA")
+    );
+
+    // clear-fault: the server starts and is soon well, but the VIP comes back only after
+    // QOS_FAILBACK_HOLD of READY and probing well.
+    let (code, out) = controller.cli(&["clear-fault"], Duration::from_secs(30));
+    assert_eq!(code, Some(0), "clear-fault: {out}");
+    let failback = watch_failback(
+        Duration::from_secs(40) + FAILBACK_HOLD,
+        || matches!(server_a(&cluster, "/health"), Ok((200, _))),
+        || controller.trigger().is_none(),
+        || netns_has_address(&cluster.node_a, &cluster.vip),
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "the trigger goes after clear-fault and the failback hold; log:\n{}",
+            controller.log_text()
+        )
+    });
+    println!(
+        "server answering again -> trigger removed: {} ms (QOS_FAILBACK_HOLD {} s)",
+        failback.after_health.as_millis(),
+        FAILBACK_HOLD.as_secs()
+    );
+    assert!(
+        failback.after_health >= FAILBACK_HOLD,
+        "the trigger went {:?} after the server answered again; QOS_FAILBACK_HOLD is {FAILBACK_HOLD:?}",
+        failback.after_health
+    );
+    let back_at = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        back_on_a(&cluster, &tag).then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "VIP back on node A after the failback hold; keepalived A log:\n{}",
+            cluster.keepalived_log("nodeA")
+        )
+    });
+    println!(
+        "trigger removed -> client served by node A again: {} ms",
+        back_at
+            .saturating_duration_since(failback.back_at)
+            .as_millis()
+    );
+    let log = controller.log_text();
+    for line in [
+        "QoS Controller: Server is FAULTED: failover outputs down until it is ready again",
+        "QoS Controller: Fault cleared by the operator",
+        "QoS Controller: Server is ready and probing well; failback hold: the failover outputs stay down for 4 seconds (QOS_FAILBACK_HOLD)",
+        "QoS Controller: Failback hold over: the server has been ready and probing well for 4 seconds",
+        "QoS Controller: Server has recovered; failover trigger removed",
+    ] {
+        assert!(log.contains(line), "controller log lacks {line:?}:\n{log}");
+    }
+    println!("test took {} ms", started.elapsed().as_millis());
+}
+
+#[test]
+fn a_nokill_hang_moves_the_vip_and_its_self_recovery_brings_it_back() {
+    if !engine_ready("ha_keepalived", &["keepalived", "ip"], APT) {
+        return;
+    }
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data-a");
+    let cluster = Cluster::start(dir.path(), 44, &data.join("triggerImmediateServerFailover"));
+    let peer_name = unique_tag("ha-keepalived-peer-");
+    let _peer = cluster.peer_server(&peer_name);
+    let tag = unique_tag("ha-keepalived-app-");
+    let controller = Controller::start(
+        &data,
+        &controller_ini(&tag, &["QOS_NOKILL=1"]),
+        &tag,
+        Some(&cluster.node_a),
+        &[],
+    );
+    wait_settled(&cluster, &tag);
+    let pid = wait_for(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || match controller.server_state()? {
+            (state, Some(pid)) if state == "READY" => Some(pid),
+            _ => None,
+        },
+    )
+    .expect("the server is READY");
+
+    // A hang that ends by itself: long enough for the probe timeout (1 s) and the move.
+    let hang_for = Duration::from_secs(8);
+    let hung_at = Instant::now();
+    server_a(&cluster, &format!("/hang?secs={}", hang_for.as_secs()))
+        .expect("hang the supervised server");
+    let (triggered_at, content) =
+        wait_for(Duration::from_secs(10), Duration::from_millis(2), || {
+            controller
+                .trigger()
+                .map(|content| (Instant::now(), content))
+        })
+        .expect("under QOS_NOKILL the hang still triggers failover");
+    assert_eq!(content, "1\n", "failover requested");
+    let moved_at = wait_for(MOVE_LIMIT * 3, Duration::from_millis(10), || {
+        moved_to_peer(&cluster, &peer_name).then(Instant::now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the VIP moves to node B for a hung server under QOS_NOKILL; keepalived A log:\n{}",
+            cluster.keepalived_log("nodeA")
+        )
+    });
+    let took = moved_at.saturating_duration_since(triggered_at);
+    println!(
+        "NOKILL trigger -> client served by the peer through the VIP: {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took <= MOVE_LIMIT,
+        "the VIP moved {took:?} after the trigger"
+    );
+
+    // The hang ends by itself: the probe succeeds again, the trigger goes, the VIP comes
+    // back to the same server process, which was never killed.
+    let failback = watch_failback(
+        hang_for + Duration::from_secs(30),
+        || matches!(server_a(&cluster, "/health"), Ok((200, _))),
+        || controller.trigger().is_none(),
+        || netns_has_address(&cluster.node_a, &cluster.vip),
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "the trigger goes once the hang is over; log:\n{}",
+            controller.log_text()
+        )
+    });
+    assert!(
+        failback.back_at >= hung_at + hang_for,
+        "the trigger went {:?} after the hang began, before the server answered again ({hang_for:?})",
+        failback.back_at.saturating_duration_since(hung_at)
+    );
+    println!(
+        "hang over -> trigger removed: {} ms",
+        failback
+            .back_at
+            .saturating_duration_since(hung_at + hang_for)
+            .as_millis()
+    );
+    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        back_on_a(&cluster, &tag).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "VIP back on node A after the self-recovery; keepalived A log:\n{}",
+            cluster.keepalived_log("nodeA")
+        )
+    });
+    assert_eq!(
+        controller.server_state(),
+        Some(("READY".to_string(), Some(pid))),
+        "the same server process, never killed"
+    );
+    let log = controller.log_text();
+    for line in [
+        "QoS Controller: QOS_NOKILL is set: not killing the server",
+        "QoS Controller: QOS_NOKILL: failover outputs down while the condition lasts",
+        "QoS Controller: Server has recovered: the probe succeeds again",
+        "QoS Controller: Server has recovered; failover trigger removed",
+    ] {
+        assert!(log.contains(line), "controller log lacks {line:?}:\n{log}");
+    }
+    assert!(
+        !log.contains("QoS Kill: Running nsd -kill"),
+        "nothing killed under QOS_NOKILL:\n{log}"
+    );
+    println!("test took {} ms", started.elapsed().as_millis());
 }

@@ -291,6 +291,60 @@ impl Controller {
         fs::read_to_string(self.trigger_path()).ok()
     }
 
+    pub fn ini_path(&self) -> PathBuf {
+        self.data_dir.join("dcontroller.ini")
+    }
+
+    /// Runs `qoscntrlr ARGS -c <its ini>` as an operator would, at most `limit` (killed
+    /// after that); `(exit code, stdout + stderr)`.
+    pub fn cli(&self, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+        let out_path = self.data_dir.join(format!("cli-{}.out", unique_tag("")));
+        let out = fs::File::create(&out_path).expect("create client output file");
+        let err = out.try_clone().expect("clone client output handle");
+        let mut child = Command::new(QOSCNTRLR)
+            .args(args)
+            .arg("-c")
+            .arg(self.ini_path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("run qoscntrlr {}: {e}", args.join(" ")));
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        let text = fs::read_to_string(&out_path).unwrap_or_default();
+        let _ = fs::remove_file(&out_path);
+        (code, text)
+    }
+
+    /// `qoscntrlr status --json`, `None` when the controller does not answer.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let (_, text) = self.cli(&["status", "--json"], Duration::from_secs(20));
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The server's state (`READY`, `FAULTED`, …) and pid, from `status --json`.
+    pub fn server_state(&self) -> Option<(String, Option<u64>)> {
+        let json = self.status_json()?;
+        let server = &json["server"];
+        Some((
+            server["state"].as_str()?.to_string(),
+            server["pid"].as_u64(),
+        ))
+    }
+
     /// Everything in the controller's `.out` logs so far.
     pub fn log_text(&self) -> String {
         let mut text = String::new();
@@ -451,4 +505,90 @@ pub fn http_get_in(
     })
     .join()
     .unwrap_or_else(|_| Err(std::io::Error::other("client thread panicked")))
+}
+
+/// The supervised server (QOS_RESTART_LIMIT_MAXIMUM restarts allowed) is crashed by
+/// `crash` each time it is READY again with a new pid, until the controller leaves it
+/// FAULTED. Before every crash the trigger must be absent: a crash restarted within the
+/// limit moves no traffic. Returns the number of crashes.
+pub fn crash_until_faulted(
+    controller: &Controller,
+    limit: Duration,
+    mut crash: impl FnMut(),
+) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut crashed: Vec<u64> = Vec::new();
+    loop {
+        let state = controller.server_state();
+        match &state {
+            Some((state, _)) if state == "FAULTED" => return crashed.len(),
+            Some((state, Some(pid))) if state == "READY" && !crashed.contains(pid) => {
+                assert_eq!(
+                    controller.trigger(),
+                    None,
+                    "a READY server after {} crash(es) within the restart limit: no failover",
+                    crashed.len()
+                );
+                crashed.push(*pid);
+                crash();
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not FAULTED after {} crash(es) within {limit:?}; last state {state:?}; log:\n{}",
+            crashed.len(),
+            controller.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a failback went, as the test saw it.
+#[derive(Debug)]
+pub struct Failback {
+    /// From the start of the last health check of the supervised server that failed to
+    /// the first sight of the failover outputs up again. The controller can only have
+    /// seen the server well after that check, so this is at least the failback hold.
+    pub after_health: Duration,
+    /// The moment the outputs were seen up again.
+    pub back_at: Instant,
+}
+
+/// Watches a failback: polls `healthy` (the supervised server answers its own health
+/// check, straight, not through the HA engine) and `outputs_up` (the failover outputs say
+/// "send traffic here again") until `outputs_up`, at most `limit`. `moved_back` (the HA
+/// engine sends traffic to this server) must not hold while the outputs are still down.
+pub fn watch_failback(
+    limit: Duration,
+    mut healthy: impl FnMut() -> bool,
+    mut outputs_up: impl FnMut() -> bool,
+    mut moved_back: impl FnMut() -> bool,
+) -> Option<Failback> {
+    let deadline = Instant::now() + limit;
+    let mut last_unhealthy = Instant::now();
+    loop {
+        let checked = Instant::now();
+        if !healthy() {
+            last_unhealthy = checked;
+        }
+        // Traffic first, outputs second: traffic seen back means the outputs were up
+        // before this look at them, so the order leaves no race.
+        let traffic_back = moved_back();
+        if outputs_up() {
+            let back_at = Instant::now();
+            return Some(Failback {
+                after_health: back_at.saturating_duration_since(last_unhealthy),
+                back_at,
+            });
+        }
+        assert!(
+            !traffic_back,
+            "traffic came back while the failover outputs were still down"
+        );
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
