@@ -6,7 +6,7 @@
 //!
 //! They are defined here, not in those modules, so the core depends on none of the I/O
 //! modules: the dependency points from the shell's effect modules to the core, never the
-//! other way.
+//! other way (`tests/core_purity.rs` fails when it is reversed).
 
 use serde::{Deserialize, Serialize};
 
