@@ -9,8 +9,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{EXIT_CONFIG, EXIT_OK};
 use crate::config::{Config, Finding, Loaded, ProbeTarget};
+use crate::exitcode::{EXIT_CONFIG, EXIT_OK};
 
 /// Run `check-config` on `path`; returns the exit code (0, or 78 on errors).
 pub fn run(path: &Path, strict: bool) -> u8 {

@@ -23,7 +23,8 @@
 //!   parser), [`timefmt`] (log and `TimeDate=` formats), [`status`] (status snapshot and
 //!   its rendering), [`review`] (log review: summary, timeline, HTML report) and
 //!   [`bundle`] (support bundle).
-//! * [`cli`] — the clap command line; `src/main.rs` only calls [`cli::main`].
+//! * [`cli`] — the clap command line; `src/main.rs` only calls [`cli::main`];
+//!   [`exitcode`] — the exit codes and their documented table.
 
 pub mod bundle;
 pub mod cgroup;
@@ -35,6 +36,7 @@ pub mod core;
 pub mod demo_server;
 pub mod diagnostics;
 pub mod events;
+pub mod exitcode;
 pub mod failover;
 pub mod fdreserve;
 pub mod follow;

@@ -1,7 +1,7 @@
 //! The man pages, generated from the code so they cannot drift from it:
 //!
 //! * qoscntrlr(1): every command, alias and option from the clap definition, the exit
-//!   code table [`crate::cli::EXIT_CODES`], signals, files, environment and examples.
+//!   code table [`crate::exitcode::EXIT_CODES`], signals, files, environment and examples.
 //! * dcontroller.ini(5): every key of [`crate::config::KNOWN_KEYS`] with its default and
 //!   unit as the reader computes them ([`crate::config::key_facts`]), whether a reload
 //!   applies it ([`crate::runtime::START_ONLY_KEYS`]), and its description taken from the
@@ -224,7 +224,7 @@ pub fn qoscntrlr_1() -> String {
         "Print the version.",
     );
     section(&mut out, "EXIT STATUS");
-    for row in crate::cli::EXIT_CODES {
+    for row in crate::exitcode::EXIT_CODES {
         item(&mut out, &format!("\\fB{}\\fR", row.code), row.meaning);
     }
     section(&mut out, "SIGNALS");
@@ -566,7 +566,7 @@ mod tests {
                 sub.get_name()
             );
         }
-        for row in crate::cli::EXIT_CODES {
+        for row in crate::exitcode::EXIT_CODES {
             assert!(
                 page.contains(&format!(".TP\n\\fB{}\\fR\n", row.code)),
                 "{}",

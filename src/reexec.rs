@@ -462,7 +462,7 @@ pub async fn check_new_binary(
 /// printing its version) when this build reads the configuration, understands
 /// `state_version` and, given `state_file`, can read that state in full.
 pub fn check_main(state_version: u32, state_file: Option<&Path>, config_path: &Path) -> u8 {
-    use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+    use crate::exitcode::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
     if let Err(failure) = crate::config::load(config_path) {
         for error in &failure.errors {
             eprintln!("error: {error}");

@@ -171,7 +171,7 @@ fn readme_exit_code_table_is_the_code_s_table() {
             }
         })
         .collect();
-    let expected: Vec<(u8, String)> = qoscntrlr::cli::EXIT_CODES
+    let expected: Vec<(u8, String)> = qoscntrlr::exitcode::EXIT_CODES
         .iter()
         .map(|r| {
             (
@@ -182,7 +182,7 @@ fn readme_exit_code_table_is_the_code_s_table() {
         .collect();
     assert_eq!(
         rows, expected,
-        "README.md's exit code table differs from cli::EXIT_CODES"
+        "README.md's exit code table differs from exitcode::EXIT_CODES"
     );
 }
 

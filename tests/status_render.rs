@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use qoscntrlr::cli::{control_outcome, EXIT_UNREACHABLE};
+use qoscntrlr::cli::control_outcome;
 use qoscntrlr::control::{ClientError, ControlCommand, ControlResponse};
 use qoscntrlr::core::ServerState;
+use qoscntrlr::exitcode::EXIT_UNREACHABLE;
 use qoscntrlr::status::{exit_code, render_human, StatusSnapshot};
 
 fn snapshot() -> StatusSnapshot {

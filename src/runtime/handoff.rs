@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::EXIT_CONFIG;
 use crate::config::Config;
 use crate::control::ControlResponse;
 use crate::core::{Action, Component, Controller, Health};
+use crate::exitcode::EXIT_CONFIG;
 use crate::journal::{Priority, Reporter};
 use crate::lock::ServerRecord;
 use crate::metrics::MetricsSnapshot;

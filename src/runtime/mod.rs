@@ -23,12 +23,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cgroup::{self, AsyncEventsWatch, EventsWatch};
-use crate::cli::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
 use crate::config::Config;
 use crate::control::{ControlCommand, ControlEvent, ControlResponse};
 use crate::core::{Component, Controller, Event, STALL_MIN};
 use crate::diagnostics::{self, DiagReport};
 use crate::events::EventsFile;
+use crate::exitcode::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
 use crate::failover::{HealthBoard, TriggerFile};
 use crate::fdreserve;
 use crate::host::{BoundedProbe, HostSampler};

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::cgroup::{self, CgroupSetting, Containment, Decision, EventsWatch};
-use crate::cli::EXIT_CONFIG;
 use crate::config::Config;
 use crate::control;
 use crate::core::{Component, Controller, Health};
 use crate::diagnostics;
 use crate::events::EventsFile;
+use crate::exitcode::EXIT_CONFIG;
 use crate::failover::{self, HealthBoard, TriggerFile};
 use crate::fdreserve;
 use crate::host::HostSampler;
