@@ -105,23 +105,12 @@ pub enum BundleError {
     },
 }
 
-/// Whether a configuration key names a secret (`*PASSWORD*`, `*SECRET*`, `*TOKEN*`, …).
+/// Whether a configuration key — or any name in free text — names a secret: the one
+/// rule of the configuration reader ([`crate::config::secrecy`]: a key the key table
+/// marks secret, or a name with one of [`crate::config::SECRET_WORDS`] in it). A name
+/// of a file holding a secret (`…_FILE`) counts too: its value is redacted here as well.
 pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "PASSWORD",
-        "PASSWD",
-        "SECRET",
-        "TOKEN",
-        "APIKEY",
-        "API_KEY",
-        "PRIVATE_KEY",
-        "CREDENTIAL",
-        // `Name: value` of the alert webhook, typically `Authorization: Bearer …`.
-        "WEBHOOK_HEADER",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
+    crate::config::secrecy(name) != crate::config::Secret::No
 }
 
 /// Redact a `dcontroller.ini`: the value of every secret-named key (commented-out lines
@@ -585,8 +574,7 @@ pub fn create(
                 .trim_start_matches(['#', ';'])
                 .trim_start();
             if let Some((key, value)) = setting.split_once('=') {
-                if is_secret_name(key.trim()) && key.trim().to_ascii_uppercase().ends_with("_FILE")
-                {
+                if crate::config::secrecy(key.trim()) == crate::config::Secret::File {
                     secret_files.push(absolute_in(
                         &data_dir,
                         Path::new(strip_inline_comment(value).trim()),

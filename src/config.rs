@@ -10,6 +10,12 @@ use std::time::Duration;
 
 pub use crate::core::FailbackMode;
 
+mod keys;
+pub use keys::{
+    keep_start_only, secrecy, start_only_keys, Key, Reload, Secret, Syntax, KEYS, KNOWN_KEYS,
+    REFERENCE_HEADER, SECRET_WORDS,
+};
+
 /// What `QOS_PROBE` asks the controller to do once per interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeTarget {
@@ -27,15 +33,18 @@ pub enum ProbeTarget {
     Message,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MailTls {
+    #[default]
     None,
     StartTls,
     Tls,
 }
 
-/// The validated configuration in force.
-#[derive(Debug, Clone)]
+/// The validated configuration in force. Each field is read, defaulted and shown by its
+/// row of the key table ([`KEYS`]); `Config::default()` is only the blank a reading
+/// starts from, not the keys' defaults (read an empty file for those).
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The file this was read from (absolute when it could be made so).
     pub source: PathBuf,
@@ -238,109 +247,18 @@ pub struct ConfigError {
     pub warnings: Vec<Finding>,
 }
 
-/// Every key the reader knows, in the documented order (dcontroller.ini(5)).
-pub const KNOWN_KEYS: &[&str] = &[
-    "SERVER_NAME",
-    "SERVER_COMMAND",
-    "SERVER_DIRECTORY",
-    "SERVER_USER",
-    "SERVER_GROUP",
-    "SERVER_STOP_COMMAND",
-    "SERVER_STOP_SIGNAL",
-    "DATA_DIRECTORY",
-    "QOS_ENABLE",
-    "QOS_PROBE",
-    "QOS_PROBE_INTERVAL",
-    "QOS_PROBE_TIMEOUT",
-    "QOS_DISABLE_PROBING",
-    "QOS_APPS_TIMEOUT",
-    "QOS_SHUTDOWN_TIMEOUT",
-    "QOS_RESTART_TIMEOUT",
-    "QOS_RESTART_LIMIT_ENABLE",
-    "QOS_RESTART_LIMIT_MAXIMUM",
-    "QOS_RESTART_LIMIT_PERIOD",
-    "QOS_AUTO_FAULT_CLEAR",
-    "QOS_NOKILL",
-    "QOS_NSD_PATH",
-    "QOS_NSD_TIMEOUT",
-    "QOS_SHUTDOWN_NSD",
-    "QOS_DIAG_RETENTION_DAYS",
-    "QOS_DIAG_MAX_SIZE",
-    "QOS_DISABLE_FAILOVER_TRIGGER",
-    "QOS_FAILOVER_HOOK",
-    "QOS_RECOVERY_HOOK",
-    "QOS_LOG_RETENTION_DAYS",
-    "QOS_LOG_MAX_SIZE",
-    "QOS_PIPE",
-    "QOS_CONTROL_SOCKET",
-    "QOS_CONTROL_GROUP",
-    "QOS_RESOURCE_INTERVAL",
-    "QOS_RESOURCE_SAMPLES",
-    "QOS_MAX_MEMORY",
-    "QOS_MAX_CPU",
-    "QOS_MAX_OPEN_FILES",
-    "QOS_MAX_THREADS",
-    "QOS_MIN_DISK_FREE",
-    "QOS_RESOURCE_WARN",
-    "QOS_CGROUP",
-    "QOS_MAX_MEMORY_PRESSURE",
-    "QOS_MAX_CPU_PRESSURE",
-    "QOS_MAX_IO_PRESSURE",
-    "QOS_MAIL_TO",
-    "QOS_MAIL_SMTP_SERVER",
-    "QOS_MAIL_FROM",
-    "QOS_MAIL_TLS",
-    "QOS_MAIL_USER",
-    "QOS_MAIL_PASSWORD_FILE",
-    "QOS_READINESS_LISTEN",
-    "QOS_AGENT_LISTEN",
-    "QOS_METRICS_LISTEN",
-    "QOS_ALERT_WEBHOOK",
-    "QOS_ALERT_WEBHOOK_HEADER",
-    "QOS_PROBE_ATTEMPT_TIMEOUT",
-    "QOS_RESTART_DELAY",
-    "QOS_ONLINE_TRUST_TIME",
-    "QOS_FAILBACK_HOLD",
-    "QOS_FAILBACK",
-];
-
-/// Other spellings accepted for a key (upper-cased), from the reference controller.
-const KEY_ALIASES: &[(&str, &str)] = &[("QOSSHUTDOWNNSD", "QOS_SHUTDOWN_NSD")];
-
-/// Keys whose value is shell words: an inline comment inside quotes is part of the value.
-const COMMAND_KEYS: &[&str] = &[
-    "SERVER_COMMAND",
-    "SERVER_STOP_COMMAND",
-    "QOS_NSD_PATH",
-    "QOS_FAILOVER_HOOK",
-    "QOS_RECOVERY_HOOK",
-    "QOS_PROBE",
-];
-
-/// A key whose value must never be printed, logged or bundled (a credential). No
-/// documented key holds a credential itself (the password lives in `QOS_MAIL_PASSWORD_FILE`), but a
+/// A key whose value must never be printed, logged or bundled (a credential): a key
+/// marked so in the key table, or a name with one of [`SECRET_WORDS`] in it — no
+/// documented key holds a password itself (it lives in `QOS_MAIL_PASSWORD_FILE`), but a
 /// hand-written `QOS_MAIL_PASSWORD=` or `…_TOKEN=` line must not leak through a support
-/// bundle or a warning either.
+/// bundle or a warning either. A `…_FILE` key names a file: its path is not the secret.
 pub fn is_secret_key(key: &str) -> bool {
-    let key = key.trim().to_ascii_uppercase();
-    if key.ends_with("_FILE") {
-        return false;
-    }
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL"]
-        .iter()
-        .any(|word| key.contains(word))
+    secrecy(key) == Secret::Value
 }
 
 /// The canonical name of a key as written in the file (any case, aliases), if known.
 pub fn canonical_key(written: &str) -> Option<&'static str> {
-    let upper = written.trim().to_ascii_uppercase();
-    if let Some(known) = KNOWN_KEYS.iter().find(|k| **k == upper) {
-        return Some(known);
-    }
-    KEY_ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == upper)
-        .map(|(_, key)| *key)
+    keys::find(written).map(|key| key.name)
 }
 
 /// The known key nearest to a misspelt one, when it is near enough to be a likely typo.
@@ -451,9 +369,6 @@ struct Reader {
     rules: Vec<(usize, String, String)>,
     errors: Vec<Finding>,
     warnings: Vec<Finding>,
-    /// The unit of a bare number, per key, as the typed getters met them (for the man
-    /// page: a key read with `duration`/`size`/`percent` documents its unit by itself).
-    units: std::collections::BTreeMap<String, String>,
 }
 
 impl Reader {
@@ -514,39 +429,50 @@ impl Reader {
         }
     }
 
-    fn duration(&mut self, key: &str, default: Duration, unit: Duration) -> Duration {
-        self.units.insert(key.to_string(), unit_name(unit));
-        self.get(key, default, |v| parse_duration(v, unit))
+    /// The value another key's row would read, without reporting its errors (that row
+    /// does): for a default that depends on another key.
+    fn peek<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        self.entries
+            .get(key)
+            .and_then(|entry| parse(&entry.value).ok())
     }
 
-    fn boolean(&mut self, key: &str, default: bool) -> bool {
-        self.get(key, default, parse_bool)
+    /// A duration; a bare number is in the unit of the key's [`Syntax::Duration`].
+    fn duration(&mut self, key: &Key, default: Duration) -> Duration {
+        let unit = match key.syntax {
+            Syntax::Duration(unit) => unit,
+            // Invariant of the table (tested): only duration rows read durations.
+            _ => SECOND,
+        };
+        self.get(key.name, default, |v| parse_duration(v, unit))
     }
 
-    fn size(&mut self, key: &str, default_mb: u64) -> u64 {
-        self.units.insert(key.to_string(), "MB".into());
-        self.get(key, default_mb * MIB, |v| parse_size(v, MIB))
+    fn boolean(&mut self, key: &Key, default: bool) -> bool {
+        self.get(key.name, default, parse_bool)
     }
 
-    fn count<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
-        self.get(key, default, parse_count)
+    fn size(&mut self, key: &Key, default_mb: u64) -> u64 {
+        self.get(key.name, default_mb * MIB, |v| parse_size(v, MIB))
     }
 
-    fn percent(&mut self, key: &str, default: u32) -> u32 {
-        self.units.insert(key.to_string(), "percent".into());
-        self.get(key, default, parse_percent)
+    fn count<T: std::str::FromStr>(&mut self, key: &Key, default: T) -> T {
+        self.get(key.name, default, parse_count)
     }
 
-    fn text(&mut self, key: &str) -> Option<String> {
-        self.get_opt(key, |v| Ok(unquote(v).to_string()))
+    fn percent(&mut self, key: &Key, default: u32) -> u32 {
+        self.get(key.name, default, parse_percent)
     }
 
-    fn path(&mut self, key: &str) -> Option<PathBuf> {
-        self.get_opt(key, |v| Ok(PathBuf::from(unquote(v))))
+    fn text(&mut self, key: &Key) -> Option<String> {
+        self.get_opt(key.name, |v| Ok(unquote(v).to_string()))
     }
 
-    fn command(&mut self, key: &str) -> Option<Vec<String>> {
-        self.get_opt(key, parse_command)
+    fn path(&mut self, key: &Key) -> Option<PathBuf> {
+        self.get_opt(key.name, |v| Ok(PathBuf::from(unquote(v))))
+    }
+
+    fn command(&mut self, key: &Key) -> Option<Vec<String>> {
+        self.get_opt(key.name, parse_command)
     }
 }
 
@@ -583,7 +509,6 @@ fn parse_parts(bytes: &[u8], source: &Path) -> Parts {
         rules: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
-        units: std::collections::BTreeMap::new(),
     };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -600,19 +525,13 @@ fn parse_parts(bytes: &[u8], source: &Path) -> Parts {
 }
 
 /// Where the documentation's example file pretends to live: its directory stands for
-/// "the directory of the configuration file" in [`key_facts`].
+/// "the directory of the configuration file" in [`documented_defaults`].
 pub const DOC_INI_DIR: &str = "/@INI_DIR@";
 
-/// What the reader itself says about its keys, for the man page: the effective default
-/// of every key (as `check-config` prints it, read from a file that sets only what is
-/// required) and the unit of a bare number. Both come from the code that reads the
-/// keys, so the documentation follows any key added there.
-pub struct KeyFacts {
-    pub defaults: std::collections::BTreeMap<String, String>,
-    pub units: std::collections::BTreeMap<String, String>,
-}
-
-pub fn key_facts() -> KeyFacts {
+/// The configuration every key's default makes, for the man page: read from a file in
+/// [`DOC_INI_DIR`] that sets only what is required (`SERVER_COMMAND=server`,
+/// `QOS_PROBE=message`). Show a key's default with [`Key::shown`].
+pub fn documented_defaults() -> Config {
     let source = PathBuf::from(format!("{DOC_INI_DIR}/dcontroller.ini"));
     let mut reader = Reader {
         file: source.clone(),
@@ -620,7 +539,6 @@ pub fn key_facts() -> KeyFacts {
         rules: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
-        units: std::collections::BTreeMap::new(),
     };
     for (index, line) in ["SERVER_COMMAND=server", "QOS_PROBE=message"]
         .iter()
@@ -628,19 +546,7 @@ pub fn key_facts() -> KeyFacts {
     {
         read_line(&mut reader, index + 1, line.as_bytes());
     }
-    let config = build(&mut reader, &source);
-    let defaults = config
-        .effective_lines()
-        .into_iter()
-        .filter_map(|line| {
-            let (key, value) = line.split_once('=')?;
-            Some((key.to_string(), value.to_string()))
-        })
-        .collect();
-    KeyFacts {
-        defaults,
-        units: reader.units,
-    }
+    build(&mut reader, &source)
 }
 
 /// What [`parse_parts`] read: the configuration, errors, warnings, lines of the keys.
@@ -695,7 +601,7 @@ fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
         reader.rules.push((line, name, value));
         return;
     }
-    let Some(key) = canonical_key(written_key) else {
+    let Some(key) = keys::find(written_key) else {
         // Never echo the value: an unknown key may well be a misplaced credential.
         let message = match suggest_key(written_key) {
             Some(near) => format!("unknown key; did you mean {near}? (the line is ignored)"),
@@ -704,9 +610,10 @@ fn read_line(reader: &mut Reader, line: usize, raw: &[u8]) {
         reader.warning(line, written_key, message);
         return;
     };
-    let value = strip_inline_comment(raw_value, COMMAND_KEYS.contains(&key))
+    let value = strip_inline_comment(raw_value, key.syntax == Syntax::Command)
         .trim()
         .to_string();
+    let key = key.name;
     if let Some(previous) = reader.entries.get(key) {
         let message = format!(
             "duplicate key (also set on line {}); the last value wins",
@@ -764,118 +671,23 @@ fn unquote(value: &str) -> &str {
     value
 }
 
+/// Every key through its row of the table, then the `QOS_RULE_<NAME>` rules, then the
+/// checks across keys.
 fn build(r: &mut Reader, source: &Path) -> Config {
-    let ini_dir = source
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-
-    let data_directory = match r.path("DATA_DIRECTORY") {
-        // An existing directory is shown without `..` (canonical); one that does not exist
-        // yet keeps the spelling it was given, made absolute.
-        Some(dir) => {
-            let joined = absolute(&ini_dir.join(dir));
-            std::fs::canonicalize(&joined).unwrap_or(joined)
-        }
-        None => ini_dir.clone(),
+    let mut config = Config {
+        source: source.to_path_buf(),
+        ..Config::default()
     };
-    let in_data_dir = |p: PathBuf| -> PathBuf {
-        if p.is_absolute() {
-            p
-        } else {
-            data_directory.join(p)
-        }
-    };
-
-    let server_name = r.text("SERVER_NAME").unwrap_or_else(host_name);
-    let server_command = r.command("SERVER_COMMAND");
-    if server_command.is_none() && r.errors.iter().all(|e| e.key != "SERVER_COMMAND") {
-        let line = r.line_of("SERVER_COMMAND");
-        r.error(
-            line,
-            "SERVER_COMMAND",
-            "missing (expected the server's program and arguments, e.g. \
-             SERVER_COMMAND=/opt/app/bin/server --port 8080)"
-                .into(),
-        );
+    // DATA_DIRECTORY first: other keys' relative paths and defaults follow it.
+    let (first, rest): (Vec<&Key>, Vec<&Key>) =
+        KEYS.iter().partition(|key| key.name == "DATA_DIRECTORY");
+    for key in first.into_iter().chain(rest) {
+        key.read_into(r, &mut config);
     }
-    let server_directory = r
-        .path("SERVER_DIRECTORY")
-        .map_or_else(|| data_directory.clone(), &in_data_dir);
-    let server_user = r.text("SERVER_USER");
-    let server_group = r.text("SERVER_GROUP");
-    let server_stop_command = r.command("SERVER_STOP_COMMAND");
-    let server_stop_signal = r.get("SERVER_STOP_SIGNAL", libc::SIGTERM, parse_signal);
-
-    let qos_enable = r.boolean("QOS_ENABLE", true);
-    let probe = r.get_opt("QOS_PROBE", parse_probe);
-    let probe_interval = r.duration("QOS_PROBE_INTERVAL", MINUTE, MINUTE);
-    let probe_timeout = r.duration("QOS_PROBE_TIMEOUT", 5 * MINUTE, MINUTE);
-    let disable_probing = r.boolean("QOS_DISABLE_PROBING", false);
-    let apps_timeout = r.duration("QOS_APPS_TIMEOUT", 10 * MINUTE, MINUTE);
-    let shutdown_timeout = r.duration("QOS_SHUTDOWN_TIMEOUT", 5 * MINUTE, MINUTE);
-    let restart_timeout = r.duration("QOS_RESTART_TIMEOUT", 5 * MINUTE, MINUTE);
-    let restart_limit_enable = r.boolean("QOS_RESTART_LIMIT_ENABLE", true);
-    let restart_limit_maximum = r.count("QOS_RESTART_LIMIT_MAXIMUM", 3u32);
-    let restart_limit_period = r.duration("QOS_RESTART_LIMIT_PERIOD", 30 * MINUTE, MINUTE);
-    let auto_fault_clear = r.duration("QOS_AUTO_FAULT_CLEAR", Duration::ZERO, MINUTE);
-    let nokill = r.boolean("QOS_NOKILL", false);
-    let nsd_path = r.command("QOS_NSD_PATH").map(|mut argv| {
-        if argv[0].contains('/') {
-            argv[0] = in_data_dir(PathBuf::from(&argv[0])).display().to_string();
-        }
-        argv
-    });
-    let nsd_timeout = r.duration("QOS_NSD_TIMEOUT", 3 * MINUTE, MINUTE);
-    let shutdown_nsd = r.duration("QOS_SHUTDOWN_NSD", Duration::ZERO, SECOND);
-    let diag_retention_days = r.count("QOS_DIAG_RETENTION_DAYS", 14u32);
-    let diag_max_size = r.size("QOS_DIAG_MAX_SIZE", 1024);
-    let disable_failover_trigger = r.boolean("QOS_DISABLE_FAILOVER_TRIGGER", false);
-    let failover_hook = r.command("QOS_FAILOVER_HOOK");
-    let recovery_hook = r.command("QOS_RECOVERY_HOOK");
-    let log_retention_days = r.count("QOS_LOG_RETENTION_DAYS", 14u32);
-    let log_max_size = r.size("QOS_LOG_MAX_SIZE", 50);
-    let pipe = in_data_dir(
-        r.path("QOS_PIPE")
-            .unwrap_or_else(|| PathBuf::from("qoscntrlr.pipe")),
-    );
-    let control_socket = in_data_dir(
-        r.path("QOS_CONTROL_SOCKET")
-            .unwrap_or_else(|| PathBuf::from("qoscntrlr.ctl")),
-    );
-    let control_group = r.text("QOS_CONTROL_GROUP");
-    let resource_interval = r.duration("QOS_RESOURCE_INTERVAL", 10 * SECOND, SECOND);
-    let resource_samples = r.count("QOS_RESOURCE_SAMPLES", 3u32);
-    let max_memory = r.size("QOS_MAX_MEMORY", 0);
-    let max_cpu = r.percent("QOS_MAX_CPU", 0);
-    let max_open_files = r.count("QOS_MAX_OPEN_FILES", 0u64);
-    let max_threads = r.count("QOS_MAX_THREADS", 0u64);
-    let min_disk_free = r.size("QOS_MIN_DISK_FREE", 0);
-    let resource_warn_percent = r.percent("QOS_RESOURCE_WARN", 80);
-    let cgroup = r.get("QOS_CGROUP", crate::cgroup::CgroupSetting::Auto, |v| {
-        crate::cgroup::CgroupSetting::parse(unquote(v.trim()))
-    });
-    let max_memory_pressure = r.percent("QOS_MAX_MEMORY_PRESSURE", 0);
-    let max_cpu_pressure = r.percent("QOS_MAX_CPU_PRESSURE", 0);
-    let max_io_pressure = r.percent("QOS_MAX_IO_PRESSURE", 0);
-    let mail_to = r.get("QOS_MAIL_TO", Vec::new(), |v| Ok(parse_list(v)));
-    let mail_smtp_server = r.get_opt("QOS_MAIL_SMTP_SERVER", |v| {
-        parse_host_port(unquote(v), PortRule::Optional)
-    });
-    let mail_from = r.text("QOS_MAIL_FROM");
-    let mail_tls = r.get("QOS_MAIL_TLS", MailTls::None, parse_mail_tls);
-    let mail_user = r.text("QOS_MAIL_USER");
-    let mail_password_file = r.path("QOS_MAIL_PASSWORD_FILE").map(&in_data_dir);
-    let readiness_listen = r.get_opt("QOS_READINESS_LISTEN", parse_listen);
-    let agent_listen = r.get_opt("QOS_AGENT_LISTEN", parse_listen);
-    let metrics_listen = r.get_opt("QOS_METRICS_LISTEN", parse_listen);
-    let alert_webhook = r.get_opt("QOS_ALERT_WEBHOOK", |v| {
-        crate::webhook::WebhookUrl::parse(unquote(v))
-    });
-    // Never echo the value in an error: it is a credential.
-    let alert_webhook_header = r.get_opt("QOS_ALERT_WEBHOOK_HEADER", |v| {
-        crate::webhook::parse_header(unquote(v))
-    });
+    let data_directory = config.data_directory.clone();
+    let resource_samples = config.resource_samples;
+    let resource_interval = config.resource_interval;
+    let cgroup = config.cgroup;
     let mut custom_rules = Vec::new();
     for (line, name, value) in std::mem::take(&mut r.rules) {
         let key = format!("{}{name}", crate::rules::RULE_PREFIX);
@@ -919,94 +731,7 @@ fn build(r: &mut Reader, source: &Path) -> Config {
             Err(message) => r.error(line, &key, message),
         }
     }
-    let probe_attempt_timeout = r.get_opt("QOS_PROBE_ATTEMPT_TIMEOUT", |v| {
-        parse_duration(v, SECOND).and_then(|d| {
-            if d.is_zero() {
-                Err("must be more than 0 (expected e.g. 10s or 500ms)".to_string())
-            } else {
-                Ok(d)
-            }
-        })
-    });
-    let restart_delay = r.duration("QOS_RESTART_DELAY", Duration::ZERO, SECOND);
-    let online_trust_time = r.duration("QOS_ONLINE_TRUST_TIME", Duration::ZERO, MINUTE);
-    let failback_hold = r.duration("QOS_FAILBACK_HOLD", Duration::ZERO, MINUTE);
-    let failback = r.get("QOS_FAILBACK", FailbackMode::Auto, parse_failback);
-
-    let default_smtp_port = match mail_tls {
-        MailTls::None => 25,
-        MailTls::StartTls => 587,
-        MailTls::Tls => 465,
-    };
-    let mail_smtp_server =
-        mail_smtp_server.map(|(host, port)| (host, port.unwrap_or(default_smtp_port)));
-
-    let config = Config {
-        source: source.to_path_buf(),
-        server_name,
-        server_command: server_command.unwrap_or_default(),
-        server_directory,
-        server_user,
-        server_group,
-        server_stop_command,
-        server_stop_signal,
-        data_directory,
-        qos_enable,
-        probe,
-        probe_interval,
-        probe_timeout,
-        disable_probing,
-        apps_timeout,
-        shutdown_timeout,
-        restart_timeout,
-        restart_limit_enable,
-        restart_limit_maximum,
-        restart_limit_period,
-        auto_fault_clear,
-        nokill,
-        nsd_path,
-        nsd_timeout,
-        shutdown_nsd,
-        diag_retention_days,
-        diag_max_size,
-        disable_failover_trigger,
-        failover_hook,
-        recovery_hook,
-        log_retention_days,
-        log_max_size,
-        pipe,
-        control_socket,
-        control_group,
-        resource_interval,
-        resource_samples,
-        max_memory,
-        max_cpu,
-        max_open_files,
-        max_threads,
-        min_disk_free,
-        resource_warn_percent,
-        cgroup,
-        max_memory_pressure,
-        max_cpu_pressure,
-        max_io_pressure,
-        mail_to,
-        mail_smtp_server,
-        mail_from,
-        mail_tls,
-        mail_user,
-        mail_password_file,
-        readiness_listen,
-        agent_listen,
-        metrics_listen,
-        custom_rules,
-        alert_webhook,
-        alert_webhook_header,
-        probe_attempt_timeout,
-        restart_delay,
-        online_trust_time,
-        failback_hold,
-        failback,
-    };
+    config.custom_rules = custom_rules;
     cross_check(r, &config);
     config
 }
@@ -1675,160 +1400,16 @@ impl Config {
     /// password *file* path). `check-config` prints these; the log header writes them with
     /// component `QoS Controller`.
     pub fn effective_lines(&self) -> Vec<String> {
-        let command =
-            |argv: &Option<Vec<String>>| argv.as_ref().map(shell_words::join).unwrap_or_default();
-        let text = |value: &Option<String>| value.clone().unwrap_or_default();
-        let path = |value: &Option<PathBuf>| {
-            value
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        let listen = |value: &Option<SocketAddr>| value.map(|a| a.to_string()).unwrap_or_default();
-        let nsd = match &self.nsd_path {
-            Some(argv) => shell_words::join(argv),
-            None => "built-in".to_string(),
-        };
-        let smtp = match &self.mail_smtp_server {
-            Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
-            Some((host, port)) => format!("{host}:{port}"),
-            None => String::new(),
-        };
-        let pairs: Vec<(&str, String)> = vec![
-            ("QOS_PROBE_TIMEOUT", human_duration(self.probe_timeout)),
-            (
-                "QOS_SHUTDOWN_TIMEOUT",
-                human_duration(self.shutdown_timeout),
-            ),
-            ("QOS_RESTART_TIMEOUT", human_duration(self.restart_timeout)),
-            ("QOS_APPS_TIMEOUT", human_duration(self.apps_timeout)),
-            ("nsd Program Path", nsd),
-            (
-                "QOS_RESTART_LIMIT_MAXIMUM",
-                self.restart_limit_maximum.to_string(),
-            ),
-            (
-                "QOS_RESTART_LIMIT_PERIOD",
-                human_duration(self.restart_limit_period),
-            ),
-            ("QOS_NOKILL", self.nokill.to_string()),
-            ("QOS_MAIL_TO", self.mail_to.join(",")),
-            ("QOS_MAIL_SMTP_SERVER", smtp),
-            ("SERVER_NAME", self.server_name.clone()),
-            ("SERVER_COMMAND", shell_words::join(&self.server_command)),
-            (
-                "SERVER_DIRECTORY",
-                self.server_directory.display().to_string(),
-            ),
-            ("SERVER_USER", text(&self.server_user)),
-            ("SERVER_GROUP", text(&self.server_group)),
-            ("SERVER_STOP_COMMAND", command(&self.server_stop_command)),
-            ("SERVER_STOP_SIGNAL", signal_name(self.server_stop_signal)),
-            ("DATA_DIRECTORY", self.data_directory.display().to_string()),
-            ("QOS_ENABLE", self.qos_enable.to_string()),
-            (
-                "QOS_PROBE",
-                self.probe
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-            ),
-            ("QOS_PROBE_INTERVAL", human_duration(self.probe_interval)),
-            ("QOS_DISABLE_PROBING", self.disable_probing.to_string()),
-            (
-                "QOS_RESTART_LIMIT_ENABLE",
-                self.restart_limit_enable.to_string(),
-            ),
-            (
-                "QOS_AUTO_FAULT_CLEAR",
-                human_duration(self.auto_fault_clear),
-            ),
-            ("QOS_NSD_TIMEOUT", human_duration(self.nsd_timeout)),
-            ("QOS_SHUTDOWN_NSD", human_duration(self.shutdown_nsd)),
-            (
-                "QOS_DIAG_RETENTION_DAYS",
-                self.diag_retention_days.to_string(),
-            ),
-            ("QOS_DIAG_MAX_SIZE", human_size(self.diag_max_size)),
-            (
-                "QOS_DISABLE_FAILOVER_TRIGGER",
-                self.disable_failover_trigger.to_string(),
-            ),
-            ("QOS_FAILOVER_HOOK", command(&self.failover_hook)),
-            ("QOS_RECOVERY_HOOK", command(&self.recovery_hook)),
-            (
-                "QOS_LOG_RETENTION_DAYS",
-                self.log_retention_days.to_string(),
-            ),
-            ("QOS_LOG_MAX_SIZE", human_size(self.log_max_size)),
-            ("QOS_PIPE", self.pipe.display().to_string()),
-            (
-                "QOS_CONTROL_SOCKET",
-                self.control_socket.display().to_string(),
-            ),
-            ("QOS_CONTROL_GROUP", text(&self.control_group)),
-            (
-                "QOS_RESOURCE_INTERVAL",
-                human_duration(self.resource_interval),
-            ),
-            ("QOS_RESOURCE_SAMPLES", self.resource_samples.to_string()),
-            ("QOS_MAX_MEMORY", human_size(self.max_memory)),
-            ("QOS_MAX_CPU", format!("{}%", self.max_cpu)),
-            ("QOS_MAX_OPEN_FILES", self.max_open_files.to_string()),
-            ("QOS_MAX_THREADS", self.max_threads.to_string()),
-            ("QOS_MIN_DISK_FREE", human_size(self.min_disk_free)),
-            (
-                "QOS_RESOURCE_WARN",
-                format!("{}%", self.resource_warn_percent),
-            ),
-            ("QOS_CGROUP", self.cgroup.to_string()),
-            (
-                "QOS_MAX_MEMORY_PRESSURE",
-                format!("{}%", self.max_memory_pressure),
-            ),
-            (
-                "QOS_MAX_CPU_PRESSURE",
-                format!("{}%", self.max_cpu_pressure),
-            ),
-            ("QOS_MAX_IO_PRESSURE", format!("{}%", self.max_io_pressure)),
-            ("QOS_MAIL_FROM", text(&self.mail_from)),
-            ("QOS_MAIL_TLS", self.mail_tls.to_string()),
-            ("QOS_MAIL_USER", text(&self.mail_user)),
-            ("QOS_MAIL_PASSWORD_FILE", path(&self.mail_password_file)),
-            ("QOS_READINESS_LISTEN", listen(&self.readiness_listen)),
-            ("QOS_AGENT_LISTEN", listen(&self.agent_listen)),
-            ("QOS_METRICS_LISTEN", listen(&self.metrics_listen)),
-            (
-                "QOS_ALERT_WEBHOOK",
-                self.alert_webhook
-                    .as_ref()
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-            ),
-            // The header's name only: its value is a credential.
-            (
-                "QOS_ALERT_WEBHOOK_HEADER",
-                self.alert_webhook_header
-                    .as_ref()
-                    .map(|(name, _)| format!("{name}: <redacted>"))
-                    .unwrap_or_default(),
-            ),
-            (
-                "QOS_PROBE_ATTEMPT_TIMEOUT",
-                human_duration(self.effective_probe_attempt_timeout()),
-            ),
-            ("QOS_RESTART_DELAY", human_duration(self.restart_delay)),
-            (
-                "QOS_ONLINE_TRUST_TIME",
-                human_duration(self.online_trust_time),
-            ),
-            ("QOS_FAILBACK_HOLD", human_duration(self.failback_hold)),
-            ("QOS_FAILBACK", self.failback.as_str().to_string()),
-        ];
-        pairs
-            .into_iter()
-            .filter(|(key, _)| !is_secret_key(key))
-            .map(|(key, value)| format!("{key}={value}"))
+        let header = REFERENCE_HEADER
+            .iter()
+            .filter_map(|(name, label)| keys::key(name).map(|key| (*label, key)));
+        let rest = KEYS
+            .iter()
+            .filter(|key| !REFERENCE_HEADER.iter().any(|(name, _)| *name == key.name))
+            .map(|key| (key.name, key));
+        header
+            .chain(rest)
+            .map(|(label, key)| format!("{label}={}", key.shown(self)))
             .collect()
     }
 }

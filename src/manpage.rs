@@ -2,20 +2,16 @@
 //!
 //! * qoscntrlr(1): every command, alias and option from the clap definition, the exit
 //!   code table [`crate::exitcode::EXIT_CODES`], signals, files, environment and examples.
-//! * dcontroller.ini(5): every key of [`crate::config::KNOWN_KEYS`] with its default and
-//!   unit as the reader computes them ([`crate::config::key_facts`]), whether a reload
-//!   applies it ([`crate::runtime::START_ONLY_KEYS`]), and its description taken from the
-//!   comment above it in the packaged configuration `packaging/dcontroller.ini`, which a
-//!   test already requires to show every key.
+//! * dcontroller.ini(5): every row of the key table [`crate::config::KEYS`] — its
+//!   description, aliases, the unit of a bare number, its default as the reader computes
+//!   it ([`crate::config::documented_defaults`]), whether a reload applies it and whether
+//!   its value is a secret.
 //!
 //! A key, command or exit code added in the code therefore appears in the man pages
 //! without touching this file. `packaging/build-assets.sh` writes both pages with
 //! `qoscntrlr generate man` / `generate ini-man`.
 
 use std::fmt::Write as _;
-
-/// The packaged default configuration, whose comments describe each key.
-const EXAMPLE_INI: &str = include_str!("../packaging/dcontroller.ini");
 
 /// Escape text for roff: backslashes, and a leading `.` or `'` that would be a request.
 fn roff(text: &str) -> String {
@@ -324,61 +320,9 @@ pub fn qoscntrlr_1() -> String {
     out
 }
 
-/// The description of `key` in the example configuration: the comment paragraph above
-/// its line (`KEY=` or `#KEY=`), skipping other keys' lines of the same group.
-pub fn key_description(key: &str) -> Option<String> {
-    let lines: Vec<&str> = EXAMPLE_INI.lines().collect();
-    let is_key_line = |line: &str, k: &str| {
-        let body = line.trim_start_matches('#').trim_start();
-        body.split_once('=')
-            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case(k))
-    };
-    let looks_like_key = |line: &str| {
-        let body = line.trim_start_matches('#').trim_start();
-        body.split_once('=').is_some_and(|(name, _)| {
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        })
-    };
-    let at = lines.iter().position(|l| is_key_line(l, key))?;
-    let mut text: Vec<&str> = Vec::new();
-    let mut i = at;
-    while i > 0 {
-        i -= 1;
-        let line = lines[i].trim();
-        if line.is_empty() || line.starts_with("# ---") {
-            if text.is_empty() {
-                continue;
-            }
-            break;
-        }
-        if looks_like_key(line) {
-            if text.is_empty() {
-                continue;
-            }
-            break;
-        }
-        match line.strip_prefix('#') {
-            Some(comment) => text.push(comment.trim()),
-            None => break,
-        }
-    }
-    text.reverse();
-    // Instructions for editing that file are not part of the key's meaning.
-    let joined = text
-        .join(" ")
-        .split(". ")
-        .filter(|sentence| !sentence.starts_with("REPLACE"))
-        .collect::<Vec<_>>()
-        .join(". ");
-    (!joined.is_empty()).then_some(joined)
-}
-
 /// dcontroller.ini(5).
 pub fn dcontroller_ini_5() -> String {
-    let facts = crate::config::key_facts();
+    let defaults = crate::config::documented_defaults();
     let mut out = String::new();
     header(&mut out, "dcontroller.ini", 5, "File Formats");
     section(&mut out, "NAME");
@@ -411,44 +355,56 @@ pub fn dcontroller_ini_5() -> String {
          (the log and the reload answer name such keys).",
     );
     section(&mut out, "KEYS");
-    let start_only = crate::runtime::START_ONLY_KEYS;
-    for key in crate::config::KNOWN_KEYS {
-        let description = key_description(key).unwrap_or_default();
-        let default = match facts.defaults.get(*key).map(String::as_str) {
-            _ if *key == "SERVER_COMMAND" => "none (required)".to_string(),
-            _ if *key == "QOS_PROBE" => "none (required unless probing is disabled)".to_string(),
-            _ if *key == "SERVER_NAME" => "the host name".to_string(),
-            Some("") | None => "none".to_string(),
-            Some(value) if value == crate::config::DOC_INI_DIR && *key != "DATA_DIRECTORY" => {
-                "DATA_DIRECTORY".to_string()
-            }
-            Some(value) => value
-                .replace(
-                    &format!("{}/", crate::config::DOC_INI_DIR),
-                    "DATA_DIRECTORY/",
-                )
-                .replace(
-                    crate::config::DOC_INI_DIR,
-                    "the directory of the configuration file",
-                ),
+    for key in crate::config::KEYS {
+        let default = match key.default_doc {
+            Some(text) => text.to_string(),
+            None => match key.shown(&defaults) {
+                value if value.is_empty() => "none".to_string(),
+                value if value == crate::config::DOC_INI_DIR && key.name != "DATA_DIRECTORY" => {
+                    "DATA_DIRECTORY".to_string()
+                }
+                value => value
+                    .replace(
+                        &format!("{}/", crate::config::DOC_INI_DIR),
+                        "DATA_DIRECTORY/",
+                    )
+                    .replace(
+                        crate::config::DOC_INI_DIR,
+                        "the directory of the configuration file",
+                    ),
+            },
         };
-        let unit = facts
-            .units
-            .get(*key)
+        let unit = key
+            .syntax
+            .unit()
             .map(|u| format!("; unit of a bare number: {u}"))
             .unwrap_or_default();
-        let reload = if start_only.contains(key) {
+        let reload = if key.is_start_only() {
             "restart"
         } else {
             "applies"
         };
-        let term = format!("\\fB{}\\fR", roff(key));
+        let mut notes = String::new();
+        if !key.aliases.is_empty() {
+            notes.push_str(&format!(" Alias: {}.", key.aliases.join(", ")));
+        }
+        match key.secret {
+            crate::config::Secret::Value => notes.push_str(
+                " Secret: never logged or printed by check-config, redacted in support bundles.",
+            ),
+            crate::config::Secret::File => notes.push_str(
+                " Secret file: never put in a support bundle; its contents are scrubbed from every member.",
+            ),
+            crate::config::Secret::No => {}
+        }
+        let term = format!("\\fB{}\\fR", roff(key.name));
         let _ = writeln!(
             out,
-            ".TP\n{term}\n{}\n.br\nDefault: {}{}. Reload: {reload}.",
-            roff_inline(&description),
+            ".TP\n{term}\n{}\n.br\nDefault: {}{}. Reload: {reload}.{}",
+            roff_inline(key.doc),
             roff(&default),
-            roff(&unit)
+            roff(&unit),
+            roff(&notes)
         );
     }
     section(&mut out, "RESOURCE RULES");
@@ -519,11 +475,6 @@ mod tests {
     fn every_key_has_a_description_default_and_reload_column() {
         let page = dcontroller_ini_5();
         for key in crate::config::KNOWN_KEYS {
-            let described = key_description(key);
-            assert!(
-                described.as_deref().is_some_and(|d| d.len() > 10),
-                "{key}: no description above it in packaging/dcontroller.ini"
-            );
             let term = format!(".TP\n\\fB{}\\fR\n", roff(key));
             let at = page
                 .find(&term)

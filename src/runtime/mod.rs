@@ -55,7 +55,6 @@ mod startup;
 
 pub use handoff::check_handoff;
 use handoff::{Restore, Resumed};
-pub use reload::START_ONLY_KEYS;
 use startup::containment_after_reexec;
 pub use startup::{set_up_containment, ContainmentState};
 

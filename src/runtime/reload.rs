@@ -1,6 +1,6 @@
 //! SIGHUP / `qoscntrlr reload`: the new configuration is read and checked, the settings
-//! bound or opened at start keep their running value (`START_ONLY_KEYS`, named in the
-//! log), and the rest — policy, probe, limits, hooks, server command, mail and webhook
+//! bound or opened at start keep their running value (the key table's start-only keys,
+//! `config::keep_start_only`, named in the log), and the rest — policy, probe, limits, hooks, server command, mail and webhook
 //! settings — take effect.
 
 use crate::config::{self, Config};
@@ -8,39 +8,6 @@ use crate::control::ControlResponse;
 use crate::core::Component;
 
 use super::{Shell, MAILER_CLOSE_LIMIT};
-
-/// Settings set up once at start (files, sockets, listeners, timers): a reload keeps
-/// their running value. One list makes both the code and [`START_ONLY_KEYS`] (which the
-/// dcontroller.ini(5) man page reads): add a key here and both follow.
-macro_rules! start_only_settings {
-    ($($key:literal => $field:ident),* $(,)?) => {
-        /// Keys a reload does not apply (the running value stays until a restart).
-        pub const START_ONLY_KEYS: &[&str] = &[$($key),*];
-
-        fn keep_start_only(running: &Config, new: &mut Config, changed: &mut Vec<&'static str>) {
-            $(
-                if running.$field != new.$field {
-                    new.$field = running.$field.clone();
-                    changed.push($key);
-                }
-            )*
-        }
-    };
-}
-
-start_only_settings!(
-    "DATA_DIRECTORY" => data_directory,
-    "QOS_PIPE" => pipe,
-    "QOS_CONTROL_SOCKET" => control_socket,
-    "QOS_CONTROL_GROUP" => control_group,
-    "QOS_READINESS_LISTEN" => readiness_listen,
-    "QOS_AGENT_LISTEN" => agent_listen,
-    "QOS_METRICS_LISTEN" => metrics_listen,
-    "QOS_RESOURCE_INTERVAL" => resource_interval,
-    "QOS_LOG_MAX_SIZE" => log_max_size,
-    "QOS_LOG_RETENTION_DAYS" => log_retention_days,
-    "QOS_CGROUP" => cgroup,
-);
 
 impl Shell {
     /// Re-read the configuration (SIGHUP or `qoscntrlr reload`). The answer says what
@@ -126,9 +93,8 @@ impl Shell {
         &mut self,
         mut new: Config,
     ) -> (Config, Vec<&'static str>) {
-        let running = &self.cfg;
-        let mut changed = Vec::new();
-        keep_start_only(running, &mut new, &mut changed);
+        // The key table says which keys are start-only (`Reload::Restart` rows).
+        let changed = config::keep_start_only(&self.cfg, &mut new);
         if !changed.is_empty() {
             self.line(
                 Component::Controller,
