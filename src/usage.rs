@@ -93,11 +93,13 @@ pub fn line(ts: DateTime<Local>, readings: &[(Item, Reading)]) -> String {
     Value::Object(object).to_string()
 }
 
-/// One parsed line: its time (as written) and the items' values.
+/// One parsed line: its time (as written), the items' values, and the items that could
+/// not be sampled in that pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageSample {
     pub ts: String,
     pub values: Vec<(String, f64)>,
+    pub missing: Vec<String>,
 }
 
 /// Parse one line of the usage file; `None` for anything else.
@@ -111,7 +113,15 @@ pub fn parse_line(text: &str) -> Option<UsageSample> {
         .filter(|(k, _)| k.as_str() != "ts" && k.as_str() != "missing")
         .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
         .collect();
-    Some(UsageSample { ts, values })
+    let missing = match object.get("missing") {
+        Some(Value::Object(missing)) => missing.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    Some(UsageSample {
+        ts,
+        values,
+        missing,
+    })
 }
 
 /// `qoscntrlr-usage.jsonl` or a rotated `qoscntrlr-usage-<stamp>.jsonl`.
@@ -144,6 +154,7 @@ mod tests {
         let parsed = parse_line(&text).unwrap();
         let names: Vec<&str> = parsed.values.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, vec!["cpu", "disk_free:/var", "memory"]);
+        assert_eq!(parsed.missing, vec!["load1", "write_latency"]);
         assert!(parse_line("not json").is_none());
         assert!(is_usage_name("qoscntrlr-usage.jsonl"));
         assert!(is_usage_name("qoscntrlr-usage-20261202013000.jsonl"));

@@ -224,6 +224,8 @@ pub struct Review {
     pub incidents: Vec<Incident>,
     pub restart_limit_hits: Vec<Stamp>,
     pub series: Vec<SeriesPoint>,
+    /// The usage history next to the logs (filled by `review_paths`).
+    pub usage: super::usage::UsageStats,
 }
 
 /// The streaming analyzer. Call `begin_file` per file, `feed` per line, then `finish`.
@@ -261,6 +263,7 @@ impl Analyzer {
                 incidents: Vec::new(),
                 restart_limit_hits: Vec::new(),
                 series: Vec::new(),
+                usage: Default::default(),
             },
             open: None,
             series,

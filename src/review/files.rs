@@ -82,7 +82,8 @@ fn log_file(path: PathBuf) -> Result<LogFile, ReviewError> {
 }
 
 /// The files to read for `paths`, in reading order. A directory contributes its
-/// controller logs (by name); a file named explicitly is read whatever its name.
+/// controller logs (by name); a file named explicitly is read whatever its name, except a
+/// usage history (`qoscntrlr-usage*.jsonl`, read by the usage part of the review).
 /// Order: the stamp in the name (else the first timestamp inside), then the first
 /// timestamp inside, then collision number, then `.log` before `.out`.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<LogFile>, ReviewError> {
@@ -111,7 +112,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<LogFile>, ReviewError> {
                     found.push(log_file(entry.path())?);
                 }
             }
-        } else {
+        } else if !super::usage::is_usage_path(path) {
             found.push(log_file(path.clone())?);
         }
     }

@@ -1,5 +1,6 @@
 //! The self-contained HTML incident report (`qoscntrlr report --html FILE`): summary
-//! table, probe latency over time with incidents marked, downtime per incident,
+//! table, probe latency over time with incidents marked, the server's memory and CPU over
+//! time (from the usage history) with the same incidents marked, downtime per incident,
 //! restart-limit hits and each incident's raw lines in a foldable block. Hand-written
 //! inline SVG and CSS: no scripts, no network, no external assets.
 
@@ -7,6 +8,7 @@ use std::fmt::Write as _;
 
 use super::analyze::{Outcome, Review};
 use super::stamp::{human_secs, Stamp};
+use super::usage::{render_value, UsagePoint, UsageSeries};
 
 /// Escape text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -55,6 +57,71 @@ fn nice_ceiling(value: f64) -> f64 {
     10.0 * magnitude
 }
 
+/// Incidents on a time chart: a band from detection to READY again (or to `end`, the end
+/// of the chart), labelled with the incident's number.
+fn incident_bands(review: &Review, x: &dyn Fn(i64) -> f64, chart_end: i64, out: &mut String) {
+    let plot_h = CHART_H - TOP - BOTTOM;
+    let mut last_label_x = f64::NEG_INFINITY;
+    for incident in &review.incidents {
+        let start = x(incident.detected_at.0);
+        let end = incident
+            .ready_again_at
+            .map_or(x(chart_end), |r| x(r.0))
+            .max(start + 2.0);
+        let _ = writeln!(
+            out,
+            "<rect class=\"incident\" x=\"{start:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#d93025\" fill-opacity=\"0.18\"><title>#{} {} at {}</title></rect>",
+            end - start,
+            incident.id,
+            incident.kind.as_str(),
+            incident.detected_at,
+        );
+        // Labels of incidents close together would overprint: label the first only.
+        if start - last_label_x >= 24.0 {
+            last_label_x = start;
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#b3261e\">#{}</text>",
+                start + 2.0,
+                TOP + 12.0,
+                incident.id
+            );
+        }
+    }
+}
+
+/// The time axis of a chart (five labelled ticks) and its two axis lines.
+fn time_axis(from: Stamp, span: f64, x: &dyn Fn(i64) -> f64, out: &mut String) {
+    let plot_w = CHART_W - LEFT - RIGHT;
+    let plot_h = CHART_H - TOP - BOTTOM;
+    for i in 0..=4 {
+        let at = from.0 + ((span * f64::from(i)) / 4.0) as i64;
+        let px = x(at);
+        let label = Stamp(at).to_string();
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = writeln!(
+            out,
+            "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/><text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+            TOP + plot_h,
+            TOP + plot_h + 5.0,
+            TOP + plot_h + 18.0,
+            escape(&label)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<line x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/><line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/>",
+        TOP + plot_h,
+        LEFT + plot_w,
+        TOP + plot_h,
+        TOP + plot_h
+    );
+}
+
 fn latency_chart(review: &Review, out: &mut String) {
     let (Some(from), Some(to)) = (review.from, review.to) else {
         out.push_str("<p>No timestamped lines: nothing to chart.</p>\n");
@@ -83,34 +150,7 @@ fn latency_chart(review: &Review, out: &mut String) {
         out,
         "<svg id=\"latency-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_W}\" height=\"{CHART_H}\" viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Probe latency over time\">"
     );
-    // Incidents: a band from detection to READY again (or to the end of the logs).
-    let mut last_label_x = f64::NEG_INFINITY;
-    for incident in &review.incidents {
-        let start = x(incident.detected_at.0);
-        let end = incident
-            .ready_again_at
-            .map_or(x(to.0), |r| x(r.0))
-            .max(start + 2.0);
-        let _ = writeln!(
-            out,
-            "<rect class=\"incident\" x=\"{start:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#d93025\" fill-opacity=\"0.18\"><title>#{} {} at {}</title></rect>",
-            end - start,
-            incident.id,
-            incident.kind.as_str(),
-            incident.detected_at,
-        );
-        // Labels of incidents close together would overprint: label the first only.
-        if start - last_label_x >= 24.0 {
-            last_label_x = start;
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#b3261e\">#{}</text>",
-                start + 2.0,
-                TOP + 12.0,
-                incident.id
-            );
-        }
-    }
+    incident_bands(review, &x, to.0, out);
     for at in &review.restart_limit_hits {
         let px = x(at.0);
         let _ = writeln!(
@@ -139,32 +179,7 @@ fn latency_chart(review: &Review, out: &mut String) {
             py + 4.0
         );
     }
-    for i in 0..=4 {
-        let at = from.0 + ((span * f64::from(i)) / 4.0) as i64;
-        let px = x(at);
-        let label = Stamp(at).to_string();
-        let anchor = match i {
-            0 => "start",
-            4 => "end",
-            _ => "middle",
-        };
-        let _ = writeln!(
-            out,
-            "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/><text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-            TOP + plot_h,
-            TOP + plot_h + 5.0,
-            TOP + plot_h + 18.0,
-            escape(&label)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "<line x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/><line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#9aa5b4\"/>",
-        TOP + plot_h,
-        LEFT + plot_w,
-        TOP + plot_h,
-        TOP + plot_h
-    );
+    time_axis(from, span, &x, out);
     // Latency: the maximum per time slice as a line with dots, the mean as a lighter line.
     let with_samples: Vec<_> = review.series.iter().filter(|p| p.count > 0).collect();
     let centre = |p: &super::stats::SeriesPoint| x(p.at + p.width_secs / 2);
@@ -215,6 +230,135 @@ fn latency_chart(review: &Review, out: &mut String) {
             "<p class=\"meta\">Latency axis is logarithmic (a few very slow probes).</p>\n",
         );
     }
+}
+
+/// Memory and CPU of the server's tree over time (from the usage history), each on its own
+/// chart with the incidents as bands on the same time axis as the logs.
+fn usage_charts(review: &Review, out: &mut String) {
+    let usage = &review.usage;
+    let non_empty = |s: &Option<UsageSeries>| s.as_ref().filter(|s| !s.is_empty()).cloned();
+    let (memory, cpu) = (non_empty(&usage.memory), non_empty(&usage.cpu));
+    if memory.is_none() && cpu.is_none() {
+        out.push_str(
+            "<p>No usage history (qoscntrlr-usage.jsonl) with the logs: nothing to chart.</p>\n",
+        );
+        return;
+    }
+    // One time axis for logs and samples, so a band lines up with the memory it cost.
+    let ends = [review.from, review.to, usage.from, usage.to];
+    let (Some(from), Some(to)) = (
+        ends.iter().flatten().min().copied(),
+        ends.iter().flatten().max().copied(),
+    ) else {
+        return;
+    };
+    const MB: f64 = 1024.0 * 1024.0;
+    if let Some(series) = memory {
+        value_chart(
+            review,
+            &series,
+            (from, to),
+            ("memory-chart", "Server memory over time", "MB", MB),
+            out,
+        );
+    }
+    if let Some(series) = cpu {
+        value_chart(
+            review,
+            &series,
+            (from, to),
+            ("cpu-chart", "Server CPU over time", "%", 1.0),
+            out,
+        );
+    }
+    out.push_str("<p class=\"meta\">Dark line: highest sample per time slice; light line: mean; red bands: incidents from detection to READY again. Memory is the server's whole process tree (PSS where readable); CPU is percent of one core.</p>\n");
+    usage_table(review, out);
+}
+
+/// Per item of the usage history: samples, min, p95, max.
+fn usage_table(review: &Review, out: &mut String) {
+    out.push_str("<table id=\"usage\"><tr><th>Item</th><th>Samples</th><th>Without a figure</th><th>Min</th><th>p95</th><th>Max</th></tr>\n");
+    for (name, item) in review.usage.summary() {
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| render_value(&name, v));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&name),
+            item.samples,
+            item.missing,
+            escape(&show(item.min)),
+            escape(&show(item.p95)),
+            escape(&show(item.max))
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+/// One usage chart: `(id, label, unit, divisor)` turn base units into the axis' unit.
+fn value_chart(
+    review: &Review,
+    series: &UsageSeries,
+    (from, to): (Stamp, Stamp),
+    (id, label, unit, divisor): (&str, &str, &str, f64),
+    out: &mut String,
+) {
+    let span = (to.0 - from.0).max(1) as f64;
+    let plot_w = CHART_W - LEFT - RIGHT;
+    let plot_h = CHART_H - TOP - BOTTOM;
+    let x = |at: i64| LEFT + ((at - from.0) as f64 / span).clamp(0.0, 1.0) * plot_w;
+    let highest = series.points().map(|p| p.max / divisor).fold(0.0, f64::max);
+    let top = nice_ceiling(highest);
+    let y = |v: f64| TOP + plot_h - (v / divisor / top).clamp(0.0, 1.0) * plot_h;
+    let _ = writeln!(
+        out,
+        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_W}\" height=\"{CHART_H}\" viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"{}\">",
+        escape(label)
+    );
+    incident_bands(review, &x, to.0, out);
+    for i in 0..=4 {
+        let v = top * f64::from(i) / 4.0;
+        let py = TOP + plot_h - f64::from(i) / 4.0 * plot_h;
+        let _ = writeln!(
+            out,
+            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#e3e8ef\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v} {unit}</text>",
+            LEFT + plot_w,
+            LEFT - 6.0,
+            py + 4.0
+        );
+    }
+    time_axis(from, span, &x, out);
+    let centre = |p: &UsagePoint| x(p.at + p.width_secs / 2);
+    let line = |value: &dyn Fn(&UsagePoint) -> f64| -> String {
+        series
+            .points()
+            .map(|p| format!("{:.1},{:.1}", centre(p), y(value(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(
+        out,
+        "<polyline class=\"usage-mean\" fill=\"none\" stroke=\"#81c995\" stroke-width=\"1.5\" points=\"{}\"/>",
+        line(&|p| p.mean())
+    );
+    let _ = writeln!(
+        out,
+        "<polyline class=\"usage-max\" fill=\"none\" stroke=\"#188038\" stroke-width=\"1.5\" points=\"{}\"/>",
+        line(&|p| p.max)
+    );
+    let count = series.points().count();
+    if count <= 120 {
+        for p in series.points() {
+            let _ = writeln!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"#188038\"><title>{} max {:.1} {unit}</title></circle>",
+                centre(p),
+                y(p.max),
+                Stamp(p.at),
+                p.max / divisor
+            );
+        }
+    }
+    out.push_str("</svg>\n");
 }
 
 fn downtime_chart(review: &Review, out: &mut String) {
@@ -343,6 +487,9 @@ pub fn render(review: &Review, title: &str, generated_at: &str) -> String {
     }
     out.push_str("</table></div>\n<h2>Probe latency over time</h2>\n");
     latency_chart(review, &mut out);
+
+    out.push_str("<h2>Memory and CPU over time</h2>\n");
+    usage_charts(review, &mut out);
 
     out.push_str("<h2>Downtime per incident</h2>\n");
     if review.incidents.is_empty() {

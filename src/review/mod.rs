@@ -16,6 +16,8 @@
 //! incidents[] {id, kind, reason, detected_at, failover_at, diagnostics_at, diagnostics_secs,
 //!              killed_at, ready_again_at, downtime_secs, diagnostics_file, restart_limit_hit,
 //!              outcome, file, line_count, lines (first 40)}
+//! usage.<item> {unit, samples, missing, min, max, p95}   from qoscntrlr-usage*.jsonl, base units
+//! usage_history.{files, passes, unknown_lines, from, to}
 //! ```
 
 mod analyze;
@@ -25,6 +27,7 @@ mod line;
 mod render;
 mod stamp;
 mod stats;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,7 @@ pub use line::IncidentKind;
 pub use render::{summary_json, summary_text};
 pub use stamp::{human_secs, Stamp};
 pub use stats::{LatencyHistogram, SeriesPoint};
+pub use usage::UsageStats;
 
 /// What can go wrong while reviewing logs.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +119,8 @@ pub fn parse_event(name: &str) -> Result<EventKind, ReviewError> {
 
 /// Review the logs at `paths` (files or directories): discover, order, stream every line
 /// through an [`Analyzer`], and hand each timeline entry to `on_entry` as it happens
-/// (only when `opts.keep_timeline`).
+/// (only when `opts.keep_timeline`). The usage history found there (`qoscntrlr-usage*.jsonl`)
+/// is read too, within the same window.
 pub fn review_paths(
     paths: &[PathBuf],
     opts: Options,
@@ -138,7 +143,9 @@ pub fn review_paths(
             }
         })?;
     }
-    Ok(analyzer.finish())
+    let mut review = analyzer.finish();
+    review.usage = usage::read(paths, opts.since, opts.until, opts.keep_series)?;
+    Ok(review)
 }
 
 /// Review one in-memory text (tests, the support bundle's own summary).

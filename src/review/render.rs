@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::analyze::{Outcome, Review};
 use super::stamp::{human_secs, Stamp};
+use super::usage::render_value;
 
 fn opt_stamp(stamp: Option<Stamp>) -> String {
     stamp.map_or_else(|| "-".to_string(), |s| s.to_string())
@@ -36,7 +37,47 @@ pub fn summary_json(review: &Review) -> Value {
         },
         "restart_limit_hits": review.restart_limit_hits,
         "incidents": review.incidents,
+        "usage": review.usage.summary(),
+        "usage_history": {
+            "files": review.usage.files,
+            "passes": review.usage.passes,
+            "unknown_lines": review.usage.unknown_lines,
+            "from": review.usage.from,
+            "to": review.usage.to,
+        },
     })
+}
+
+/// The usage block of the text summary: one line per item (min, p95, max), nothing when
+/// no usage history was found.
+fn usage_text(review: &Review, out: &mut String) {
+    let usage = &review.usage;
+    if usage.passes == 0 {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Usage ({} sampling passes, {} .. {})",
+        usage.passes,
+        opt_stamp(usage.from),
+        opt_stamp(usage.to)
+    );
+    for (name, item) in usage.summary() {
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| render_value(&name, v));
+        let missing = if item.missing > 0 {
+            format!("  ({} pass(es) without a figure)", item.missing)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {name:<20}min {}  p95 {}  max {}{missing}",
+            show(item.min),
+            show(item.p95),
+            show(item.max)
+        );
+    }
 }
 
 fn outcome_text(outcome: Outcome) -> &'static str {
@@ -108,6 +149,7 @@ pub fn summary_text(review: &Review) -> String {
         ms(p.latency.percentile(99.0)),
         ms(p.latency.max())
     );
+    usage_text(review, &mut out);
     if !review.restart_limit_hits.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "Restart limit reached");
