@@ -78,6 +78,89 @@ pub enum DiagError {
 
 /// Collect diagnostics for `req` into a new file; never fails, the report says how it went.
 pub async fn collect(req: DiagRequest, reaper: &Reaper, wall: DateTime<Local>) -> DiagReport {
+    collect_with(req, None, reaper, wall).await
+}
+
+/// What a server that has ended left behind, read before it is killed
+/// ([`capture_leftovers`]): the post-mortem's only part that cannot wait for the restart.
+#[derive(Debug, Clone, Default)]
+pub struct Leftovers {
+    /// One `/proc` snapshot section per process (see [`snapshot_process`]).
+    sections: Vec<String>,
+    /// Processes of the tree, for the note when the capture was cut short.
+    of: usize,
+    /// Why the capture is incomplete (its time limit), if it is.
+    cut_short: Option<String>,
+    took: Duration,
+}
+
+/// Longest a crash's capture of the leftovers may hold up their kill and the restart: the
+/// `/proc` reads normally take milliseconds, but a process holding its memory map lock
+/// (stuck in uninterruptible sleep) can block them.
+pub const LEFTOVERS_CAPTURE_LIMIT: Duration = Duration::from_secs(1);
+
+/// The `/proc` snapshot of every process a server that has ended left behind (orphaned
+/// workers, backends, its process group), into memory, on the blocking pool, for at most
+/// `limit`. Quick by design: it is what a crash's post-mortem must read before the
+/// leftovers are killed and the server restarted; everything else of the post-mortem
+/// (writing the file, its fsync, `QOS_NSD_PATH`) runs after the restart has begun, in
+/// [`collect_post_mortem`].
+pub async fn capture_leftovers(tree: &[i32], limit: Duration) -> Leftovers {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let pids = tree.to_vec();
+    let _snapshot = tokio::task::spawn_blocking(move || {
+        for pid in pids {
+            if tx.send(snapshot_process(pid)).is_err() {
+                break; // the capture gave up waiting
+            }
+        }
+    });
+    let mut captured = Leftovers {
+        of: tree.len(),
+        ..Leftovers::default()
+    };
+    loop {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some(section)) => captured.sections.push(section),
+            Ok(None) => break,
+            Err(_) => {
+                captured.cut_short = Some(format!(
+                    "process snapshot cut short after {} ms with {} of {} processes read",
+                    limit.as_millis(),
+                    captured.sections.len(),
+                    tree.len()
+                ));
+                break;
+            }
+        }
+    }
+    captured.took = started.elapsed();
+    captured
+}
+
+/// The post-mortem of a server that has ended, written after its leftovers were captured
+/// (`leftovers`) and killed: the file holds the identity and system facts, the snapshot
+/// taken before the kill, then the output of `QOS_NSD_PATH` when one is configured (run
+/// now, under its time limit) and the console tail. No thread stacks are taken: the
+/// processes they would come from are gone, and a dead server's restart never waits for
+/// a debugger.
+pub async fn collect_post_mortem(
+    req: DiagRequest,
+    leftovers: Leftovers,
+    reaper: &Reaper,
+    wall: DateTime<Local>,
+) -> DiagReport {
+    collect_with(req, Some(leftovers), reaper, wall).await
+}
+
+async fn collect_with(
+    req: DiagRequest,
+    leftovers: Option<Leftovers>,
+    reaper: &Reaper,
+    wall: DateTime<Local>,
+) -> DiagReport {
     let started = Instant::now();
     let dir = req.data_dir.join(DIAG_DIR_NAME);
     let (path, file) = match create_diag_file(&dir, &req.reason, wall) {
@@ -98,9 +181,12 @@ pub async fn collect(req: DiagRequest, reaper: &Reaper, wall: DateTime<Local>) -
         file,
         write_error: None,
     };
-    let result = match &req.nsd_path {
-        Some(argv) if !argv.is_empty() => run_external(&req, argv, reaper, wall, &mut out).await,
-        _ => run_builtin(&req, reaper, wall, deadline, &mut out).await,
+    let result = match (&req.nsd_path, leftovers) {
+        (Some(argv), leftovers) if !argv.is_empty() => {
+            run_external(&req, argv, leftovers, reaper, wall, &mut out).await
+        }
+        (_, Some(leftovers)) => write_post_mortem(&req, leftovers, wall, &mut out),
+        (_, None) => run_builtin(&req, reaper, wall, deadline, &mut out).await,
     };
     let (ok, mut error) = match result {
         Ok(Completion::Complete) => (true, None),
@@ -251,6 +337,7 @@ fn helper_env(cmd: &mut Command) {
 async fn run_external(
     req: &DiagRequest,
     argv: &[String],
+    leftovers: Option<Leftovers>,
     reaper: &Reaper,
     wall: DateTime<Local>,
     out: &mut DiagFile,
@@ -258,8 +345,14 @@ async fn run_external(
     let mut header = String::new();
     write_identity(&mut header, req, wall);
     let _ = writeln!(header, "Program:    {}", shell_words::join(argv));
-    header.push_str("\n=== nsd output ===\n");
     out.write(&header)?;
+    // A post-mortem: what the dead server left, as it was before the kill; the program
+    // runs after it (the processes of QOS_TREE_PIDS are gone by then).
+    let cut_short = match leftovers {
+        Some(leftovers) => write_leftovers(leftovers, out)?,
+        None => None,
+    };
+    out.write("\n=== nsd output ===\n")?;
 
     let mut cmd = Command::new(&argv[0]);
     // An nsd still running when the controller is SIGKILLed is killed by the next start.
@@ -309,7 +402,64 @@ async fn run_external(
         ),
     };
     out.write(&format!("\n{footer}"))?;
-    Ok(completion)
+    Ok(match (completion, cut_short) {
+        (Completion::Complete, Some(why)) => Completion::Incomplete(why),
+        (Completion::Incomplete(why), Some(more)) => {
+            Completion::Incomplete(format!("{why}; {more}"))
+        }
+        (completion, None) => completion,
+    })
+}
+
+/// The snapshot sections of a crash's leftovers; returns the note when it was cut short.
+fn write_leftovers(leftovers: Leftovers, out: &mut DiagFile) -> Result<Option<String>, DiagError> {
+    out.write(&format!(
+        "\n=== the server had ended: snapshot of the {} process(es) it left, taken in {} ms before they were killed ===\n",
+        leftovers.of,
+        leftovers.took.as_millis()
+    ))?;
+    for section in &leftovers.sections {
+        out.write(section)?;
+    }
+    if let Some(why) = &leftovers.cut_short {
+        out.write(&format!("\n=== {why} ===\n"))?;
+    }
+    Ok(leftovers.cut_short)
+}
+
+/// The built-in post-mortem: identity, system facts, the leftovers' snapshot, a note on
+/// stacks, the console tail.
+fn write_post_mortem(
+    req: &DiagRequest,
+    leftovers: Leftovers,
+    wall: DateTime<Local>,
+    out: &mut DiagFile,
+) -> Result<Completion, DiagError> {
+    let mut header = String::new();
+    write_identity(&mut header, req, wall);
+    header.push_str(&system_facts());
+    out.write(&header)?;
+    let cut_short = write_leftovers(leftovers, out)?;
+    out.write(
+        "\n=== thread stacks: not taken (the server process had ended; what it left was killed at once so that its restart does not wait for a debugger) ===\n",
+    )?;
+    write_console_tail(req, out)?;
+    Ok(match cut_short {
+        Some(why) => Completion::Incomplete(why),
+        None => Completion::Complete,
+    })
+}
+
+fn write_console_tail(req: &DiagRequest, out: &mut DiagFile) -> Result<(), DiagError> {
+    let mut tail = format!(
+        "\n=== console tail ({} lines) ===\n",
+        req.console_tail.len()
+    );
+    for line in &req.console_tail {
+        tail.push_str(line);
+        tail.push('\n');
+    }
+    out.write(&tail)
 }
 
 /// Server name, pid, reason and time: the first lines of every diagnostics file.
@@ -441,15 +591,7 @@ async fn run_builtin(
         }
     }
 
-    let mut tail = format!(
-        "\n=== console tail ({} lines) ===\n",
-        req.console_tail.len()
-    );
-    for line in &req.console_tail {
-        tail.push_str(line);
-        tail.push('\n');
-    }
-    out.write(&tail)?;
+    write_console_tail(req, out)?;
 
     Ok(if incomplete.is_empty() {
         Completion::Complete

@@ -125,6 +125,22 @@ impl World {
                     error: None,
                 },
             ),
+            Action::RunPostMortem { incident } => {
+                self.schedule(
+                    Duration::from_millis(5),
+                    Event::PostMortemCaptured {
+                        incident: *incident,
+                    },
+                );
+                self.schedule(
+                    Duration::from_secs(3),
+                    Event::DiagnosticsFinished {
+                        incident: Some(*incident),
+                        path: Some("diagnostics/nsd_crash.log".into()),
+                        error: None,
+                    },
+                );
+            }
             Action::KillTree => {
                 if let Some(pid) = self.alive.take() {
                     self.schedule(

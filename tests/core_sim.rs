@@ -201,6 +201,23 @@ impl Sim {
                     error: None,
                 },
             ),
+            // The leftovers are read in milliseconds; the file takes diag_delay.
+            Action::RunPostMortem { incident } => {
+                self.schedule(
+                    Duration::from_millis(5),
+                    Event::PostMortemCaptured {
+                        incident: *incident,
+                    },
+                );
+                self.schedule(
+                    self.diag_delay,
+                    Event::DiagnosticsFinished {
+                        incident: Some(*incident),
+                        path: Some("diagnostics/nsd_crash.log".into()),
+                        error: None,
+                    },
+                );
+            }
             Action::KillTree if self.unkillable => {}
             Action::KillTree => {
                 if let Some(pid) = self.alive.take() {
@@ -504,6 +521,114 @@ fn crash_while_running_post_mortem_then_restart() {
         .actions
         .iter()
         .any(|a| matches!(a, Action::Mail(m) if m.kind == qoscntrlr::core::AlertKind::Crash)));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+}
+
+#[test]
+fn a_dead_servers_restart_does_not_wait_for_its_post_mortem_file() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.diag_delay = Duration::from_secs(30);
+    sim.start();
+    sim.clear_lines();
+    let pid = sim.alive.take().unwrap();
+    let crashed_at = sim.elapsed();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by SIGKILL".into(),
+    });
+    // The post-mortem reads the leftovers first; then they are killed and the server
+    // restarts, long before the 30 s file is done.
+    sim.run(Duration::from_secs(2));
+    sim.assert_in_order(&[
+        "QoS Controller: Server CN=rc45/O=dev has crashed.",
+        "QoS Kill: Running nsd...",
+        "QoS Kill: Restarting DominoStarter thread",
+        "OpMsg=START Type=QOS",
+    ]);
+    let post_mortem = sim
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::RunPostMortem { .. }))
+        .expect("a post-mortem");
+    let kill = sim
+        .actions
+        .iter()
+        .position(|a| *a == Action::KillTree)
+        .expect("the leftovers are killed");
+    let spawn = sim
+        .actions
+        .iter()
+        .rposition(|a| *a == Action::Spawn)
+        .expect("a restart");
+    assert!(post_mortem < kill && kill < spawn, "{:#?}", sim.actions);
+    assert!(sim.elapsed() - crashed_at < Duration::from_secs(3));
+    assert_eq!(sim.count("Diagnostics written to"), 0);
+    assert!(!sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Mail(m) if m.kind == qoscntrlr::core::AlertKind::Crash)));
+    // A re-exec would lose the file's report: it waits.
+    let (ok, text) = sim.command(Command::Reexec);
+    assert!(!ok && text.contains("post-mortem"), "{text}");
+
+    // The file is done after the restart: logged, the mail carries it, and the crash's
+    // incident in `status` points at it.
+    sim.run(Duration::from_secs(40));
+    assert_eq!(
+        sim.count("Diagnostics written to diagnostics/nsd_crash.log"),
+        1
+    );
+    let mail = sim
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Mail(m) if m.kind == qoscntrlr::core::AlertKind::Crash => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the crash mail");
+    assert_eq!(
+        mail.diagnostics.as_deref(),
+        Some("diagnostics/nsd_crash.log")
+    );
+    let status = sim.ctl.status(sim.now);
+    let crash = status
+        .incidents
+        .iter()
+        .find(|r| r.kind == "crash")
+        .expect("the crash incident");
+    assert_eq!(
+        crash.diagnostics.as_deref(),
+        Some("diagnostics/nsd_crash.log")
+    );
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(sim.ctl.reexec_refusal().is_none());
+}
+
+#[test]
+fn a_server_that_reported_its_crash_and_then_ended_is_restarted_without_waiting() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.diag_delay = Duration::from_secs(30);
+    sim.start();
+    sim.feed(msg(
+        "OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev",
+        ServerSignal::Crash,
+    ));
+    assert_eq!(sim.ctl.state(), StateName::Crashed);
+    // Alive, it gets the full diagnostics (stacks); it ends 1 s into them.
+    let pid = sim.alive.take().unwrap();
+    sim.schedule(
+        Duration::from_secs(1),
+        Event::ServerExited {
+            pid,
+            exit: "exit code 1".into(),
+        },
+    );
+    sim.run(Duration::from_secs(3));
+    assert_eq!(sim.count("Restarting DominoStarter thread"), 1);
+    assert!(sim.actions.contains(&Action::KillTree));
+    assert_eq!(sim.count("Diagnostics written to"), 0);
+    sim.run(Duration::from_secs(40));
+    assert_eq!(sim.count("Diagnostics written to"), 1);
     assert_eq!(sim.ctl.state(), StateName::Ready);
 }
 

@@ -460,3 +460,37 @@ fn tolerant_reading_and_time_window() {
     let j = summary_json(&[&odd], &[]);
     assert_eq!(j["counts"]["crashes"], 1);
 }
+
+/// A crashed server is restarted before its post-mortem file is written: the file's line
+/// after READY still belongs to the crash (and an operator's later file does not).
+#[test]
+fn a_post_mortem_written_after_the_restart_belongs_to_the_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "qoscntrlr202403010900.out",
+        b"2024/03/01 09:00:00 QoS Controller: Starting QOSPipeWatcher\n\
+2024/03/01 09:00:01 QoS Controller: Server is ready to process requests\n\
+2024/03/01 09:02:00 QoS Controller: OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=demo TimeDate=20240301T090200,00+01\n\
+2024/03/01 09:02:00 QoS Controller: Server demo has crashed.\n\
+2024/03/01 09:02:00 QoS Controller: Server exit: killed by SIGKILL\n\
+2024/03/01 09:02:00 QoS Kill: Running nsd...\n\
+2024/03/01 09:02:00 QoS Kill: Killed 2 process(es) of the server's tree: 11 12\n\
+2024/03/01 09:02:00 QoS Kill: Restarting DominoStarter thread\n\
+2024/03/01 09:02:00 QoS Controller: OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=demo ObjectType2=ProcessName ObjectValue2=demo TimeDate=20240301T090200,01+01\n\
+2024/03/01 09:02:01 QoS Controller: Server is ready to process requests\n\
+2024/03/01 09:02:03 QoS Kill: Diagnostics written to /data/diagnostics/nsd_20240301_090200_crash.log\n\
+2024/03/01 09:05:00 QoS Controller: Command diagnose from uid 0\n\
+2024/03/01 09:05:00 QoS Kill: Running nsd...\n\
+2024/03/01 09:05:01 QoS Kill: Diagnostics written to /data/diagnostics/nsd_20240301_090500_operator.log\n",
+    );
+    let j = summary_json(&[dir.path()], &[]);
+    let incidents = j["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{j:#}");
+    assert_eq!(incidents[0]["kind"], "crash", "{j:#}");
+    assert_eq!(
+        incidents[0]["diagnostics_file"], "/data/diagnostics/nsd_20240301_090200_crash.log",
+        "{j:#}"
+    );
+    assert_eq!(incidents[0]["outcome"], "ready", "{j:#}");
+}

@@ -221,8 +221,14 @@ pub enum Event {
         uid: u32,
         request: u64,
     },
+    /// The post-mortem of [`Action::RunPostMortem`] has read what the dead server left
+    /// (its file is still being written): the leftovers may be killed now.
+    PostMortemCaptured {
+        incident: u64,
+    },
     /// A diagnostics run has ended; `incident` is the one given in
-    /// [`Action::RunDiagnostics`] (`None` for operator and slow-shutdown snapshots).
+    /// [`Action::RunDiagnostics`] or [`Action::RunPostMortem`] (`None` for operator and
+    /// slow-shutdown snapshots).
     DiagnosticsFinished {
         incident: Option<u64>,
         path: Option<String>,
@@ -259,6 +265,15 @@ pub enum Action {
     RunDiagnostics {
         reason: String,
         incident: Option<u64>,
+    },
+    /// The post-mortem of a server process that has ended (a crash): read what it left
+    /// (the `/proc` snapshot of its leftover processes, bounded), report
+    /// [`Event::PostMortemCaptured`] at once, then write the diagnostics file (and run
+    /// `QOS_NSD_PATH`) while the server restarts, and report
+    /// [`Event::DiagnosticsFinished`]. A dead server's restart never waits for its
+    /// diagnostics.
+    RunPostMortem {
+        incident: u64,
     },
     /// Write the trigger file (`1`, or `0` when failover is disabled in the config).
     WriteTrigger,
@@ -647,6 +662,10 @@ pub struct Controller {
     /// `action=failover` rules holding the failover outputs down: (key, incident).
     #[serde(default)]
     rule_failovers: Vec<(String, u64)>,
+    /// Crash incidents whose post-mortem file is still being written after the restart
+    /// began (their mail goes out when it is done; a re-exec waits for them).
+    #[serde(default)]
+    post_mortems: Vec<u64>,
 }
 
 /// A stall shorter than this is scheduling noise, not a stall.
@@ -791,6 +810,7 @@ impl Controller {
             kill_retries: 0,
             rules: RuleEngine::new(policy.rules.clone()),
             rule_failovers: Vec::new(),
+            post_mortems: Vec::new(),
             policy,
         }
     }
@@ -1317,6 +1337,9 @@ impl Controller {
                 path,
                 error,
             } => self.on_diagnostics(now, incident, path, error, &mut out),
+            Event::PostMortemCaptured { incident } => {
+                self.on_post_mortem_captured(now, incident, &mut out)
+            }
             Event::StopRequested => self.on_stop_requested(now, &mut out),
             Event::ResourceRecovered { resource } => {
                 self.resource_back(now, &resource, &mut out);
@@ -2175,6 +2198,18 @@ impl Controller {
             self.end_operator_diagnostics(now, out);
             return;
         };
+        if let Some(i) = self.post_mortems.iter().position(|id| *id == for_incident) {
+            // A dead server's post-mortem, finished after its restart began: the record
+            // gets its file (its outcome has moved on) and the crash mail carries it.
+            self.post_mortems.remove(i);
+            if let Some(record) = self.incidents.iter_mut().find(|r| r.id == for_incident) {
+                if let Some(p) = &path {
+                    record.diagnostics = Some(p.clone());
+                }
+            }
+            out.push(self.crash_alert(for_incident, path));
+            return;
+        }
         match self.state.clone() {
             State::Killing {
                 phase: KillPhase::Diagnostics,
@@ -2213,18 +2248,7 @@ impl Controller {
                 {
                     out.push(a);
                 }
-                out.push(Action::Mail(Alert {
-                    kind: AlertKind::Crash,
-                    summary: format!(
-                        "Server {} has crashed ({}).",
-                        self.policy.server_name,
-                        self.last_exit
-                            .clone()
-                            .unwrap_or_else(|| "reported by the server".into())
-                    ),
-                    diagnostics: path.clone(),
-                    incident: Some(incident),
-                }));
+                out.push(self.crash_alert(incident, path.clone()));
                 out.push(Action::KillTree);
                 match pid {
                     // A CRASH message: the process may still be alive; wait for its exit.
@@ -2511,10 +2535,68 @@ impl Controller {
             out,
         );
         out.push(log(Component::Kill, "Running nsd..."));
-        out.push(Action::RunDiagnostics {
-            reason: "crash".into(),
+        match pid {
+            // The process is gone: nothing of it is left to wait for. Only what it left
+            // behind is read before the kill; the restart does not wait for the file.
+            None => out.push(Action::RunPostMortem { incident }),
+            // A CRASH message: the server still runs (and may be writing its own crash
+            // report): its stacks are worth the wait, until it exits.
+            Some(_) => out.push(Action::RunDiagnostics {
+                reason: "crash".into(),
+                incident: Some(incident),
+            }),
+        }
+    }
+
+    fn crash_alert(&self, incident: u64, diagnostics: Option<String>) -> Action {
+        Action::Mail(Alert {
+            kind: AlertKind::Crash,
+            summary: format!(
+                "Server {} has crashed ({}).",
+                self.policy.server_name,
+                self.last_exit
+                    .clone()
+                    .unwrap_or_else(|| "reported by the server".into())
+            ),
+            diagnostics,
             incident: Some(incident),
-        });
+        })
+    }
+
+    /// The leftovers of a dead server are read: kill them and restart now; the
+    /// post-mortem's file, its mail and the incident's diagnostics path follow when it
+    /// is written ([`Self::on_diagnostics`]).
+    fn on_post_mortem_captured(&mut self, now: Instant, incident: u64, out: &mut Vec<Action>) {
+        if let State::Crashed {
+            pid: None,
+            incident: current,
+            diagnostics_done: false,
+            then,
+        } = self.state
+        {
+            if current == incident {
+                self.restart_before_post_mortem(now, incident, then, out);
+            }
+        }
+    }
+
+    /// A crashed server whose process is gone: leftovers killed, restart (or whatever
+    /// `then` says) at once, the post-mortem finishing on its own.
+    fn restart_before_post_mortem(
+        &mut self,
+        now: Instant,
+        incident: u64,
+        then: AfterKill,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.post_mortems.contains(&incident) {
+            self.post_mortems.push(incident);
+        }
+        if let Some(a) = self.update_incident(incident, IncidentOutcome::Restarting, None) {
+            out.push(a);
+        }
+        out.push(Action::KillTree);
+        self.after_down(now, then, Some(incident), out);
     }
 
     fn on_exited(&mut self, now: Instant, pid: i32, exit: &str, out: &mut Vec<Action>) {
@@ -2568,12 +2650,10 @@ impl Controller {
                 if diagnostics_done {
                     self.after_down(now, then, Some(incident), out);
                 } else {
-                    self.state = State::Crashed {
-                        pid: None,
-                        incident,
-                        diagnostics_done,
-                        then,
-                    };
+                    // It reported its crash, then ended while its diagnostics ran: a
+                    // dead server's restart does not wait for them (they finish on
+                    // their own, with whatever they could still read).
+                    self.restart_before_post_mortem(now, incident, then, out);
                 }
             }
             State::Restarting { .. } | State::Stopped | State::Faulted { .. } => {}
@@ -2903,6 +2983,9 @@ impl Controller {
             State::Restarting { spawn_at: None } | State::Starting { pid: None, .. } => {
                 Some("reexec refused: the server is being spawned; try again".into())
             }
+            _ if !self.post_mortems.is_empty() => Some(
+                "reexec refused: a crash's post-mortem is still being written; try again when it is done".into(),
+            ),
             _ => None,
         }
     }

@@ -454,16 +454,33 @@ impl Analyzer {
                 self.emit(at, kind, open_id, text);
             }
             LineEvent::DiagnosticsWritten(path) => {
-                let kind = match &mut self.open {
+                let file = String::from_utf8_lossy(path).trim().to_string();
+                let (kind, id) = match &mut self.open {
                     Some(incident) => {
                         end_diagnostics(incident, at);
-                        incident.diagnostics_file =
-                            Some(String::from_utf8_lossy(path).trim().to_string());
-                        EventKind::Kill
+                        incident.diagnostics_file = Some(file);
+                        (EventKind::Kill, open_id)
                     }
-                    None => EventKind::Diagnostics,
+                    None => match self.review.incidents.last_mut() {
+                        // A crashed server is restarted without waiting for its
+                        // post-mortem, so the file's line can come after the incident
+                        // ended (READY again): it still belongs to that crash.
+                        Some(last)
+                            if last.kind == IncidentKind::Crash
+                                && last.diagnostics_at.is_some()
+                                && last.diagnostics_file.is_none()
+                                && file
+                                    .rsplit('/')
+                                    .next()
+                                    .is_some_and(|n| n.contains("_crash")) =>
+                        {
+                            last.diagnostics_file = Some(file);
+                            (EventKind::Kill, Some(last.id))
+                        }
+                        _ => (EventKind::Diagnostics, None),
+                    },
                 };
-                self.emit(at, kind, open_id, text);
+                self.emit(at, kind, id, text);
             }
             LineEvent::Kill => {
                 let id = self.ensure_incident(at, &text, line);

@@ -80,6 +80,7 @@ impl Shell {
             Action::KillTree => self.kill_tree(),
             Action::Probe => self.start_probe(),
             Action::RunDiagnostics { reason, incident } => self.start_diagnostics(reason, incident),
+            Action::RunPostMortem { incident } => self.start_post_mortem(incident),
             Action::WriteTrigger => {
                 let enabled = !self.cfg.disable_failover_trigger;
                 if let Err(e) = self.trigger.write(enabled) {
@@ -480,6 +481,36 @@ impl Shell {
     }
 
     pub(super) fn start_diagnostics(&mut self, reason: String, incident: Option<u64>) {
+        let request = self.diag_request(reason);
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        let by_operator = request.reason == OPERATOR_DIAGNOSTICS;
+        tokio::task::spawn_local(async move {
+            let report = diagnostics::collect(request, &reaper, Local::now()).await;
+            let _ = tasks.send(TaskResult::Diagnostics(incident, by_operator, report));
+        });
+    }
+
+    /// A crash's post-mortem: the leftovers are read first (bounded, off the loop) and
+    /// reported, so the core kills them and restarts the server; the file is written and
+    /// fsynced (and `QOS_NSD_PATH` run) meanwhile, and reported when done.
+    pub(super) fn start_post_mortem(&mut self, incident: u64) {
+        let request = self.diag_request("crash".into());
+        let reaper = self.reaper.clone();
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            let wall = Local::now();
+            let leftovers =
+                diagnostics::capture_leftovers(&request.tree, diagnostics::LEFTOVERS_CAPTURE_LIMIT)
+                    .await;
+            let _ = tasks.send(TaskResult::PostMortemCaptured(incident));
+            let report = diagnostics::collect_post_mortem(request, leftovers, &reaper, wall).await;
+            let _ = tasks.send(TaskResult::Diagnostics(Some(incident), false, report));
+        });
+    }
+
+    /// What to collect: the server's tree (after it has ended, what is left of it).
+    fn diag_request(&self, reason: String) -> DiagRequest {
         let server = self.server.as_ref().map(|s| s.pid);
         // After the server itself has ended (a crash's post-mortem), what is left of its
         // tree — workers or backends orphaned by a dead master, adopted by the
@@ -503,7 +534,7 @@ impl Shell {
             (None, Some(pid)) => process::tree_pids(pid, pid, &self.helper_pids(Some(pid))),
             (None, None) => Vec::new(),
         };
-        let request = DiagRequest {
+        DiagRequest {
             reason,
             server_pid: server,
             tree,
@@ -512,14 +543,7 @@ impl Shell {
             nsd_path: self.cfg.nsd_path.clone(),
             limit: self.cfg.nsd_timeout,
             server_name: self.cfg.server_name.clone(),
-        };
-        let reaper = self.reaper.clone();
-        let tasks = self.tasks.clone();
-        let by_operator = request.reason == OPERATOR_DIAGNOSTICS;
-        tokio::task::spawn_local(async move {
-            let report = diagnostics::collect(request, &reaper, Local::now()).await;
-            let _ = tasks.send(TaskResult::Diagnostics(incident, by_operator, report));
-        });
+        }
     }
 
     pub(super) fn run_hook(&mut self, event: HookEvent, reason: &str, incident: u64) {

@@ -228,6 +228,8 @@ enum TaskResult {
     Probe(ProbeOutcome),
     /// Incident, whether an operator asked for it (`qoscntrlr diagnose`), the report.
     Diagnostics(Option<u64>, bool, DiagReport),
+    /// A crash's post-mortem has read the leftovers of incident N (its file follows).
+    PostMortemCaptured(u64),
     ServerExit {
         pid: i32,
         exit: ExitInfo,
@@ -829,6 +831,9 @@ impl Shell {
                 });
             }
             TaskResult::Log(component, text) => self.line(component, text),
+            TaskResult::PostMortemCaptured(incident) => {
+                self.queue.push_back(Event::PostMortemCaptured { incident })
+            }
             TaskResult::ReexecChecked { request, outcome } => {
                 self.on_reexec_checked(request, outcome)
             }
