@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use qoscntrlr::core::{
     Action, AppKey, Command, Component, Controller, Event, FailoverState, Health, HookEvent,
-    IncidentOutcome, Policy, ServerSignal, StateName,
+    IncidentOutcome, Policy, ServerSignal, StateName, Timer,
 };
 
 /// How the simulated server answers probes.
@@ -2293,4 +2293,218 @@ fn a_failback_hold_keeps_its_end_across_a_handoff() {
     assert_eq!(sim.ha(), FailoverState::InService);
     assert!(!sim.trigger);
     assert_eq!(sim.count("Failback hold over"), 1);
+}
+
+// ----- named timers --------------------------------------------------------------------
+
+impl Sim {
+    fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.ctl.timers().get(timer)
+    }
+
+    /// The controller's next deadline is its earliest armed timer, by name.
+    fn next_timer(&self) -> Timer {
+        let (timer, at) = self.ctl.next_timer().expect("a timer is armed");
+        assert_eq!(self.ctl.next_deadline(), Some(at));
+        timer
+    }
+}
+
+#[test]
+fn named_timers_follow_the_server_from_start_to_stop() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_millis(5));
+    assert_eq!(sim.ctl.state(), StateName::Starting);
+    // STARTING: QOS_RESTART_TIMEOUT from the spawn; the first probe went out at once
+    // and is in flight (no probe is due while one is).
+    assert_eq!(
+        sim.timer(Timer::StartDeadline),
+        Some(sim.now + Duration::from_secs(60))
+    );
+    assert!(sim.actions.contains(&Action::Probe));
+    assert_eq!(sim.timer(Timer::ProbeDue), None);
+    assert_eq!(sim.timer(Timer::ProbeTimeout), None, "not READY yet");
+    assert_eq!(sim.next_timer(), Timer::StartDeadline);
+
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.timer(Timer::StartDeadline), None);
+    let success = sim.ctl.status(sim.now).probe_last_success.expect("probed");
+    assert_eq!(
+        sim.timer(Timer::ProbeTimeout),
+        Some(success + Duration::from_secs(60))
+    );
+    let due = sim.timer(Timer::ProbeDue).expect("next probe scheduled");
+    assert!(due > sim.now && due <= sim.now + Duration::from_secs(10));
+    assert_eq!(sim.next_timer(), Timer::ProbeDue);
+    for idle in [
+        Timer::AppExpiry,
+        Timer::StopDeadline,
+        Timer::RestartBackoff,
+        Timer::PauseEnd,
+        Timer::FailbackHold,
+        Timer::FaultAutoClear,
+        Timer::TrustTime,
+        Timer::StallHold,
+    ] {
+        assert_eq!(sim.timer(idle), None, "{idle} armed while READY and idle");
+    }
+
+    // A long-running application: QOS_APPS_TIMEOUT from its start replaces the probe
+    // timeout, and moves with its progress.
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppStart {
+            app: AppKey::new("COMPACT", Some("events4.nsf")),
+        },
+    ));
+    assert_eq!(
+        sim.timer(Timer::AppExpiry),
+        Some(sim.now + Duration::from_secs(120))
+    );
+    assert_eq!(sim.timer(Timer::ProbeTimeout), None);
+    sim.run(Duration::from_secs(30));
+    sim.feed(msg(
+        "OpMsg=PROGRESS Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppProgress {
+            app: AppKey::new("COMPACT", Some("events4.nsf")),
+        },
+    ));
+    assert_eq!(
+        sim.timer(Timer::AppExpiry),
+        Some(sim.now + Duration::from_secs(120))
+    );
+    sim.feed(msg(
+        "OpMsg=END Type=COMPACT ObjectType=DB ObjectValue=events4.nsf",
+        ServerSignal::AppEnd {
+            app: AppKey::new("COMPACT", Some("events4.nsf")),
+        },
+    ));
+    assert_eq!(sim.timer(Timer::AppExpiry), None);
+    assert!(sim.timer(Timer::ProbeTimeout).is_some());
+
+    // pause --for: its end is a timer of its own.
+    sim.command(Command::Pause {
+        duration: Some(Duration::from_secs(100)),
+    });
+    assert_eq!(
+        sim.timer(Timer::PauseEnd),
+        Some(sim.now + Duration::from_secs(100))
+    );
+    sim.command(Command::Resume);
+    assert_eq!(sim.timer(Timer::PauseEnd), None);
+
+    // A stop: QOS_SHUTDOWN_TIMEOUT; probing stops.
+    sim.feed(Event::StopRequested);
+    assert_eq!(sim.ctl.state(), StateName::Stopping);
+    assert_eq!(
+        sim.timer(Timer::StopDeadline),
+        Some(sim.now + Duration::from_secs(60))
+    );
+    assert_eq!(sim.timer(Timer::ProbeDue), None);
+    assert_eq!(sim.timer(Timer::ProbeTimeout), None);
+    assert_eq!(sim.next_timer(), Timer::StopDeadline);
+}
+
+#[test]
+fn a_stall_hold_defers_the_timeouts_and_the_probe_goes_out_at_once() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    // The probe sent after the stall gets no answer: only the hold's end wakes the
+    // controller, not the probe timeout.
+    sim.probe = ProbeMode::Silent;
+    sim.actions.clear();
+    sim.stall(Duration::from_secs(90));
+    assert!(
+        sim.actions.contains(&Action::Probe),
+        "a probe goes out at once after the stall"
+    );
+    let hold = sim
+        .timer(Timer::StallHold)
+        .expect("a stall hold after 90 s");
+    assert!(hold > sim.now);
+    assert!(sim.timer(Timer::ProbeTimeout).is_some());
+    assert_eq!(sim.timer(Timer::ProbeDue), None, "the probe is in flight");
+    assert_eq!(sim.next_timer(), Timer::StallHold);
+    assert_eq!(sim.ctl.next_deadline(), Some(hold));
+    sim.probe = ProbeMode::Ok;
+    sim.run(hold - sim.now + Duration::from_secs(1));
+    assert_eq!(sim.timer(Timer::StallHold), None);
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(sim.timer(Timer::ProbeTimeout).is_some());
+}
+
+#[test]
+fn restart_backoff_and_fault_auto_clear_are_named_timers() {
+    // QOS_RESTART_DELAY: a crashed READY server is spawned again after the delay.
+    let mut sim = Sim::new(Policy {
+        auto_fault_clear: Duration::from_secs(300),
+        restart_delay: Duration::from_secs(30),
+        ..Sim::fast()
+    });
+    sim.start();
+    let pid = sim.alive.take().expect("running");
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    let deadline = sim.now + Duration::from_secs(20);
+    while sim.ctl.state() != StateName::Restarting && sim.now < deadline {
+        sim.run(Duration::from_millis(100));
+    }
+    assert_eq!(sim.ctl.state(), StateName::Restarting);
+    let spawn_at = sim
+        .timer(Timer::RestartBackoff)
+        .expect("restart delay armed");
+    assert!(spawn_at > sim.now && spawn_at <= sim.now + Duration::from_secs(30));
+    assert_eq!(sim.next_timer(), Timer::RestartBackoff);
+    sim.run(spawn_at - sim.now + Duration::from_secs(2));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.timer(Timer::RestartBackoff), None);
+
+    // A crash loop to FAULTED: QOS_AUTO_FAULT_CLEAR is the one timer left.
+    sim.exit_after_spawn = Some(Duration::from_millis(50));
+    let pid = sim.alive.take().expect("running");
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    sim.run(Duration::from_secs(240));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    let clear = sim.timer(Timer::FaultAutoClear).expect("auto clear armed");
+    assert!(clear > sim.now && clear <= sim.now + Duration::from_secs(300));
+    assert_eq!(sim.next_timer(), Timer::FaultAutoClear);
+    assert_eq!(sim.ctl.timers().armed().count(), 1);
+    sim.exit_after_spawn = None;
+    sim.run(clear - sim.now + Duration::from_secs(2));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.timer(Timer::FaultAutoClear), None);
+}
+
+#[test]
+fn failback_hold_and_trust_time_are_named_timers() {
+    let mut sim = Sim::new(Policy {
+        failback_hold: Duration::from_secs(300),
+        online_trust_time: Duration::from_secs(200),
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.hang_then_recover();
+    assert_eq!(sim.ha(), FailoverState::FailbackHold);
+    let failback = sim.timer(Timer::FailbackHold).expect("failback hold armed");
+    let trust = sim.timer(Timer::TrustTime).expect("a restart to forget");
+    assert!(
+        trust < failback,
+        "trust 200 s, failback 300 s from the same recovery"
+    );
+    assert_eq!(sim.ctl.status(sim.now).failover.failback_at, Some(failback));
+    sim.run(trust - sim.now + Duration::from_millis(1));
+    assert_eq!(sim.timer(Timer::TrustTime), None, "restart window emptied");
+    assert_eq!(sim.timer(Timer::FailbackHold), Some(failback));
+    sim.run(failback - sim.now + Duration::from_millis(1));
+    assert_eq!(sim.ha(), FailoverState::InService);
+    assert_eq!(sim.timer(Timer::FailbackHold), None);
 }

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod ha;
 pub mod instants;
 mod policy;
+pub mod timers;
 pub mod vocab;
 
 use std::collections::VecDeque;
@@ -22,6 +23,7 @@ use apps::{AppsList, StartOutcome};
 use ha::FailoverBook;
 pub use ha::{FailbackMode, FailoverState, Hold};
 pub use policy::Policy;
+pub use timers::{Timer, Timers};
 pub use vocab::{
     AlertKind, AppKey, Component, Health, HookEvent, KillPhase, Meaning, Meaning as ServerSignal,
     ServerState, ServerState as StateName,
@@ -854,53 +856,57 @@ impl Controller {
         self.rules.items()
     }
 
-    /// When the controller next wants [`Event::DeadlineReached`].
+    /// When the controller next wants [`Event::DeadlineReached`]: the earliest armed
+    /// named timer ([`Controller::timers`]). Allocation-free; the loop asks every turn.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut deadlines: Vec<Instant> = Vec::new();
+        self.next_timer().map(|(_, at)| at)
+    }
+
+    /// The named timer behind [`Controller::next_deadline`], and when it comes due.
+    pub fn next_timer(&self) -> Option<(Timer, Instant)> {
+        self.timers().next()
+    }
+
+    /// Every named timer of the current state: what the controller waits for and until
+    /// when. Filled from the state on each call, so it can never disagree with it (the
+    /// state's fields are the one record; a re-exec hands them over), into a fixed array.
+    pub fn timers(&self) -> Timers {
+        let mut timers = Timers::default();
         match &self.state {
             // While the controller cannot probe, a silent server cannot be seen to
             // become ready: its start is not timed meanwhile.
             State::Starting { deadline, .. } if self.probe.blind_since.is_none() => {
-                deadlines.push(*deadline)
+                timers.set(Timer::StartDeadline, Some(*deadline));
             }
             State::Stopping {
                 deadline, next_nsd, ..
             } => {
-                deadlines.push(*deadline);
-                deadlines.extend(*next_nsd);
+                timers.set(Timer::StopDeadline, Some(*deadline));
+                timers.set(Timer::ShutdownNsd, *next_nsd);
             }
-            State::Killing { deadline, .. } => deadlines.extend(*deadline),
-            State::Faulted { clear_at } => deadlines.extend(*clear_at),
-            State::Restarting { spawn_at } => deadlines.extend(*spawn_at),
+            State::Killing { deadline, .. } => timers.set(Timer::KillDeadline, *deadline),
+            State::Faulted { clear_at } => timers.set(Timer::FaultAutoClear, *clear_at),
+            State::Restarting { spawn_at } => timers.set(Timer::RestartBackoff, *spawn_at),
             _ => {}
         }
         if self.probing_wanted() && !self.probe.in_flight {
-            deadlines.extend(self.probe.next_attempt);
+            timers.set(Timer::ProbeDue, self.probe.next_attempt);
         }
-        if let Some(at) = self.probe_timeout_at() {
-            deadlines.push(at);
-        }
+        timers.set(Timer::ProbeTimeout, self.probe_timeout_at());
         if matches!(self.state, State::Ready { .. })
             && self.probe.operator_diagnostics_since.is_none()
         {
-            deadlines.extend(self.apps.next_deadline(self.policy.apps_timeout));
+            timers.set(
+                Timer::AppExpiry,
+                self.apps.next_deadline(self.policy.apps_timeout),
+            );
         }
-        if let Some(hold) = self.stall_hold {
-            // While holding, no timeout is due before the hold ends (a past one would
-            // otherwise wake the loop in a spin).
-            for at in &mut deadlines {
-                *at = (*at).max(hold.until);
-            }
-            deadlines.push(hold.until);
-            // The probe after the stall is sent at once.
-            if self.probing_wanted() && !self.probe.in_flight {
-                deadlines.extend(self.probe.next_attempt);
-            }
-        }
-        deadlines.extend(self.paused_until);
-        deadlines.extend(self.ha.failback_at);
-        deadlines.extend(self.trust_at());
-        deadlines.into_iter().min()
+        // While it is armed, the timeouts it defers wait for its end (`Timers::next`).
+        timers.set(Timer::StallHold, self.stall_hold.map(|hold| hold.until));
+        timers.set(Timer::PauseEnd, self.paused_until);
+        timers.set(Timer::FailbackHold, self.ha.failback_at);
+        timers.set(Timer::TrustTime, self.trust_at());
+        timers
     }
 
     /// When QOS_ONLINE_TRUST_TIME empties the restart-limit window, if it will.
