@@ -785,3 +785,117 @@ fn policy_default_matches_the_readers_defaults() {
         qoscntrlr::core::Policy::default()
     );
 }
+
+/// Every row of the key table reads its own value: a file setting each key to a value
+/// other than its default shows that key — and only that key — changed. A key added to
+/// the table needs a line here.
+#[test]
+fn every_key_reads_into_its_own_setting() {
+    let samples: &[(&str, &str)] = &[
+        ("SERVER_NAME", "\"My Srv\""),
+        ("SERVER_COMMAND", "/bin/sleep \"1 # 2\" 3"),
+        ("SERVER_DIRECTORY", "sub"),
+        ("SERVER_USER", "nobody"),
+        ("SERVER_GROUP", "nogroup"),
+        ("SERVER_STOP_COMMAND", "stop.sh now"),
+        ("SERVER_STOP_SIGNAL", "usr1"),
+        ("DATA_DIRECTORY", "/srv/other"),
+        ("QOS_ENABLE", "no"),
+        ("QOS_PROBE", "http://[::1]:81/x?y"),
+        ("QOS_PROBE_INTERVAL", "90s"),
+        ("QOS_PROBE_TIMEOUT", "1.5h"),
+        ("QOS_DISABLE_PROBING", "on"),
+        ("QOS_APPS_TIMEOUT", "7"),
+        ("QOS_SHUTDOWN_TIMEOUT", "2m"),
+        ("QOS_RESTART_TIMEOUT", "250ms"),
+        ("QOS_RESTART_LIMIT_ENABLE", "0"),
+        ("QOS_RESTART_LIMIT_MAXIMUM", "9"),
+        ("QOS_RESTART_LIMIT_PERIOD", "2h"),
+        ("QOS_AUTO_FAULT_CLEAR", "3"),
+        ("QOS_NOKILL", "true"),
+        ("QOS_NSD_PATH", "bin/nsd -x"),
+        ("QOS_NSD_TIMEOUT", "1"),
+        ("QOS_SHUTDOWN_NSD", "20"),
+        ("QOS_DIAG_RETENTION_DAYS", "3"),
+        ("QOS_DIAG_MAX_SIZE", "2G"),
+        ("QOS_DISABLE_FAILOVER_TRIGGER", "1"),
+        ("QOS_FAILOVER_HOOK", "/bin/echo 'a;b'"),
+        ("QOS_RECOVERY_HOOK", "/bin/echo r"),
+        ("QOS_LOG_RETENTION_DAYS", "2"),
+        ("QOS_LOG_MAX_SIZE", "512K"),
+        ("QOS_PIPE", "p.sock"),
+        ("QOS_CONTROL_SOCKET", "/tmp/c.sock"),
+        ("QOS_CONTROL_GROUP", "adm"),
+        ("QOS_RESOURCE_INTERVAL", "3"),
+        ("QOS_RESOURCE_SAMPLES", "4"),
+        ("QOS_MAX_MEMORY", "100"),
+        ("QOS_MAX_CPU", "150%"),
+        ("QOS_MAX_OPEN_FILES", "1000"),
+        ("QOS_MAX_THREADS", "50"),
+        ("QOS_MIN_DISK_FREE", "1G"),
+        ("QOS_RESOURCE_WARN", "90"),
+        ("QOS_CGROUP", "off"),
+        ("QOS_MAX_MEMORY_PRESSURE", "50"),
+        ("QOS_MAX_CPU_PRESSURE", "60"),
+        ("QOS_MAX_IO_PRESSURE", "70"),
+        ("QOS_MAIL_TO", "a@b.c, d@e.f"),
+        ("QOS_MAIL_SMTP_SERVER", "[::1]"),
+        ("QOS_MAIL_FROM", "q@b.c"),
+        ("QOS_MAIL_TLS", "starttls"),
+        ("QOS_MAIL_USER", "u"),
+        ("QOS_MAIL_PASSWORD_FILE", "pw"),
+        ("QOS_READINESS_LISTEN", "8090"),
+        ("QOS_AGENT_LISTEN", "[::1]:8091"),
+        ("QOS_METRICS_LISTEN", "0.0.0.0:9000"),
+        ("QOS_ALERT_WEBHOOK", "http://127.0.0.1:9/h"),
+        ("QOS_ALERT_WEBHOOK_HEADER", "Authorization: Bearer abcdef"),
+        ("QOS_PROBE_ATTEMPT_TIMEOUT", "7s"),
+        ("QOS_RESTART_DELAY", "5"),
+        ("QOS_ONLINE_TRUST_TIME", "10"),
+        ("QOS_FAILBACK_HOLD", "2"),
+        ("QOS_FAILBACK", "manual"),
+    ];
+    let base = format!("{MIN}QOS_MAIL_TO=x@y.z\nQOS_MAIL_SMTP_SERVER=mx\n");
+    let defaults = ok(&base).config;
+    for key in config::KEYS {
+        let (_, value) = samples
+            .iter()
+            .find(|(name, _)| *name == key.name)
+            .unwrap_or_else(|| panic!("{}: add a sample value to this test", key.name));
+        let text = format!("{base}{}={value}\n", key.name);
+        let c = match config::parse_str(&text, &ini_path()) {
+            Ok(loaded) => loaded.config,
+            Err(e) => panic!("{}={value}: {:#?}", key.name, e.errors),
+        };
+        let changed: Vec<&str> = config::KEYS
+            .iter()
+            .filter(|other| other.shown(&c) != other.shown(&defaults))
+            .map(|other| other.name)
+            .collect();
+        // Derived values move with their source: the server directory and relative
+        // paths with DATA_DIRECTORY, the attempt limit with the probe interval, the SMTP
+        // port with the TLS mode.
+        let allowed: &[&str] = match key.name {
+            "DATA_DIRECTORY" => &[
+                "DATA_DIRECTORY",
+                "SERVER_DIRECTORY",
+                "QOS_PIPE",
+                "QOS_CONTROL_SOCKET",
+            ],
+            "QOS_PROBE_INTERVAL" => &["QOS_PROBE_INTERVAL", "QOS_PROBE_ATTEMPT_TIMEOUT"],
+            "QOS_MAIL_TLS" => &["QOS_MAIL_TLS", "QOS_MAIL_SMTP_SERVER"],
+            "QOS_MAIL_TO" | "QOS_MAIL_SMTP_SERVER" => &[key.name],
+            _ => std::slice::from_ref(&key.name),
+        };
+        assert!(
+            changed.contains(&key.name),
+            "{}={value} changed nothing",
+            key.name
+        );
+        assert!(
+            changed.iter().all(|name| allowed.contains(name)),
+            "{}={value} also changed {changed:?}",
+            key.name
+        );
+    }
+}

@@ -1125,6 +1125,42 @@ mod tests {
         assert_eq!(secrecy("QOS_MAIL_USER"), Secret::No);
     }
 
+    /// The configuration as far as `text` could be read (errors leave defaults).
+    fn read(text: &str) -> Config {
+        super::super::parse_parts(text.as_bytes(), std::path::Path::new("/srv/qos/x.ini")).0
+    }
+
+    #[test]
+    fn a_bare_number_is_in_the_unit_the_table_documents() {
+        for key in KEYS {
+            let Syntax::Duration(unit) = key.syntax else {
+                continue;
+            };
+            let config = read(&format!(
+                "SERVER_COMMAND=x\nQOS_PROBE=message\n{}=1\n",
+                key.name
+            ));
+            assert_eq!(key.shown(&config), human_duration(unit), "{}", key.name);
+        }
+        let config = read("QOS_LOG_MAX_SIZE=3\nQOS_RESOURCE_WARN=7\n");
+        assert_eq!(config.log_max_size, 3 << 20);
+        assert_eq!(config.resource_warn_percent, 7);
+    }
+
+    #[test]
+    fn a_secret_value_is_never_shown() {
+        let value = "Authorization: Bearer s3cr3t-v4lue";
+        for key in KEYS.iter().filter(|key| key.secret == Secret::Value) {
+            let config = read(&format!(
+                "SERVER_COMMAND=x\nQOS_PROBE=message\n{}={value}\n",
+                key.name
+            ));
+            for line in config.effective_lines() {
+                assert!(!line.contains("s3cr3t-v4lue"), "{}: {line}", key.name);
+            }
+        }
+    }
+
     #[test]
     fn a_reload_keeps_every_start_only_value() {
         let text = "SERVER_COMMAND=x\nQOS_PROBE=message\n";

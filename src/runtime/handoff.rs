@@ -110,29 +110,21 @@ impl Bound {
     }
 
     /// Put the running values into `cfg`; the keys whose value in the file differs.
+    /// Which keys keep their running value is the key table's (its `Reload::Restart`
+    /// rows, as for a reload); QOS_CGROUP's running value comes with the containment.
     pub(super) fn apply(&self, cfg: &mut Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        macro_rules! keep {
-            ($($key:literal => $field:ident),* $(,)?) => {$(
-                if cfg.$field != self.$field {
-                    cfg.$field = self.$field.clone();
-                    changed.push($key);
-                }
-            )*};
-        }
-        keep!(
-            "DATA_DIRECTORY" => data_directory,
-            "QOS_PIPE" => pipe,
-            "QOS_CONTROL_SOCKET" => control_socket,
-            "QOS_CONTROL_GROUP" => control_group,
-            "QOS_READINESS_LISTEN" => readiness_listen,
-            "QOS_AGENT_LISTEN" => agent_listen,
-            "QOS_METRICS_LISTEN" => metrics_listen,
-            "QOS_RESOURCE_INTERVAL" => resource_interval,
-            "QOS_LOG_MAX_SIZE" => log_max_size,
-            "QOS_LOG_RETENTION_DAYS" => log_retention_days,
-        );
-        changed
+        let mut running = cfg.clone();
+        running.data_directory = self.data_directory.clone();
+        running.pipe = self.pipe.clone();
+        running.control_socket = self.control_socket.clone();
+        running.control_group = self.control_group.clone();
+        running.readiness_listen = self.readiness_listen;
+        running.agent_listen = self.agent_listen;
+        running.metrics_listen = self.metrics_listen;
+        running.resource_interval = self.resource_interval;
+        running.log_max_size = self.log_max_size;
+        running.log_retention_days = self.log_retention_days;
+        crate::config::keep_start_only(&running, cfg)
     }
 }
 
@@ -641,5 +633,44 @@ impl Shell {
             )),
         };
         reexec::answer(connection, &response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        crate::config::parse_str(text, std::path::Path::new("/srv/qos/dcontroller.ini"))
+            .expect("a valid file")
+            .config
+    }
+
+    /// A re-executed controller keeps every start-only key's running value, as a reload
+    /// does: a start-only key added to the key table without a place in `Bound` fails
+    /// here (QOS_CGROUP's running value travels with the containment instead).
+    #[test]
+    fn the_handoff_carries_every_start_only_key() {
+        let running = parse("SERVER_COMMAND=x\nQOS_PROBE=message\n");
+        let mut file = parse(
+            "SERVER_COMMAND=x\nQOS_PROBE=message\nDATA_DIRECTORY=/srv/other\nQOS_PIPE=p2\n\
+             QOS_CONTROL_SOCKET=c2\nQOS_CONTROL_GROUP=adm\nQOS_READINESS_LISTEN=1\n\
+             QOS_AGENT_LISTEN=2\nQOS_METRICS_LISTEN=3\nQOS_RESOURCE_INTERVAL=7\n\
+             QOS_LOG_MAX_SIZE=7\nQOS_LOG_RETENTION_DAYS=7\nQOS_PROBE_TIMEOUT=9\n",
+        );
+        let kept = Bound::of(&running).apply(&mut file);
+        let expected: Vec<&str> = crate::config::start_only_keys()
+            .filter(|key| *key != "QOS_CGROUP")
+            .collect();
+        assert_eq!(kept, expected);
+        for key in &expected {
+            let row = crate::config::KEYS
+                .iter()
+                .find(|row| row.name == *key)
+                .expect("a row");
+            assert_eq!(row.shown(&file), row.shown(&running), "{key}");
+        }
+        // What a reload applies comes from the file.
+        assert_eq!(file.probe_timeout, Duration::from_secs(9 * 60));
     }
 }
