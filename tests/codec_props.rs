@@ -217,6 +217,7 @@ impl World {
                     text: decoded.message.log_text(|| "TimeDate=T".into()),
                     append_timedate: false,
                     signal: decoded.meaning,
+                    from: None,
                 }),
                 Ok(None) => {}
                 Err(reason) => self.feed(Event::MessageRejected { reason }),

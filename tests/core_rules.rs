@@ -109,7 +109,7 @@ impl World {
                     },
                 );
             }
-            Action::Probe => self.schedule(
+            Action::Probe { .. } => self.schedule(
                 Duration::from_millis(12),
                 Event::ProbeFinished {
                     success: true,

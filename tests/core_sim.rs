@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use qoscntrlr::core::{
     Action, AppKey, Command, Component, Controller, Event, FailoverState, Health, HookEvent,
-    IncidentOutcome, Policy, ServerSignal, StateName, Timer,
+    IncidentOutcome, MessageSender, Policy, ServerSignal, StateName, Timer,
 };
 
 /// How the simulated server answers probes.
@@ -154,7 +154,7 @@ impl Sim {
                     );
                 }
             }
-            Action::Probe => {
+            Action::Probe { .. } => {
                 let (after, event) = match self.probe {
                     ProbeMode::Ok => (
                         Duration::from_millis(12),
@@ -336,6 +336,7 @@ fn msg(text: &str, signal: ServerSignal) -> Event {
         text: text.into(),
         append_timedate: true,
         signal,
+        from: None,
     }
 }
 
@@ -1246,7 +1247,10 @@ fn qos_disabled_supervises_crashes_only() {
     sim.start();
     assert_eq!(sim.ctl.state(), StateName::Ready);
     sim.run(Duration::from_secs(600));
-    assert!(!sim.actions.contains(&Action::Probe));
+    assert!(!sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Probe { .. })));
     let pid = sim.alive.take().unwrap();
     sim.feed(Event::ServerExited {
         pid,
@@ -1260,9 +1264,17 @@ fn qos_disabled_supervises_crashes_only() {
 fn probe_cadence_is_one_attempt_per_interval() {
     let mut sim = Sim::new(Sim::fast());
     sim.start();
-    let before = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    let before = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Probe { .. }))
+        .count();
     sim.run(Duration::from_secs(100));
-    let after = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    let after = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Probe { .. }))
+        .count();
     assert_eq!(after - before, 10);
 }
 
@@ -1285,7 +1297,10 @@ fn probe_by_message_feeds_results_and_times_out() {
         },
     ));
     assert_eq!(sim.count("QoS Probe: SUCCESS (156ms)"), 1);
-    assert!(!sim.actions.contains(&Action::Probe));
+    assert!(!sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Probe { .. })));
     sim.run(Duration::from_secs(61));
     assert_eq!(sim.count("The controller has received a probe timeout."), 1);
 }
@@ -1356,7 +1371,11 @@ fn stall_longer_than_the_probe_timeout_probes_again_instead_of_killing() {
     sim.start();
     sim.run(Duration::from_secs(30));
     sim.clear_lines();
-    let probes_before = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    let probes_before = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Probe { .. }))
+        .count();
     sim.stall(Duration::from_secs(90));
     assert_eq!(
         sim.lines.first().map(String::as_str),
@@ -1366,7 +1385,13 @@ fn stall_longer_than_the_probe_timeout_probes_again_instead_of_killing() {
     assert_eq!(sim.ctl.state(), StateName::Ready);
     assert_eq!(sim.count("probe timeout"), 0, "{:#?}", sim.lines);
     assert!(sim.lines.iter().all(|l| !SMART_KILL.contains(&l.as_str())));
-    assert!(sim.actions.iter().filter(|a| **a == Action::Probe).count() > probes_before);
+    assert!(
+        sim.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Probe { .. }))
+            .count()
+            > probes_before
+    );
 }
 
 /// The attempt in flight across the stall timed out because the controller was stopped:
@@ -1382,12 +1407,22 @@ fn stale_probe_failure_across_a_stall_is_retried_not_counted() {
     sim.probe = ProbeMode::Ok;
     sim.clear_lines();
     sim.stall(Duration::from_secs(70));
-    let probes_at_stall = sim.actions.iter().filter(|a| **a == Action::Probe).count();
+    let probes_at_stall = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Probe { .. }))
+        .count();
     sim.run(Duration::from_secs(30));
     assert_eq!(sim.ctl.state(), StateName::Ready, "{:#?}", sim.lines);
     assert_eq!(sim.count("probe timeout"), 0, "{:#?}", sim.lines);
     assert!(sim.count("QoS Probe: SUCCESS") >= 1, "{:#?}", sim.lines);
-    assert!(sim.actions.iter().filter(|a| **a == Action::Probe).count() > probes_at_stall);
+    assert!(
+        sim.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Probe { .. }))
+            .count()
+            > probes_at_stall
+    );
 }
 
 /// A server that really hangs is still killed after a stall: the wait is bounded and
@@ -2324,7 +2359,10 @@ fn named_timers_follow_the_server_from_start_to_stop() {
         sim.timer(Timer::StartDeadline),
         Some(sim.now + Duration::from_secs(60))
     );
-    assert!(sim.actions.contains(&Action::Probe));
+    assert!(sim
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Probe { .. })));
     assert_eq!(sim.timer(Timer::ProbeDue), None);
     assert_eq!(sim.timer(Timer::ProbeTimeout), None, "not READY yet");
     assert_eq!(sim.next_timer(), Timer::StartDeadline);
@@ -2419,7 +2457,9 @@ fn a_stall_hold_defers_the_timeouts_and_the_probe_goes_out_at_once() {
     sim.actions.clear();
     sim.stall(Duration::from_secs(90));
     assert!(
-        sim.actions.contains(&Action::Probe),
+        sim.actions
+            .iter()
+            .any(|a| matches!(a, Action::Probe { .. })),
         "a probe goes out at once after the stall"
     );
     let hold = sim
@@ -2507,4 +2547,126 @@ fn failback_hold_and_trust_time_are_named_timers() {
     sim.run(failback - sim.now + Duration::from_millis(1));
     assert_eq!(sim.ha(), FailoverState::InService);
     assert_eq!(sim.timer(Timer::FailbackHold), None);
+}
+
+/// A message sent by `pid`, as the shell reports one read from the pipe.
+fn msg_from(pid: i32, text: &str, signal: ServerSignal) -> Event {
+    Event::MessageReceived {
+        text: text.into(),
+        append_timedate: true,
+        signal,
+        from: Some(MessageSender {
+            pid,
+            line: text.into(),
+        }),
+    }
+}
+
+/// A message a server wrote before it ended, read after its successor started, is not
+/// the successor's: an END from the crashed server (or from a process killed with its
+/// tree) must not stop the new one; a recycled pid given to the new server is its own.
+#[test]
+fn messages_of_ended_server_processes_are_ignored() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let old = sim.alive.take().unwrap();
+    // A worker of the first server, killed with its tree; its pid goes to the next server.
+    let recycled = sim.next_pid;
+    sim.feed(Event::ServerProcessesEnded {
+        pids: vec![recycled, 4242],
+    });
+    sim.feed(Event::ServerExited {
+        pid: old,
+        exit: "killed by SIGSEGV (core dumped)".into(),
+    });
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert_eq!(sim.alive, Some(recycled));
+    sim.clear_lines();
+
+    let end = ServerSignal::ServerEnd { restart: false };
+    sim.feed(msg_from(old, "OpMsg=END Type=SERVER", end.clone()));
+    sim.feed(msg_from(4242, "OpMsg=END Type=SERVER", end.clone()));
+    sim.run(Duration::from_secs(30));
+    assert_eq!(
+        sim.count(&format!(
+            "QoS Controller: Ignored a message from server process {old}, which has ended: OpMsg=END Type=SERVER"
+        )),
+        1
+    );
+    assert_eq!(
+        sim.count("QoS Controller: Ignored a message from server process 4242, which has ended"),
+        1
+    );
+    assert_eq!(
+        sim.ctl.state(),
+        StateName::Ready,
+        "the new server was not stopped"
+    );
+
+    // The new server's own END (its pid was once a dead worker's) is acted on.
+    sim.feed(msg_from(recycled, "OpMsg=END Type=SERVER", end));
+    assert_eq!(sim.count("Ignored a message"), 2);
+    assert_eq!(sim.ctl.state(), StateName::Stopping);
+}
+
+/// Every new server tree starts the sampler afresh (its CPU counters are not compared
+/// with the old tree's), before the spawn; nothing else resets it.
+#[test]
+fn each_new_server_tree_resets_the_sampler_before_its_spawn() {
+    let mut sim = Sim::new(Sim::fast());
+    sim.start();
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    sim.run(Duration::from_secs(30));
+    let spawns: Vec<usize> = (0..sim.actions.len())
+        .filter(|&i| sim.actions[i] == Action::Spawn)
+        .collect();
+    let resets: Vec<usize> = (0..sim.actions.len())
+        .filter(|&i| sim.actions[i] == Action::ResetSampler)
+        .collect();
+    assert_eq!(spawns.len(), 2, "started, then restarted after the crash");
+    assert_eq!(resets.len(), spawns.len());
+    for (reset, spawn) in resets.iter().zip(&spawns) {
+        assert!(reset < spawn, "reset at {reset}, spawn at {spawn}");
+    }
+}
+
+/// Each probe attempt carries the attempt limit the core decided with, and a reloaded
+/// policy applies to the next attempt.
+#[test]
+fn probe_attempts_carry_the_policy_attempt_limit() {
+    let limits = |sim: &Sim| -> Vec<Duration> {
+        sim.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Probe { limit } => Some(*limit),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut policy = Sim::fast();
+    policy.probe_attempt_timeout = Duration::from_secs(7);
+    let mut sim = Sim::new(policy.clone());
+    sim.start();
+    sim.run(Duration::from_secs(30));
+    let before = limits(&sim);
+    assert!(before.len() >= 3, "{before:?}");
+    assert!(
+        before.iter().all(|l| *l == Duration::from_secs(7)),
+        "{before:?}"
+    );
+
+    policy.probe_attempt_timeout = Duration::from_secs(3);
+    sim.ctl.set_policy(policy);
+    sim.run(Duration::from_secs(30));
+    let after = &limits(&sim)[before.len()..];
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|l| *l == Duration::from_secs(3)),
+        "{after:?}"
+    );
 }

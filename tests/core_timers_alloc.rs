@@ -82,6 +82,7 @@ fn next_deadline_allocates_nothing_with_a_thousand_applications() {
                 signal: ServerSignal::AppStart {
                     app: AppKey::new("COMPACT", Some(&format!("db{i}.nsf"))),
                 },
+                from: None,
             },
         );
     }

@@ -402,7 +402,7 @@ fn unwritable_trigger_is_an_alert_and_recovery_says_so() {
             );
             break;
         }
-        if out.contains(&Action::Probe) {
+        if out.iter().any(|a| matches!(a, Action::Probe { .. })) {
             feed(
                 &mut ctl,
                 now,

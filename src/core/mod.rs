@@ -6,6 +6,7 @@
 //! woken with [`Event::DeadlineReached`].
 
 pub mod apps;
+mod ended;
 pub mod ha;
 pub mod instants;
 mod policy;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::rules::{Item, Reading, Readings, RuleStatus};
 use crate::rules::{Origin, RuleAction, RuleEngine, Verdict};
 use apps::{AppsList, StartOutcome};
+use ended::EndedServers;
 use ha::FailoverBook;
 pub use ha::{FailbackMode, FailoverState, Hold};
 pub use policy::Policy;
@@ -183,11 +185,17 @@ pub enum Event {
         reason: String,
     },
     /// A message from the server; `text` is the line to log verbatim (`append_timedate`
-    /// when it carried none).
+    /// when it carried none); `from`: the process that sent it, when known.
     MessageReceived {
         text: String,
         append_timedate: bool,
         signal: ServerSignal,
+        from: Option<MessageSender>,
+    },
+    /// Processes of the server's tree have ended (killed with it, or found gone): a
+    /// message they wrote that is read later is not the current server's.
+    ServerProcessesEnded {
+        pids: Vec<i32>,
     },
     /// A message that could not be accepted (logged, otherwise ignored).
     MessageRejected {
@@ -247,6 +255,14 @@ pub enum Event {
     },
 }
 
+/// Who sent a message: the connecting process (peer credentials) and the line as it
+/// was received, for the log when the message is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSender {
+    pub pid: i32,
+    pub line: String,
+}
+
 /// What the shell must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -262,8 +278,13 @@ pub enum Action {
     RequestStop,
     /// SIGKILL the server's whole process tree (and leftovers).
     KillTree,
-    /// Start a probe attempt.
-    Probe,
+    /// Start a probe attempt, abandoned (a failed attempt) after `limit`.
+    Probe {
+        limit: Duration,
+    },
+    /// Start resource sampling afresh: a new server tree is about to start, and its
+    /// CPU figures must not be computed against the old tree's counters.
+    ResetSampler,
     RunDiagnostics {
         reason: String,
         incident: Option<u64>,
@@ -654,6 +675,9 @@ pub struct Controller {
     /// SIGKILL rounds repeated because the server had not gone yet.
     #[serde(default)]
     kill_retries: u32,
+    /// Server processes that have ended (their late messages are ignored).
+    #[serde(default)]
+    ended: EndedServers,
     /// A measured exhaustion (or a kill rule's breach) reported during a stall hold,
     /// acted on when it ends: the line to log then, and the kill's reason.
     deferred_exhaustion: Option<(String, Reason)>,
@@ -810,6 +834,7 @@ impl Controller {
             stall_hold: None,
             deferred_exhaustion: None,
             kill_retries: 0,
+            ended: EndedServers::default(),
             rules: RuleEngine::new(policy.rules.clone()),
             rule_failovers: Vec::new(),
             post_mortems: Vec::new(),
@@ -830,6 +855,12 @@ impl Controller {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Pids of server processes known to have ended, oldest first (carried to an older
+    /// image by a re-exec, which keeps them in the shell).
+    pub fn ended_servers(&self) -> Vec<i32> {
+        self.ended.pids().collect()
     }
 
     pub fn state(&self) -> StateName {
@@ -1268,10 +1299,20 @@ impl Controller {
                 );
                 self.spawn(now, "controller started", &mut out);
             }
-            Event::ServerSpawned { pid, program } => self.on_spawned(now, pid, &program, &mut out),
+            Event::ServerSpawned { pid, program } => {
+                // A recycled pid given to the new server is that server's, not a ghost.
+                self.ended.remove(pid);
+                self.on_spawned(now, pid, &program, &mut out)
+            }
             Event::SpawnFailed { error } => self.on_spawn_failed(now, &error, &mut out),
             Event::TriggerWriteFailed { error } => self.on_trigger_write_failed(&error, &mut out),
-            Event::ServerExited { pid, exit } => self.on_exited(now, pid, &exit, &mut out),
+            Event::ServerExited { pid, exit } => {
+                if self.state.server_pid() == Some(pid) {
+                    self.ended.add([pid]);
+                }
+                self.on_exited(now, pid, &exit, &mut out)
+            }
+            Event::ServerProcessesEnded { pids } => self.ended.add(pids),
             Event::ProbeFinished {
                 success,
                 latency,
@@ -1279,9 +1320,21 @@ impl Controller {
             } => self.on_probe(now, success, latency, &detail, &mut out),
             Event::ProbeUnavailable { reason } => self.on_probe_unavailable(now, &reason, &mut out),
             Event::MessageReceived {
+                from: Some(MessageSender { pid, line }),
+                ..
+            } if self.ended.contains(pid) => {
+                // Written before that server ended, read after its successor started: it
+                // would act on the wrong server (an END would stop the new one).
+                out.push(log(
+                    Component::Controller,
+                    format!("Ignored a message from server process {pid}, which has ended: {line}"),
+                ));
+            }
+            Event::MessageReceived {
                 text,
                 append_timedate,
                 signal,
+                from: _,
             } => {
                 if !self.repeats_own_line(&signal) {
                     out.push(Action::Log {
@@ -1430,8 +1483,10 @@ impl Controller {
 
     fn spawn(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
         self.apps.clear();
-        // A new tree: windows start over (see RuleEngine::reset for what is kept).
+        // A new tree: windows start over (see RuleEngine::reset for what is kept), and
+        // so do the sampler's CPU counters.
         self.rules.reset();
+        out.push(Action::ResetSampler);
         self.server_speaks = false;
         self.became_ready = false;
         self.probe = ProbeTracker::default();
@@ -1815,7 +1870,9 @@ impl Controller {
                 }
                 self.probe.next_attempt = Some(next);
                 self.probe.attempt_started = Some(now);
-                out.push(Action::Probe);
+                out.push(Action::Probe {
+                    limit: self.policy.probe_attempt_timeout,
+                });
             }
         }
     }

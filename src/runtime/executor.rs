@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command as StdCommand;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Local;
 use nix::sys::signal::Signal;
@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use crate::config::ProbeTarget;
 use crate::control::ControlResponse;
 use crate::core::HookEvent;
-use crate::core::{Action, Alert, Component, Event, IncidentOutcome, StateName};
+use crate::core::{Action, Alert, Component, Event, IncidentOutcome};
 use crate::diagnostics::{self, DiagRequest};
 use crate::events::EventRecord;
 use crate::failover;
@@ -78,7 +78,8 @@ impl Shell {
             Action::Spawn => self.spawn_server(),
             Action::RequestStop => self.request_stop(),
             Action::KillTree => self.kill_tree(),
-            Action::Probe => self.start_probe(),
+            Action::Probe { limit } => self.start_probe(limit),
+            Action::ResetSampler => self.sampler.reset(),
             Action::RunDiagnostics { reason, incident } => self.start_diagnostics(reason, incident),
             Action::RunPostMortem { incident } => self.start_post_mortem(incident),
             Action::WriteTrigger => {
@@ -124,10 +125,6 @@ impl Shell {
                 self.record_event(record);
                 if let Some(sd) = &self.sd {
                     let _ = sd.status(&format!("{}: {why}", to.as_str()));
-                }
-                if to == StateName::Restarting {
-                    // The core starts its rule windows over itself (a new tree).
-                    self.sampler.reset();
                 }
             }
             Action::Incident { id, kind, outcome } => {
@@ -207,7 +204,9 @@ impl Shell {
                 let members = c.members().unwrap_or_default();
                 match c.kill(None) {
                     Ok(_) => {
-                        self.ended.add(members.iter().copied());
+                        self.queue.push_back(Event::ServerProcessesEnded {
+                            pids: members.clone(),
+                        });
                         self.cgroup_killed_at.get_or_insert_with(Instant::now);
                         self.line(
                             Component::Kill,
@@ -231,7 +230,9 @@ impl Shell {
         if let Some(pgid) = self.last_pgid.take() {
             let exclude = self.helper_pids(None);
             let report = process::kill_tree(pgid, pgid, &exclude);
-            self.ended.add(report.killed.iter().copied());
+            self.queue.push_back(Event::ServerProcessesEnded {
+                pids: report.killed.clone(),
+            });
             if !report.killed.is_empty() {
                 self.line(
                     Component::Kill,
@@ -300,7 +301,6 @@ impl Shell {
                         self.state_pending = Some(record);
                     }
                 }
-                self.ended.remove(pid);
                 self.server = Some(ServerProc {
                     pid,
                     started: Instant::now(),
@@ -363,7 +363,9 @@ impl Shell {
             // Opening cgroup.kill needs a descriptor: the reserve is given back for it.
             match fdreserve::with_released(|| c.kill(root)) {
                 Ok(report) => {
-                    self.ended.add(report.members.iter().copied());
+                    self.queue.push_back(Event::ServerProcessesEnded {
+                        pids: report.members.clone(),
+                    });
                     if !report.members.is_empty() {
                         self.cgroup_killed_at.get_or_insert_with(Instant::now);
                         self.line(
@@ -403,7 +405,9 @@ impl Shell {
                 process::kill_tree(pgid, pgid, &exclude)
             }
         });
-        self.ended.add(report.killed.iter().copied());
+        self.queue.push_back(Event::ServerProcessesEnded {
+            pids: report.killed.clone(),
+        });
         if !report.killed.is_empty() {
             self.line(
                 Component::Kill,
@@ -463,15 +467,14 @@ impl Shell {
         }
     }
 
-    pub(super) fn start_probe(&mut self) {
+    /// One probe attempt within `limit` (the core's QOS_PROBE_ATTEMPT_TIMEOUT).
+    pub(super) fn start_probe(&mut self, limit: Duration) {
         let Some(target) = self.cfg.probe.clone() else {
             return;
         };
         if target == ProbeTarget::Message {
             return;
         }
-        // QOS_PROBE_ATTEMPT_TIMEOUT, by default the shorter of interval and timeout.
-        let limit = self.ctl.policy().probe_attempt_timeout;
         let reaper = self.reaper.clone();
         let tasks = self.tasks.clone();
         tokio::task::spawn_local(async move {

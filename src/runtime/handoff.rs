@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::control::ControlResponse;
-use crate::core::{Action, Component, Controller, Health};
+use crate::core::{Action, Component, Controller, Event, Health};
 use crate::exitcode::EXIT_CONFIG;
 use crate::journal::{Priority, Reporter};
 use crate::lock::ServerRecord;
@@ -324,7 +324,11 @@ impl Shell {
                 ctl.resume_after_reexec(now);
                 shell.ctl = ctl;
                 shell.last_pgid = state.last_pgid;
-                shell.ended.add(state.ended);
+                // An older image kept these in the shell; the core ignores their messages.
+                // (Bookkeeping only: the core answers this event with no action.)
+                let _ = shell
+                    .ctl
+                    .handle(now, Event::ServerProcessesEnded { pids: state.ended });
                 shell.incident_prefix = state.incident_prefix;
                 shell.recent = state.recent.into();
                 for line in state.console_tail {
@@ -409,7 +413,6 @@ impl Shell {
             }
             self.pump_console(process::ConsoleCapture { reader, log });
         }
-        self.ended.remove(pid);
         self.server = Some(ServerProc { pid, started });
         self.last_pgid = Some(pid);
     }
@@ -485,7 +488,7 @@ impl Shell {
                 started: s.started,
             }),
             last_pgid: self.last_pgid,
-            ended: self.ended.0.iter().copied().collect(),
+            ended: self.ctl.ended_servers(),
             started_wall: self.started_wall.to_rfc3339(),
             incident_prefix: self.incident_prefix.clone(),
             recent: self.recent.iter().cloned().collect(),

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cgroup::{self, AsyncEventsWatch, EventsWatch};
 use crate::config::Config;
 use crate::control::{ControlCommand, ControlEvent, ControlResponse};
-use crate::core::{Component, Controller, Event, STALL_MIN};
+use crate::core::{Component, Controller, Event, MessageSender, STALL_MIN};
 use crate::diagnostics::{self, DiagReport};
 use crate::events::EventsFile;
 use crate::exitcode::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
@@ -247,36 +247,6 @@ enum TaskResult {
     },
 }
 
-/// Pids of server processes that have ended (the server itself and what was killed of
-/// its tree), newest last and bounded: messages they wrote can still be waiting in the
-/// pipe after a successor has started.
-#[derive(Debug, Default)]
-struct EndedServers(VecDeque<i32>);
-
-impl EndedServers {
-    const KEPT: usize = 256;
-
-    fn add(&mut self, pids: impl IntoIterator<Item = i32>) {
-        for pid in pids {
-            if !self.0.contains(&pid) {
-                if self.0.len() == Self::KEPT {
-                    self.0.pop_front();
-                }
-                self.0.push_back(pid);
-            }
-        }
-    }
-
-    /// A new server may have been given a recycled pid.
-    fn remove(&mut self, pid: i32) {
-        self.0.retain(|p| *p != pid);
-    }
-
-    fn contains(&self, pid: i32) -> bool {
-        self.0.contains(&pid)
-    }
-}
-
 struct Shell {
     cfg: Config,
     config_path: PathBuf,
@@ -289,7 +259,6 @@ struct Shell {
     server: Option<ServerProc>,
     /// The last server's pid/pgid, for killing leftovers after it has exited.
     last_pgid: Option<i32>,
-    ended: EndedServers,
     console: ConsoleTail,
     trigger: TriggerFile,
     health: HealthBoard,
@@ -822,7 +791,6 @@ impl Shell {
                 self.check_oom_kills();
                 if self.server.as_ref().map(|s| s.pid) == Some(pid) {
                     self.server = None;
-                    self.ended.add([pid]);
                     let _ = self.state_file.clear();
                 }
                 self.queue.push_back(Event::ServerExited {
@@ -846,26 +814,22 @@ impl Shell {
     fn on_pipe(&mut self, event: PipeEvent) {
         match event {
             PipeEvent::Line {
-                sender_pid: Some(pid),
-                text,
+                sender_pid,
+                text: received,
+                message,
+                meaning,
                 ..
-            } if self.ended.contains(pid) => {
-                // Written before that server ended, read after its successor started: it
-                // would act on the wrong server (an END would stop the new one).
-                self.line(
-                    Component::Controller,
-                    format!("Ignored a message from server process {pid}, which has ended: {text}"),
-                );
-            }
-            PipeEvent::Line {
-                message, meaning, ..
             } => {
                 let text = message.log_text(|| timefmt::timedate(&Local::now()));
-                let signal = meaning;
                 self.queue.push_back(Event::MessageReceived {
                     text,
                     append_timedate: false,
-                    signal,
+                    signal: meaning,
+                    // The core ignores messages from processes of a server that has ended.
+                    from: sender_pid.map(|pid| MessageSender {
+                        pid,
+                        line: received,
+                    }),
                 });
             }
             PipeEvent::Rejected { client, reason } => {
@@ -1032,23 +996,4 @@ fn boot_minus_monotonic() -> Option<Duration> {
     let boot = read(libc::CLOCK_BOOTTIME)?;
     let mono = read(libc::CLOCK_MONOTONIC)?;
     Some(boot.saturating_sub(mono))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::EndedServers;
-
-    #[test]
-    fn ended_servers_are_remembered_bounded_and_forgotten_on_reuse() {
-        let mut ended = EndedServers::default();
-        ended.add([100, 101, 100]);
-        assert!(ended.contains(100) && ended.contains(101) && !ended.contains(102));
-        // A recycled pid given to the new server is that server's, not a ghost.
-        ended.remove(100);
-        assert!(!ended.contains(100));
-        ended.add(1000..1000 + EndedServers::KEPT as i32);
-        assert!(!ended.contains(101), "the oldest make room");
-        assert!(ended.contains(1000) && ended.contains(999 + EndedServers::KEPT as i32));
-        assert_eq!(ended.0.len(), EndedServers::KEPT);
-    }
 }

@@ -39,9 +39,7 @@ use crate::timefmt;
 use crate::usage::UsageFile;
 
 use super::handoff::Restore;
-use super::{
-    join_pids, EndedServers, ListenFds, Shell, TaskResult, CGROUP_EMPTY_LIMIT, PIPE_QUEUE,
-};
+use super::{join_pids, ListenFds, Shell, TaskResult, CGROUP_EMPTY_LIMIT, PIPE_QUEUE};
 
 /// The containment decided at start: the cgroup the server runs in, or why there is
 /// none (shown in the log, `status` and `check-config`). Carried as it is across a
@@ -339,7 +337,6 @@ impl Shell {
             reaper: Reaper::new(),
             server: None,
             last_pgid: None,
-            ended: EndedServers::default(),
             console: ConsoleTail::default(),
             trigger: TriggerFile::new(&cfg.data_directory),
             health: HealthBoard::new(Health::Down {
