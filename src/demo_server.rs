@@ -723,6 +723,7 @@ fn route(server: &Arc<Server>, request: &Request) -> Response {
         "/crash" => Params::check(&request.query, &[]).map(|_| crash(server)),
         "/exit" => exit(server, &request.query),
         "/leak" => leak(server, &request.query),
+        "/spike" => spike(server, &request.query),
         "/slow-shutdown" => slow_shutdown(server, &request.query),
         "/task" => task(server, &request.query),
         "/exhaust" => exhaust(server, &request.query),
@@ -752,8 +753,12 @@ fn help(server: &Server) -> String {
         ("/crash", "abort: the process dies of SIGABRT"),
         ("/exit?code=N", "exit with code N (default 1)"),
         (
-            "/leak?mb=N",
-            "allocate and touch N MB more on each call (default 64)",
+            "/leak?mb=N[&every=S&max=M]",
+            "allocate and touch N MB more (default 64); with every: N MB more every S s, a slow leak, until M MB in all (default 1024)",
+        ),
+        (
+            "/spike?mb=N&secs=S[&every=P]",
+            "hold N MB more for S s, then give it back to the system (default 100 MB, 2 s); with every: again every P s",
         ),
         (
             "/slow-shutdown?secs=N",
@@ -822,27 +827,142 @@ fn exit(server: &Server, query: &HashMap<String, String>) -> Result<Response, St
     Ok(Response::ok(format!("exiting with code {code}\n")).then(move || std::process::exit(code)))
 }
 
-fn leak(server: &Server, query: &HashMap<String, String>) -> Result<Response, String> {
-    let params = Params::check(query, &["mb"])?;
+fn leak(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Response, String> {
+    let params = Params::check(query, &["mb", "every", "max"])?;
     let mb = params.number("mb", 64, MAX_LEAK_MB_PER_CALL)?;
+    let every = params.optional_number("every", 24 * 3600)?;
+    let max = params.number("max", 1024, MAX_LEAK_MB_PER_CALL)?;
+    match every {
+        // A slow leak: a thread of its own keeps leaking, as a real one would, and stops
+        // at `max` MB in all so a demo left alone does not take the machine down.
+        Some(secs) if secs > 0 => {
+            let leaker = Arc::clone(server);
+            thread::Builder::new()
+                .name("leak".into())
+                .spawn(move || loop {
+                    thread::sleep(Duration::from_secs(secs));
+                    let room = max.saturating_sub(lock(&leaker.leaked).len() as u64);
+                    if room == 0 || leak_mb(&leaker, mb.min(room)).is_err() {
+                        eprintln!("{}: slow leak stopped", leaker.name);
+                        return;
+                    }
+                })
+                .map_err(|e| format!("cannot start the leaking thread: {e}"))?;
+            eprintln!(
+                "{}: leaking {mb} MB every {secs} s up to {max} MB",
+                server.name
+            );
+            Ok(Response::ok(format!(
+                "leaking {mb} MB every {secs} s from now on, up to {max} MB in all\n"
+            )))
+        }
+        _ => match leak_mb(server, mb) {
+            Ok(total) => Ok(Response::ok(format!(
+                "leaked {mb} MB more, {total} MB in total\n"
+            ))),
+            Err(total) => Ok(Response::error(
+                500,
+                format!("out of memory after {total} MB\n"),
+            )),
+        },
+    }
+}
+
+/// Leak `mb` more MB; the total leaked (Err: the total when memory ran out).
+fn leak_mb(server: &Server, mb: u64) -> Result<usize, usize> {
     let mut leaked = lock(&server.leaked);
     for _ in 0..mb {
         // Non-zero fill so every page is really touched (resident), not just reserved.
         let mut chunk = Vec::new();
         if chunk.try_reserve_exact(1 << 20).is_err() {
-            return Ok(Response::error(
-                500,
-                format!("out of memory after {} MB\n", leaked.len()),
-            ));
+            return Err(leaked.len());
         }
         chunk.resize(1 << 20, 0xA5u8);
         leaked.push(chunk);
     }
     let total = leaked.len();
     eprintln!("{}: leaked {mb} MB (total {total} MB)", server.name);
-    Ok(Response::ok(format!(
-        "leaked {mb} MB more, {total} MB in total\n"
-    )))
+    Ok(total)
+}
+
+/// Anonymous memory mapped on its own and unmapped when dropped: a spike really goes back
+/// to the system when it ends (memory from `malloc` might stay in the process's heap).
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    /// Map `len` bytes and touch every page, so they are resident.
+    fn touched(len: usize) -> Option<Mapped> {
+        // SAFETY: an anonymous private mapping at an address the kernel chooses has no
+        // preconditions; the result is checked against MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        for page in bytes.chunks_mut(4096) {
+            page[0] = 0xA5;
+        }
+        Some(Mapped { ptr, len })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `touched`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+fn spike(server: &Arc<Server>, query: &HashMap<String, String>) -> Result<Response, String> {
+    let params = Params::check(query, &["mb", "secs", "every"])?;
+    let mb = params.number("mb", 100, MAX_LEAK_MB_PER_CALL)?;
+    let secs = params.number("secs", 2, 24 * 3600)?;
+    let every = params
+        .optional_number("every", 24 * 3600)?
+        .filter(|p| *p > 0);
+    if every.is_some_and(|p| p <= secs) {
+        return Err(format!(
+            "every={} must be longer than secs={secs} (spikes would overlap)",
+            every.unwrap_or(0)
+        ));
+    }
+    let len = usize::try_from(mb << 20).map_err(|_| format!("mb={mb} is too large"))?;
+    let spiker = Arc::clone(server);
+    thread::Builder::new()
+        .name("spike".into())
+        .spawn(move || loop {
+            let started = Instant::now();
+            match Mapped::touched(len) {
+                Some(held) => {
+                    eprintln!("{}: spike of {mb} MB for {secs} s", spiker.name);
+                    thread::sleep(Duration::from_secs(secs));
+                    drop(held);
+                }
+                None => eprintln!("{}: spike of {mb} MB: out of memory", spiker.name),
+            }
+            let Some(period) = every else { return };
+            thread::sleep(Duration::from_secs(period).saturating_sub(started.elapsed()));
+        })
+        .map_err(|e| format!("cannot start the spiking thread: {e}"))?;
+    Ok(Response::ok(match every {
+        Some(period) => format!("holding {mb} MB for {secs} s every {period} s from now on\n"),
+        None => format!("holding {mb} MB for {secs} s\n"),
+    }))
 }
 
 fn slow_shutdown(server: &Server, query: &HashMap<String, String>) -> Result<Response, String> {

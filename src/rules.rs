@@ -275,6 +275,19 @@ impl Op {
         }
     }
 
+    /// The comparison that is true of `value` against `threshold`, as written in a log
+    /// line: the rule's own when it holds, its negation when not (a cleared rule reads
+    /// `41 MB <= 120 MB`, never `41 MB > 120 MB`).
+    pub fn relation(self, value: f64, threshold: f64) -> &'static str {
+        match (self.holds(value, threshold), self) {
+            (true, op) => op.as_str(),
+            (false, Op::Gt) => "<=",
+            (false, Op::Ge) => "<",
+            (false, Op::Lt) => ">=",
+            (false, Op::Le) => ">",
+        }
+    }
+
     pub fn holds(self, value: f64, threshold: f64) -> bool {
         match self {
             Op::Gt => value > threshold,
@@ -406,6 +419,40 @@ impl Rule {
 
 /// The key prefix of a rule.
 pub const RULE_PREFIX: &str = "QOS_RULE_";
+
+/// What a reload did to the `QOS_RULE_<NAME>` rules, by key, one line each for the reload
+/// answer and the log: `QOS_RULE_LEAK added: memory > 2048 MB average 30 ...`,
+/// `QOS_RULE_X removed (was: ...)`, `QOS_RULE_Y changed: <old> -> <new>`. Added and
+/// changed rules in the new file's order, removed ones in the old file's order. A rule is
+/// changed when its normalised form is (item, comparison, value, window, missing,
+/// action): rewriting `2GB` as `2048MB` is no change. The shorthand keys are left out:
+/// their own key lines already show the change.
+pub fn rule_changes(before: &[Rule], after: &[Rule]) -> Vec<String> {
+    let custom = |rules: &[Rule]| -> Vec<(String, String)> {
+        rules
+            .iter()
+            .filter(|r| r.origin == Origin::Rule)
+            .map(|r| (r.key(), r.spec()))
+            .collect()
+    };
+    let (before, after) = (custom(before), custom(after));
+    let mut lines = Vec::new();
+    for (key, spec) in &after {
+        match before.iter().find(|(k, _)| k == key) {
+            None => lines.push(format!("{key} added: {spec}")),
+            Some((_, old)) if old != spec => {
+                lines.push(format!("{key} changed: {old} -> {spec}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, spec) in &before {
+        if !after.iter().any(|(k, _)| k == key) {
+            lines.push(format!("{key} removed (was: {spec})"));
+        }
+    }
+    lines
+}
 
 /// Parse the value of `QOS_RULE_<name>`. `default_samples` is QOS_RESOURCE_SAMPLES,
 /// `interval` QOS_RESOURCE_INTERVAL (for `average <duration>`), `base` the data
@@ -879,7 +926,10 @@ impl RuleEngine {
                         } else {
                             rule.op.holds(mean(&present), rule.threshold)
                         };
-                        let detail = average_detail(rule, &present, n);
+                        let mut detail = average_detail(rule, &present, n);
+                        if failed {
+                            detail.push_str(", a sample in the window failed");
+                        }
                         (breach != track.breached).then_some((breach, detail))
                     }
                 }
@@ -999,7 +1049,7 @@ fn sample_detail(rule: &Rule, reading: &Reading, n: u32) -> String {
         Reading::Value(v) => format!(
             "{} {} {}, {samples}",
             rule.item.render(*v),
-            rule.op.as_str(),
+            rule.op.relation(*v, rule.threshold),
             rule.item.render(rule.threshold)
         ),
         other => format!("{}, {samples}", other.describe(&rule.item)),
@@ -1010,10 +1060,11 @@ fn average_detail(rule: &Rule, present: &[f64], n: u32) -> String {
     if present.is_empty() {
         return format!("no sample could be taken in the last {n}");
     }
+    let average = mean(present);
     format!(
         "average {} {} {} over the last {n} samples",
-        rule.item.render(mean(present)),
-        rule.op.as_str(),
+        rule.item.render(average),
+        rule.op.relation(average, rule.threshold),
         rule.item.render(rule.threshold)
     )
 }
@@ -1039,6 +1090,69 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse_rule("R", text, 3, Duration::from_secs(10), Path::new("/data")).unwrap_err()
+    }
+
+    #[test]
+    fn a_log_line_states_the_true_relation() {
+        assert_eq!(Op::Gt.relation(41.0, 120.0), "<=");
+        assert_eq!(Op::Gt.relation(121.0, 120.0), ">");
+        assert_eq!(Op::Ge.relation(119.0, 120.0), "<");
+        assert_eq!(Op::Lt.relation(5.0, 1.0), ">=");
+        assert_eq!(Op::Le.relation(2.0, 1.0), ">");
+        assert_eq!(Op::Le.relation(1.0, 1.0), "<=");
+        let r = rule("memory > 120MB samples 1 action=log");
+        assert_eq!(
+            sample_detail(&r, &Reading::Value(41.0 * MB), 1),
+            "41 MB <= 120 MB, 1 sample"
+        );
+        let r = rule("memory > 120MB average 2 action=log");
+        assert_eq!(
+            average_detail(&r, &[100.0 * MB, 110.0 * MB], 2),
+            "average 105 MB <= 120 MB over the last 2 samples"
+        );
+    }
+
+    #[test]
+    fn reload_names_added_removed_and_changed_rules() {
+        let named = |name: &str, text: &str| {
+            parse_rule(name, text, 3, Duration::from_secs(10), Path::new("/data")).unwrap()
+        };
+        let shorthand = Shorthands {
+            max_memory: 800 * 1024 * 1024,
+            max_cpu: 0,
+            max_open_files: 0,
+            max_threads: 0,
+            min_disk_free: 0,
+            max_memory_pressure: 0,
+            max_cpu_pressure: 0,
+            max_io_pressure: 0,
+            samples: 3,
+            warn_percent: 80,
+            data_directory: PathBuf::from("/data"),
+        }
+        .rules();
+        let mut before = shorthand.clone();
+        before.extend([
+            named("LEAK", "memory > 2GB average 30 action=alert"),
+            named("LOAD", "load1 > 8 action=log"),
+            named("SAME", "threads > 500 action=log"),
+        ]);
+        let mut after = vec![
+            named("SAME", "threads > 500 samples 3 action=log"),
+            named("LEAK", "memory > 2048MB average 60 action=alert"),
+            named("DISK", "disk_free:/var < 1GB action=failover"),
+        ];
+        after.extend(shorthand);
+        assert_eq!(
+            rule_changes(&before, &after),
+            vec![
+                "QOS_RULE_LEAK changed: memory > 2048 MB average 30 missing=ok action=alert -> memory > 2048 MB average 60 missing=ok action=alert",
+                "QOS_RULE_DISK added: disk_free:/var < 1024 MB samples 3 missing=ok action=failover",
+                "QOS_RULE_LOAD removed (was: load1 > 8.00 samples 3 missing=ok action=log)",
+            ],
+            "SAME is written differently but means the same; the shorthand is left to its key line"
+        );
+        assert!(rule_changes(&after, &after).is_empty());
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn health_answers_ok_and_bad_requests_are_refused() {
         "/crash",
         "/exit",
         "/leak",
+        "/spike",
         "/slow-shutdown",
         "/task",
         "/exhaust",
@@ -418,4 +419,53 @@ fn leak_threads_and_files_grow_the_process() {
     );
     assert!(count("fd") >= before_fds + 50);
     assert!(count("task") >= before_threads + 20);
+}
+
+/// `/leak?every=` grows the process by itself up to its cap; `/spike` holds memory for a
+/// while and then gives it back to the system (what an `average` rule must tell apart).
+#[test]
+fn slow_leak_grows_to_its_cap_and_a_spike_gives_its_memory_back() {
+    let demo = Demo::start(&["--no-messages"], None);
+    let pid = demo.child.id();
+    let rss_mb = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("VmRSS")
+            / 1024
+    };
+    let wait_until = |what: &str, done: &dyn Fn(u64) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = rss_mb();
+            if done(now) {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "{what}: RSS {now} MB");
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let base = rss_mb();
+    let (status, body) = demo.get("/spike?mb=80&secs=1");
+    assert_eq!(status, 200, "{body}");
+    wait_until("spike held", &|now| now >= base + 75);
+    wait_until("spike given back", &|now| now < base + 20);
+    assert_eq!(
+        demo.get("/spike?mb=10&secs=5&every=5").0,
+        400,
+        "overlapping spikes"
+    );
+
+    let (status, body) = demo.get("/leak?mb=8&every=1&max=40");
+    assert_eq!(status, 200, "{body}");
+    wait_until("leak reached its cap", &|now| now >= base + 38);
+    let (_, help) = demo.get("/");
+    assert!(help.contains("now: leaked 40 MB"), "{help}");
+    // It stops there.
+    thread::sleep(Duration::from_secs(2));
+    let (_, help) = demo.get("/");
+    assert!(help.contains("now: leaked 40 MB"), "{help}");
 }

@@ -23,6 +23,7 @@ impl Shell {
                     self.line(Component::Controller, format!("Reload warning: {warning}"));
                 }
                 let before = self.cfg.effective_lines();
+                let rules_before = self.cfg.rules();
                 let (cfg, waiting) = self.keep_start_only_settings(loaded.config);
                 self.ctl.set_policy(cfg.policy());
                 self.reload_mail(&cfg);
@@ -34,6 +35,10 @@ impl Shell {
                 }
                 for line in self.cfg.rule_lines() {
                     self.line(Component::Controller, line);
+                }
+                let rule_changes = crate::rules::rule_changes(&rules_before, &self.cfg.rules());
+                for change in &rule_changes {
+                    self.line(Component::Controller, format!("Reload: rule {change}"));
                 }
                 self.line(Component::Controller, "Configuration reloaded");
                 let mut message = String::from("Configuration reloaded");
@@ -50,6 +55,7 @@ impl Shell {
                         let new = line.split_once('=').map_or("", |(_, v)| v);
                         format!("  {key}: {old} -> {new}")
                     })
+                    .chain(rule_changes.iter().map(|change| format!("  rule {change}")))
                     .collect();
                 if changed.is_empty() && waiting.is_empty() {
                     message.push_str(": nothing changed");
