@@ -467,8 +467,10 @@ fn the_core_imports_no_effect_module_and_does_no_io() {
     }
     assert!(
         found.is_empty(),
-        "the core must stay pure (define shared types in src/core/, pass time and facts in \
-         as events):\n{}",
+        "the core must stay pure: define shared types in src/core/ (effect modules import \
+         them from there), pass time and facts in as events; a new pure module the core \
+         needs goes under src/core/, or into PURE_MODULES and ALLOWED_MODULES here, where \
+         it is held to the same rules:\n{}",
         found.join("\n")
     );
     // The scan saw the core's own paths (a scanner that sees nothing passes everything).
