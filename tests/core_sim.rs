@@ -1928,6 +1928,144 @@ fn faulted_with_failover_disabled_writes_the_trigger_but_runs_no_hook() {
 }
 
 #[test]
+fn the_crash_that_reaches_the_restart_limit_moves_traffic_before_its_post_mortem_diagnostics() {
+    // Diagnostics can take minutes (an operator's nsd under QOS_NSD_TIMEOUT); a server
+    // that will be left down must not keep traffic that long.
+    let mut sim = Sim::new(Policy {
+        nsd_timeout: Duration::from_secs(300),
+        ..Sim::fast()
+    });
+    sim.diag_delay = Duration::from_secs(120);
+    sim.start();
+    let crash = |sim: &mut Sim| {
+        let pid = sim.alive.take().expect("a running server");
+        sim.feed(Event::ServerExited {
+            pid,
+            exit: "killed by signal 11 (SIGSEGV)".into(),
+        });
+    };
+    // Three crashes within the limit (3 restarts): no failover, restarted after their
+    // post-mortem diagnostics.
+    for n in 1..=3 {
+        crash(&mut sim);
+        assert!(!sim.trigger, "crash {n} within the limit: no trigger");
+        sim.run(Duration::from_secs(130));
+        assert_eq!(
+            sim.ctl.state(),
+            StateName::Ready,
+            "restarted after crash {n}"
+        );
+        assert!(!sim.trigger);
+    }
+    // The fourth reaches it: the outputs go down at the crash, not 120 s later.
+    sim.clear_lines();
+    crash(&mut sim);
+    assert_eq!(
+        sim.ctl.state(),
+        StateName::Crashed,
+        "diagnostics still running"
+    );
+    assert!(
+        sim.trigger,
+        "trigger written at the crash that reaches the limit"
+    );
+    assert_eq!(sim.down_reason(), "faulted");
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
+    assert_eq!(sim.ha(), FailoverState::FailoverTriggered);
+    sim.assert_in_order(&[
+        "QoS Controller: Server exit: killed by signal 11 (SIGSEGV)",
+        "QoS Controller: The restart limit is reached: the server will be left down (FAULTED); failover outputs down now, before its diagnostics",
+        "QoS Kill: Running nsd...",
+    ]);
+    // FAULTED once the diagnostics are done; announced once, and it stays moved.
+    sim.run_never_failing_back(Duration::from_secs(130));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert_eq!(sim.ha(), FailoverState::OutOfService);
+    assert_eq!(
+        sim.hooks(),
+        vec![HookEvent::Faulted],
+        "faulted announced once"
+    );
+    assert_eq!(
+        sim.count(
+            "Restart limit reached: 3 restarts within 30 minutes; server left down (FAULTED)"
+        ),
+        1
+    );
+    let restart_limit_mails = sim
+        .actions
+        .iter()
+        .filter(
+            |a| matches!(a, Action::Mail(m) if m.kind == qoscntrlr::core::AlertKind::RestartLimit),
+        )
+        .count();
+    assert_eq!(restart_limit_mails, 1);
+    sim.run_never_failing_back(Duration::from_secs(600));
+    // clear-fault: back once READY and probing well.
+    let (ok, _) = sim.command(Command::ClearFault { no_start: false });
+    assert!(ok);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+    assert!(!sim.trigger);
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted, HookEvent::Recovery]);
+}
+
+#[test]
+fn the_start_timeout_that_reaches_the_restart_limit_moves_traffic_before_its_diagnostics() {
+    let mut sim = Sim::new(Policy {
+        restart_timeout: Duration::from_secs(20),
+        restart_limit_maximum: 1,
+        nsd_timeout: Duration::from_secs(300),
+        ..Sim::fast()
+    });
+    sim.diag_delay = Duration::from_secs(120);
+    sim.probe = ProbeMode::Refused;
+    sim.start();
+    // First start timeout: within the limit, no failover (the server never served).
+    sim.run(Duration::from_secs(25));
+    assert_eq!(sim.ctl.state(), StateName::Killing);
+    assert!(!sim.trigger);
+    sim.run(Duration::from_secs(125));
+    assert_eq!(sim.ctl.state(), StateName::Starting, "restarted");
+    assert!(!sim.trigger);
+    // The second reaches the limit: outputs down at the decision, diagnostics after.
+    sim.run(Duration::from_secs(25));
+    assert_eq!(sim.ctl.state(), StateName::Killing);
+    assert!(sim.trigger, "trigger written before the diagnostics");
+    assert_eq!(sim.down_reason(), "faulted");
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
+    sim.run_never_failing_back(Duration::from_secs(130));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert_eq!(
+        sim.hooks(),
+        vec![HookEvent::Faulted],
+        "faulted announced once"
+    );
+    assert_eq!(sim.count("Triggering failover"), 0);
+}
+
+#[test]
+fn a_crash_at_the_limit_while_paused_moves_nothing_ahead() {
+    // Paused: the server is left down until resume, not FAULTED; nothing decided ahead.
+    let mut sim = Sim::new(Policy {
+        restart_limit_maximum: 0,
+        ..Sim::fast()
+    });
+    sim.start();
+    let (ok, _) = sim.command(Command::Pause { duration: None });
+    assert!(ok);
+    let pid = sim.alive.take().expect("a running server");
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.ctl.state(), StateName::Stopped);
+    assert!(!sim.trigger);
+    assert!(sim.hooks().is_empty());
+}
+
+#[test]
 fn clear_fault_no_start_clears_the_mark_only() {
     let mut sim = crash_loop(Sim::fast());
     sim.exit_after_spawn = None;

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ha_support::{
-    crash_until_faulted, engine_ready, example, find_program, free_port, http_get, rewrite,
-    unique_tag, wait_for, watch_failback, Controller, ProcessGuard, DEMO_SERVER,
+    crash_times, engine_ready, example, find_program, free_port, http_get, merge_ini, rewrite,
+    slow_nsd, unique_tag, wait_for, watch_failback, Controller, ProcessGuard, DEMO_SERVER,
 };
 
 /// `agent-inter` in the example.
@@ -26,8 +26,11 @@ const SLACK: Duration = Duration::from_millis(500);
 /// QOS_FAILBACK_HOLD of the failback test: well above what the way back takes without
 /// it (a 200 ms probe, one agent-inter), so a missing hold cannot pass.
 const FAILBACK_HOLD: Duration = Duration::from_secs(4);
-/// How long a server marked down is watched to stay down.
+/// How long a server marked down is watched to stay down (once FAULTED).
 const STAYS_DOWN: Duration = Duration::from_secs(4);
+/// How long the diagnostics of the crash that reaches the restart limit take (a real
+/// nsd can take minutes); marking the server down must not wait for them.
+const SLOW_NSD: Duration = Duration::from_secs(15);
 
 /// `status` and `check_status`/`agent_status` of one server from the runtime API.
 fn server_stat(socket: &Path, backend: &str, server: &str) -> Option<(String, String)> {
@@ -91,7 +94,11 @@ struct Setup {
 impl Setup {
     /// Everything started, app1 UP and serving through HAProxy. `extra` ini lines.
     fn start(extra: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Setup::start_in(tempfile::tempdir().expect("temp dir"), extra)
+    }
+
+    /// [`Setup::start`] in a temp directory the caller made (for files the ini names).
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Setup {
         let (app, backup, agent, front) = (free_port(), free_port(), free_port(), free_port());
         let tag = unique_tag("ha-haproxy-app-");
         let backup_tag = unique_tag("ha-haproxy-backup-");
@@ -113,7 +120,7 @@ impl Setup {
             },
             &dir.path().join("backup.log"),
         );
-        let mut ini = vec![
+        let ini = vec![
             "SERVER_NAME=haproxy-test".into(),
             Controller::demo_command(&format!("127.0.0.1:{app}"), &tag),
             format!("QOS_PROBE=http://127.0.0.1:{app}/health"),
@@ -124,7 +131,7 @@ impl Setup {
             "QOS_SHUTDOWN_TIMEOUT=3s".into(),
             format!("QOS_AGENT_LISTEN=127.0.0.1:{agent}"),
         ];
-        ini.extend(extra.iter().map(|line| line.to_string()));
+        let ini = merge_ini(ini, extra);
         let controller = Controller::start(&dir.path().join("data"), &ini, &tag, None, &[]);
 
         let config = rewrite(
@@ -289,28 +296,39 @@ fn a_crash_loop_to_faulted_marks_the_server_down_for_good_and_it_returns_only_af
     }
     let started = Instant::now();
     let hold = format!("QOS_FAILBACK_HOLD={}s", FAILBACK_HOLD.as_secs());
-    let setup = Setup::start(&["QOS_RESTART_LIMIT_MAXIMUM=2", &hold]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (nsd, slow_marker) = slow_nsd(dir.path(), SLOW_NSD);
+    let nsd = format!("QOS_NSD_PATH={}", nsd.display());
+    let nsd_timeout = format!("QOS_NSD_TIMEOUT={}s", SLOW_NSD.as_secs() * 4);
+    let setup = Setup::start_in(
+        dir,
+        &["QOS_RESTART_LIMIT_MAXIMUM=2", &hold, &nsd, &nsd_timeout],
+    );
     let controller = &setup.controller;
 
     // Two restarts allowed: the third crash leaves the server down, FAULTED. The crashes
-    // restarted within the limit put no failover hold (checked before each crash).
-    let crashes = crash_until_faulted(controller, Duration::from_secs(90), || {
+    // restarted within the limit put no failover hold (checked before each crash). The
+    // third crash's diagnostics are slow, as a real nsd's are.
+    let last_crash = crash_times(controller, 3, Duration::from_secs(90), |n| {
+        if n == 2 {
+            std::fs::write(&slow_marker, "").expect("mark the nsd slow");
+        }
         let _ = setup.app("/crash");
     });
-    let faulted_seen = Instant::now();
-    assert_eq!(crashes, 3, "two restarts within the limit, then FAULTED");
-    let down_at = wait_for(AGENT_INTER * 6, Duration::from_millis(5), || {
+    let down_at = wait_for(SLOW_NSD / 2, Duration::from_millis(5), || {
         setup.backup_serving().then(Instant::now)
     })
     .unwrap_or_else(|| {
         panic!(
-            "HAProxy marks app1 down and the backup serves for a FAULTED server; stat {:?}",
-            setup.stat()
+            "HAProxy marks app1 down and the backup serves at once for a server left down, \
+             not after its {SLOW_NSD:?} of diagnostics; stat {:?}; log:\n{}",
+            setup.stat(),
+            controller.log_text()
         )
     });
     println!(
-        "FAULTED seen -> HAProxy app1 DOWN, backup serving: {} ms",
-        down_at.saturating_duration_since(faulted_seen).as_millis()
+        "crash reaching the restart limit -> HAProxy app1 DOWN, backup serving: {} ms",
+        down_at.saturating_duration_since(last_crash).as_millis()
     );
     // The agent's verdict, not only the HTTP check of a server that is gone.
     assert_eq!(setup.agent_says().as_deref(), Some("down #faulted"));
@@ -319,17 +337,29 @@ fn a_crash_loop_to_faulted_marks_the_server_down_for_good_and_it_returns_only_af
         "HAProxy's last agent answer {:?}",
         setup.last_agent_answer()
     );
-    // And it stays down: nothing brings app1 back while the server is FAULTED.
-    let watch_until = Instant::now() + STAYS_DOWN;
-    while Instant::now() < watch_until {
+    // And it stays down: through the diagnostics, into FAULTED and while FAULTED.
+    let mut faulted_since: Option<Instant> = None;
+    let watch_limit = Instant::now() + SLOW_NSD + Duration::from_secs(60);
+    while faulted_since.is_none_or(|at| at.elapsed() < STAYS_DOWN) {
+        assert!(
+            Instant::now() < watch_limit,
+            "not FAULTED after the slow diagnostics; log:\n{}",
+            controller.log_text()
+        );
         assert!(
             setup.backup_serving(),
-            "app1 stays DOWN and the backup serves while FAULTED; stat {:?}",
+            "app1 stays DOWN and the backup serves while the server is left down; stat {:?}",
             setup.stat()
         );
         assert_eq!(setup.agent_says().as_deref(), Some("down #faulted"));
+        if faulted_since.is_none()
+            && controller.server_state().map(|(state, _)| state).as_deref() == Some("FAULTED")
+        {
+            faulted_since = Some(Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = std::fs::remove_file(&slow_marker);
     assert_eq!(
         controller.server_state().map(|(state, _)| state).as_deref(),
         Some("FAULTED")

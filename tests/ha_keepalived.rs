@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ha_support::{
-    crash_until_faulted, engine_ready, example, find_program, http_get_in, ip, netns_has_address,
-    rewrite, unique_tag, wait_for, watch_failback, Controller, Namespaces, ProcessGuard,
-    DEMO_SERVER,
+    crash_times, engine_ready, example, find_program, http_get_in, ip, merge_ini,
+    netns_has_address, rewrite, slow_nsd, unique_tag, wait_for, watch_failback, Controller,
+    Namespaces, ProcessGuard, DEMO_SERVER,
 };
 
 const APT: &str = "keepalived iproute2";
@@ -26,8 +26,11 @@ const MOVE_LIMIT: Duration = Duration::from_secs(2);
 /// QOS_FAILBACK_HOLD of the failback test: well above what the way back takes without
 /// it (a 200 ms probe, keepalived leaving FAULT), so a missing hold cannot pass.
 const FAILBACK_HOLD: Duration = Duration::from_secs(4);
-/// How long a moved VIP is watched to stay moved.
+/// How long a moved VIP is watched to stay moved (once FAULTED).
 const STAYS_MOVED: Duration = Duration::from_secs(4);
+/// How long the diagnostics of the crash that reaches the restart limit take (a real
+/// nsd can take minutes); the move must not wait for them.
+const SLOW_NSD: Duration = Duration::from_secs(15);
 
 /// Two VRRP nodes and a client in namespaces of their own, keepalived on both nodes.
 /// Field order is drop order: keepalived stops before the namespaces go.
@@ -180,7 +183,7 @@ impl Cluster {
 }
 
 fn controller_ini(tag: &str, extra: &[&str]) -> Vec<String> {
-    let mut lines = vec![
+    let lines = vec![
         "SERVER_NAME=keepalived-test".to_string(),
         Controller::demo_command(&format!("0.0.0.0:{APP_PORT}"), tag),
         format!("QOS_PROBE=http://127.0.0.1:{APP_PORT}/health"),
@@ -190,8 +193,7 @@ fn controller_ini(tag: &str, extra: &[&str]) -> Vec<String> {
         "QOS_RESTART_TIMEOUT=10s".into(),
         "QOS_SHUTDOWN_TIMEOUT=3s".into(),
     ];
-    lines.extend(extra.iter().map(|s| s.to_string()));
-    lines
+    merge_ini(lines, extra)
 }
 
 /// Both keepalived nodes settled: the VIP on A, the client served by A's server.
@@ -393,9 +395,15 @@ fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_
     let _peer = cluster.peer_server(&peer_name);
     let tag = unique_tag("ha-keepalived-app-");
     let hold = format!("QOS_FAILBACK_HOLD={}s", FAILBACK_HOLD.as_secs());
+    let (nsd, slow_marker) = slow_nsd(dir.path(), SLOW_NSD);
+    let nsd = format!("QOS_NSD_PATH={}", nsd.display());
+    let nsd_timeout = format!("QOS_NSD_TIMEOUT={}s", SLOW_NSD.as_secs() * 4);
     let controller = Controller::start(
         &data,
-        &controller_ini(&tag, &["QOS_RESTART_LIMIT_MAXIMUM=2", &hold]),
+        &controller_ini(
+            &tag,
+            &["QOS_RESTART_LIMIT_MAXIMUM=2", &hold, &nsd, &nsd_timeout],
+        ),
         &tag,
         Some(&cluster.node_a),
         &[],
@@ -403,45 +411,73 @@ fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_
     wait_settled(&cluster, &tag);
 
     // Two restarts allowed: the third crash leaves the server down, FAULTED. The crashes
-    // restarted within the limit move nothing (checked before each crash).
-    let crashes = crash_until_faulted(&controller, Duration::from_secs(90), || {
+    // restarted within the limit move nothing (checked before each crash). The third
+    // crash's diagnostics are slow, as a real nsd's are.
+    let last_crash = crash_times(&controller, 3, Duration::from_secs(90), |n| {
+        if n == 2 {
+            std::fs::write(&slow_marker, "").expect("mark the nsd slow");
+        }
         let _ = server_a(&cluster, "/crash");
     });
-    let faulted_seen = Instant::now();
-    assert_eq!(crashes, 3, "two restarts within the limit, then FAULTED");
-    let content = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
-        controller.trigger()
+    let (triggered_at, content) = wait_for(SLOW_NSD / 2, Duration::from_millis(10), || {
+        controller
+            .trigger()
+            .map(|content| (Instant::now(), content))
     })
-    .expect("FAULTED writes the failover trigger");
-    assert_eq!(content, "1\n", "failover requested for a FAULTED server");
+    .unwrap_or_else(|| {
+        panic!(
+            "the crash that reaches the restart limit writes the trigger at once, not after \
+             its {SLOW_NSD:?} of diagnostics; log:\n{}",
+            controller.log_text()
+        )
+    });
+    assert_eq!(content, "1\n", "failover requested for a server left down");
+    println!(
+        "crash reaching the restart limit -> trigger: {} ms",
+        triggered_at
+            .saturating_duration_since(last_crash)
+            .as_millis()
+    );
     let moved_at = wait_for(MOVE_LIMIT * 3, Duration::from_millis(10), || {
         moved_to_peer(&cluster, &peer_name).then(Instant::now)
     })
     .unwrap_or_else(|| {
         panic!(
-            "the VIP moves to node B for a FAULTED server; keepalived A log:\n{}",
+            "the VIP moves to node B for a server left down; keepalived A log:\n{}",
             cluster.keepalived_log("nodeA")
         )
     });
     println!(
-        "FAULTED seen -> client served by the peer through the VIP: {} ms",
-        moved_at.saturating_duration_since(faulted_seen).as_millis()
+        "trigger -> client served by the peer through the VIP: {} ms",
+        moved_at.saturating_duration_since(triggered_at).as_millis()
     );
-    // And it stays moved: nothing brings the address back while the server is FAULTED.
-    let watch_until = Instant::now() + STAYS_MOVED;
-    while Instant::now() < watch_until {
+    // And it stays moved: through the diagnostics, into FAULTED and while FAULTED.
+    let mut faulted_since: Option<Instant> = None;
+    let watch_limit = Instant::now() + SLOW_NSD + Duration::from_secs(60);
+    while faulted_since.is_none_or(|at| at.elapsed() < STAYS_MOVED) {
+        assert!(
+            Instant::now() < watch_limit,
+            "not FAULTED after the slow diagnostics; log:\n{}",
+            controller.log_text()
+        );
         assert_eq!(
             controller.trigger().as_deref(),
             Some("1\n"),
-            "the trigger stays while FAULTED"
+            "the trigger stays while the server is left down"
         );
         assert!(
             netns_has_address(&cluster.node_b, &cluster.vip)
                 && !netns_has_address(&cluster.node_a, &cluster.vip),
-            "the VIP stays on node B while the server is FAULTED"
+            "the VIP stays on node B while the server is left down"
         );
+        if faulted_since.is_none()
+            && controller.server_state().map(|(state, _)| state).as_deref() == Some("FAULTED")
+        {
+            faulted_since = Some(Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = std::fs::remove_file(&slow_marker);
     assert_eq!(
         controller.server_state().map(|(state, _)| state).as_deref(),
         Some("FAULTED")
@@ -501,6 +537,7 @@ fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_
     );
     let log = controller.log_text();
     for line in [
+        "QoS Controller: The restart limit is reached: the server will be left down (FAULTED); failover outputs down now, before its diagnostics",
         "QoS Controller: Server is FAULTED: failover outputs down until it is ready again",
         "QoS Controller: Fault cleared by the operator",
         "QoS Controller: Server is ready and probing well; failback hold: the failover outputs stay down for 4 seconds (QOS_FAILBACK_HOLD)",

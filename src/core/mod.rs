@@ -1088,6 +1088,7 @@ impl Controller {
         out: &mut Vec<Action>,
     ) {
         let was_down = self.ha.down;
+        let already_held = self.ha.holds.contains(&hold);
         if self.ha.in_failback_hold() {
             out.push(log(
                 Component::Controller,
@@ -1105,8 +1106,9 @@ impl Controller {
         out.push(Action::WriteTrigger);
         out.push(Action::SetHealth(self.published_health()));
         // The failover hook announces the move; FAULTED is announced even when traffic
-        // had already moved (the server is now not coming back by itself).
-        let announce = !was_down || hook == HookEvent::Faulted;
+        // had already moved (the server is now not coming back by itself), but only once
+        // (a FAULTED decided ahead, see `fault_ahead`, is not announced again).
+        let announce = !was_down || (hook == HookEvent::Faulted && !already_held);
         if announce && !self.policy.failover_trigger_disabled {
             out.push(Action::RunHook {
                 event: hook,
@@ -2211,6 +2213,9 @@ impl Controller {
                 },
                 out,
             );
+            // Not serving, and (at the restart limit) not coming back: no traffic while
+            // diagnostics run.
+            self.fault_ahead(now, then, incident, out);
         }
         self.end_nokill(now, None, out);
         self.deactivate_probe(out);
@@ -2544,6 +2549,30 @@ impl Controller {
         }
     }
 
+    /// The server is going down for good: it crashed (or is being killed for a start
+    /// timeout) and the restart limit is already reached, so it will be left down
+    /// (FAULTED) as soon as its diagnostics and kill are done. Those can take minutes
+    /// (QOS_NSD_TIMEOUT), and a server that is not coming back must not keep traffic that
+    /// long: the failover outputs go down now, the hook announces `faulted` now, and
+    /// FAULTED itself follows when the server is down.
+    fn fault_ahead(&mut self, now: Instant, then: AfterKill, incident: u64, out: &mut Vec<Action>) {
+        if then != AfterKill::AutoRestart || self.paused || !self.restart_limit_reached(now) {
+            return;
+        }
+        out.push(log(
+            Component::Controller,
+            "The restart limit is reached: the server will be left down (FAULTED); failover outputs down now, before its diagnostics",
+        ));
+        self.hold_down(
+            Hold::Faulted,
+            "faulted",
+            HookEvent::Faulted,
+            "faulted",
+            incident,
+            out,
+        );
+    }
+
     fn restart_limit_reached(&mut self, now: Instant) -> bool {
         if !self.policy.restart_limit_enable {
             return false;
@@ -2597,6 +2626,7 @@ impl Controller {
             },
             out,
         );
+        self.fault_ahead(now, AfterKill::AutoRestart, incident, out);
         out.push(log(Component::Kill, "Running nsd..."));
         match pid {
             // The process is gone: nothing of it is left to wait for. Only what it left

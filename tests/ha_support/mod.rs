@@ -507,41 +507,81 @@ pub fn http_get_in(
     .unwrap_or_else(|_| Err(std::io::Error::other("client thread panicked")))
 }
 
-/// The supervised server (QOS_RESTART_LIMIT_MAXIMUM restarts allowed) is crashed by
-/// `crash` each time it is READY again with a new pid, until the controller leaves it
-/// FAULTED. Before every crash the trigger must be absent: a crash restarted within the
-/// limit moves no traffic. Returns the number of crashes.
-pub fn crash_until_faulted(
+/// Crashes the supervised server `count` times: `crash(n)` (n from 0) each time it is
+/// READY again with a new pid. Before every crash the trigger must be absent: the crashes
+/// before it were restarted within the restart limit, which moves no traffic. Returns
+/// when the last crash has been asked for.
+pub fn crash_times(
     controller: &Controller,
+    count: usize,
     limit: Duration,
-    mut crash: impl FnMut(),
-) -> usize {
+    mut crash: impl FnMut(usize),
+) -> Instant {
     let deadline = Instant::now() + limit;
     let mut crashed: Vec<u64> = Vec::new();
     loop {
         let state = controller.server_state();
-        match &state {
-            Some((state, _)) if state == "FAULTED" => return crashed.len(),
-            Some((state, Some(pid))) if state == "READY" && !crashed.contains(pid) => {
+        if let Some((state, Some(pid))) = &state {
+            if state == "READY" && !crashed.contains(pid) {
                 assert_eq!(
                     controller.trigger(),
                     None,
                     "a READY server after {} crash(es) within the restart limit: no failover",
                     crashed.len()
                 );
+                crash(crashed.len());
                 crashed.push(*pid);
-                crash();
+                if crashed.len() == count {
+                    return Instant::now();
+                }
             }
-            _ => {}
         }
         assert!(
             Instant::now() < deadline,
-            "not FAULTED after {} crash(es) within {limit:?}; last state {state:?}; log:\n{}",
+            "only {} of {count} crashes within {limit:?}; last state {state:?}; log:\n{}",
             crashed.len(),
             controller.log_text()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A diagnostics program for QOS_NSD_PATH (written into `dir`) that takes `slow` once
+/// the returned marker file exists and no time before: the crashes within the limit
+/// restart at once, the one that reaches it has diagnostics as slow as a real nsd's.
+pub fn slow_nsd(dir: &Path, slow: Duration) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("slow-nsd.sh");
+    let marker = dir.join("slow-nsd.marker");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"test nsd $*\"\nif [ -e '{}' ]; then sleep {}; fi\n",
+            marker.display(),
+            slow.as_secs()
+        ),
+    )
+    .expect("write the nsd script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the nsd script");
+    (script, marker)
+}
+
+/// `base` ini lines with every key that `extra` sets replaced by its line there (no
+/// duplicate keys, which the reader would warn about).
+pub fn merge_ini(base: Vec<String>, extra: &[&str]) -> Vec<String> {
+    let key = |line: &str| {
+        line.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_uppercase()
+    };
+    let mut lines: Vec<String> = base
+        .into_iter()
+        .filter(|line| !extra.iter().any(|e| key(e) == key(line)))
+        .collect();
+    lines.extend(extra.iter().map(|line| line.to_string()));
+    lines
 }
 
 /// How a failback went, as the test saw it.
