@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ha_support::{
-    crash_times, engine_ready, example, find_program, free_port, http_get, merge_ini, rewrite,
-    slow_nsd, unique_tag, wait_for, watch_failback, Controller, ProcessGuard, DEMO_SERVER,
+    crash_times, engine_ready, example, find_program, free_port, http_get, merge_ini, refused,
+    rewrite, slow_nsd, unique_tag, wait_for, watch_failback, Controller, ProcessGuard, DEMO_SERVER,
 };
 
 /// `agent-inter` in the example.
@@ -367,11 +367,13 @@ fn a_crash_loop_to_faulted_marks_the_server_down_for_good_and_it_returns_only_af
 
     // clear-fault: the server starts and is soon well, but the agent says up (and HAProxy
     // sends traffic back) only after QOS_FAILBACK_HOLD of READY and probing well.
+    let clear_fault_at = Instant::now();
     let (code, out) = controller.cli(&["clear-fault"], Duration::from_secs(30));
     assert_eq!(code, Some(0), "clear-fault: {out}");
     let failback = watch_failback(
         Duration::from_secs(40) + FAILBACK_HOLD,
-        || matches!(setup.app("/health"), Ok((200, _))),
+        clear_fault_at,
+        || refused(&setup.app("/health")),
         || setup.agent_says().as_deref() == Some("up ready"),
         || setup.stat().is_some_and(|(status, _)| status == "UP"),
     )
@@ -382,14 +384,14 @@ fn a_crash_loop_to_faulted_marks_the_server_down_for_good_and_it_returns_only_af
         )
     });
     println!(
-        "server answering again -> agent up: {} ms (QOS_FAILBACK_HOLD {} s)",
-        failback.after_health.as_millis(),
+        "server listening again -> agent up: {} ms (QOS_FAILBACK_HOLD {} s)",
+        failback.after_down.as_millis(),
         FAILBACK_HOLD.as_secs()
     );
     assert!(
-        failback.after_health >= FAILBACK_HOLD,
-        "the agent said up {:?} after the server answered again; QOS_FAILBACK_HOLD is {FAILBACK_HOLD:?}",
-        failback.after_health
+        failback.after_down >= FAILBACK_HOLD,
+        "the agent said up {:?} after the server was last found not listening; QOS_FAILBACK_HOLD is {FAILBACK_HOLD:?}",
+        failback.after_down
     );
     let back_at = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
         setup.app1_serving().then(Instant::now)
@@ -471,7 +473,9 @@ fn a_nokill_hang_marks_the_server_down_and_its_self_recovery_brings_it_back() {
     // traffic back from the same server process, which was never killed.
     let failback = watch_failback(
         hang_for + Duration::from_secs(30),
-        || matches!(setup.app("/health"), Ok((200, _))),
+        hung_at,
+        // A hung server is not refusing: only the hang's end counts here.
+        || false,
         || setup.agent_says().as_deref() == Some("up ready"),
         || setup.stat().is_some_and(|(status, _)| status == "UP"),
     )

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use ha_support::{
     crash_times, engine_ready, example, find_program, http_get_in, ip, merge_ini,
-    netns_has_address, rewrite, slow_nsd, unique_tag, wait_for, watch_failback, Controller,
-    Namespaces, ProcessGuard, DEMO_SERVER,
+    netns_has_address, refused, rewrite, slow_nsd, unique_tag, wait_for, watch_failback,
+    Controller, Namespaces, ProcessGuard, DEMO_SERVER,
 };
 
 const APT: &str = "keepalived iproute2";
@@ -496,11 +496,13 @@ fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_
 
     // clear-fault: the server starts and is soon well, but the VIP comes back only after
     // QOS_FAILBACK_HOLD of READY and probing well.
+    let clear_fault_at = Instant::now();
     let (code, out) = controller.cli(&["clear-fault"], Duration::from_secs(30));
     assert_eq!(code, Some(0), "clear-fault: {out}");
     let failback = watch_failback(
         Duration::from_secs(40) + FAILBACK_HOLD,
-        || matches!(server_a(&cluster, "/health"), Ok((200, _))),
+        clear_fault_at,
+        || refused(&server_a(&cluster, "/health")),
         || controller.trigger().is_none(),
         || netns_has_address(&cluster.node_a, &cluster.vip),
     )
@@ -511,14 +513,14 @@ fn a_crash_loop_to_faulted_moves_the_vip_for_good_and_it_returns_only_after_the_
         )
     });
     println!(
-        "server answering again -> trigger removed: {} ms (QOS_FAILBACK_HOLD {} s)",
-        failback.after_health.as_millis(),
+        "server listening again -> trigger removed: {} ms (QOS_FAILBACK_HOLD {} s)",
+        failback.after_down.as_millis(),
         FAILBACK_HOLD.as_secs()
     );
     assert!(
-        failback.after_health >= FAILBACK_HOLD,
-        "the trigger went {:?} after the server answered again; QOS_FAILBACK_HOLD is {FAILBACK_HOLD:?}",
-        failback.after_health
+        failback.after_down >= FAILBACK_HOLD,
+        "the trigger went {:?} after the server was last found not listening; QOS_FAILBACK_HOLD is {FAILBACK_HOLD:?}",
+        failback.after_down
     );
     let back_at = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
         back_on_a(&cluster, &tag).then(Instant::now)
@@ -615,7 +617,9 @@ fn a_nokill_hang_moves_the_vip_and_its_self_recovery_brings_it_back() {
     // back to the same server process, which was never killed.
     let failback = watch_failback(
         hang_for + Duration::from_secs(30),
-        || matches!(server_a(&cluster, "/health"), Ok((200, _))),
+        hung_at,
+        // A hung server is not refusing: only the hang's end counts here.
+        || false,
         || controller.trigger().is_none(),
         || netns_has_address(&cluster.node_a, &cluster.vip),
     )

@@ -587,30 +587,40 @@ pub fn merge_ini(base: Vec<String>, extra: &[&str]) -> Vec<String> {
 /// How a failback went, as the test saw it.
 #[derive(Debug)]
 pub struct Failback {
-    /// From the start of the last health check of the supervised server that failed to
-    /// the first sight of the failover outputs up again. The controller can only have
-    /// seen the server well after that check, so this is at least the failback hold.
-    pub after_health: Duration,
+    /// From the start of the last look at the supervised server that found nothing
+    /// listening (connection refused) to the first sight of the failover outputs up
+    /// again. The controller can only have seen the server well after that look, so this
+    /// is at least the failback hold.
+    pub after_down: Duration,
     /// The moment the outputs were seen up again.
     pub back_at: Instant,
 }
 
-/// Watches a failback: polls `healthy` (the supervised server answers its own health
-/// check, straight, not through the HA engine) and `outputs_up` (the failover outputs say
-/// "send traffic here again") until `outputs_up`, at most `limit`. `moved_back` (the HA
-/// engine sends traffic to this server) must not hold while the outputs are still down.
+/// Whether a request's outcome proves nothing was listening: connection refused. A
+/// time-out proves nothing (a loaded machine, a hung server).
+pub fn refused<T>(result: &std::io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// Watches a failback: polls `down` (a look at the supervised server itself, not through
+/// the HA engine, that proves it is not serving: see [`refused`]) and `outputs_up` (the
+/// failover outputs say "send traffic here again") until `outputs_up`, at most `limit`.
+/// `moved_back` (the HA engine sends traffic to this server) must not hold while the
+/// outputs are still down. `down_at`: a moment the server is known not to have been
+/// serving (just before the `clear-fault` that starts it).
 pub fn watch_failback(
     limit: Duration,
-    mut healthy: impl FnMut() -> bool,
+    down_at: Instant,
+    mut down: impl FnMut() -> bool,
     mut outputs_up: impl FnMut() -> bool,
     mut moved_back: impl FnMut() -> bool,
 ) -> Option<Failback> {
     let deadline = Instant::now() + limit;
-    let mut last_unhealthy = Instant::now();
+    let mut last_down = down_at;
     loop {
         let checked = Instant::now();
-        if !healthy() {
-            last_unhealthy = checked;
+        if down() {
+            last_down = checked;
         }
         // Traffic first, outputs second: traffic seen back means the outputs were up
         // before this look at them, so the order leaves no race.
@@ -618,7 +628,7 @@ pub fn watch_failback(
         if outputs_up() {
             let back_at = Instant::now();
             return Some(Failback {
-                after_health: back_at.saturating_duration_since(last_unhealthy),
+                after_down: back_at.saturating_duration_since(last_down),
                 back_at,
             });
         }
