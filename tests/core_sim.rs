@@ -1930,24 +1930,22 @@ fn faulted_with_failover_disabled_writes_the_trigger_but_runs_no_hook() {
 #[test]
 fn the_crash_that_reaches_the_restart_limit_moves_traffic_before_its_post_mortem_diagnostics() {
     // Diagnostics can take minutes (an operator's nsd under QOS_NSD_TIMEOUT); a server
-    // that will be left down must not keep traffic that long.
+    // that will be left down must not keep traffic that long. The last crash is reported
+    // by the server itself (CRASH message, the process still there): its diagnostics,
+    // with stacks, run before the kill.
     let mut sim = Sim::new(Policy {
         nsd_timeout: Duration::from_secs(300),
         ..Sim::fast()
     });
     sim.diag_delay = Duration::from_secs(120);
     sim.start();
-    let crash = |sim: &mut Sim| {
+    // Three crashes within the limit (3 restarts): no failover.
+    for n in 1..=3 {
         let pid = sim.alive.take().expect("a running server");
         sim.feed(Event::ServerExited {
             pid,
             exit: "killed by signal 11 (SIGSEGV)".into(),
         });
-    };
-    // Three crashes within the limit (3 restarts): no failover, restarted after their
-    // post-mortem diagnostics.
-    for n in 1..=3 {
-        crash(&mut sim);
         assert!(!sim.trigger, "crash {n} within the limit: no trigger");
         sim.run(Duration::from_secs(130));
         assert_eq!(
@@ -1959,12 +1957,11 @@ fn the_crash_that_reaches_the_restart_limit_moves_traffic_before_its_post_mortem
     }
     // The fourth reaches it: the outputs go down at the crash, not 120 s later.
     sim.clear_lines();
-    crash(&mut sim);
-    assert_eq!(
-        sim.ctl.state(),
-        StateName::Crashed,
-        "diagnostics still running"
-    );
+    sim.feed(msg(
+        "OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev",
+        ServerSignal::Crash,
+    ));
+    assert_eq!(sim.ctl.state(), StateName::Crashed, "diagnostics running");
     assert!(
         sim.trigger,
         "trigger written at the crash that reaches the limit"
@@ -1973,11 +1970,12 @@ fn the_crash_that_reaches_the_restart_limit_moves_traffic_before_its_post_mortem
     assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
     assert_eq!(sim.ha(), FailoverState::FailoverTriggered);
     sim.assert_in_order(&[
-        "QoS Controller: Server exit: killed by signal 11 (SIGSEGV)",
+        "QoS Controller: Server CN=rc45/O=dev has crashed.",
         "QoS Controller: The restart limit is reached: the server will be left down (FAULTED); failover outputs down now, before its diagnostics",
         "QoS Kill: Running nsd...",
     ]);
-    // FAULTED once the diagnostics are done; announced once, and it stays moved.
+    // FAULTED once the diagnostics are done and the server is down; announced once, and
+    // it stays moved.
     sim.run_never_failing_back(Duration::from_secs(130));
     assert_eq!(sim.ctl.state(), StateName::Faulted);
     assert_eq!(sim.ha(), FailoverState::OutOfService);
@@ -2008,6 +2006,29 @@ fn the_crash_that_reaches_the_restart_limit_moves_traffic_before_its_post_mortem
     assert_eq!(sim.ctl.state(), StateName::Ready);
     assert!(!sim.trigger);
     assert_eq!(sim.hooks(), vec![HookEvent::Faulted, HookEvent::Recovery]);
+}
+
+#[test]
+fn a_dead_server_at_the_restart_limit_moves_traffic_at_its_crash() {
+    let mut sim = Sim::new(Policy {
+        restart_limit_maximum: 0,
+        ..Sim::fast()
+    });
+    sim.start();
+    let pid = sim.alive.take().expect("a running server");
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by signal 6 (SIGABRT)".into(),
+    });
+    assert!(sim.trigger, "before the leftovers are even read");
+    assert_eq!(sim.hooks(), vec![HookEvent::Faulted]);
+    sim.run_never_failing_back(Duration::from_secs(200));
+    assert_eq!(sim.ctl.state(), StateName::Faulted);
+    assert_eq!(
+        sim.hooks(),
+        vec![HookEvent::Faulted],
+        "faulted announced once"
+    );
 }
 
 #[test]
