@@ -12,8 +12,8 @@ pub use crate::core::FailbackMode;
 
 mod keys;
 pub use keys::{
-    keep_start_only, secrecy, start_only_keys, Key, Reload, Secret, Syntax, KEYS, KNOWN_KEYS,
-    REFERENCE_HEADER, SECRET_WORDS,
+    client_keys, keep_start_only, secrecy, start_only_keys, Key, Reload, Secret, Syntax, KEYS,
+    KNOWN_KEYS, REFERENCE_HEADER, SECRET_WORDS,
 };
 
 /// What `QOS_PROBE` asks the controller to do once per interval.
@@ -283,20 +283,16 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     parse_bytes(&bytes, &source)
 }
 
-/// The keys a client command (`status`, `quit`, `send`, `logs`, ...) needs: where the
-/// sockets and the logs are. An error in any other key must not lock the operator out
-/// of a controller that runs on with its previous configuration.
-pub const CLIENT_KEYS: &[&str] = &["DATA_DIRECTORY", "QOS_PIPE", "QOS_CONTROL_SOCKET"];
-
-/// Read `path` for a client command: errors in [`CLIENT_KEYS`] (and a file that cannot
-/// be read) are errors; every other error becomes a warning, and the paths are taken
-/// from the file as far as it could be read.
+/// Read `path` for a client command: errors in the keys it needs ([`Key::client`]: where
+/// the sockets and the logs are), and a file that cannot be read, are errors; every other
+/// error becomes a warning, and the paths are taken from the file as far as it could be
+/// read.
 pub fn load_for_client(path: &Path) -> Result<Loaded, ConfigError> {
     let (bytes, source) = read_source(path)?;
     let (config, errors, mut warnings, key_lines) = parse_parts(&bytes, &source);
     let (errors, demoted): (Vec<Finding>, Vec<Finding>) = errors
         .into_iter()
-        .partition(|f| CLIENT_KEYS.contains(&f.key.as_str()));
+        .partition(|f| keys::key(&f.key).is_some_and(|key| key.client));
     warnings.extend(demoted);
     warnings.sort_by_key(|f| (f.line == 0, f.line));
     if errors.is_empty() {

@@ -79,6 +79,10 @@ pub struct Key {
     pub syntax: Syntax,
     pub reload: Reload,
     pub secret: Secret,
+    /// A client command (`status`, `quit`, `send`, `logs`, …) needs it to find the
+    /// controller: an error in it is an error there too, while errors in other keys are
+    /// only warnings, so an operator is never locked out of a running controller.
+    pub client: bool,
     /// One-line description for the man page.
     pub doc: &'static str,
     /// The man page's wording of the default when it is not a plain value (`the host
@@ -174,28 +178,39 @@ pub const SECRET_WORDS: &[&str] = &[
     "CREDENTIAL",
 ];
 
+/// What a row leaves out: no aliases, a reload applies it, not a secret, not needed by
+/// client commands, the default shown as `check-config` prints it. Every row sets its
+/// name, syntax, doc, `read` and `show` (the table's tests fail otherwise).
+const KEY: Key = Key {
+    name: "",
+    aliases: &[],
+    syntax: Syntax::Other,
+    reload: Reload::Applies,
+    secret: Secret::No,
+    client: false,
+    doc: "",
+    default_doc: None,
+    read: |_, _, _| {},
+    show: |_| String::new(),
+};
+
 /// Every key, in the documented order (dcontroller.ini(5), the effective lines after the
 /// reference header).
 pub const KEYS: &[Key] = &[
     // The application server.
     Key {
         name: "SERVER_NAME",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Name of the server in the logs (ObjectValue= of `OpMsg=START Type=QOS`), the \
               status and the alerts.",
         default_doc: Some("the host name"),
         read: |r, k, c| c.server_name = r.text(k).unwrap_or_else(host_name),
         show: |c| c.server_name.clone(),
+        ..KEY
     },
     Key {
         name: "SERVER_COMMAND",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Program and arguments of the server, split like shell words (no shell runs \
               them); a reload applies it at the next start.",
         default_doc: Some("none (required)"),
@@ -214,15 +229,12 @@ pub const KEYS: &[Key] = &[
             c.server_command = command.unwrap_or_default();
         },
         show: |c| shell_words::join(&c.server_command),
+        ..KEY
     },
     Key {
         name: "SERVER_DIRECTORY",
-        aliases: &[],
         syntax: Syntax::Path,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Working directory of the server.",
-        default_doc: None,
         read: |r, k, c| {
             c.server_directory = match r.path(k) {
                 Some(dir) => in_data_dir(c, dir),
@@ -230,63 +242,52 @@ pub const KEYS: &[Key] = &[
             }
         },
         show: |c| c.server_directory.display().to_string(),
+        ..KEY
     },
     Key {
         name: "SERVER_USER",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "User the server runs as when the controller runs as root.",
         default_doc: Some("the controller's user"),
         read: |r, k, c| c.server_user = r.text(k),
         show: |c| show_text(&c.server_user),
+        ..KEY
     },
     Key {
         name: "SERVER_GROUP",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Group the server runs as when the controller runs as root.",
         default_doc: Some("the primary group of SERVER_USER, else the controller's group"),
         read: |r, k, c| c.server_group = r.text(k),
         show: |c| show_text(&c.server_group),
+        ..KEY
     },
     Key {
         name: "SERVER_STOP_COMMAND",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Command that asks the server to quit (shell words); without it the controller \
               sends SERVER_STOP_SIGNAL to the server's process group.",
-        default_doc: None,
         read: |r, k, c| c.server_stop_command = r.command(k),
         show: |c| show_command(&c.server_stop_command),
+        ..KEY
     },
     Key {
         name: "SERVER_STOP_SIGNAL",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Signal sent to the server's process group to quit when there is no \
               SERVER_STOP_COMMAND: a name (`TERM`, `INT`, `QUIT`, `HUP`, `USR1`, …) or a \
               number.",
-        default_doc: None,
         read: |r, k, c| c.server_stop_signal = r.get(k.name, libc::SIGTERM, parse_signal),
         show: |c| signal_name(c.server_stop_signal),
+        ..KEY
     },
     Key {
         name: "DATA_DIRECTORY",
-        aliases: &[],
+        client: true,
         syntax: Syntax::Path,
         reload: Reload::Restart(|old, new| keep(&old.data_directory, &mut new.data_directory)),
-        secret: Secret::No,
         doc: "Directory of the logs (`qoscntrlr*.out`), trigger file, diagnostics, sockets \
               and state; relative paths of other keys are relative to it.",
-        default_doc: None,
         read: |r, k, c| {
             let ini_dir = c
                 .source
@@ -304,165 +305,125 @@ pub const KEYS: &[Key] = &[
             }
         },
         show: |c| c.data_directory.display().to_string(),
+        ..KEY
     },
     // Quality of service.
     Key {
         name: "QOS_ENABLE",
-        aliases: &[],
         syntax: Syntax::Bool,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "0: plain supervision (restart after a crash only; no probe, no smart kill).",
-        default_doc: None,
         read: |r, k, c| c.qos_enable = r.boolean(k, true),
         show: |c| c.qos_enable.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_PROBE",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "What is probed once per QOS_PROBE_INTERVAL: `http://host:port/path` (2xx or 3xx \
               is a success), `tcp://host:port` (a connect), `exec:COMMAND` (exit status 0) \
               or `message` (the server reports probe results on the pipe).",
         default_doc: Some("none (required unless probing is disabled)"),
         read: |r, k, c| c.probe = r.get_opt(k.name, parse_probe),
         show: |c| c.probe.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        ..KEY
     },
     Key {
         name: "QOS_PROBE_INTERVAL",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Time between probes.",
-        default_doc: None,
         read: |r, k, c| c.probe_interval = r.duration(k, MINUTE),
         show: |c| human_duration(c.probe_interval),
+        ..KEY
     },
     Key {
         name: "QOS_PROBE_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "No successful probe for this long is a probe timeout: smart kill. Must be \
               longer than QOS_PROBE_INTERVAL.",
-        default_doc: None,
         read: |r, k, c| c.probe_timeout = r.duration(k, 5 * MINUTE),
         show: |c| human_duration(c.probe_timeout),
+        ..KEY
     },
     Key {
         name: "QOS_DISABLE_PROBING",
-        aliases: &[],
         syntax: Syntax::Bool,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "No probing at all (messages, crashes and resources are still watched).",
-        default_doc: None,
         read: |r, k, c| c.disable_probing = r.boolean(k, false),
         show: |c| c.disable_probing.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_APPS_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "A long-running application (`OpMsg=START Type=COMPACT …`) that shows no \
               progress for this long: smart kill.",
-        default_doc: None,
         read: |r, k, c| c.apps_timeout = r.duration(k, 10 * MINUTE),
         show: |c| human_duration(c.apps_timeout),
+        ..KEY
     },
     Key {
         name: "QOS_SHUTDOWN_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "A quit not finished in this time: kill, no restart. Keep it below the unit's \
               TimeoutStopSec (8min) minus diagnostics and kill time.",
-        default_doc: None,
         read: |r, k, c| c.shutdown_timeout = r.duration(k, 5 * MINUTE),
         show: |c| human_duration(c.shutdown_timeout),
+        ..KEY
     },
     Key {
         name: "QOS_RESTART_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "From fully down (or spawn) to READY; longer: kill and restart.",
-        default_doc: None,
         read: |r, k, c| c.restart_timeout = r.duration(k, 5 * MINUTE),
         show: |c| human_duration(c.restart_timeout),
+        ..KEY
     },
     Key {
         name: "QOS_RESTART_LIMIT_ENABLE",
-        aliases: &[],
         syntax: Syntax::Bool,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Cap automatic restarts at QOS_RESTART_LIMIT_MAXIMUM within \
               QOS_RESTART_LIMIT_PERIOD; past that the server is left down (FAULTED) until \
               `qoscntrlr clear-fault`.",
-        default_doc: None,
         read: |r, k, c| c.restart_limit_enable = r.boolean(k, true),
         show: |c| c.restart_limit_enable.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_RESTART_LIMIT_MAXIMUM",
-        aliases: &[],
         syntax: Syntax::Count,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Automatic restarts allowed within QOS_RESTART_LIMIT_PERIOD.",
-        default_doc: None,
         read: |r, k, c| c.restart_limit_maximum = r.count(k, 3u32),
         show: |c| c.restart_limit_maximum.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_RESTART_LIMIT_PERIOD",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "The sliding window of the restart limit.",
-        default_doc: None,
         read: |r, k, c| c.restart_limit_period = r.duration(k, 30 * MINUTE),
         show: |c| human_duration(c.restart_limit_period),
+        ..KEY
     },
     Key {
         name: "QOS_AUTO_FAULT_CLEAR",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Leave FAULTED by itself after this long; 0: never.",
-        default_doc: None,
         read: |r, k, c| c.auto_fault_clear = r.duration(k, Duration::ZERO),
         show: |c| human_duration(c.auto_fault_clear),
+        ..KEY
     },
     Key {
         name: "QOS_NOKILL",
-        aliases: &[],
         syntax: Syntax::Bool,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Detect, log, collect diagnostics and notify, but never kill.",
-        default_doc: None,
         read: |r, k, c| c.nokill = r.boolean(k, false),
         show: |c| c.nokill.to_string(),
+        ..KEY
     },
     // Diagnostics ("nsd").
     Key {
         name: "QOS_NSD_PATH",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Diagnostics program run before a kill (shell words; a relative program path is \
               relative to DATA_DIRECTORY); empty: the built-in collector (process tree, \
               stacks, /proc facts).",
@@ -481,317 +442,249 @@ pub const KEYS: &[Key] = &[
             Some(argv) => shell_words::join(argv),
             None => "built-in".to_string(),
         },
+        ..KEY
     },
     Key {
         name: "QOS_NSD_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Time limit of one diagnostics run.",
-        default_doc: None,
         read: |r, k, c| c.nsd_timeout = r.duration(k, 3 * MINUTE),
         show: |c| human_duration(c.nsd_timeout),
+        ..KEY
     },
     Key {
         name: "QOS_SHUTDOWN_NSD",
         aliases: &["QoSShutdownNSD"],
         syntax: Syntax::Duration(SECOND),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "While a shutdown has not finished, collect diagnostics this often; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.shutdown_nsd = r.duration(k, Duration::ZERO),
         show: |c| human_duration(c.shutdown_nsd),
+        ..KEY
     },
     Key {
         name: "QOS_DIAG_RETENTION_DAYS",
-        aliases: &[],
         syntax: Syntax::Count,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Diagnostics files older than this many days are deleted.",
-        default_doc: None,
         read: |r, k, c| c.diag_retention_days = r.count(k, 14u32),
         show: |c| c.diag_retention_days.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_DIAG_MAX_SIZE",
-        aliases: &[],
         syntax: Syntax::Size,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Total size cap of the diagnostics files (the oldest go first).",
-        default_doc: None,
         read: |r, k, c| c.diag_max_size = r.size(k, 1024),
         show: |c| human_size(c.diag_max_size),
+        ..KEY
     },
     // Failover.
     Key {
         name: "QOS_DISABLE_FAILOVER_TRIGGER",
-        aliases: &[],
         syntax: Syntax::Bool,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "1: the trigger file triggerImmediateServerFailover is still written and \
               deleted, but with content 0 (no failover), and the failover hook is not run.",
-        default_doc: None,
         read: |r, k, c| c.disable_failover_trigger = r.boolean(k, false),
         show: |c| c.disable_failover_trigger.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_FAILOVER_HOOK",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Command run asynchronously (time-limited) when the failover outputs go down.",
-        default_doc: None,
         read: |r, k, c| c.failover_hook = r.command(k),
         show: |c| show_command(&c.failover_hook),
+        ..KEY
     },
     Key {
         name: "QOS_RECOVERY_HOOK",
-        aliases: &[],
         syntax: Syntax::Command,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Command run asynchronously (time-limited) when the failover outputs come back.",
-        default_doc: None,
         read: |r, k, c| c.recovery_hook = r.command(k),
         show: |c| show_command(&c.recovery_hook),
+        ..KEY
     },
     // Controller logs and sockets.
     Key {
         name: "QOS_LOG_RETENTION_DAYS",
-        aliases: &[],
         syntax: Syntax::Count,
         reload: Reload::Restart(|old, new| {
             keep(&old.log_retention_days, &mut new.log_retention_days)
         }),
-        secret: Secret::No,
         doc: "Controller logs (`.log`) older than this many days are deleted at start.",
-        default_doc: None,
         read: |r, k, c| c.log_retention_days = r.count(k, 14u32),
         show: |c| c.log_retention_days.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_LOG_MAX_SIZE",
-        aliases: &[],
         syntax: Syntax::Size,
         reload: Reload::Restart(|old, new| keep(&old.log_max_size, &mut new.log_max_size)),
-        secret: Secret::No,
         doc: "Roll the `.out` file when it grows past this size.",
-        default_doc: None,
         read: |r, k, c| c.log_max_size = r.size(k, 50),
         show: |c| human_size(c.log_max_size),
+        ..KEY
     },
     Key {
         name: "QOS_PIPE",
-        aliases: &[],
+        client: true,
         syntax: Syntax::Path,
         reload: Reload::Restart(|old, new| keep(&old.pipe, &mut new.pipe)),
-        secret: Secret::No,
         doc: "Unix socket where the server sends its OpMsg lines (the server the controller \
               starts finds it in $QOSCNTRLR_PIPE).",
-        default_doc: None,
         read: |r, k, c| {
             let pipe = r.path(k).unwrap_or_else(|| PathBuf::from("qoscntrlr.pipe"));
             c.pipe = in_data_dir(c, pipe);
         },
         show: |c| c.pipe.display().to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_CONTROL_SOCKET",
-        aliases: &[],
+        client: true,
         syntax: Syntax::Path,
         reload: Reload::Restart(|old, new| keep(&old.control_socket, &mut new.control_socket)),
-        secret: Secret::No,
         doc: "Unix socket of the operator commands (status, quit, restart, pause, …).",
-        default_doc: None,
         read: |r, k, c| {
             let socket = r.path(k).unwrap_or_else(|| PathBuf::from("qoscntrlr.ctl"));
             c.control_socket = in_data_dir(c, socket);
         },
         show: |c| c.control_socket.display().to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_CONTROL_GROUP",
-        aliases: &[],
         syntax: Syntax::Text,
         reload: Reload::Restart(|old, new| keep(&old.control_group, &mut new.control_group)),
-        secret: Secret::No,
         doc: "Group allowed to use both sockets besides the owner and root.",
-        default_doc: None,
         read: |r, k, c| c.control_group = r.text(k),
         show: |c| show_text(&c.control_group),
+        ..KEY
     },
     // Resources.
     Key {
         name: "QOS_RESOURCE_INTERVAL",
-        aliases: &[],
         syntax: Syntax::Duration(SECOND),
         reload: Reload::Restart(|old, new| {
             keep(&old.resource_interval, &mut new.resource_interval)
         }),
-        secret: Secret::No,
         doc: "Time between resource samples of the server's tree.",
-        default_doc: None,
         read: |r, k, c| c.resource_interval = r.duration(k, 10 * SECOND),
         show: |c| human_duration(c.resource_interval),
+        ..KEY
     },
     Key {
         name: "QOS_RESOURCE_SAMPLES",
-        aliases: &[],
         syntax: Syntax::Count,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Consecutive samples over a limit before acting.",
-        default_doc: None,
         read: |r, k, c| c.resource_samples = r.count(k, 3u32),
         show: |c| c.resource_samples.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_MEMORY",
-        aliases: &[],
         syntax: Syntax::Size,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Memory limit of the server's tree; over it is an exhaustion (smart kill); 0: \
               off.",
-        default_doc: None,
         read: |r, k, c| c.max_memory = r.size(k, 0),
         show: |c| human_size(c.max_memory),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_CPU",
-        aliases: &[],
         syntax: Syntax::Percent,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "CPU limit of the server's tree in percent of one core; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_cpu = r.percent(k, 0),
         show: |c| format!("{}%", c.max_cpu),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_OPEN_FILES",
-        aliases: &[],
         syntax: Syntax::Count,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Limit of open descriptors of the server's tree; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_open_files = r.count(k, 0u64),
         show: |c| c.max_open_files.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_THREADS",
-        aliases: &[],
         syntax: Syntax::Count,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Limit of threads of the server's tree; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_threads = r.count(k, 0u64),
         show: |c| c.max_threads.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_MIN_DISK_FREE",
-        aliases: &[],
         syntax: Syntax::Size,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Least free space on the data directory's filesystem; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.min_disk_free = r.size(k, 0),
         show: |c| human_size(c.min_disk_free),
+        ..KEY
     },
     Key {
         name: "QOS_RESOURCE_WARN",
-        aliases: &[],
         syntax: Syntax::Percent,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Percent of a limit at which to log and notify once, without killing.",
-        default_doc: None,
         read: |r, k, c| c.resource_warn_percent = r.percent(k, 80),
         show: |c| format!("{}%", c.resource_warn_percent),
+        ..KEY
     },
     Key {
         name: "QOS_CGROUP",
-        aliases: &[],
         syntax: Syntax::Other,
         reload: Reload::Restart(|old, new| keep(&old.cgroup, &mut new.cgroup)),
-        secret: Secret::No,
         doc: "Contain the server in a cgroup v2 of its own (exact membership, `cgroup.kill`, \
               cheap samples, pressure, OOM kills as incidents): `auto` where a writable \
               hierarchy exists (else the tree is found through /proc), `on` (refuse to start \
               without it) or `off`.",
-        default_doc: None,
         read: |r, k, c| {
             c.cgroup = r.get(k.name, crate::cgroup::CgroupSetting::Auto, |v| {
                 crate::cgroup::CgroupSetting::parse(unquote(v.trim()))
             })
         },
         show: |c| c.cgroup.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_MEMORY_PRESSURE",
-        aliases: &[],
         syntax: Syntax::Percent,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Limit of the memory pressure of the server's cgroup (PSI `some avg10`, percent \
               of time stalled); over it for QOS_RESOURCE_SAMPLES samples is an exhaustion; \
               0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_memory_pressure = r.percent(k, 0),
         show: |c| format!("{}%", c.max_memory_pressure),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_CPU_PRESSURE",
-        aliases: &[],
         syntax: Syntax::Percent,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Limit of the CPU pressure of the server's cgroup (PSI `some avg10`); 0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_cpu_pressure = r.percent(k, 0),
         show: |c| format!("{}%", c.max_cpu_pressure),
+        ..KEY
     },
     Key {
         name: "QOS_MAX_IO_PRESSURE",
-        aliases: &[],
         syntax: Syntax::Percent,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Limit of the I/O pressure of the server's cgroup (PSI `some avg10`); 0: off.",
-        default_doc: None,
         read: |r, k, c| c.max_io_pressure = r.percent(k, 0),
         show: |c| format!("{}%", c.max_io_pressure),
+        ..KEY
     },
     // Mail.
     Key {
         name: "QOS_MAIL_TO",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Comma-separated recipients of the alert mails; empty: no mail.",
-        default_doc: None,
         read: |r, k, c| c.mail_to = r.get(k.name, Vec::new(), |v| Ok(parse_list(v))),
         show: |c| c.mail_to.join(","),
+        ..KEY
     },
     Key {
         name: "QOS_MAIL_SMTP_SERVER",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "SMTP server, `host[:port]`; the port defaults to 25, 587 with starttls, 465 \
               with tls.",
-        default_doc: None,
         read: |r, k, c| {
             let server = r.get_opt(k.name, |v| parse_host_port(unquote(v), PortRule::Optional));
             // The default port follows QOS_MAIL_TLS (whose own row reports its errors).
@@ -810,95 +703,81 @@ pub const KEYS: &[Key] = &[
             Some((host, port)) => format!("{host}:{port}"),
             None => String::new(),
         },
+        ..KEY
     },
     Key {
         name: "QOS_MAIL_FROM",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Sender address of the alert mails.",
         default_doc: Some("qoscntrlr@ the host name"),
         read: |r, k, c| c.mail_from = r.text(k),
         show: |c| show_text(&c.mail_from),
+        ..KEY
     },
     Key {
         name: "QOS_MAIL_TLS",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "`none`, `starttls` or `tls` (SMTPS).",
-        default_doc: None,
         read: |r, k, c| c.mail_tls = r.get(k.name, MailTls::None, parse_mail_tls),
         show: |c| c.mail_tls.to_string(),
+        ..KEY
     },
     Key {
         name: "QOS_MAIL_USER",
-        aliases: &[],
         syntax: Syntax::Text,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "SMTP login user (with QOS_MAIL_PASSWORD_FILE).",
         default_doc: Some("none (no login)"),
         read: |r, k, c| c.mail_user = r.text(k),
         show: |c| show_text(&c.mail_user),
+        ..KEY
     },
     Key {
         name: "QOS_MAIL_PASSWORD_FILE",
-        aliases: &[],
         syntax: Syntax::Path,
-        reload: Reload::Applies,
         secret: Secret::File,
         doc: "File holding the SMTP password, read at each send (never logged, never put in \
               a support bundle).",
-        default_doc: None,
         read: |r, k, c| c.mail_password_file = r.path(k).map(|p| in_data_dir(c, p)),
         show: |c| show_path(&c.mail_password_file),
+        ..KEY
     },
     // Listeners.
     Key {
         name: "QOS_READINESS_LISTEN",
-        aliases: &[],
         syntax: Syntax::Other,
         reload: Reload::Restart(|old, new| keep(&old.readiness_listen, &mut new.readiness_listen)),
-        secret: Secret::No,
         doc: "Readiness HTTP endpoint (200 ready, 503 and the reason otherwise): `port` \
               (on 127.0.0.1), `IP:port` or `[IPv6]:port`.",
         default_doc: Some("off"),
         read: |r, k, c| c.readiness_listen = r.get_opt(k.name, parse_listen),
         show: |c| show_listen(&c.readiness_listen),
+        ..KEY
     },
     Key {
         name: "QOS_AGENT_LISTEN",
-        aliases: &[],
         syntax: Syntax::Other,
         reload: Reload::Restart(|old, new| keep(&old.agent_listen, &mut new.agent_listen)),
-        secret: Secret::No,
         doc: "HAProxy agent-check port (`up`, `down` or `drain` per connection), same forms as \
               QOS_READINESS_LISTEN.",
         default_doc: Some("off"),
         read: |r, k, c| c.agent_listen = r.get_opt(k.name, parse_listen),
         show: |c| show_listen(&c.agent_listen),
+        ..KEY
     },
     Key {
         name: "QOS_METRICS_LISTEN",
-        aliases: &[],
         syntax: Syntax::Other,
         reload: Reload::Restart(|old, new| keep(&old.metrics_listen, &mut new.metrics_listen)),
-        secret: Secret::No,
         doc: "Prometheus metrics endpoint, same forms as QOS_READINESS_LISTEN.",
         default_doc: Some("off"),
         read: |r, k, c| c.metrics_listen = r.get_opt(k.name, parse_listen),
         show: |c| show_listen(&c.metrics_listen),
+        ..KEY
     },
     // Alerts.
     Key {
         name: "QOS_ALERT_WEBHOOK",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Every alert is also POSTed as JSON (event, reason, summary, server, incident, \
               time, rule) to this http:// or https:// URL, with the mail's folding, spool and \
               retries.",
@@ -912,17 +791,15 @@ pub const KEYS: &[Key] = &[
                 .map(|u| u.to_string())
                 .unwrap_or_default()
         },
+        ..KEY
     },
     Key {
         name: "QOS_ALERT_WEBHOOK_HEADER",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
         secret: Secret::Value,
         doc: "One extra header for the webhook, `Name: value` (e.g. `Authorization: Bearer \
               <token>`); the value is a secret: never logged, redacted in support bundles and \
               check-config.",
-        default_doc: None,
         // Never echo the value in an error: it is a credential.
         read: |r, k, c| {
             c.alert_webhook_header = r.get_opt(k.name, |v| crate::webhook::parse_header(unquote(v)))
@@ -934,14 +811,12 @@ pub const KEYS: &[Key] = &[
                 .map(|(name, _)| format!("{name}: <redacted>"))
                 .unwrap_or_default()
         },
+        ..KEY
     },
     // Probing, restarts and failback (continued).
     Key {
         name: "QOS_PROBE_ATTEMPT_TIMEOUT",
-        aliases: &[],
         syntax: Syntax::Duration(SECOND),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Time limit of one probe attempt (more than 0).",
         default_doc: Some("the shorter of QOS_PROBE_INTERVAL and QOS_PROBE_TIMEOUT"),
         read: |r, k, c| {
@@ -956,56 +831,45 @@ pub const KEYS: &[Key] = &[
             })
         },
         show: |c| human_duration(c.effective_probe_attempt_timeout()),
+        ..KEY
     },
     Key {
         name: "QOS_RESTART_DELAY",
-        aliases: &[],
         syntax: Syntax::Duration(SECOND),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "Wait this long before an automatic restart after a crash or kill (an operator \
               start or restart never waits).",
-        default_doc: None,
         read: |r, k, c| c.restart_delay = r.duration(k, Duration::ZERO),
         show: |c| human_duration(c.restart_delay),
+        ..KEY
     },
     Key {
         name: "QOS_ONLINE_TRUST_TIME",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "READY and probing well for this long empties the restart-limit window, so a \
               server that crashes once a day never ends FAULTED for an old window; 0: off.",
-        default_doc: None,
         read: |r, k, c| c.online_trust_time = r.duration(k, Duration::ZERO),
         show: |c| human_duration(c.online_trust_time),
+        ..KEY
     },
     Key {
         name: "QOS_FAILBACK_HOLD",
-        aliases: &[],
         syntax: Syntax::Duration(MINUTE),
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "After the failover outputs went down (smart kill, FAULTED, a QOS_NOKILL \
               condition, a rule), they come back only once the server has been READY and \
               probing well for this long; a server sick again inside the hold never gets \
               traffic back in between.",
-        default_doc: None,
         read: |r, k, c| c.failback_hold = r.duration(k, Duration::ZERO),
         show: |c| human_duration(c.failback_hold),
+        ..KEY
     },
     Key {
         name: "QOS_FAILBACK",
-        aliases: &[],
         syntax: Syntax::Other,
-        reload: Reload::Applies,
-        secret: Secret::No,
         doc: "`auto`: the outputs come back after QOS_FAILBACK_HOLD; `manual`: they stay down \
               until `qoscntrlr failback` (which also ends a hold early).",
-        default_doc: None,
         read: |r, k, c| c.failback = r.get(k.name, super::FailbackMode::Auto, parse_failback),
         show: |c| c.failback.as_str().to_string(),
+        ..KEY
     },
 ];
 
@@ -1063,6 +927,11 @@ pub fn secrecy(name: &str) -> Secret {
     } else {
         Secret::No
     }
+}
+
+/// The keys a client command needs (see [`Key::client`]).
+pub fn client_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().filter(|key| key.client).map(|key| key.name)
 }
 
 /// The keys a reload does not apply (the running value stays until a restart).
