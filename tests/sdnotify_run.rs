@@ -167,3 +167,70 @@ fn watchdog_stops_while_the_supervision_loop_is_wedged() {
     // server it leaves behind.
     controller.stop(Duration::from_millis(200));
 }
+
+/// A notify socket that goes away: the failure is logged once (not once per heartbeat),
+/// and the recovery once when systemd's socket is back.
+#[test]
+fn a_failing_notify_socket_is_logged_once_and_its_recovery_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (systemd, address) = bind_notify(dir.path());
+    let tag = unique_tag("sdnotify-fail-");
+    let mut controller = Controller::start(
+        &dir.path().join("data"),
+        &ini(free_port(), &tag),
+        &tag,
+        None,
+        &[
+            ("NOTIFY_SOCKET", &address),
+            ("WATCHDOG_USEC", WATCHDOG_USEC),
+        ],
+    );
+    let seen = collect(&systemd, Duration::from_secs(20), |seen| {
+        count(seen, "READY=1") == 1
+    });
+    assert_eq!(count(&seen, "READY=1"), 1, "READY=1 in {seen:?}");
+
+    // systemd's socket disappears: every WATCHDOG=1 (each 150 ms) now fails.
+    drop(systemd);
+    std::fs::remove_file(&address).expect("remove the notify socket");
+    let failed = "Cannot notify systemd (WATCHDOG=1): ";
+    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        controller.log_text().contains(failed).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no failure logged:\n{}", controller.log_text()));
+    // Several more heartbeats fail meanwhile; none of them is logged again.
+    // (A wait for something that must NOT happen: no polling can replace it.)
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        controller
+            .log_text()
+            .matches("Cannot notify systemd")
+            .count(),
+        1,
+        "{}",
+        controller.log_text()
+    );
+
+    let systemd = UnixDatagram::bind(&address).expect("bind the notify socket again");
+    let back = collect(&systemd, Duration::from_secs(20), |seen| {
+        count(seen, "WATCHDOG=1") >= 1
+    });
+    assert!(
+        count(&back, "WATCHDOG=1") >= 1,
+        "heartbeat resumes: {back:?}"
+    );
+    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        controller
+            .log_text()
+            .contains("Notifications to systemd work again")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no recovery logged:\n{}", controller.log_text()));
+
+    controller.signal(Signal::SIGTERM);
+    let status = wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+        controller.try_exit()
+    })
+    .expect("the controller exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}

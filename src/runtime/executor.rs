@@ -123,9 +123,8 @@ impl Shell {
                     .reason(&why)
                     .field("from", from.as_str());
                 self.record_event(record);
-                if let Some(sd) = &self.sd {
-                    let _ = sd.status(&format!("{}: {why}", to.as_str()));
-                }
+                let status = format!("{}: {why}", to.as_str());
+                self.sd_notify("STATUS=", |sd| sd.status(&status));
             }
             Action::Incident { id, kind, outcome } => {
                 self.journal.say(

@@ -586,9 +586,8 @@ impl Shell {
         let error = match reexec::set_inherited(&fds, true) {
             Err(e) => e,
             Ok(()) => {
-                if let Some(sd) = &self.sd {
-                    let _ = sd.reloading(reexec::monotonic_ns() / 1000);
-                }
+                let now_usec = reexec::monotonic_ns() / 1000;
+                self.sd_notify("RELOADING=1", |sd| sd.reloading(now_usec));
                 reexec::exec(&exe, &carried)
             }
         };
@@ -596,9 +595,7 @@ impl Shell {
         let _ = reexec::set_inherited(&fds, false);
         drop(memfd);
         drop(connection);
-        if let Some(sd) = &self.sd {
-            let _ = sd.ready();
-        }
+        self.sd_notify("READY=1", SdNotify::ready);
         self.fail_reexec(request, format!("reexec failed: {error}"));
     }
 

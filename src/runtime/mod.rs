@@ -42,7 +42,7 @@ use crate::qoslog::QosLog;
 use crate::reexec;
 use crate::rules::Item;
 use crate::sampler::{Sample, Sampler};
-use crate::sdnotify::SdNotify;
+use crate::sdnotify::{SdNotify, SdNotifyError};
 use crate::timefmt;
 use crate::usage::UsageFile;
 
@@ -264,6 +264,8 @@ struct Shell {
     health: HealthBoard,
     state_file: StateFile,
     sd: Option<SdNotify>,
+    /// The last notification to systemd failed (logged once until one succeeds).
+    sd_failing: bool,
     sampler: Sampler,
     host: HostSampler,
     /// Write-latency and free-space probes, each on its own thread (keyed by item).
@@ -337,6 +339,33 @@ struct ListenFds {
 
 impl Shell {
     /// Write one line now (and keep it for alert mails).
+    /// Send one notification to systemd. A failure is logged once, then nothing more
+    /// until a notification succeeds again (the watchdog's, every few seconds, would
+    /// flood the log); a missed `WATCHDOG=1` is what gets the controller restarted.
+    fn sd_notify(&mut self, what: &str, send: impl FnOnce(&SdNotify) -> Result<(), SdNotifyError>) {
+        let result = match &self.sd {
+            Some(sd) => send(sd),
+            None => return,
+        };
+        match result {
+            Ok(()) if self.sd_failing => {
+                self.sd_failing = false;
+                self.line(Component::Controller, "Notifications to systemd work again");
+            }
+            Ok(()) => {}
+            Err(e) if !self.sd_failing => {
+                self.sd_failing = true;
+                self.line(
+                    Component::Controller,
+                    format!(
+                        "Cannot notify systemd ({what}): {e}; further failures are not logged until one succeeds"
+                    ),
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
     fn line(&mut self, component: Component, text: impl AsRef<str>) {
         if let Some(priority) = journal::error_priority(component, text.as_ref()) {
             self.journal.say(priority, text.as_ref());
@@ -414,9 +443,7 @@ impl Shell {
                 self.drain_queue();
             }
         }
-        if let Some(sd) = &self.sd {
-            let _ = sd.ready();
-        }
+        self.sd_notify("READY=1", SdNotify::ready);
         if let Some(resumed) = resumed {
             self.finish_resume(resumed);
         }
@@ -473,7 +500,7 @@ impl Shell {
                 }
                 _ = watchdog.tick() => {
                     // Sent from the loop itself: a wedged loop stops the heartbeat.
-                    if let Some(sd) = &self.sd { let _ = sd.watchdog(); }
+                    self.sd_notify("WATCHDOG=1", SdNotify::watchdog);
                 }
                 _ = resources.tick() => self.sample_resources(),
                 _ = log_retry.tick() => {
@@ -621,9 +648,7 @@ impl Shell {
     }
 
     fn shutdown(&mut self) {
-        if let Some(sd) = &self.sd {
-            let _ = sd.stopping();
-        }
+        self.sd_notify("STOPPING=1", SdNotify::stopping);
         for socket in &self.sockets {
             let _ = std::fs::remove_file(socket);
         }
@@ -635,9 +660,7 @@ impl Shell {
             Component::Controller,
             format!("Received {name}: shutting down"),
         );
-        if let Some(sd) = &self.sd {
-            let _ = sd.stopping();
-        }
+        self.sd_notify("STOPPING=1", SdNotify::stopping);
         self.queue.push_back(Event::StopRequested);
     }
 

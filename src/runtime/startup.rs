@@ -344,6 +344,7 @@ impl Shell {
             }),
             state_file: StateFile::new(&cfg.data_directory),
             sd: None,
+            sd_failing: false,
             sampler: Sampler::new(),
             host: HostSampler::default(),
             fs_probes: HashMap::new(),
