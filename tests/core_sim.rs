@@ -5,10 +5,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use qoscntrlr::core::wording;
 use qoscntrlr::core::{
     Action, AppKey, Command, Component, Controller, Event, FailoverState, Health, HookEvent,
     IncidentOutcome, MessageSender, Policy, ServerSignal, StateName, Timer,
 };
+
+/// 2012/05/08 00:15:00 on the review's calendar: the virtual wall clock of `Sim::log`.
+const SIM_EPOCH: i64 = 1_336_436_100;
 
 /// How the simulated server answers probes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +34,9 @@ struct Sim {
     /// Scheduled world events, kept sorted by time.
     pending: Vec<(Instant, Event)>,
     lines: Vec<String>,
+    /// The same lines as the log file has them: `YYYY/MM/DD HH:MM:SS ` from a virtual
+    /// wall clock starting at 2012/05/08 00:15:00, for the log review.
+    log: Vec<String>,
     actions: Vec<Action>,
     next_pid: i32,
     alive: Option<i32>,
@@ -61,6 +68,7 @@ impl Sim {
             start: now,
             pending: Vec::new(),
             lines: Vec::new(),
+            log: Vec::new(),
             actions: Vec::new(),
             next_pid: 100,
             alive: None,
@@ -121,6 +129,10 @@ impl Sim {
                 };
                 let td = if *append_timedate { " TimeDate=T" } else { "" };
                 self.lines.push(format!("{prefix}{text}{td}"));
+                let stamp = qoscntrlr::review::Stamp(
+                    SIM_EPOCH + i64::try_from((self.now - self.start).as_secs()).unwrap_or(0),
+                );
+                self.log.push(format!("{stamp} {prefix}{text}{td}"));
             }
             Action::Spawn if self.spawn_fails => self.schedule(
                 Duration::from_millis(1),
@@ -241,6 +253,14 @@ impl Sim {
                         },
                     );
                 }
+            }
+            // The shell writes the state line itself (from the wording table too).
+            Action::StateChanged { from, to, why } => {
+                let stamp = qoscntrlr::review::Stamp(
+                    SIM_EPOCH + i64::try_from((self.now - self.start).as_secs()).unwrap_or(0),
+                );
+                let text = wording::STATE_CHANGED.fill(&[&from.as_str(), &to.as_str(), why]);
+                self.log.push(format!("{stamp} QoS Controller: {text}"));
             }
             Action::WriteTrigger => self.trigger = true,
             Action::RemoveTrigger => self.trigger = false,
@@ -2827,5 +2847,143 @@ fn probe_attempts_carry_the_policy_attempt_limit() {
     assert!(
         after.iter().all(|l| *l == Duration::from_secs(3)),
         "{after:?}"
+    );
+}
+
+/// The log the controller writes, read back by the log review: one story with every kind
+/// of incident the core decides, and the review must find the same incidents, with the
+/// same kinds `status` shows, and count them right. Both sides speak through the one
+/// wording table, so a changed text cannot leave the review blind.
+#[test]
+fn simulated_incidents_round_trip_through_the_log_review() {
+    let mut sim = Sim::new(Policy {
+        restart_limit_maximum: 10,
+        ..Sim::fast()
+    });
+    sim.start();
+    sim.run(Duration::from_secs(30));
+    // 1. Probe timeout: smart kill, restart, READY and probing well again.
+    sim.hang_then_recover();
+    sim.run(Duration::from_secs(60));
+    // 2. Crash while running: post-mortem, restart.
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by SIGSEGV (core dumped)".into(),
+    });
+    sim.run(Duration::from_secs(60));
+    // 3. The server reports it is out of a resource: smart kill.
+    sim.feed(msg(
+        "OpMsg=EXHAUSTED Type=SHARED_HANDLES",
+        ServerSignal::Exhausted {
+            resource: "SHARED_HANDLES".into(),
+        },
+    ));
+    sim.run(Duration::from_secs(60));
+    // 4. Paused: the same report is held back while probes keep succeeding, then carried
+    //    out on resume (one incident).
+    assert!(sim.command(Command::Pause { duration: None }).0);
+    sim.feed(msg(
+        "OpMsg=EXHAUSTED Type=SESSION_TABLES",
+        ServerSignal::Exhausted {
+            resource: "SESSION_TABLES".into(),
+        },
+    ));
+    sim.run(Duration::from_secs(60));
+    assert!(sim.command(Command::Resume).0);
+    sim.run(Duration::from_secs(60));
+    // 5. The operator kills it.
+    assert!(sim.command(Command::Kill).0);
+    sim.run(Duration::from_secs(60));
+    // 6. A long-running application that stops making progress.
+    let app = AppKey::new("COMPACT", Some("mail.nsf"));
+    sim.feed(msg(
+        "OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=mail.nsf",
+        ServerSignal::AppStart { app },
+    ));
+    sim.run(Duration::from_secs(200));
+    // 7. A start that never becomes READY: restart timeout.
+    sim.probe = ProbeMode::Refused;
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "exit code 1".into(),
+    });
+    sim.run(Duration::from_secs(70));
+    sim.probe = ProbeMode::Ok;
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.ctl.state(), StateName::Ready);
+
+    let text = sim.log.join("\n");
+    let review = qoscntrlr::review::review_text("sim.out", text.as_bytes(), Default::default());
+    let status = sim.ctl.status(sim.now);
+    let core: Vec<&str> = status.incidents.iter().map(|i| i.kind.as_str()).collect();
+    let reviewed: Vec<&str> = review.incidents.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(
+        core,
+        [
+            "probe-timeout",
+            "crash",
+            "out-of-shared-handles",
+            "out-of-session-tables",
+            "operator-kill",
+            "app-timeout",
+            "crash",
+            "restart-timeout",
+        ],
+        "the story"
+    );
+    assert_eq!(reviewed, core, "same incidents, same kinds\n{text}");
+    let c = &review.counts;
+    assert_eq!(c.probe_timeouts, 1);
+    assert_eq!(c.crashes, 2);
+    assert_eq!(c.exhaustions, 2);
+    assert_eq!(c.app_timeouts, 1);
+    assert_eq!(c.pauses, 1);
+    let kill_trees = sim
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::KillTree))
+        .count();
+    // Four smart kills (probe, two exhaustions, application), the operator's, the
+    // restart timeout's; every crash post-mortem kills leftovers without a kill line.
+    assert_eq!(c.kills, 6);
+    assert_eq!(c.kills as usize, sim.count("QoS Kill: Running nsd -kill"));
+    assert!(kill_trees >= 6);
+    assert_eq!(
+        c.restarts, 8,
+        "every incident restarted the server once\n{text}"
+    );
+    assert_eq!(
+        c.restarts as usize,
+        sim.count("Restarting DominoStarter thread")
+    );
+    // Every incident came back: READY and probing well, with the detection lag from the
+    // last good probe and the time out of service.
+    use qoscntrlr::review::Outcome;
+    let probe = &review.incidents[0];
+    assert_eq!(probe.outcome, Outcome::Ready);
+    let lag = probe.detection_lag_secs.expect("a good probe came before");
+    assert!(
+        (60..=70).contains(&lag),
+        "the probe timeout (60 s) is the detection lag: {lag}"
+    );
+    assert!(probe.out_of_service_secs.is_some_and(|s| s > 0));
+    let outcomes: Vec<Outcome> = review.incidents.iter().map(|i| i.outcome).collect();
+    use Outcome::{Ready, Superseded};
+    assert_eq!(
+        outcomes,
+        [Ready, Ready, Ready, Ready, Ready, Ready, Superseded, Ready],
+        "the crash's restart never became READY: the restart timeout took over"
+    );
+    assert!(review
+        .incidents
+        .iter()
+        .filter(|i| i.outcome == Ready)
+        .all(|i| i.in_service_at.is_some() && i.out_of_service_secs.is_some()));
+    let paused = &review.incidents[3];
+    assert!(
+        paused.failover_at.is_some(),
+        "the kill on resume continues it"
     );
 }

@@ -47,6 +47,17 @@ fn report_is_self_contained() {
     assert!(page.contains("id=\"latency-chart\""));
     assert!(page.contains("id=\"downtime-chart\""));
     assert!(page.contains("<details id=\"incident-1\">"));
+    // The probe timeout: 5 minutes from the last good probe (00:32:41) to the decision,
+    // then out of service until READY and probing well (00:40:05), not "0 s down".
+    assert!(
+        page.contains("<th>Detection lag</th><th>Out of service</th>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td class=\"n\">5m 00s</td><td class=\"n\">2m 24s</td>"),
+        "{page}"
+    );
+    assert!(page.contains("class=\"lag\""));
     assert!(page.contains("QoS Kill: Triggering failover..."));
     // Raw lines are escaped, not interpreted.
     assert!(page.contains("C:\\Program Files\\HCL"));

@@ -77,6 +77,13 @@ fn design_example_lines_give_the_documented_numbers() {
     assert_eq!(kill["ready_again_at"], "2012-05-08T00:39:05");
     assert_eq!(kill["downtime_secs"], 84);
     assert_eq!(kill["outcome"], "ready");
+    // The problem began after the last good probe: the 5-minute probe timeout is the
+    // detection lag; out of service until READY and probing well again.
+    assert_eq!(kill["class"], "probe-timeout");
+    assert_eq!(kill["last_good_probe_at"], "2012-05-08T00:32:41");
+    assert_eq!(kill["detection_lag_secs"], 300);
+    assert_eq!(kill["in_service_at"], "2012-05-08T00:40:05");
+    assert_eq!(kill["out_of_service_secs"], 144);
     assert!(kill["lines"][0]
         .as_str()
         .unwrap()
@@ -414,11 +421,23 @@ fn app_timeout_exhaustion_pause_and_operator_kill() {
     );
     assert_eq!(incidents[0]["diagnostics_secs"], 30);
     assert_eq!(incidents[0]["downtime_secs"], 63);
-    assert_eq!(incidents[1]["kind"], "exhausted");
-    assert_eq!(incidents[1]["outcome"], "recovered");
-    assert_eq!(incidents[1]["downtime_secs"], 60);
-    assert_eq!(incidents[2]["kind"], "kill");
+    // Exhausted while paused: the kill was held back. A probe answering says nothing
+    // about the memory, so it is not "recovered without a kill"; the operator's kill
+    // supersedes it. The kinds are the words `status` uses.
+    assert_eq!(incidents[1]["kind"], "exhausted-memory");
+    assert_eq!(incidents[1]["class"], "exhausted");
+    assert_eq!(incidents[1]["outcome"], "suppressed");
+    assert_eq!(incidents[1]["in_service_at"], Value::Null);
+    assert_eq!(incidents[1]["out_of_service_secs"], Value::Null);
+    assert_eq!(incidents[2]["kind"], "operator-kill");
+    assert_eq!(incidents[2]["class"], "kill");
     assert_eq!(incidents[2]["downtime_secs"], 40);
+    let (_, text, _) = run(&["logs", "summary", &dir.path().display().to_string()]);
+    assert!(
+        text.contains("held back by a pause: not killed, not recovered"),
+        "{text}"
+    );
+    assert!(!text.contains("recovered without a kill"), "{text}");
 }
 
 #[test]

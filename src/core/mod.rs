@@ -12,6 +12,7 @@ pub mod instants;
 mod policy;
 pub mod timers;
 pub mod vocab;
+pub mod wording;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -91,22 +92,7 @@ impl Reason {
     }
 }
 
-/// `QOS_RULE_MEMLEAK` → `MEMLEAK` (slugs stay short).
-fn rule_name(key: &str) -> &str {
-    key.strip_prefix(crate::rules::RULE_PREFIX).unwrap_or(key)
-}
-
-fn slugify(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
+use wording::{rule_name, slugify};
 
 /// An operator command from the control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -715,6 +701,12 @@ fn log(component: Component, text: impl Into<String>) -> Action {
     }
 }
 
+/// A line of the wording table (the texts the log review reads), its variable parts
+/// filled in order.
+fn say(wording: &wording::Wording, args: &[&dyn std::fmt::Display]) -> Action {
+    log(wording.component, wording.fill(args))
+}
+
 fn log_td(component: Component, text: impl Into<String>) -> Action {
     Action::Log {
         component,
@@ -1164,10 +1156,7 @@ impl Controller {
         }
         if self.policy.failback == FailbackMode::Manual {
             self.ha.awaiting_operator = true;
-            out.push(log(
-                Component::Controller,
-                "Server is ready and probing well; QOS_FAILBACK=manual: the failover outputs stay down until qoscntrlr failback",
-            ));
+            out.push(log(Component::Controller, "Server is ready and probing well; QOS_FAILBACK=manual: the failover outputs stay down until qoscntrlr failback"));
             return;
         }
         if !self.policy.failback_hold.is_zero() {
@@ -1201,15 +1190,9 @@ impl Controller {
         out.push(Action::RemoveTrigger);
         out.push(Action::SetHealth(self.published_health()));
         if std::mem::take(&mut self.trigger_written) {
-            out.push(log(
-                Component::Controller,
-                "Server has recovered; failover trigger removed",
-            ));
+            out.push(say(&wording::SERVER_RECOVERED, &[]));
         } else {
-            out.push(log(
-                Component::Controller,
-                "Server has recovered; failover outputs restored (no trigger file had been written)",
-            ));
+            out.push(say(&wording::SERVER_RECOVERED_NO_TRIGGER, &[]));
         }
         out.push(Action::RunHook {
             event: HookEvent::Recovery,
@@ -1288,10 +1271,7 @@ impl Controller {
                 if trigger_present {
                     self.ha.down = true;
                     self.ha.down_reason = "failover left by a previous run".into();
-                    out.push(log(
-                        Component::Controller,
-                        "Failover trigger left by a previous run is kept until the server is healthy",
-                    ));
+                    out.push(log(Component::Controller, "Failover trigger left by a previous run is kept until the server is healthy"));
                 }
                 self.set_health(
                     Health::Down {
@@ -1371,17 +1351,18 @@ impl Controller {
                 out.push(log(
                     Component::Controller,
                     format!(
-                        "Server has exhausted {resource} ({detail}); acting once the probe after the stall has answered"
+                        "{}; acting once the probe after the stall has answered",
+                        wording::SERVER_EXHAUSTED.fill(&[&resource, &detail])
                     ),
                 ));
-                let line = format!("Server has exhausted {resource} ({detail})");
+                let line = wording::SERVER_EXHAUSTED.fill(&[&resource, &detail]);
                 self.deferred_exhaustion = Some((line, Reason::Exhausted { resource, detail }));
             }
             Event::ResourceExhausted { resource, detail } => {
                 if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
                     out.push(log(
                         Component::Controller,
-                        format!("Server has exhausted {resource} ({detail})"),
+                        wording::SERVER_EXHAUSTED.fill(&[&resource, &detail]),
                     ));
                     self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
                 }
@@ -1430,14 +1411,14 @@ impl Controller {
         if about(&self.nokill_reason) {
             out.push(log(
                 Component::Controller,
-                format!("Server is back under its {resource} limit; the QOS_NOKILL condition has cleared"),
+                wording::NOKILL_RESOURCE_BACK.fill(&[&resource]),
             ));
             self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
         }
         if about(&self.pause_suppressed) {
             out.push(log(
                 Component::Controller,
-                format!("Server is back under its {resource} limit; no kill needed"),
+                wording::RESOURCE_BACK_NO_KILL.fill(&[&resource]),
             ));
             self.pause_suppressed = None;
             self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
@@ -1463,9 +1444,7 @@ impl Controller {
         let id = self.open_incident(now, "oom-kill", out);
         out.push(log(
             Component::Controller,
-            format!(
-                "The kernel's OOM killer killed {kills} process(es) in the server's cgroup (memory.events oom_kill={total})"
-            ),
+            wording::OOM_KILLED.fill(&[&kills, &total]),
         ));
         out.push(Action::Mail(Alert {
             kind: AlertKind::Other {
@@ -1506,10 +1485,7 @@ impl Controller {
             ),
         ));
         out.push(log_td(Component::Controller, "OpMsg=START Type=SERVER"));
-        out.push(log(
-            Component::Applications,
-            "Clearing long running apps list",
-        ));
+        out.push(say(&wording::CLEARING_APPS, &[]));
         self.own_end_logged = false;
         self.server_started = Some(now);
         let deadline = later(now, self.policy.restart_timeout);
@@ -1570,19 +1546,16 @@ impl Controller {
         if log_ready {
             out.push(log_td(Component::Controller, "OpMsg=READY Type=SERVER"));
         }
-        out.push(log(
-            Component::Controller,
-            "Server is ready to process requests",
-        ));
+        out.push(say(&wording::SERVER_READY, &[]));
         self.became_ready = true;
         self.failed_starts = 0;
         out.push(self.set_state(now, State::Ready { pid }, "server is ready"));
         if self.policy.probing {
-            out.push(log(Component::Controller, "Activating probe..."));
-            out.push(log(Component::Controller, "QoS Probe activated."));
-            out.push(log(Component::Probe, "Starting qosprobe..."));
-            out.push(log(Component::Probe, "OpMsg=START, Type=PROBE"));
-            out.push(log(Component::Probe, "The QoS Probe is probing."));
+            out.push(say(&wording::ACTIVATING_PROBE, &[]));
+            out.push(say(&wording::PROBE_ACTIVATED, &[]));
+            out.push(say(&wording::STARTING_QOSPROBE, &[]));
+            out.push(say(&wording::PROBE_START, &[]));
+            out.push(say(&wording::PROBE_PROBING, &[]));
             self.probe.active = true;
             self.probe.baseline = Some(now);
             self.probe.timed_out = false;
@@ -1612,8 +1585,8 @@ impl Controller {
 
     fn deactivate_probe(&mut self, out: &mut Vec<Action>) {
         if self.probe.active {
-            out.push(log(Component::Controller, "Deactivating probe..."));
-            out.push(log(Component::Controller, "QoS Probe deactivated."));
+            out.push(say(&wording::DEACTIVATING_PROBE, &[]));
+            out.push(say(&wording::PROBE_DEACTIVATED, &[]));
         }
         self.probe.active = false;
         self.probe.next_attempt = None;
@@ -1786,10 +1759,10 @@ impl Controller {
         if success {
             out.push(log(
                 Component::Probe,
-                format!("SUCCESS ({}ms)", latency.as_millis()),
+                wording::PROBE_SUCCESS.fill(&[&latency.as_millis()]),
             ));
         } else {
-            out.push(log(Component::Probe, format!("ERROR: {detail}")));
+            out.push(log(Component::Probe, wording::PROBE_ERROR.fill(&[&detail])));
         }
         self.probe.last_result = Some((success, latency, detail.to_string()));
         if !success {
@@ -1822,22 +1795,13 @@ impl Controller {
                         // exhaustion or a stalled application held back by the pause
                         // is still there.
                         self.pause_suppressed = None;
-                        out.push(log(
-                            Component::Controller,
-                            "The probe succeeds again; no kill needed",
-                        ));
+                        out.push(say(&wording::PROBE_OK_NO_KILL, &[]));
                         self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
                     } else if matches!(self.nokill_reason, Some(Reason::ProbeTimeout)) {
-                        out.push(log(
-                            Component::Controller,
-                            "Server has recovered: the probe succeeds again",
-                        ));
+                        out.push(say(&wording::NOKILL_PROBE_RECOVERED, &[]));
                         self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
                     } else {
-                        out.push(log(
-                            Component::Controller,
-                            "The probe succeeds again; no kill needed",
-                        ));
+                        out.push(say(&wording::PROBE_OK_NO_KILL, &[]));
                     }
                 }
                 if self.probe.awaiting_first_success {
@@ -1900,22 +1864,13 @@ impl Controller {
         if !self.apps.is_empty() {
             if !self.probe.deferral_logged {
                 self.probe.deferral_logged = true;
-                out.push(log(
-                    Component::Controller,
-                    "There are long running applications - probing will pause until they have completed.",
-                ));
+                out.push(say(&wording::LONG_RUNNING_WAIT, &[]));
             }
             return;
         }
         self.probe.timed_out = true;
-        out.push(log(
-            Component::Bare,
-            "The probe thread has not received a message from qosprobe within the timeout period.",
-        ));
-        out.push(log(
-            Component::Probe,
-            "The qosprobe addin has timed out, is not responding, or is not running.",
-        ));
+        out.push(say(&wording::PROBE_THREAD_TIMEOUT, &[]));
+        out.push(say(&wording::PROBE_ADDIN_TIMEOUT, &[]));
         // The reference deactivates the probe here, before the TIMEOUT message, when the
         // server is going to be killed. Under QOS_NOKILL, pause or QOS_ENABLE=0 probing
         // goes on: its next success is how the condition is seen to clear.
@@ -1923,10 +1878,7 @@ impl Controller {
             self.deactivate_probe(out);
         }
         out.push(log_td(Component::Controller, "OpMsg=TIMEOUT Type=PROBE"));
-        out.push(log(
-            Component::Controller,
-            "The controller has received a probe timeout.",
-        ));
+        out.push(say(&wording::PROBE_TIMEOUT_RECEIVED, &[]));
         self.smart_kill(now, Reason::ProbeTimeout, out);
     }
 
@@ -1979,10 +1931,7 @@ impl Controller {
             }
             ServerSignal::ProbeTimeout => {
                 if matches!(self.state, State::Ready { .. }) {
-                    out.push(log(
-                        Component::Controller,
-                        "The controller has received a probe timeout.",
-                    ));
+                    out.push(say(&wording::PROBE_TIMEOUT_RECEIVED, &[]));
                     self.probe.timed_out = true;
                     self.smart_kill(now, Reason::ProbeTimeout, out);
                 }
@@ -2002,7 +1951,7 @@ impl Controller {
                 if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
                     out.push(log(
                         Component::Controller,
-                        format!("Server is out of {resource}"),
+                        wording::SERVER_OUT_OF.fill(&[&resource]),
                     ));
                     self.smart_kill(now, Reason::OutOf { resource }, out);
                 }
@@ -2011,7 +1960,7 @@ impl Controller {
                 if self.apps.start(app.clone(), now) == StartOutcome::Added {
                     out.push(log(
                         Component::Applications,
-                        format!("Adding {app} to long running apps list"),
+                        wording::ADDING_APP.fill(&[&app]),
                     ));
                 } else {
                     out.push(log(
@@ -2034,7 +1983,7 @@ impl Controller {
                 if self.apps.end(&app) {
                     out.push(log(
                         Component::Applications,
-                        format!("Removing {app} from long running apps list.."),
+                        wording::REMOVING_APP.fill(&[&app]),
                     ));
                     self.app_condition_cleared(now, &app.to_string(), "ended", out);
                     if self.apps.is_empty() && self.probe.deferral_logged {
@@ -2059,14 +2008,14 @@ impl Controller {
         if matches!(&self.nokill_reason, Some(Reason::AppTimeout { app: a }) if a == app) {
             out.push(log(
                 Component::Controller,
-                format!("Application {app} {how}; the QOS_NOKILL condition has cleared"),
+                wording::NOKILL_APP_MOVED.fill(&[&app, &how]),
             ));
             self.end_nokill(now, Some(IncidentOutcome::RecoveredWithoutKill), out);
         }
         if matches!(&self.pause_suppressed, Some(Reason::AppTimeout { app: a }) if a == app) {
             out.push(log(
                 Component::Controller,
-                format!("Application {app} {how}; no kill needed"),
+                wording::APP_MOVED_NO_KILL.fill(&[&app, &how]),
             ));
             self.pause_suppressed = None;
             self.end_suppressed(IncidentOutcome::RecoveredWithoutKill, out);
@@ -2117,7 +2066,7 @@ impl Controller {
                     id,
                     out,
                 );
-                out.push(log(Component::Kill, "Running nsd..."));
+                out.push(say(&wording::RUNNING_NSD, &[]));
                 out.push(Action::RunDiagnostics {
                     reason: reason.slug(),
                     incident: Some(id),
@@ -2132,10 +2081,7 @@ impl Controller {
             if self.pause_suppressed.is_none() {
                 out.push(log(
                     Component::Controller,
-                    format!(
-                        "Paused: not killing the server ({}); resume to act",
-                        reason.describe()
-                    ),
+                    wording::PAUSED_NOT_KILLING.fill(&[&reason.describe()]),
                 ));
                 let id = self.open_incident(now, &reason.slug(), out);
                 if let Some(a) = self.update_incident(id, IncidentOutcome::Suppressed, None) {
@@ -2197,7 +2143,7 @@ impl Controller {
         ));
         // the failover outputs order: trigger file, then readiness/agent down, then hooks.
         if failover {
-            out.push(log(Component::Kill, "Triggering failover..."));
+            out.push(say(&wording::TRIGGERING_FAILOVER, &[]));
             self.hold_down(
                 Hold::Incident,
                 &reason.describe(),
@@ -2219,7 +2165,7 @@ impl Controller {
         }
         self.end_nokill(now, None, out);
         self.deactivate_probe(out);
-        out.push(log(Component::Kill, "Running nsd..."));
+        out.push(say(&wording::RUNNING_NSD, &[]));
         if let State::Killing { phase, .. } = &mut self.state {
             *phase = KillPhase::Diagnostics;
         }
@@ -2245,10 +2191,16 @@ impl Controller {
         // (no usable file: it could not be created or written).
         match (&path, &error) {
             (Some(p), None) => {
-                out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
+                out.push(log(
+                    Component::Kill,
+                    wording::DIAGNOSTICS_WRITTEN.fill(&[&p]),
+                ));
             }
             (Some(p), Some(e)) => {
-                out.push(log(Component::Kill, format!("Diagnostics written to {p}")));
+                out.push(log(
+                    Component::Kill,
+                    wording::DIAGNOSTICS_WRITTEN.fill(&[&p]),
+                ));
                 out.push(log(Component::Kill, format!("Diagnostics incomplete: {e}")));
             }
             (None, Some(e)) => {
@@ -2359,7 +2311,7 @@ impl Controller {
         then: AfterKill,
         out: &mut Vec<Action>,
     ) {
-        out.push(log(Component::Kill, "Running nsd -kill"));
+        out.push(say(&wording::RUNNING_NSD_KILL, &[]));
         out.push(Action::KillTree);
         self.kill_retries = 0;
         match pid {
@@ -2385,7 +2337,7 @@ impl Controller {
         then: AfterKill,
         out: &mut Vec<Action>,
     ) {
-        out.push(log(Component::Kill, "Setting kill complete."));
+        out.push(say(&wording::KILL_COMPLETE, &[]));
         if let Some(a) = self.update_incident(incident, IncidentOutcome::Killed, None) {
             out.push(a);
         }
@@ -2421,7 +2373,7 @@ impl Controller {
                 out.push(self.set_state(now, State::Stopped, "stopped on request"));
             }
             AfterKill::OperatorRestart => {
-                out.push(log(Component::Kill, "Restarting DominoStarter thread"));
+                out.push(say(&wording::RESTARTING, &[]));
                 if let Some(a) = incident
                     .and_then(|id| self.update_incident(id, IncidentOutcome::Restarted, None))
                 {
@@ -2447,11 +2399,7 @@ impl Controller {
                     let minutes = describe_duration(self.policy.restart_limit_period);
                     out.push(log(
                         Component::Controller,
-                        format!(
-                            "Restart limit reached: {} restarts within {}; server left down (FAULTED)",
-                            self.restarts.len(),
-                            minutes
-                        ),
+                        wording::RESTART_LIMIT.fill(&[&self.restarts.len(), &minutes]),
                     ));
                     let clear_at = (!self.policy.auto_fault_clear.is_zero())
                         .then(|| later(now, self.policy.auto_fault_clear));
@@ -2495,7 +2443,7 @@ impl Controller {
                     return;
                 }
                 self.restarts.push_back(now);
-                out.push(log(Component::Kill, "Restarting DominoStarter thread"));
+                out.push(say(&wording::RESTARTING, &[]));
                 if let Some(id) = incident {
                     if let Some(a) = self.update_incident(id, IncidentOutcome::Restarted, None) {
                         out.push(a);
@@ -2603,10 +2551,13 @@ impl Controller {
         ));
         out.push(log(
             Component::Controller,
-            format!("Server {name} has crashed."),
+            wording::SERVER_CRASHED.fill(&[&name]),
         ));
         if let Some(exit) = exit {
-            out.push(log(Component::Controller, format!("Server exit: {exit}")));
+            out.push(log(
+                Component::Controller,
+                wording::SERVER_EXIT.fill(&[&exit]),
+            ));
         }
         let incident = self.open_incident(now, "crash", out);
         out.push(self.set_state(
@@ -2627,7 +2578,7 @@ impl Controller {
             out,
         );
         self.fault_ahead(now, AfterKill::AutoRestart, incident, out);
-        out.push(log(Component::Kill, "Running nsd..."));
+        out.push(say(&wording::RUNNING_NSD, &[]));
         match pid {
             // The process is gone: nothing of it is left to wait for. Only what it left
             // behind is read before the kill; the restart does not wait for the file.
@@ -2702,7 +2653,10 @@ impl Controller {
                 self.crashed(now, None, Some(exit), out);
             }
             State::Stopping { then, .. } => {
-                out.push(log(Component::Controller, format!("Server ended ({exit})")));
+                out.push(log(
+                    Component::Controller,
+                    wording::SERVER_ENDED.fill(&[&exit]),
+                ));
                 out.push(Action::KillTree);
                 let then = match then {
                     AfterStop::Exit => AfterKill::Exit,
@@ -2723,7 +2677,10 @@ impl Controller {
                     self.kill_complete(now, incident, then, out);
                 } else {
                     // It died while diagnostics ran: the kill has nothing left to do.
-                    out.push(log(Component::Controller, format!("Server ended ({exit})")));
+                    out.push(log(
+                        Component::Controller,
+                        wording::SERVER_ENDED.fill(&[&exit]),
+                    ));
                     self.state = State::Killing {
                         pid: None,
                         phase,
@@ -2805,10 +2762,7 @@ impl Controller {
             Component::Controller,
             format!("OpMsg=END Type=QOS ObjectType=ServerName ObjectValue={name}"),
         ));
-        out.push(log(
-            Component::Applications,
-            "Clearing long running apps list",
-        ));
+        out.push(say(&wording::CLEARING_APPS, &[]));
     }
 
     fn on_stop_requested(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -2818,7 +2772,7 @@ impl Controller {
                 Component::Controller,
                 "Second stop request: killing the server now",
             ));
-            out.push(log(Component::Kill, "Running nsd -kill"));
+            out.push(say(&wording::RUNNING_NSD_KILL, &[]));
             out.push(Action::KillTree);
             if self.state.server_pid().is_none() {
                 self.finish_quit(out);
@@ -2863,7 +2817,7 @@ impl Controller {
     ) {
         out.push(log(
             Component::Controller,
-            format!("Command {} from uid {uid}", command.name()),
+            wording::COMMAND_FROM.fill(&[&command.name(), &uid]),
         ));
         let state = self.state.name();
         let reply = |ok: bool, message: String| Action::Reply {
@@ -2985,7 +2939,7 @@ impl Controller {
                 };
                 out.push(log(
                     Component::Controller,
-                    format!("Paused by uid {uid}{how}"),
+                    wording::PAUSED_BY.fill(&[&format!("{uid}{how}")]),
                 ));
                 let msg = if already {
                     "pause renewed"
@@ -2996,7 +2950,10 @@ impl Controller {
             }
             Command::Resume => {
                 if self.paused {
-                    out.push(log(Component::Controller, format!("Resumed by uid {uid}")));
+                    out.push(log(
+                        Component::Controller,
+                        wording::RESUMED_BY.fill(&[&uid]),
+                    ));
                     self.resume(now, out);
                     out.push(reply(true, "resumed".into()));
                 } else {
@@ -3040,7 +2997,7 @@ impl Controller {
                 {
                     self.probe.operator_diagnostics_since = Some(now);
                 }
-                out.push(log(Component::Kill, "Running nsd..."));
+                out.push(say(&wording::RUNNING_NSD, &[]));
                 out.push(Action::RunDiagnostics {
                     reason: "operator".into(),
                     incident: None,
@@ -3211,10 +3168,7 @@ impl Controller {
             if matches!(self.state, State::Starting { .. } | State::Ready { .. }) {
                 out.push(log(
                     Component::Controller,
-                    format!(
-                        "Resuming: acting on the {} detected while paused",
-                        reason.describe()
-                    ),
+                    wording::RESUMING_ACTING.fill(&[&reason.describe()]),
                 ));
                 self.smart_kill(now, reason, out);
             }
@@ -3263,10 +3217,8 @@ impl Controller {
             } if now >= deadline && !holding && self.probe.blind_since.is_none() => {
                 out.push(log(
                     Component::Controller,
-                    format!(
-                        "Server was not ready within QOS_RESTART_TIMEOUT ({}); killing and restarting",
-                        describe_duration(self.policy.restart_timeout)
-                    ),
+                    wording::RESTART_TIMEOUT
+                        .fill(&[&describe_duration(self.policy.restart_timeout)]),
                 ));
                 self.smart_kill(now, Reason::RestartTimeout, out);
                 if let State::Starting { .. } = self.state {
@@ -3291,10 +3243,7 @@ impl Controller {
                     let applied = self.policy.shutdown_timeout;
                     out.push(log(
                         Component::Controller,
-                        format!(
-                            "Server did not shut down within QOS_SHUTDOWN_TIMEOUT ({}); killing",
-                            describe_duration(applied)
-                        ),
+                        wording::SHUTDOWN_TIMEOUT.fill(&[&describe_duration(applied)]),
                     ));
                     let reason = Reason::ShutdownTimeout;
                     let incident = self.open_incident(now, &reason.slug(), out);
@@ -3410,10 +3359,7 @@ impl Controller {
                 if self.pause_suppressed.is_none() {
                     out.push(log(
                         Component::Applications,
-                        format!(
-                            "Application {app} has made no progress for {} seconds",
-                            idle.as_secs()
-                        ),
+                        wording::APP_NO_PROGRESS.fill(&[&app, &idle.as_secs()]),
                     ));
                 }
                 self.smart_kill(
@@ -3571,7 +3517,7 @@ impl Controller {
                 return;
             }
             let detail = crate::rules::shorthand_detail(rule, value);
-            let line = format!("Server has exhausted {resource} ({detail})");
+            let line = wording::SERVER_EXHAUSTED.fill(&[&resource, &detail]);
             let reason = Reason::Exhausted {
                 resource: resource.to_string(),
                 detail,
@@ -3581,10 +3527,7 @@ impl Controller {
         }
         out.push(log(
             Component::Controller,
-            format!(
-                "Rule {key} breached: {detail} (action={})",
-                rule.action.as_str()
-            ),
+            wording::RULE_BREACHED.fill(&[&key, &detail, &rule.action.as_str()]),
         ));
         match rule.action {
             RuleAction::Log => {}
@@ -3751,7 +3694,7 @@ impl Controller {
         if was_down && !self.ha.down {
             out.push(log(
                 Component::Controller,
-                format!("Rule {key} cleared; failover outputs back up"),
+                wording::RULE_FAILBACK.fill(&[&key]),
             ));
         }
     }

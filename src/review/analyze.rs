@@ -4,9 +4,10 @@
 
 use serde::Serialize;
 
-use super::line::{self, IncidentKind, LineEvent};
+use super::line::{self, Detected, LineEvent};
 use super::stamp::{human_secs, Stamp};
 use super::stats::{LatencyHistogram, LatencySeries, SeriesPoint};
+use crate::core::wording::Class;
 
 /// Raw lines kept per incident (`incidents[].lines`).
 pub const INCIDENT_LINES: usize = 40;
@@ -86,13 +87,16 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    fn of_incident(kind: IncidentKind) -> EventKind {
-        match kind {
-            IncidentKind::Crash => EventKind::Crash,
-            IncidentKind::ProbeTimeout => EventKind::ProbeTimeout,
-            IncidentKind::AppTimeout => EventKind::AppTimeout,
-            IncidentKind::Exhausted => EventKind::Exhausted,
-            IncidentKind::Kill => EventKind::Kill,
+    fn of_incident(class: Class) -> EventKind {
+        match class {
+            Class::Crash => EventKind::Crash,
+            Class::ProbeTimeout => EventKind::ProbeTimeout,
+            Class::AppTimeout => EventKind::AppTimeout,
+            Class::Exhausted => EventKind::Exhausted,
+            Class::RestartTimeout | Class::ShutdownTimeout | Class::Rule | Class::Kill => {
+                EventKind::Kill
+            }
+            Class::OomKill => EventKind::OomKill,
         }
     }
 }
@@ -142,8 +146,15 @@ pub struct Counts {
 pub enum Outcome {
     /// The server was READY again.
     Ready,
-    /// No kill happened and probes succeeded again (paused, `QOS_NOKILL`).
+    /// No kill happened and the condition cleared by itself (the probe answers again,
+    /// the resource is back under its limit; `QOS_NOKILL`, or a pause that held it back).
     Recovered,
+    /// A pause held the kill back and the condition had not cleared when the incident
+    /// ended (the next one began, the logs end): neither killed nor recovered.
+    Suppressed,
+    /// Nothing to recover from (an OOM kill inside the server's cgroup: the server may
+    /// well have coped; if it died, its crash is the next incident).
+    Reported,
     /// The next incident began before the server was READY again (e.g. a crash loop).
     Superseded,
     /// The restart limit was reached; the server was left down.
@@ -157,15 +168,34 @@ pub enum Outcome {
 pub struct Incident {
     /// 1-based, in the order detected.
     pub id: usize,
-    pub kind: IncidentKind,
+    /// The incident's kind, the same word `status` shows: `probe-timeout`, `crash`,
+    /// `app-timeout`, `exhausted-memory`, `out-of-shared-handles`, `restart-timeout`,
+    /// `shutdown-timeout`, `operator-kill`, `rule-<name>`, `oom-kill`; `kill` for a kill
+    /// without a detection before it.
+    pub kind: String,
+    /// What the summary counts it as.
+    pub class: Class,
     /// The first detection line's text.
     pub reason: String,
+    /// The decision: the first line that reports the problem.
     pub detected_at: Stamp,
+    /// The last successful probe before the decision (none since the previous incident:
+    /// `None`).
+    pub last_good_probe_at: Option<Stamp>,
+    /// From the last good probe to the decision: how long the problem went unnoticed
+    /// (for a probe timeout, about QOS_PROBE_TIMEOUT).
+    pub detection_lag_secs: Option<i64>,
     pub failover_at: Option<Stamp>,
     pub diagnostics_at: Option<Stamp>,
     pub diagnostics_secs: Option<i64>,
     pub killed_at: Option<Stamp>,
     pub ready_again_at: Option<Stamp>,
+    /// READY and probing well again (or the condition cleared without a kill).
+    pub in_service_at: Option<Stamp>,
+    /// From the decision to READY and probing well.
+    pub out_of_service_secs: Option<i64>,
+    /// From the decision to READY again (or to the next incident when one superseded it,
+    /// or to the recovery without a kill).
     pub downtime_secs: Option<i64>,
     pub diagnostics_file: Option<String>,
     pub restart_limit_hit: bool,
@@ -180,9 +210,12 @@ pub struct Incident {
     kill_started_at: Option<Stamp>,
     #[serde(skip)]
     restarted: bool,
+    /// A pause holds the kill back.
+    #[serde(skip)]
+    suppressed: bool,
 }
 
-impl serde::Serialize for IncidentKind {
+impl serde::Serialize for Class {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
@@ -244,6 +277,12 @@ pub struct Analyzer {
     restart_announced: bool,
     restart_requested: bool,
     last_down: LastDown,
+    /// The last successful probe not yet charged to an incident.
+    last_success: Option<Stamp>,
+    /// A probe succeeded since the current server process started.
+    success_since_start: bool,
+    /// The controller is paused (operator `pause`): kills are held back.
+    paused: bool,
 }
 
 impl Analyzer {
@@ -275,6 +314,9 @@ impl Analyzer {
             restart_announced: false,
             restart_requested: false,
             last_down: LastDown::None,
+            last_success: None,
+            success_since_start: false,
+            paused: false,
         }
     }
 
@@ -332,16 +374,24 @@ impl Analyzer {
             if let Some(series) = &mut self.series {
                 series.record(at.0, latency);
             }
+            self.last_success = Some(at);
+            self.success_since_start = true;
             if let Some(incident) = &mut self.open {
                 record_line(incident, line);
                 // A success stamped before the detection is a clock jump, not a recovery.
-                if at >= incident.detected_at
-                    && incident.failover_at.is_none()
-                    && incident.kill_started_at.is_none()
-                    && incident.killed_at.is_none()
-                    && !incident.restarted
-                {
-                    self.close(at, Outcome::Recovered);
+                if at >= incident.detected_at {
+                    if incident.ready_again_at.is_some() {
+                        // READY earlier, probing well now: back in service.
+                        self.close(at, Outcome::Ready);
+                    } else if incident.class == Class::ProbeTimeout
+                        && !incident.suppressed
+                        && !incident.killing()
+                    {
+                        // The probe answering again is what ends a probe timeout that was
+                        // not acted on. Nothing else is cleared by a probe: an exhausted
+                        // server or a stalled application can answer probes.
+                        self.close(at, Outcome::Recovered);
+                    }
                 }
             }
             return;
@@ -365,6 +415,7 @@ impl Analyzer {
                 }
             }
             LineEvent::ControllerStart => {
+                self.paused = false;
                 self.server_started = false;
                 self.server_ready = false;
                 self.run_had_start = false;
@@ -384,6 +435,7 @@ impl Analyzer {
                 }
                 self.server_started = true;
                 self.server_ready = false;
+                self.success_since_start = false;
                 self.review.counts.starts += 1;
                 let is_restart = if self.restart_announced {
                     false
@@ -422,16 +474,54 @@ impl Analyzer {
                     Some(incident) => format!(
                         "{text} (ready again {} after {} was detected)",
                         human_secs(at.0 - incident.detected_at.0),
-                        incident.kind.as_str()
+                        incident.kind
                     ),
                     None => text,
                 };
                 self.emit(at, EventKind::Ready, open_id, note);
-                if self.open.is_some() {
-                    self.close(at, Outcome::Ready);
+                let probing_well = self.success_since_start;
+                if let Some(incident) = &mut self.open {
+                    incident.ready_again_at = Some(at);
+                    // A server that does not speak is READY through a successful probe
+                    // (logged just before): it is probing well already. Otherwise the
+                    // next successful probe brings it back in service.
+                    if probing_well {
+                        self.close(at, Outcome::Ready);
+                    }
                 }
             }
-            LineEvent::Detect(kind) => self.detect(at, kind, text, line),
+            LineEvent::InService => {
+                if let Some(incident) = &self.open {
+                    if incident.ready_again_at.is_some() {
+                        self.close(at, Outcome::Ready);
+                    } else if !incident.killing() && !incident.restarted {
+                        self.close(at, Outcome::Recovered);
+                    }
+                }
+            }
+            LineEvent::Cleared => {
+                if let Some(incident) = &mut self.open {
+                    if !incident.killing() && !incident.restarted {
+                        incident.suppressed = false;
+                        self.close(at, Outcome::Recovered);
+                    }
+                }
+            }
+            LineEvent::Suppressed => {
+                if let Some(incident) = &mut self.open {
+                    incident.suppressed = true;
+                }
+            }
+            LineEvent::Resuming => {
+                if let Some(incident) = &mut self.open {
+                    incident.suppressed = false;
+                }
+            }
+            LineEvent::Detect(Class::OomKill, detected) => {
+                self.review.counts.oom_kills += 1;
+                self.report(at, &detected, text, line);
+            }
+            LineEvent::Detect(class, detected) => self.detect(at, class, &detected, text, line),
             LineEvent::CrashExit => {
                 self.mark_down(LastDown::Abnormal);
                 self.emit(at, EventKind::Crash, open_id, text);
@@ -444,29 +534,39 @@ impl Analyzer {
                 self.emit(at, EventKind::Kill, Some(id), text);
             }
             LineEvent::DiagnosticsStart => {
-                let kind = match &mut self.open {
-                    Some(incident) => {
+                // Once the server is READY again (the incident waits for a good probe),
+                // a new diagnostics run is the operator's, not the incident's.
+                let (kind, id) = match &mut self.open {
+                    Some(incident) if incident.ready_again_at.is_none() => {
                         incident.diagnostics_at.get_or_insert(at);
-                        EventKind::Kill
+                        (EventKind::Kill, open_id)
                     }
-                    None => EventKind::Diagnostics,
+                    _ => (EventKind::Diagnostics, None),
                 };
-                self.emit(at, kind, open_id, text);
+                self.emit(at, kind, id, text);
             }
             LineEvent::DiagnosticsWritten(path) => {
                 let file = String::from_utf8_lossy(path).trim().to_string();
                 let (kind, id) = match &mut self.open {
-                    Some(incident) => {
+                    // The incident's own run (a post-mortem may finish after READY).
+                    Some(incident)
+                        if incident.ready_again_at.is_none()
+                            || (incident.diagnostics_file.is_none()
+                                && incident
+                                    .diagnostics_at
+                                    .is_some_and(|d| Some(d) <= incident.ready_again_at)) =>
+                    {
                         end_diagnostics(incident, at);
                         incident.diagnostics_file = Some(file);
                         (EventKind::Kill, open_id)
                     }
+                    Some(_) => (EventKind::Diagnostics, None),
                     None => match self.review.incidents.last_mut() {
                         // A crashed server is restarted without waiting for its
                         // post-mortem, so the file's line can come after the incident
                         // ended (READY again): it still belongs to that crash.
                         Some(last)
-                            if last.kind == IncidentKind::Crash
+                            if last.class == Class::Crash
                                 && last.diagnostics_at.is_some()
                                 && last.diagnostics_file.is_none()
                                 && file
@@ -515,10 +615,6 @@ impl Analyzer {
                 }
                 self.emit(at, EventKind::Restart, open_id, text);
             }
-            LineEvent::OomKill => {
-                self.review.counts.oom_kills += 1;
-                self.emit(at, EventKind::OomKill, open_id, text);
-            }
             LineEvent::RestartLimit => {
                 self.review.counts.restart_limit_hits += 1;
                 self.review.restart_limit_hits.push(at);
@@ -528,15 +624,37 @@ impl Analyzer {
                 self.emit(at, EventKind::RestartLimit, open_id, text);
             }
             LineEvent::Paused => {
+                self.paused = true;
                 self.review.counts.pauses += 1;
                 self.emit(at, EventKind::Pause, open_id, text);
             }
-            LineEvent::Resumed => self.emit(at, EventKind::Pause, open_id, text),
+            LineEvent::Resumed => {
+                self.paused = false;
+                self.emit(at, EventKind::Pause, open_id, text);
+            }
             LineEvent::Command(word) => {
                 match word {
                     b"restart" => self.restart_requested = true,
                     b"kill" => {
-                        self.ensure_incident(at, &text, line);
+                        // The controller's own kind for an operator's kill.
+                        // It supersedes an incident that is over or that a pause held
+                        // back (the controller opens a new one for it too).
+                        let superseded = self
+                            .open
+                            .as_ref()
+                            .map_or(true, |i| i.restarted || (i.suppressed && !i.killing()));
+                        if superseded {
+                            if self.open.is_some() {
+                                self.close(at, Outcome::Superseded);
+                            }
+                            self.open_incident(
+                                at,
+                                Class::Kill,
+                                "operator-kill".into(),
+                                &text,
+                                line,
+                            );
+                        }
                     }
                     _ => {}
                 }
@@ -570,21 +688,52 @@ impl Analyzer {
     }
 
     /// A detection line: open an incident, or add to the one still being handled.
-    fn detect(&mut self, at: Stamp, kind: IncidentKind, text: String, line: &[u8]) {
-        if kind == IncidentKind::Crash {
+    fn detect(
+        &mut self,
+        at: Stamp,
+        class: Class,
+        detected: &Detected<'_>,
+        text: String,
+        line: &[u8],
+    ) {
+        if class == Class::Crash {
             self.mark_down(LastDown::Abnormal);
         }
+        let kind = detected.kind();
         if let Some(open) = &self.open {
-            if !open.restarted && open.kind == kind {
+            if !open.restarted && open.class == class {
                 // Another line about the same problem: the reference writes four for one
-                // probe timeout, two for one crash.
+                // probe timeout, two for one crash; the server's `OpMsg=EXHAUSTED` comes
+                // before the controller's `Server is out of …`.
                 return;
             }
             // A different problem, or the same one again after a restart: a new incident.
             self.close(at, Outcome::Superseded);
         }
-        let id = self.open_incident(at, kind, &text, line);
-        self.emit(at, EventKind::of_incident(kind), Some(id), text);
+        let id = self.open_incident(at, class, kind, &text, line);
+        if self.paused {
+            if let Some(incident) = &mut self.open {
+                incident.suppressed = true;
+            }
+        }
+        self.emit(at, EventKind::of_incident(class), Some(id), text);
+    }
+
+    /// An incident with nothing to recover from (an OOM kill): recorded as it is, the
+    /// incident being handled (if any) stays open.
+    fn report(&mut self, at: Stamp, detected: &Detected<'_>, text: String, line: &[u8]) {
+        let open = self.open.take();
+        let last_success = self.last_success;
+        let id = self.open_incident(at, Class::OomKill, detected.kind(), &text, line);
+        self.last_success = last_success;
+        if let Some(mut incident) = self.open.take() {
+            incident.outcome = Outcome::Reported;
+            incident.last_good_probe_at = None;
+            incident.detection_lag_secs = None;
+            self.review.incidents.push(incident);
+        }
+        self.open = open;
+        self.emit(at, EventKind::OomKill, Some(id), text);
     }
 
     /// The open incident's id, opening a `kill` incident when a kill step comes first.
@@ -595,31 +744,50 @@ impl Analyzer {
                 if self.open.is_some() {
                     self.close(at, Outcome::Superseded);
                 }
-                self.open_incident(at, IncidentKind::Kill, text, line)
+                self.open_incident(at, Class::Kill, "kill".into(), text, line)
             }
         }
     }
 
-    fn open_incident(&mut self, at: Stamp, kind: IncidentKind, text: &str, line: &[u8]) -> usize {
+    fn open_incident(
+        &mut self,
+        at: Stamp,
+        class: Class,
+        kind: String,
+        text: &str,
+        line: &[u8],
+    ) -> usize {
         let counts = &mut self.review.counts;
-        match kind {
-            IncidentKind::Crash => counts.crashes += 1,
-            IncidentKind::ProbeTimeout => counts.probe_timeouts += 1,
-            IncidentKind::AppTimeout => counts.app_timeouts += 1,
-            IncidentKind::Exhausted => counts.exhaustions += 1,
-            IncidentKind::Kill => {}
+        match class {
+            Class::Crash => counts.crashes += 1,
+            Class::ProbeTimeout => counts.probe_timeouts += 1,
+            Class::AppTimeout => counts.app_timeouts += 1,
+            Class::Exhausted => counts.exhaustions += 1,
+            Class::RestartTimeout
+            | Class::ShutdownTimeout
+            | Class::Rule
+            | Class::Kill
+            | Class::OomKill => {}
         }
         let id = self.review.incidents.len() + 1;
+        // The last good probe is charged to this incident only (a crash loop's later
+        // incidents had none of their own).
+        let last_good = self.last_success.take().filter(|s| *s <= at);
         let mut incident = Incident {
             id,
             kind,
+            class,
             reason: text.to_string(),
             detected_at: at,
+            last_good_probe_at: last_good,
+            detection_lag_secs: last_good.and_then(|s| elapsed(s, at)),
             failover_at: None,
             diagnostics_at: None,
             diagnostics_secs: None,
             killed_at: None,
             ready_again_at: None,
+            in_service_at: None,
+            out_of_service_secs: None,
             downtime_secs: None,
             diagnostics_file: None,
             restart_limit_hit: false,
@@ -629,6 +797,7 @@ impl Analyzer {
             file: self.current_file.clone(),
             kill_started_at: None,
             restarted: false,
+            suppressed: false,
         };
         record_line(&mut incident, line);
         // Reserve the id now so a superseded incident keeps its place in the order.
@@ -641,7 +810,6 @@ impl Analyzer {
             return;
         };
         finish_incident(&mut incident);
-        incident.outcome = outcome;
         if outcome == Outcome::Superseded {
             // The line that superseded it opens the next incident.
             incident.line_count = incident.line_count.saturating_sub(1);
@@ -649,13 +817,34 @@ impl Analyzer {
                 incident.lines.pop();
             }
         }
+        let outcome = match outcome {
+            Outcome::Superseded if incident.suppressed && !incident.killing() => {
+                Outcome::Suppressed
+            }
+            // READY again, but the next incident came before a successful probe: the
+            // server was back, how well is unknown.
+            Outcome::Superseded if incident.ready_again_at.is_some() => {
+                incident.outcome = Outcome::Ready;
+                incident.downtime_secs = incident
+                    .ready_again_at
+                    .and_then(|ready| elapsed(incident.detected_at, ready));
+                self.review.incidents.push(incident);
+                return;
+            }
+            other => other,
+        };
+        incident.outcome = outcome;
         match outcome {
             Outcome::Ready | Outcome::Recovered => {
-                incident.ready_again_at = Some(at);
+                let ready = *incident.ready_again_at.get_or_insert(at);
+                incident.in_service_at = Some(at);
+                incident.out_of_service_secs = elapsed(incident.detected_at, at);
+                incident.downtime_secs = elapsed(incident.detected_at, ready);
+            }
+            Outcome::Superseded | Outcome::Suppressed => {
                 incident.downtime_secs = elapsed(incident.detected_at, at);
             }
-            Outcome::Superseded => incident.downtime_secs = elapsed(incident.detected_at, at),
-            Outcome::Faulted | Outcome::Open => {}
+            Outcome::Faulted | Outcome::Open | Outcome::Reported => {}
         }
         self.review.incidents.push(incident);
     }
@@ -666,6 +855,12 @@ impl Analyzer {
             finish_incident(&mut incident);
             incident.outcome = if incident.restart_limit_hit {
                 Outcome::Faulted
+            } else if let Some(ready) = incident.ready_again_at {
+                // READY again, but no successful probe in the logs after it.
+                incident.downtime_secs = elapsed(incident.detected_at, ready);
+                Outcome::Ready
+            } else if incident.suppressed && !incident.killing() {
+                Outcome::Suppressed
             } else {
                 Outcome::Open
             };
@@ -677,6 +872,13 @@ impl Analyzer {
             self.review.series = series.points().copied().collect();
         }
         self.review
+    }
+}
+
+impl Incident {
+    /// A kill (or the failover that starts one) is under way or done.
+    fn killing(&self) -> bool {
+        self.failover_at.is_some() || self.kill_started_at.is_some() || self.killed_at.is_some()
     }
 }
 

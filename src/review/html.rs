@@ -64,8 +64,10 @@ fn incident_bands(review: &Review, x: &dyn Fn(i64) -> f64, chart_end: i64, out: 
     let mut last_label_x = f64::NEG_INFINITY;
     for incident in &review.incidents {
         let start = x(incident.detected_at.0);
+        // From the decision to READY and probing well (or READY, or the end).
         let end = incident
-            .ready_again_at
+            .in_service_at
+            .or(incident.ready_again_at)
             .map_or(x(chart_end), |r| x(r.0))
             .max(start + 2.0);
         let _ = writeln!(
@@ -73,7 +75,7 @@ fn incident_bands(review: &Review, x: &dyn Fn(i64) -> f64, chart_end: i64, out: 
             "<rect class=\"incident\" x=\"{start:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#d93025\" fill-opacity=\"0.18\"><title>#{} {} at {}</title></rect>",
             end - start,
             incident.id,
-            incident.kind.as_str(),
+            escape(&incident.kind),
             incident.detected_at,
         );
         // Labels of incidents close together would overprint: label the first only.
@@ -385,19 +387,38 @@ fn downtime_chart(review: &Review, out: &mut String) {
         let (width, label, colour) = match incident.downtime_secs {
             Some(secs) => (
                 secs.max(0) as f64 / longest * bar_w,
-                human_secs(secs),
+                match (incident.detection_lag_secs, incident.out_of_service_secs) {
+                    (Some(lag), Some(oos)) => {
+                        format!(
+                            "{} (lag {} + out {})",
+                            human_secs(secs),
+                            human_secs(lag),
+                            human_secs(oos)
+                        )
+                    }
+                    (Some(lag), None) => format!("{} (lag {})", human_secs(secs), human_secs(lag)),
+                    _ => human_secs(secs),
+                },
                 "#d93025",
             ),
             None => (bar_w, "still down".to_string(), "#7b1fa2"),
         };
+        // The detection lag (last good probe to the decision) is the lighter left part.
+        let lag_w = match (incident.detection_lag_secs, incident.downtime_secs) {
+            (Some(lag), Some(_)) => (lag.max(0) as f64 / longest * bar_w).min(width),
+            _ => 0.0,
+        };
         let _ = writeln!(
             out,
-            "<text x=\"4\" y=\"{:.1}\">#{} {}</text><rect x=\"{label_w}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.75\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            "<text x=\"4\" y=\"{:.1}\">#{} {}</text><rect class=\"lag\" x=\"{label_w}\" y=\"{:.1}\" width=\"{lag_w:.1}\" height=\"{:.1}\" fill=\"#f9ab00\" fill-opacity=\"0.75\"><title>detection lag</title></rect><rect class=\"out-of-service\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.75\"><title>out of service</title></rect><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             top + 14.0,
             incident.id,
-            incident.kind.as_str(),
+            escape(&incident.kind),
             top + 3.0,
-            width.max(1.0),
+            row_h - 6.0,
+            label_w + lag_w,
+            top + 3.0,
+            (width - lag_w).max(1.0),
             row_h - 6.0,
             label_w + width.max(1.0) + 6.0,
             top + 14.0,
@@ -496,7 +517,7 @@ pub fn render(review: &Review, title: &str, generated_at: &str) -> String {
         out.push_str("<p>No incidents.</p>\n");
     } else {
         downtime_chart(review, &mut out);
-        out.push_str("<table id=\"incidents\"><tr><th>#</th><th>Kind</th><th>Detected</th><th>Failover</th><th>Diagnostics</th><th>Killed</th><th>READY again</th><th>Downtime</th><th>Outcome</th></tr>\n");
+        out.push_str("<table id=\"incidents\"><tr><th>#</th><th>Kind</th><th>Detected</th><th>Failover</th><th>Diagnostics</th><th>Killed</th><th>READY again</th><th>Detection lag</th><th>Out of service</th><th>Downtime</th><th>Outcome</th></tr>\n");
         for i in &review.incidents {
             let diag = match (i.diagnostics_at, i.diagnostics_secs) {
                 (Some(at), Some(secs)) => format!("{at} ({})", human_secs(secs)),
@@ -509,18 +530,23 @@ pub fn render(review: &Review, title: &str, generated_at: &str) -> String {
                 Outcome::Superseded => "superseded",
                 Outcome::Faulted => "faulted",
                 Outcome::Open => "still down",
+                Outcome::Suppressed => "held back (paused)",
+                Outcome::Reported => "reported",
             };
+            let secs = |v: Option<i64>| v.map_or_else(|| "-".to_string(), human_secs);
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                 i.id,
-                i.kind.as_str(),
+                escape(&i.kind),
                 i.detected_at,
                 cell(i.failover_at),
                 escape(&diag),
                 cell(i.killed_at),
                 cell(i.ready_again_at),
-                i.downtime_secs.map_or_else(|| "-".to_string(), human_secs),
+                secs(i.detection_lag_secs),
+                secs(i.out_of_service_secs),
+                secs(i.downtime_secs),
                 outcome
             );
         }
@@ -545,7 +571,7 @@ pub fn render(review: &Review, title: &str, generated_at: &str) -> String {
             "<details id=\"incident-{}\"><summary>#{} {} at {} &mdash; {}</summary>",
             i.id,
             i.id,
-            i.kind.as_str(),
+            escape(&i.kind),
             i.detected_at,
             escape(&i.reason)
         );

@@ -13,9 +13,10 @@
 //! counts.{starts,readys,crashes,probe_timeouts,app_timeouts,exhaustions,kills,restarts,
 //!         restart_limit_hits,pauses,oom_kills}
 //! probe.{successes,errors,latency_ms.{p50,p95,p99,max}}   latencies null without samples
-//! incidents[] {id, kind, reason, detected_at, failover_at, diagnostics_at, diagnostics_secs,
-//!              killed_at, ready_again_at, downtime_secs, diagnostics_file, restart_limit_hit,
-//!              outcome, file, line_count, lines (first 40)}
+//! incidents[] {id, kind, class, reason, detected_at, last_good_probe_at, detection_lag_secs,
+//!              failover_at, diagnostics_at, diagnostics_secs, killed_at, ready_again_at,
+//!              in_service_at, out_of_service_secs, downtime_secs, diagnostics_file,
+//!              restart_limit_hit, outcome, file, line_count, lines (first 40)}
 //! usage.<item> {unit, samples, missing, min, max, p95}   from qoscntrlr-usage*.jsonl, base units
 //! usage_history.{files, passes, unknown_lines, from, to}
 //! ```
@@ -31,11 +32,11 @@ pub mod usage;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::core::wording::Class as IncidentClass;
 pub use analyze::{
     Analyzer, Counts, EventKind, Incident, Options, Outcome, Review, TimelineEntry, INCIDENT_LINES,
 };
 pub use files::{discover, is_log_file_name, LogFile};
-pub use line::IncidentKind;
 pub use render::{summary_json, summary_text};
 pub use stamp::{human_secs, Stamp};
 pub use stats::{LatencyHistogram, SeriesPoint};

@@ -87,6 +87,8 @@ fn outcome_text(outcome: Outcome) -> &'static str {
         Outcome::Superseded => "superseded by the next incident before READY",
         Outcome::Faulted => "restart limit reached, server left down",
         Outcome::Open => "still down at the end of the logs",
+        Outcome::Suppressed => "held back by a pause: not killed, not recovered",
+        Outcome::Reported => "reported, nothing to recover",
     }
 }
 
@@ -164,11 +166,14 @@ pub fn summary_text(review: &Review) -> String {
         let _ = writeln!(
             out,
             "  #{} {}  detected {}",
-            incident.id,
-            incident.kind.as_str(),
-            from
+            incident.id, incident.kind, from
         );
         let _ = writeln!(out, "     why:             {}", incident.reason);
+        let lag = match (incident.last_good_probe_at, incident.detection_lag_secs) {
+            (Some(at), Some(secs)) => format!("{} (last good probe {at})", human_secs(secs)),
+            _ => "- (no good probe before it)".to_string(),
+        };
+        let _ = writeln!(out, "     detection lag:   {lag}");
         let _ = writeln!(
             out,
             "     failover:        {}",
@@ -190,12 +195,14 @@ pub fn summary_text(review: &Review) -> String {
             "     READY again:     {}",
             since(from, incident.ready_again_at)
         );
-        let downtime = incident
-            .downtime_secs
-            .map_or_else(|| "-".to_string(), human_secs);
+        let back = match (incident.in_service_at, incident.out_of_service_secs) {
+            (Some(at), Some(secs)) => format!("{} (until {at})", human_secs(secs)),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(out, "     out of service:  {back}");
         let _ = writeln!(
             out,
-            "     downtime:        {downtime} ({})",
+            "     outcome:         {}",
             outcome_text(incident.outcome)
         );
         if let Some(file) = &incident.diagnostics_file {

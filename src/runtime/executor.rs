@@ -117,7 +117,7 @@ impl Shell {
                 );
                 self.line(
                     Component::Controller,
-                    format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
+                    crate::core::wording::STATE_CHANGED.fill(&[&from.as_str(), &to.as_str(), &why]),
                 );
                 let record = EventRecord::new(Local::now(), "state", to.as_str())
                     .reason(&why)

@@ -251,8 +251,8 @@ impl Shell {
         );
         journal.say(Priority::Info, &containment.describe());
         log.line(
-            Component::Controller,
-            "Starting QOSPipeWatcher",
+            crate::core::wording::STARTING_PIPE_WATCHER.component,
+            crate::core::wording::STARTING_PIPE_WATCHER.fixed(),
             started_wall,
         );
         log.header(&cfg, started_wall);
