@@ -2987,3 +2987,223 @@ fn simulated_incidents_round_trip_through_the_log_review() {
         "the kill on resume continues it"
     );
 }
+
+// ----- the reference's example sequences, replayed ---------------------------------------
+
+/// A log line as the replay compares it: the text after the timestamp, with what differs
+/// from run to run (the `TimeDate=` the controller appends, a probe's latency) blanked.
+fn replay_text(line: &str) -> String {
+    let text = line.get(20..).unwrap_or_default();
+    let text = match text.find(" TimeDate=") {
+        Some(at) => format!("{} TimeDate=…", &text[..at]),
+        None => text.to_string(),
+    };
+    match text.strip_prefix("QoS Probe: SUCCESS (") {
+        Some(rest) if rest.ends_with("ms)") => "QoS Probe: SUCCESS (…ms)".to_string(),
+        _ => text,
+    }
+}
+
+/// Lines the controller may write between the reference's lines: the ones the wording
+/// table marks as added by qoscntrlr (state changes, the exit status, the diagnostics
+/// file, …), and probe results — every attempt is logged, also the ones that look for
+/// READY while a server that may never send it is starting (the reference's qosprobe
+/// starts only after READY). Nothing else.
+fn documented_extra(text: &str) -> bool {
+    let (component, rest) = Component::split(text);
+    match wording::recognise(component, rest.as_bytes()) {
+        Some((entry, _)) => {
+            entry.origin == wording::Origin::Added
+                || matches!(
+                    entry.mark,
+                    wording::Mark::ProbeSuccess | wording::Mark::ProbeError
+                )
+        }
+        None => false,
+    }
+}
+
+/// Replay check: from the first line of `expected` on, the log has exactly the expected
+/// lines in this order, with only documented extra lines in between.
+fn assert_replays(log: &[String], expected: &[&str]) {
+    let texts: Vec<String> = log.iter().map(|l| replay_text(l)).collect();
+    let shown = || texts.join("\n");
+    let Some(start) = texts.iter().position(|t| t == expected[0]) else {
+        panic!("{:?} not in the log:\n{}", expected[0], shown());
+    };
+    let mut want = expected.iter().skip(1).peekable();
+    for text in &texts[start + 1..] {
+        let Some(next) = want.peek() else { break };
+        if text == *next {
+            want.next();
+        } else if !documented_extra(text) {
+            panic!(
+                "expected {next:?}, found {text:?}, which is no documented extra line; log:\n{}",
+                shown()
+            );
+        }
+    }
+    if let Some(missing) = want.next() {
+        panic!("{missing:?} never came; log:\n{}", shown());
+    }
+}
+
+fn reference_sim() -> Sim {
+    let mut sim = Sim::new(Sim::fast());
+    sim.speaks = true;
+    sim
+}
+
+#[test]
+fn reference_sequence_normal_start_and_probe() {
+    let mut sim = reference_sim();
+    sim.feed(Event::ControllerStarted {
+        trigger_present: false,
+    });
+    sim.run(Duration::from_millis(10));
+    sim.feed(msg("OpMsg=START Type=SERVER", ServerSignal::ServerStart));
+    sim.run(Duration::from_secs(25));
+    assert_replays(
+        &sim.log,
+        &[
+            "QoS Controller: OpMsg=START Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev ObjectType2=ProcessName ObjectValue2=nserver TimeDate=…",
+            "QoS Controller: OpMsg=START Type=SERVER TimeDate=…",
+            "QoS Applications: Clearing long running apps list",
+            "QoS Controller: OpMsg=READY Type=SERVER TimeDate=…",
+            "QoS Controller: Server is ready to process requests",
+            "QoS Controller: Activating probe...",
+            "QoS Controller: QoS Probe activated.",
+            "QoS Probe: Starting qosprobe...",
+            "QoS Probe: OpMsg=START, Type=PROBE",
+            "QoS Probe: The QoS Probe is probing.",
+            "QoS Probe: SUCCESS (…ms)",
+            "QoS Probe: SUCCESS (…ms)",
+        ],
+    );
+}
+
+#[test]
+fn reference_sequence_normal_shutdown() {
+    let mut sim = reference_sim();
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    sim.log.clear();
+    sim.feed(Event::StopRequested);
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.exit_code, Some(0));
+    assert_replays(
+        &sim.log,
+        &[
+            "QoS Controller: OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit TimeDate=…",
+            "QoS Controller: Deactivating probe...",
+            "QoS Controller: QoS Probe deactivated.",
+            "QoS Controller: OpMsg=END Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev TimeDate=…",
+            "QoS Applications: Clearing long running apps list",
+        ],
+    );
+}
+
+#[test]
+fn reference_sequence_crash() {
+    let mut sim = reference_sim();
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    sim.log.clear();
+    let pid = sim.alive.take().unwrap();
+    sim.feed(Event::ServerExited {
+        pid,
+        exit: "killed by SIGSEGV (core dumped)".into(),
+    });
+    sim.run(Duration::from_secs(10));
+    assert_replays(
+        &sim.log,
+        &[
+            "QoS Controller: OpMsg=CRASH Type=QOS ObjectType=ServerName ObjectValue=CN=rc45/O=dev TimeDate=…",
+            "QoS Controller: Server CN=rc45/O=dev has crashed.",
+            "QoS Controller: Deactivating probe...",
+            "QoS Controller: QoS Probe deactivated.",
+        ],
+    );
+}
+
+#[test]
+fn reference_sequence_probe_timeout_smart_kill() {
+    let mut sim = reference_sim();
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    sim.log.clear();
+    sim.run(Duration::from_secs(20));
+    sim.probe = ProbeMode::Hang;
+    sim.run(Duration::from_secs(75));
+    assert_replays(
+        &sim.log,
+        &[
+            "QoS Probe: SUCCESS (…ms)",
+            "QoS Probe: SUCCESS (…ms)",
+            "The probe thread has not received a message from qosprobe within the timeout period.",
+            "QoS Probe: The qosprobe addin has timed out, is not responding, or is not running.",
+            "QoS Controller: Deactivating probe...",
+            "QoS Controller: QoS Probe deactivated.",
+            "QoS Controller: OpMsg=TIMEOUT Type=PROBE TimeDate=…",
+            "QoS Controller: The controller has received a probe timeout.",
+            "QoS Kill: Triggering failover...",
+            "QoS Kill: Running nsd...",
+            "QoS Kill: Running nsd -kill",
+            "QoS Kill: Setting kill complete.",
+            "QoS Kill: Restarting DominoStarter thread",
+        ],
+    );
+}
+
+/// The reference's long-running applications example. Its `QoS Applications` thread
+/// writes on its own, so there both OpMsg lines of a second come before that thread's
+/// lines; qoscntrlr writes each list change right after its message. The replay compares
+/// each component's lines in order. The reference spells the second removal without the
+/// two dots it writes after the first; qoscntrlr always writes them.
+#[test]
+fn reference_sequence_long_running_applications() {
+    let mut sim = reference_sim();
+    sim.start();
+    sim.run(Duration::from_secs(5));
+    sim.log.clear();
+    for (kind, value) in [
+        ("FIXUP", "C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf"),
+        ("COMPACT", "events4.nsf"),
+    ] {
+        let app = AppKey::new(kind, Some(value));
+        sim.feed(msg(
+            &format!("OpMsg=START Type={kind} ObjectType=DB ObjectValue={value}"),
+            ServerSignal::AppStart { app: app.clone() },
+        ));
+        sim.run(Duration::from_secs(1));
+        sim.feed(msg(
+            &format!("OpMsg=END Type={kind} ObjectType=DB ObjectValue={value}"),
+            ServerSignal::AppEnd { app },
+        ));
+        sim.run(Duration::from_secs(5));
+    }
+    let expected = [
+        "QoS Controller: OpMsg=START Type=FIXUP ObjectType=DB ObjectValue=C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf TimeDate=…",
+        "QoS Controller: OpMsg=END Type=FIXUP ObjectType=DB ObjectValue=C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf TimeDate=…",
+        "QoS Applications: Adding FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf] to long running apps list",
+        "QoS Applications: Removing FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\ddm.nsf] from long running apps list..",
+        "QoS Controller: OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=events4.nsf TimeDate=…",
+        "QoS Controller: OpMsg=END Type=COMPACT ObjectType=DB ObjectValue=events4.nsf TimeDate=…",
+        "QoS Applications: Adding COMPACT[events4.nsf] to long running apps list",
+        "QoS Applications: Removing COMPACT[events4.nsf] from long running apps list..",
+    ];
+    for prefix in ["QoS Controller: ", "QoS Applications: "] {
+        let log: Vec<String> = sim
+            .log
+            .iter()
+            .filter(|l| replay_text(l).starts_with(prefix))
+            .cloned()
+            .collect();
+        let want: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|t| t.starts_with(prefix))
+            .collect();
+        assert_replays(&log, &want);
+    }
+}
