@@ -976,6 +976,8 @@ def main():
             results["sampler"] = by_memory.get("pss", {"skipped": "no output"})
             if "rss" in by_memory:
                 results["sampler_rss"] = by_memory["rss"]
+            if "pss-every-pass" in by_memory:
+                results["sampler_pss_every_pass"] = by_memory["pss-every-pass"]
         if args.apps_txt:
             results["apps"] = read_apps(args.apps_txt)
         if args.ha_json:

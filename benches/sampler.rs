@@ -2,7 +2,8 @@
 //!
 //! Starts a real tree (one `sh` with 49 `sleep` children, in its own process group),
 //! samples it with [`qoscntrlr::sampler::Sampler`] the way the runtime does (PSS where
-//! readable), then with RSS only, and prints one JSON line per memory figure with the
+//! readable, read every `PSS_EVERY` passes per process), then with PSS read every pass,
+//! then with RSS only, and prints one JSON line per memory figure with the
 //! per-sample wall time distribution, which `bench/bench.py` folds into BENCHMARKS.md.
 //! The tree is killed and reaped on every exit path.
 //!
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qoscntrlr::sampler::{MemoryMeasure, Sampler};
+use qoscntrlr::sampler::{MemoryMeasure, Sampler, PSS_EVERY};
 
 const TREE_SIZE: usize = 50;
 const DEFAULT_ITERATIONS: usize = 2000;
@@ -78,13 +79,17 @@ fn main() {
         std::process::exit(1);
     }
 
-    // PSS where readable is what the runtime uses; RSS (from `stat` only, no
+    // PSS where readable is what the runtime uses (each process's `smaps_rollup` read
+    // every PSS_EVERY passes, carried forward by RSS in between); `pss-every-pass` reads
+    // it every time (the cost before that change); RSS (from `stat` only, no
     // `smaps_rollup`) is the cheaper figure the sampler also offers.
-    for (label, measure) in [
-        ("pss", MemoryMeasure::PssWhereReadable),
-        ("rss", MemoryMeasure::Rss),
+    for (label, measure, pss_every) in [
+        ("pss", MemoryMeasure::PssWhereReadable, PSS_EVERY),
+        ("pss-every-pass", MemoryMeasure::PssWhereReadable, 1),
+        ("rss", MemoryMeasure::Rss, PSS_EVERY),
     ] {
         sampler.set_memory_measure(measure);
+        sampler.set_pss_every(pss_every);
         let mut micros: Vec<f64> = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();

@@ -195,12 +195,22 @@ impl ProcReader {
     }
 }
 
+/// How many sampling passes a process's PSS is carried forward before `smaps_rollup` is
+/// read again (staggered by pid, so each pass reads about a sixth of the tree). Reading
+/// it makes the kernel walk every mapping of the process: 63 % of a 50-process sample's
+/// cost when read every pass (BENCHMARKS.md). In between, the change of the process's RSS
+/// (`stat`, read anyway) is added to its last PSS, so growth — a leak — counts at once
+/// and in full; only the split of shared pages is up to this many passes old (one
+/// minute at the default 10 s QOS_RESOURCE_INTERVAL).
+pub const PSS_EVERY: u64 = 6;
+
 /// Which memory figure to take per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryMeasure {
     /// PSS where `smaps_rollup` is readable, else RSS. Accurate for trees whose
     /// processes share memory (a forked server's children, shared segments), but the
-    /// kernel walks every mapping for it: the costlier choice.
+    /// kernel walks every mapping for it: the costlier choice, so it is read every
+    /// [`PSS_EVERY`] passes per process and carried forward by RSS changes in between.
     PssWhereReadable,
     /// RSS from `/proc/<pid>/stat` only: cheap, counts shared pages once per process.
     Rss,
@@ -221,6 +231,13 @@ pub struct Sampler {
     reader: ProcReader,
     /// `cpu.stat usage_usec` of the cgroup at the previous cgroup sample.
     previous_cgroup_usec: Option<(u64, Instant)>,
+    /// Per process (pid, start time): its PSS when `smaps_rollup` was last read and its
+    /// RSS at that moment (see [`PSS_EVERY`]).
+    pss_known: HashMap<(i32, u64), (u64, u64)>,
+    /// Read `smaps_rollup` every this many passes per process (1: every pass).
+    pss_every: u64,
+    /// Sampling passes so far (staggers the PSS reads).
+    passes: u64,
 }
 
 impl Default for Sampler {
@@ -257,7 +274,46 @@ impl Sampler {
             measure: MemoryMeasure::PssWhereReadable,
             reader: ProcReader::default(),
             previous_cgroup_usec: None,
+            pss_known: HashMap::new(),
+            pss_every: PSS_EVERY,
+            passes: 0,
         }
+    }
+
+    /// Read each process's PSS every `passes` passes (default [`PSS_EVERY`]; 1 reads it
+    /// every pass, as the benchmark does to show the difference).
+    pub fn set_pss_every(&mut self, passes: u64) {
+        self.pss_every = passes.max(1);
+    }
+
+    /// The memory figure of one process for this pass: PSS (read now, or the last one
+    /// read carried forward by the change of RSS), or `None` when only RSS is to be had.
+    /// Records what it read in `known` (the next pass's `pss_known`).
+    fn process_memory(
+        &mut self,
+        dir: &Path,
+        pid: i32,
+        stat: &Stat,
+        known: &mut HashMap<(i32, u64), (u64, u64)>,
+    ) -> Option<u64> {
+        if self.measure == MemoryMeasure::Rss {
+            return None;
+        }
+        let key = (pid, stat.start_ticks);
+        let rss = stat.rss_pages * self.page_size;
+        let due = (self.passes + pid.unsigned_abs() as u64) % self.pss_every == 0;
+        if let (false, Some(&(pss, rss_then))) = (due, self.pss_known.get(&key)) {
+            known.insert(key, (pss, rss_then));
+            // Signed arithmetic without overflow: pss + (rss - rss_then), at least 0.
+            return Some((pss + rss).saturating_sub(rss_then));
+        }
+        let pss = self
+            .reader
+            .read(&dir.join("smaps_rollup"), true)
+            .ok()
+            .and_then(|text| parse_pss(&text))?;
+        known.insert(key, (pss, rss));
+        Some(pss)
     }
 
     /// Choose the memory figure (default: PSS where readable).
@@ -270,6 +326,7 @@ impl Sampler {
         self.previous.clear();
         self.previous_at = None;
         self.previous_cgroup_usec = None;
+        self.pss_known.clear();
     }
 
     /// Sample the tree under `root_pid` plus the trees under `extra_pids` (processes of
@@ -306,6 +363,7 @@ impl Sampler {
             oom_kills: None,
         };
         let (mut pss_seen, mut rss_seen) = (false, false);
+        let mut pss_known = HashMap::with_capacity(self.pss_known.len());
         let mut ticks_now: HashMap<(i32, u64), u64> = HashMap::new();
         let mut seen: HashSet<i32> = HashSet::new();
         // Depth-first, the root popped first so it heads `at_tree`.
@@ -341,15 +399,7 @@ impl Sampler {
             sample.threads += stat.threads;
             ticks_now.insert((pid, stat.start_ticks), stat.cpu_ticks);
 
-            let pss = match self.measure {
-                MemoryMeasure::PssWhereReadable => self
-                    .reader
-                    .read(&dir.join("smaps_rollup"), true)
-                    .ok()
-                    .and_then(|text| parse_pss(&text)),
-                MemoryMeasure::Rss => None,
-            };
-            match pss {
+            match self.process_memory(&dir, pid, &stat, &mut pss_known) {
                 Some(pss) => {
                     pss_seen = true;
                     sample.rss_bytes += pss;
@@ -384,6 +434,8 @@ impl Sampler {
         sample.cpu_percent = self.cpu_percent(&ticks_now, now);
         self.previous = ticks_now;
         self.previous_at = Some(now);
+        self.pss_known = pss_known;
+        self.passes += 1;
 
         let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
             path: data_dir.to_path_buf(),
@@ -446,6 +498,7 @@ impl Sampler {
         let need_memory = stats.memory_current.is_none();
         let need_threads = stats.pids_current.is_none();
         let (mut pss_seen, mut rss_seen) = (false, false);
+        let mut pss_known = HashMap::with_capacity(self.pss_known.len());
         if need_memory || need_threads || count_open_files {
             for &pid in &members {
                 let dir = self.proc_root.join(pid.to_string());
@@ -460,15 +513,7 @@ impl Sampler {
                 };
                 sample.threads += stat.threads;
                 if need_memory {
-                    let pss = match self.measure {
-                        MemoryMeasure::PssWhereReadable => self
-                            .reader
-                            .read(&dir.join("smaps_rollup"), true)
-                            .ok()
-                            .and_then(|text| parse_pss(&text)),
-                        MemoryMeasure::Rss => None,
-                    };
-                    match pss {
+                    match self.process_memory(&dir, pid, &stat, &mut pss_known) {
                         Some(pss) => {
                             pss_seen = true;
                             sample.rss_bytes += pss;
@@ -499,6 +544,8 @@ impl Sampler {
         if let Some(tasks) = stats.pids_current {
             sample.threads = tasks;
         }
+        self.pss_known = pss_known;
+        self.passes += 1;
         sample.at_tree = members;
         let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
             path: data_dir.to_path_buf(),
@@ -607,6 +654,64 @@ mod tests {
         let text = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:    2048 kB\nPss:     1234 kB\nPss_Anon: 1000 kB\n";
         assert_eq!(parse_pss(text), Some(1234 * 1024));
         assert_eq!(parse_pss("Rss: 1 kB\n"), None);
+    }
+
+    /// A fake `/proc` with one process: `rss_kb` in `stat`, `pss_kb` in `smaps_rollup`.
+    fn fake_process(root: &Path, pid: i32, rss_kb: u64, pss_kb: u64) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::create_dir_all(dir.join(format!("task/{pid}"))).unwrap();
+        std::fs::write(dir.join(format!("task/{pid}/children")), "").unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            format!(
+                "{pid} (srv) S 1 {pid} {pid} 0 -1 0 0 0 0 0 10 5 0 0 20 0 1 0 777 0 {} 0",
+                rss_kb / 4
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("smaps_rollup"),
+            format!("0-1 ---p 0 00:00 0 [rollup]\nRss: {rss_kb} kB\nPss: {pss_kb} kB\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn pss_is_read_every_few_passes_and_carried_forward_by_rss() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("thread-self")).unwrap();
+        std::fs::write(root.path().join("thread-self/children"), "").unwrap();
+        let pid = 4242;
+        fake_process(root.path(), pid, 8000, 5000);
+        let mut sampler = Sampler::with_proc_root(root.path());
+        let data = root.path();
+        let pass = |sampler: &mut Sampler| {
+            sampler
+                .sample(pid, &[], data, Instant::now())
+                .unwrap()
+                .rss_bytes
+                / 1024
+        };
+        // First pass: PSS read.
+        assert_eq!(pass(&mut sampler), 5000);
+        // The process grows by 1000 kB of private memory (PSS would grow as much): the
+        // growth shows at once, before smaps_rollup is read again.
+        fake_process(root.path(), pid, 9000, 6000);
+        for _ in 0..PSS_EVERY {
+            assert_eq!(pass(&mut sampler), 6000);
+        }
+        // Shared pages change hands (PSS falls, RSS does not): seen once it is re-read,
+        // within PSS_EVERY passes.
+        fake_process(root.path(), pid, 9000, 4000);
+        let seen: Vec<u64> = (0..PSS_EVERY).map(|_| pass(&mut sampler)).collect();
+        assert!(seen.contains(&4000), "{seen:?}");
+        assert_eq!(*seen.last().unwrap(), 4000, "{seen:?}");
+
+        // Every pass when asked (the benchmark's comparison).
+        sampler.set_pss_every(1);
+        fake_process(root.path(), pid, 9000, 3000);
+        assert_eq!(pass(&mut sampler), 3000);
     }
 
     #[test]
