@@ -907,7 +907,9 @@ pub fn run_cli(mut cmd: Command) -> CliOutput {
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Generous: on a loaded 2-core machine the debug demo server can take seconds to
+    // touch the 100 MB of `/leak?mb=100` before it answers.
+    stream.set_read_timeout(Some(PATIENCE))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     write!(
         stream,
