@@ -33,12 +33,14 @@ pub struct ExitCodeDoc {
 pub const EXIT_CODES: &[ExitCodeDoc] = &[
     ExitCodeDoc {
         code: EXIT_OK,
-        meaning: "success; `status`: the server is READY and not paused",
+        meaning: "success; `status`: the server is READY, in service (failover state IN_SERVICE) and not paused",
     },
     ExitCodeDoc {
         code: EXIT_FAILURE,
         meaning: "the controller refused the command or it failed, `--wait` gave up; \
-                  `status`: the server is starting, stopping, being killed or restarted, or paused",
+                  `status`: the server is starting, stopping, being killed or restarted, paused, \
+                  READY while the failover outputs are still down (FAILOVER_TRIGGERED, \
+                  FAILBACK_HOLD), or the log cannot be written",
     },
     ExitCodeDoc {
         code: EXIT_USAGE,

@@ -27,6 +27,9 @@ use crate::process::{run_helper, ExitInfo, Reaper};
 /// File name of the trigger in the data directory (fixed by the reference).
 pub const TRIGGER_FILE_NAME: &str = "triggerImmediateServerFailover";
 
+/// The trigger holds `1\n` or `0\n`; anything much longer was not written by us.
+const TRIGGER_READ_MAX: u64 = 256;
+
 /// File name of the hooks' output log in the data directory.
 pub const HOOKS_LOG_NAME: &str = "qoscntrlr-hooks.log";
 
@@ -84,6 +87,18 @@ impl TriggerFile {
     pub fn exists(&self) -> bool {
         fs::symlink_metadata(&self.path).is_ok()
     }
+
+    /// What the trigger says right now: `None` when there is no file, else its content
+    /// without the line end (`1`, `0`, or whatever someone else wrote there). Read
+    /// without following a link and bounded: a planted FIFO or a huge file cannot block
+    /// or flood a `status`.
+    pub fn content(&self) -> io::Result<Option<String>> {
+        match crate::safefs::read_regular(&self.path, TRIGGER_READ_MAX) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim_end().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,6 +155,78 @@ pub fn agent_line(health: &Health) -> String {
         Health::Ready => "up ready\n".to_string(),
         Health::Down { reason } => format!("down #{}\n", one_line(reason)),
         Health::Drain => "drain\n".to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The HA view for `status`
+
+/// The failover outputs as the shell has them, for [`status_view`].
+#[derive(Debug)]
+pub struct OutputsNow<'a> {
+    pub trigger: &'a TriggerFile,
+    /// What the readiness endpoint and the agent port publish now.
+    pub health: Health,
+    pub readiness_listen: Option<SocketAddr>,
+    pub readiness_listening: bool,
+    pub agent_listen: Option<SocketAddr>,
+    pub agent_listening: bool,
+}
+
+/// The `failover` section of `status`: the core's failover state with its last change,
+/// and what each output says right now — the trigger file read back, the readiness
+/// code and reason and the agent reply exactly as a client would get them.
+/// `wall` turns a core instant into the snapshot's RFC 3339 time.
+pub fn status_view(
+    view: &crate::core::FailoverView,
+    outputs: OutputsNow<'_>,
+    now: Instant,
+    wall: impl Fn(Instant) -> String,
+) -> crate::status::FailoverStatus {
+    use crate::status::{AgentView, FailoverStatus, ReadinessView, TriggerView};
+    let (content, error) = match outputs.trigger.content() {
+        Ok(content) => (content, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (code, reason) = readiness_answer(&outputs.health);
+    let failback_at = view
+        .failback_at
+        .filter(|_| view.state == crate::core::FailoverState::FailbackHold);
+    FailoverStatus {
+        state: Some(view.state),
+        since: view.changed_at.map(&wall),
+        why: Some(view.changed_why.clone()),
+        holds: view.holds.clone(),
+        failback_at: failback_at.map(&wall),
+        failback_left_secs: failback_at.map(|at| {
+            // Rounded up: "0s left" would read as "back already".
+            let left = at.saturating_duration_since(now);
+            left.as_secs() + u64::from(left.subsec_nanos() > 0)
+        }),
+        failback_awaits_operator: view.state == crate::core::FailoverState::FailbackHold
+            && view.awaiting_operator,
+        trigger: Some(TriggerView {
+            path: outputs.trigger.path().display().to_string(),
+            content: content.clone(),
+            error,
+        }),
+        readiness: Some(ReadinessView {
+            listen: outputs.readiness_listen.map(|a| a.to_string()),
+            listening: outputs.readiness_listening,
+            code,
+            reason,
+        }),
+        agent: Some(AgentView {
+            listen: outputs.agent_listen.map(|a| a.to_string()),
+            listening: outputs.agent_listening,
+            reply: agent_line(&outputs.health).trim_end().to_string(),
+        }),
+        trigger_present: content.is_some() || outputs.trigger.exists(),
+        health: match &outputs.health {
+            Health::Ready => "ready".into(),
+            Health::Down { reason } => format!("down: {reason}"),
+            Health::Drain => "drain".into(),
+        },
     }
 }
 
@@ -339,12 +426,17 @@ pub fn http_response(head: &[u8], health: &Health) -> Vec<u8> {
         "HEAD" => true,
         _ => return plain_response(405, "method not allowed\n", false),
     };
+    let (code, body) = readiness_answer(health);
+    plain_response(code, &format!("{body}\n"), head_only)
+}
+
+/// What the readiness endpoint answers for `health`: the status code and the body's one
+/// line (also what `status` shows as the readiness output).
+pub fn readiness_answer(health: &Health) -> (u16, String) {
     match health {
-        Health::Ready => plain_response(200, "ready\n", head_only),
-        Health::Down { reason } => {
-            plain_response(503, &format!("{}\n", one_line(reason)), head_only)
-        }
-        Health::Drain => plain_response(503, "draining\n", head_only),
+        Health::Ready => (200, "ready".to_string()),
+        Health::Down { reason } => (503, one_line(reason)),
+        Health::Drain => (503, "draining".to_string()),
     }
 }
 

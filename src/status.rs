@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! taken_at                       when the snapshot was taken
-//! controller { version, pid, since, config_path }
+//! controller { version, pid, since, config_path, log_file, log_problem }
+//!     log_problem: why the log cannot be written right now, null while it can
 //! server { name, state, phase, why, state_since, pid, uptime_secs,
 //!          restarts_in_window, restart_limit, restart_period_secs, last_exit }
 //!     state: STARTING|READY|STOPPING|KILLING|CRASHED|RESTARTING|STOPPED|FAULTED
@@ -18,12 +19,41 @@
 //! probe { target, interval_secs, interval_ms, last_result, last_latency_ms,
 //!         since_last_success_secs, timeout_left_secs, enabled }
 //! apps [ { name, age_secs, since_progress_secs } ]
+//!     age_secs: since the application's START; since_progress_secs: since its last
+//!     START or PROGRESS
 //! resources { sampled_at, memory_bytes, max_memory_bytes, cpu_percent, max_cpu_percent,
 //!             open_files, max_open_files, threads, max_threads,
 //!             disk_free_bytes, min_disk_free_bytes } | null   (max_*/min_*: null = off)
-//! failover { trigger_present, health }      health: "ready" | "down: <reason>" | "drain"
+//! failover { state, since, why, holds, failback_at, failback_left_secs,
+//!            failback_awaits_operator, trigger, readiness, agent,
+//!            trigger_present, health }          the HA view
+//!     state: IN_SERVICE (traffic may come here) | FAILOVER_TRIGGERED (outputs down) |
+//!            FAILBACK_HOLD (server well again, outputs still down until the hold ends
+//!            or `qoscntrlr failback`) | OUT_OF_SERVICE (server FAULTED or STOPPED)
+//!     since, why: when the state last changed and why
+//!     holds: what keeps the outputs down: "incident", "faulted", "nokill:<reason>",
+//!            "rule:<key>"
+//!     failback_at, failback_left_secs: FAILBACK_HOLD with QOS_FAILBACK=auto, else null
+//!     failback_awaits_operator: FAILBACK_HOLD with QOS_FAILBACK=manual
+//!     trigger { path, content, error }   content: the file's text now ("1", "0"),
+//!            null when there is no file; error: why it could not be read, else null
+//!     readiness { listen, listening, code, reason }   what the readiness endpoint
+//!            answers now (200 "ready", 503 with the reason); listen: its address, null
+//!            when QOS_READINESS_LISTEN is not set; listening: the port is open
+//!     agent { listen, listening, reply }   the HAProxy agent-check line now
+//!            ("up ready", "down #<reason>", "drain")
+//!     trigger_present: the trigger file exists; health: "ready" | "down: <reason>" |
+//!            "drain" (kept from earlier versions)
 //! flags { paused, paused_until, nokill, failover_triggered }
+//!     failover_triggered: the failover outputs are down (trigger written, readiness
+//!     and agent down)
 //! incidents [ { id, kind, detected_at, outcome, diagnostics } ]   (newest last, at most 10)
+//!     kind: probe-timeout | app-timeout | crash | restart-timeout | shutdown-timeout |
+//!           operator-kill | out-of-<resource> | exhausted-<resource> | rule-<name> |
+//!           oom-kill
+//!     outcome: detected | diagnostics | killing | killed | restarting | restarted |
+//!              stopped | not-killed-nokill | recovered-without-kill |
+//!              failover-server-kept | suppressed-paused | faulted | recovered
 //! containment { setting, mode, cgroup, layout, controllers, reason } | absent
 //!     setting: auto|on|off (QOS_CGROUP); mode: "cgroup" (the server runs in its own
 //!     cgroup v2, `cgroup` its directory) or "proc" (process tree found through /proc,
@@ -35,6 +65,29 @@
 //! rules [ { name, rule, action, value, average, streak, window_filled, window_len,
 //!           breached } ]        every resource rule in force, shorthand limits included
 //! ```
+//!
+//! # No controller running (`status` exits 69)
+//!
+//! The controller keeps its last snapshot in `DATA_DIRECTORY/qoscntrlr-last-state.json`
+//! ([`LastState`]: the snapshot, when it was written and how the controller ended), so
+//! `status` without a controller still shows the last known state. `status --json` then
+//! prints an [`OfflineStatus`]:
+//!
+//! ```text
+//! running                        false
+//! reason                         why no controller answered
+//! checked_at, data_directory
+//! recorded_at                    when the last state was written, null if none is
+//! ended { at, how, detail, exit_code }
+//!     how: quit (an operator's quit or stop) | signal (SIGTERM, SIGINT) |
+//!          error (the controller gave up; detail says why) | unknown (it ended without
+//!          recording its end: killed by SIGKILL, crashed, or the machine went down)
+//! last                           the last snapshot (the contract above) | null
+//! last_incident                  its newest incident | null
+//! trigger { path, content, error }   the trigger file as it is now
+//! server_left_running { pid, program, started_at } | null
+//!     a server the controller recorded that still runs with nobody watching it
+//! ```
 
 use std::fmt::Write as _;
 
@@ -42,6 +95,8 @@ use chrono::{DateTime, FixedOffset, Local, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{KillPhase, ServerState};
+
+pub use crate::core::FailoverState;
 
 /// How many incidents a snapshot carries.
 pub const MAX_INCIDENTS: usize = 10;
@@ -187,10 +242,73 @@ pub struct ResourceStatus {
     pub oom_kills: Option<u64>,
 }
 
+/// The HA view: the failover state, what each output says now, and the last change.
+/// Everything but `trigger_present` and `health` is absent from the snapshots of
+/// controllers that predate the HA view (hence the defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailoverStatus {
+    #[serde(default)]
+    pub state: Option<FailoverState>,
+    /// When the failover state last changed (RFC 3339), and why.
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub why: Option<String>,
+    /// What holds the outputs down: `incident`, `faulted`, `nokill:<reason>`,
+    /// `rule:<key>`.
+    #[serde(default)]
+    pub holds: Vec<String>,
+    /// FAILBACK_HOLD (QOS_FAILBACK=auto): when the outputs come back by themselves.
+    #[serde(default)]
+    pub failback_at: Option<String>,
+    #[serde(default)]
+    pub failback_left_secs: Option<u64>,
+    /// FAILBACK_HOLD (QOS_FAILBACK=manual): only `qoscntrlr failback` brings them back.
+    #[serde(default)]
+    pub failback_awaits_operator: bool,
+    #[serde(default)]
+    pub trigger: Option<TriggerView>,
+    #[serde(default)]
+    pub readiness: Option<ReadinessView>,
+    #[serde(default)]
+    pub agent: Option<AgentView>,
     pub trigger_present: bool,
+    /// `ready`, `down: <reason>` or `drain`.
     pub health: String,
+}
+
+/// The trigger file as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerView {
+    pub path: String,
+    /// The file's text without the line end (`1`, `0`); `None`: no file.
+    pub content: Option<String>,
+    /// Why the file could not be read (then `content` is `None` too).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What the readiness endpoint answers now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessView {
+    /// `QOS_READINESS_LISTEN`; `None`: not configured (nothing answers).
+    pub listen: Option<String>,
+    /// The port is open (false when binding it failed).
+    pub listening: bool,
+    /// 200 or 503.
+    pub code: u16,
+    /// The body's line: `ready`, `draining`, or why the server is down.
+    pub reason: String,
+}
+
+/// What the HAProxy agent-check port answers now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// `QOS_AGENT_LISTEN`; `None`: not configured.
+    pub listen: Option<String>,
+    pub listening: bool,
+    /// `up ready`, `down #<reason>` or `drain`.
+    pub reply: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,10 +322,15 @@ pub struct Flags {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentStatus {
     pub id: String,
-    /// e.g. `probe-timeout`, `crash`, `app-timeout`, `exhausted`, `operator-kill`.
+    /// As in the logs and the events file: `probe-timeout`, `app-timeout`, `crash`,
+    /// `restart-timeout`, `shutdown-timeout`, `operator-kill`, `out-of-<resource>`,
+    /// `exhausted-<resource>`, `rule-<name>`, `oom-kill`.
     pub kind: String,
     pub detected_at: String,
-    /// e.g. `restarted`, `in progress`, `faulted`, `nokill: reported only`.
+    /// Where it stands (the core's incident outcome): `detected`, `diagnostics`,
+    /// `killing`, `killed`, `restarting`, `restarted`, `stopped`, `not-killed-nokill`,
+    /// `recovered-without-kill`, `failover-server-kept`, `suppressed-paused`, `faulted`,
+    /// `recovered`.
     pub outcome: String,
     pub diagnostics: Option<String>,
 }
@@ -217,12 +340,20 @@ pub fn rfc3339(time: DateTime<Local>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-/// Exit code of `qoscntrlr status`: 0 READY and not paused; 3 STOPPED or FAULTED;
-/// 1 for everything in between (recovering, degraded, paused).
+/// Exit code of `qoscntrlr status`: 0 READY, in service and not paused; 3 STOPPED or
+/// FAULTED; 1 for everything in between (recovering, degraded, paused, or READY while the
+/// failover outputs are still down: failover triggered or a failback hold).
 pub fn exit_code(snapshot: &StatusSnapshot) -> u8 {
+    // An older controller without the HA view: its server state alone decides.
+    let in_service = matches!(
+        snapshot.failover.state,
+        None | Some(FailoverState::InService)
+    );
     match snapshot.server.state {
         ServerState::Ready
-            if !snapshot.flags.paused && snapshot.controller.log_problem.is_none() =>
+            if in_service
+                && !snapshot.flags.paused
+                && snapshot.controller.log_problem.is_none() =>
         {
             0
         }
@@ -246,80 +377,71 @@ fn state_color(state: ServerState) -> &'static str {
     }
 }
 
-/// The human view: at most [`COLUMNS`] characters a line; the state (and PAUSED) coloured
-/// only when `color` is set — the CLI passes `stdout().is_terminal()`.
+/// The human view: lines of at most [`COLUMNS`] characters, except that a value never
+/// broken (a path, a URL, an application name) wider than a line stands alone on its own
+/// line, whole, so it can be copied. The state (and PAUSED) coloured only when `color` is
+/// set — the CLI passes `stdout().is_terminal()`.
 pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
-    let paint = |text: &str, code: &str| -> String {
-        if color {
-            format!("{code}{text}{RESET}")
-        } else {
-            text.to_string()
-        }
-    };
     let taken = parse_time(&snapshot.taken_at);
     let mut out = String::new();
     let c = &snapshot.controller;
-    push(
+    field(
         &mut out,
-        &format!(
-            "qoscntrlr {}  pid {}  up since {}",
+        "qoscntrlr",
+        &[Words(&format!(
+            "{}  pid {}  up since {}",
             c.version,
             c.pid,
             short_time(&c.since)
-        ),
+        ))],
     );
-    push(&mut out, &format!("config    {}", c.config_path));
+    field(&mut out, "config", &[Whole(&c.config_path)]);
     if let Some(problem) = &c.log_problem {
-        // Wrapped, not cut: the reason is the point. Painted after wrapping, like the
+        // Wrapped, never cut: the reason is the point. Painted after wrapping, like the
         // state word, so escape codes never count as columns.
         let text = format!("LOG NOT WRITTEN: {problem}");
-        for (i, piece) in wrap_words(&text, COLUMNS.saturating_sub(10))
-            .iter()
-            .enumerate()
-        {
-            let label = if i == 0 { "log       " } else { "          " };
-            let _ = writeln!(out, "{label}{}", paint(piece, RED));
-        }
+        painted_field(&mut out, "log", &[Words(&text)], RED, color);
     } else if let Some(file) = &c.log_file {
-        push(&mut out, &format!("log       {file}"));
+        field(&mut out, "log", &[Whole(file)]);
     }
+    render_server(&mut out, snapshot, taken, color);
+    render_probe_apps_resources(&mut out, snapshot);
+    render_failover(&mut out, &snapshot.failover, taken, color);
+    render_flags(&mut out, &snapshot.flags, color);
+    render_incidents(&mut out, &snapshot.incidents);
+    out
+}
 
+fn render_server(
+    out: &mut String,
+    snapshot: &StatusSnapshot,
+    taken: Option<DateTime<FixedOffset>>,
+    color: bool,
+) {
     let s = &snapshot.server;
-    push(&mut out, &format!("server    {}", s.name));
-    // The state word is painted after fitting, so escape codes never count as columns.
+    field(out, "server", &[Whole(&s.name)]);
     let mut state_word = s.state.as_str().to_string();
     if let Some(phase) = s.phase {
         state_word.push_str(&format!(" ({})", phase.as_str()));
     }
-    let since = match (taken, parse_time(&s.state_since)) {
-        (Some(now), Some(then)) => format!(
-            "since {} ({} ago)",
-            short_time(&s.state_since),
-            human_secs((now - then).num_seconds().max(0) as u64)
-        ),
-        _ => format!("since {}", short_time(&s.state_since)),
-    };
-    let rest = fit(
-        &format!("  {since}"),
-        COLUMNS.saturating_sub(10 + state_word.len()),
-    );
+    // The state word and the time are short: one line, painted after laying out.
     let _ = writeln!(
         out,
-        "state     {}{}",
-        paint(&state_word, state_color(s.state)),
-        rest
+        "state     {}  {}",
+        paint(&state_word, state_color(s.state), color),
+        since_text(taken, &s.state_since)
     );
     if !s.why.is_empty() {
-        push(&mut out, &format!("why       {}", s.why));
+        field(out, "why", &[Words(&s.why)]);
     }
     let mut line = match s.pid {
-        Some(pid) => format!("pid       {pid}"),
-        None => "pid       -".to_string(),
+        Some(pid) => format!("{pid}"),
+        None => "-".to_string(),
     };
     if let Some(up) = s.uptime_secs {
         line.push_str(&format!("  uptime {}", human_secs(up)));
     }
-    push(&mut out, &line);
+    field(out, "pid", &[Words(&line)]);
     let limit = match s.restart_limit {
         Some(max) => format!(
             "{} of {} in {}",
@@ -329,25 +451,24 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
         ),
         None => format!("{} (no limit)", s.restarts_in_window),
     };
-    let mut line = format!("restarts  {limit}");
+    let mut line = limit;
     if let Some(exit) = &s.last_exit {
         line.push_str(&format!("  last exit: {exit}"));
     }
-    push(&mut out, &line);
+    field(out, "restarts", &[Words(&line)]);
+}
 
+fn render_probe_apps_resources(out: &mut String, snapshot: &StatusSnapshot) {
     let p = &snapshot.probe;
     if p.enabled {
-        push(
-            &mut out,
-            &format!(
-                "probe     {} every {}",
-                p.target,
-                match p.interval_ms {
-                    Some(ms) if ms < 1000 => format!("{ms}ms"),
-                    _ => human_secs(p.interval_secs),
-                }
-            ),
+        let every = format!(
+            "every {}",
+            match p.interval_ms {
+                Some(ms) if ms < 1000 => format!("{ms}ms"),
+                _ => human_secs(p.interval_secs),
+            }
         );
+        field(out, "probe", &[Whole(&p.target), Words(&every)]);
         let mut parts = Vec::new();
         match (&p.last_result, p.last_latency_ms) {
             (Some(result), Some(ms)) => parts.push(format!("last {result} ({ms}ms)")),
@@ -360,26 +481,26 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
         if let Some(secs) = p.timeout_left_secs {
             parts.push(format!("timeout in {}", human_secs(secs)));
         }
-        push(&mut out, &format!("          {}", parts.join(", ")));
+        field(out, "", &[Words(&parts.join(", "))]);
     } else {
-        push(&mut out, &format!("probe     off ({})", p.target));
+        field(out, "probe", &[Words("off"), Whole(&p.target)]);
     }
 
     if snapshot.apps.is_empty() {
-        push(&mut out, "apps      none running long");
+        field(out, "apps", &[Words("none running long")]);
     } else {
-        push(
-            &mut out,
-            &format!("apps      {} long-running", snapshot.apps.len()),
+        field(
+            out,
+            "apps",
+            &[Words(&format!("{} long-running", snapshot.apps.len()))],
         );
         for app in &snapshot.apps {
             let tail = format!(
-                " age {}, progress {} ago",
+                "age {}, progress {} ago",
                 human_secs(app.age_secs),
                 human_secs(app.since_progress_secs)
             );
-            let name = fit(&app.name, COLUMNS.saturating_sub(10 + tail.len()));
-            push(&mut out, &format!("  - {name}{tail}"));
+            item(out, "  - ", "    ", &[Whole(&app.name), Words(&tail)]);
         }
     }
 
@@ -408,17 +529,18 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
             r.threads,
             limit_text(r.max_threads.map(|v| v.to_string()))
         ));
-        push(&mut out, &format!("resources {}", parts.join("  ")));
-        push(
-            &mut out,
-            &format!(
-                "          disk free {}{}  at {}",
+        field(out, "resources", &[Words(&parts.join("  "))]);
+        field(
+            out,
+            "",
+            &[Words(&format!(
+                "disk free {}{}  at {}",
                 human_bytes(r.disk_free_bytes),
                 r.min_disk_free_bytes
                     .map(|v| format!(" (min {})", human_bytes(v)))
                     .unwrap_or_default(),
                 short_time(&r.sampled_at)
-            ),
+            ))],
         );
         let pressure: Vec<String> = [
             (
@@ -439,31 +561,33 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
                 .oom_kills
                 .map(|n| format!("  oom kills {n}"))
                 .unwrap_or_default();
-            push(
-                &mut out,
-                &format!("          pressure {}{oom}", pressure.join("  ")),
+            field(
+                out,
+                "",
+                &[Words(&format!("pressure {}{oom}", pressure.join("  ")))],
             );
         }
     } else {
-        push(&mut out, "resources no sample yet");
+        field(out, "resources", &[Words("no sample yet")]);
     }
     if let Some(c) = &snapshot.containment {
-        let text = match (&c.cgroup, &c.reason) {
-            (Some(cgroup), _) if c.mode == "cgroup" => format!("cgroup v2 {cgroup}"),
-            (_, reason) => format!(
-                "none, /proc process tree ({})",
-                reason.as_deref().unwrap_or("no cgroup v2")
+        match (&c.cgroup, &c.reason) {
+            (Some(cgroup), _) if c.mode == "cgroup" => {
+                field(out, "contained", &[Words("cgroup v2"), Whole(cgroup)])
+            }
+            (_, reason) => field(
+                out,
+                "contained",
+                &[Words(&format!(
+                    "none, /proc process tree ({})",
+                    reason.as_deref().unwrap_or("no cgroup v2")
+                ))],
             ),
-        };
-        push(&mut out, &format!("contained {text}"));
+        }
     }
 
     for rule in &snapshot.rules {
-        let mut text = format!(
-            "{} {}",
-            rule.name,
-            rule.value.as_deref().unwrap_or("no sample yet")
-        );
+        let mut text = rule.value.as_deref().unwrap_or("no sample yet").to_string();
         if let Some(average) = &rule.average {
             text.push_str(&format!(", average {average}"));
         }
@@ -475,31 +599,174 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
         if rule.breached {
             text.push_str(&format!(", BREACHED ({})", rule.action));
         }
-        push(&mut out, &format!("rule      {}", fit(&text, COLUMNS - 10)));
+        field(out, "rule", &[Whole(&rule.name), Words(&text)]);
     }
+}
 
-    let f = &snapshot.failover;
-    push(
-        &mut out,
-        &format!(
-            "failover  trigger file {}, health {}",
-            if f.trigger_present {
-                "present"
-            } else {
-                "absent"
-            },
-            f.health
-        ),
+fn failover_color(state: FailoverState) -> &'static str {
+    match state {
+        FailoverState::InService => GREEN,
+        FailoverState::FailbackHold => YELLOW,
+        FailoverState::FailoverTriggered | FailoverState::OutOfService => RED,
+    }
+}
+
+/// The HA view: the failover state and its last change, then what each output says.
+fn render_failover(
+    out: &mut String,
+    f: &FailoverStatus,
+    taken: Option<DateTime<FixedOffset>>,
+    color: bool,
+) {
+    let Some(state) = f.state else {
+        // A controller from before the HA view: what it reported then.
+        field(
+            out,
+            "failover",
+            &[Words(&format!(
+                "trigger file {}, health {}",
+                if f.trigger_present {
+                    "present"
+                } else {
+                    "absent"
+                },
+                f.health
+            ))],
+        );
+        return;
+    };
+    let since = f
+        .since
+        .as_deref()
+        .map(|t| format!("  {}", since_text(taken, t)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "failover  {}{since}",
+        paint(state.as_str(), failover_color(state), color)
     );
+    if state == FailoverState::FailbackHold {
+        if let Some(left) = f.failback_left_secs {
+            let at = f
+                .failback_at
+                .as_deref()
+                .map(|t| format!(" (at {})", short_time(t)))
+                .unwrap_or_default();
+            field(
+                out,
+                "",
+                &[Words(&format!(
+                    "back in {}{at} or now by qoscntrlr failback",
+                    human_secs(left)
+                ))],
+            );
+        } else if f.failback_awaits_operator {
+            field(
+                out,
+                "",
+                &[Words(
+                    "back only by qoscntrlr failback (QOS_FAILBACK=manual)",
+                )],
+            );
+        }
+    }
+    if let Some(why) = f.why.as_deref().filter(|w| !w.is_empty()) {
+        field(out, "", &[Words(&format!("why: {why}"))]);
+    }
+    if !f.holds.is_empty() {
+        field(
+            out,
+            "",
+            &[Words(&format!("held down by: {}", f.holds.join(", ")))],
+        );
+    }
+    if let Some(t) = &f.trigger {
+        render_trigger(out, t);
+    }
+    if let Some(r) = &f.readiness {
+        match &r.listen {
+            None => field(
+                out,
+                "readiness",
+                &[Words("not served (QOS_READINESS_LISTEN not set)")],
+            ),
+            Some(addr) => field(
+                out,
+                "readiness",
+                &[Words(&format!(
+                    "{addr} answers {} {}{}",
+                    r.code,
+                    r.reason,
+                    not_listening(r.listening)
+                ))],
+            ),
+        }
+    }
+    if let Some(a) = &f.agent {
+        match &a.listen {
+            None => field(
+                out,
+                "agent",
+                &[Words("not served (QOS_AGENT_LISTEN not set)")],
+            ),
+            Some(addr) => field(
+                out,
+                "agent",
+                &[Words(&format!(
+                    "{addr} answers {}{}",
+                    a.reply,
+                    not_listening(a.listening)
+                ))],
+            ),
+        }
+    }
+}
 
-    let fl = &snapshot.flags;
+fn not_listening(listening: bool) -> &'static str {
+    if listening {
+        ""
+    } else {
+        " (NOT LISTENING: the port could not be opened)"
+    }
+}
+
+/// `trigger   1 in /srv/qos/triggerImmediateServerFailover` and its variants.
+fn render_trigger(out: &mut String, t: &TriggerView) {
+    match (&t.content, &t.error) {
+        (Some(content), _) if content == "1" => {
+            field(out, "trigger", &[Words("1 in"), Whole(&t.path)])
+        }
+        (Some(content), _) if content == "0" => field(
+            out,
+            "trigger",
+            &[
+                Words("0 in"),
+                Whole(&t.path),
+                Words("(QOS_DISABLE_FAILOVER_TRIGGER: marks the incident, asks no failover)"),
+            ],
+        ),
+        (Some(other), _) => field(
+            out,
+            "trigger",
+            &[Words(&format!("{other:?} in")), Whole(&t.path)],
+        ),
+        (None, Some(error)) => field(
+            out,
+            "trigger",
+            &[Words("unreadable:"), Whole(&t.path), Words(error)],
+        ),
+        (None, None) => field(out, "trigger", &[Words("absent:"), Whole(&t.path)]),
+    }
+}
+
+fn render_flags(out: &mut String, fl: &Flags, color: bool) {
     let mut flags = Vec::new();
     if fl.paused {
         let text = match &fl.paused_until {
             Some(until) => format!("PAUSED until {}", short_time(until)),
             None => "PAUSED".to_string(),
         };
-        flags.push(text);
+        flags.push(paint(&text, YELLOW, color));
     }
     if fl.nokill {
         flags.push("nokill".to_string());
@@ -507,83 +774,167 @@ pub fn render_human(snapshot: &StatusSnapshot, color: bool) -> String {
     if fl.failover_triggered {
         flags.push("failover triggered".to_string());
     }
+    // At most three short words: one line.
     if flags.is_empty() {
-        push(&mut out, "flags     none");
+        field(out, "flags", &[Words("none")]);
     } else {
-        let plain = fit(&flags.join(", "), COLUMNS - 10);
-        // Paint "PAUSED…" (always first when present) only after fitting.
-        let painted = if fl.paused && color {
-            let end = plain.find(',').unwrap_or(plain.len());
-            format!("{}{}", paint(&plain[..end], YELLOW), &plain[end..])
-        } else {
-            plain
-        };
-        let _ = writeln!(out, "flags     {painted}");
+        let _ = writeln!(out, "flags     {}", flags.join(", "));
     }
+}
 
-    if snapshot.incidents.is_empty() {
-        push(&mut out, "incidents none");
+fn render_incidents(out: &mut String, incidents: &[IncidentStatus]) {
+    if incidents.is_empty() {
+        field(out, "incidents", &[Words("none")]);
+        return;
+    }
+    field(out, "incidents", &[Words("(newest last)")]);
+    let skip = incidents.len().saturating_sub(MAX_INCIDENTS);
+    for incident in incidents.iter().skip(skip) {
+        render_incident(out, "  ", incident);
+    }
+}
+
+fn render_incident(out: &mut String, indent: &str, incident: &IncidentStatus) {
+    item(
+        out,
+        indent,
+        &format!("{indent}    "),
+        &[Words(&format!(
+            "{} {} {} -> {}",
+            short_time(&incident.detected_at),
+            incident.kind,
+            incident.id,
+            incident.outcome
+        ))],
+    );
+    if let Some(diag) = &incident.diagnostics {
+        item(
+            out,
+            &format!("{indent}    diagnostics "),
+            &format!("{indent}    "),
+            &[Whole(diag)],
+        );
+    }
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("{code}{text}{RESET}")
     } else {
-        push(&mut out, "incidents (newest last)");
-        let skip = snapshot.incidents.len().saturating_sub(MAX_INCIDENTS);
-        for incident in snapshot.incidents.iter().skip(skip) {
-            push(
-                &mut out,
-                &format!(
-                    "  {} {} {} -> {}",
-                    short_time(&incident.detected_at),
-                    incident.kind,
-                    incident.id,
-                    incident.outcome
-                ),
-            );
-            if let Some(diag) = &incident.diagnostics {
-                push(&mut out, &format!("      diagnostics {diag}"));
-            }
+        text.to_string()
+    }
+}
+
+/// `since 2024-05-08 10:14:30 (1m ago)`.
+fn since_text(taken: Option<DateTime<FixedOffset>>, time: &str) -> String {
+    match (taken, parse_time(time)) {
+        (Some(now), Some(then)) => format!(
+            "since {} ({} ago)",
+            short_time(time),
+            human_secs((now - then).num_seconds().max(0) as u64)
+        ),
+        _ => format!("since {}", short_time(time)),
+    }
+}
+
+/// A piece of a field's value.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    /// Words: the line may break at any space.
+    Words(&'a str),
+    /// One value that is never broken (a path, a URL, an application name, even with
+    /// spaces inside): it moves to the next line when it does not fit, and stands alone
+    /// on its own line, whole, when it is wider than a line — so it can be copied.
+    Whole(&'a str),
+}
+use Piece::{Whole, Words};
+
+/// The width of the label column.
+const LABEL: usize = 10;
+
+/// A labelled field: the label in the first [`LABEL`] columns, the value after it,
+/// continuation lines indented to the value.
+fn field(out: &mut String, label: &str, pieces: &[Piece]) {
+    item(out, &label_text(label), &" ".repeat(LABEL), pieces);
+}
+
+/// A field whose every line of value is painted (after laying out, so escape codes never
+/// count as columns).
+fn painted_field(out: &mut String, label: &str, pieces: &[Piece], code: &str, color: bool) {
+    let first = label_text(label);
+    let width = COLUMNS - LABEL;
+    for (i, line) in lay_out(pieces, width, width).iter().enumerate() {
+        let prefix = if i == 0 { first.as_str() } else { "          " };
+        let _ = writeln!(out, "{prefix}{}", paint(line, code, color));
+    }
+}
+
+/// The label padded to [`LABEL`] columns (a longer one gets one space after it).
+fn label_text(label: &str) -> String {
+    if label.chars().count() >= LABEL {
+        format!("{label} ")
+    } else {
+        format!("{label:<LABEL$}")
+    }
+}
+
+/// `pieces` after `first` (then `cont` on each further line).
+fn item(out: &mut String, first: &str, cont: &str, pieces: &[Piece]) {
+    let first_width = COLUMNS.saturating_sub(first.chars().count());
+    let rest_width = COLUMNS.saturating_sub(cont.chars().count());
+    for (i, line) in lay_out(pieces, first_width, rest_width).iter().enumerate() {
+        let prefix = if i == 0 { first } else { cont };
+        let _ = writeln!(out, "{prefix}{line}");
+    }
+}
+
+/// `pieces` in lines of at most `first_width` (then `rest_width`) characters, broken at
+/// spaces between words. A [`Piece::Whole`] is never broken: when it does not fit on the
+/// current line it starts the next one, and when it is wider than any line it stands
+/// alone there (right after the label when it comes first) — the only thing ever wider.
+/// Nothing is ever cut.
+fn lay_out(pieces: &[Piece], first_width: usize, rest_width: usize) -> Vec<String> {
+    let flat: Vec<&str> = pieces
+        .iter()
+        .map(|p| match p {
+            Words(t) | Whole(t) => *t,
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    let joined = flat.join(" ");
+    if joined.chars().count() <= first_width {
+        // Fits: as written (double spaces between parts kept).
+        return vec![joined];
+    }
+    let mut tokens: Vec<&str> = Vec::new();
+    for piece in pieces {
+        match piece {
+            Words(text) => tokens.extend(text.split(' ').filter(|w| !w.is_empty())),
+            Whole(text) if !text.is_empty() => tokens.push(text),
+            Whole(_) => {}
         }
     }
-    out
-}
-
-fn push(out: &mut String, line: &str) {
-    out.push_str(&fit(line, COLUMNS));
-    out.push('\n');
-}
-
-/// Cut `text` to `width` characters, marking the cut with `~`.
-/// `text` in lines of at most `width` characters, broken at spaces (a longer word is
-/// cut).
-fn wrap_words(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
-    for word in text.split(' ') {
-        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+    for token in tokens {
+        let width = if lines.is_empty() {
+            first_width
+        } else {
+            rest_width
+        };
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + token.chars().count();
         if !line.is_empty() && needed > width {
             lines.push(std::mem::take(&mut line));
         }
         if !line.is_empty() {
             line.push(' ');
         }
-        line.push_str(word);
-        while line.chars().count() > width {
-            let head: String = line.chars().take(width).collect();
-            line = line.chars().skip(width).collect();
-            lines.push(head);
-        }
+        line.push_str(token);
     }
-    if !line.is_empty() {
+    if !line.is_empty() || lines.is_empty() {
         lines.push(line);
     }
     lines
-}
-
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('~');
-    cut
 }
 
 fn limit_text(limit: Option<String>) -> String {

@@ -273,8 +273,30 @@ fn pause_defers_the_kill_until_resume_and_status_answers_in_every_state() {
     assert_eq!(json["server"]["state"], "KILLING", "{json}");
     assert_eq!(json["server"]["phase"], "diagnostics", "{json}");
     assert_eq!(json["failover"]["trigger_present"], true, "{json}");
+    // The HA view: a state of its own, and what each output says right now.
+    assert_eq!(json["failover"]["state"], "FAILOVER_TRIGGERED", "{json}");
+    assert_eq!(json["failover"]["holds"][0], "incident", "{json}");
+    assert_eq!(json["failover"]["trigger"]["content"], "1", "{json}");
+    assert_eq!(json["failover"]["readiness"]["code"], 503, "{json}");
+    assert_eq!(
+        json["failover"]["readiness"]["reason"], "probe timeout",
+        "{json}"
+    );
+    assert_eq!(
+        json["failover"]["agent"]["reply"], "down #probe timeout",
+        "{json}"
+    );
+    assert!(json["failover"]["since"].is_string(), "{json}");
     assert_eq!(json["flags"]["paused"], false, "{json}");
     assert_eq!(code, Some(1));
+    let human = h.cli("status", &[]);
+    assert!(
+        human
+            .stdout
+            .contains("failover  FAILOVER_TRIGGERED  since "),
+        "{human:?}"
+    );
+    assert!(human.stdout.contains("trigger   1 in "), "{human:?}");
 
     h.expect_in_order(&[
         "QoS Kill: Diagnostics written to ",
@@ -290,5 +312,18 @@ fn pause_defers_the_kill_until_resume_and_status_answers_in_every_state() {
         "the nsd program's output was not saved:\n{diag}"
     );
     assert!(!is_alive(server));
+    let (code, json) = h.status();
+    assert_eq!(json["failover"]["state"], "IN_SERVICE", "{json}");
+    assert_eq!(
+        json["failover"]["why"], "server ready and probing well",
+        "{json}"
+    );
+    assert_eq!(
+        json["failover"]["trigger"]["content"],
+        serde_json::Value::Null
+    );
+    assert_eq!(json["failover"]["readiness"]["code"], 200, "{json}");
+    assert_eq!(json["failover"]["agent"]["reply"], "up ready", "{json}");
+    assert_eq!(code, Some(0), "{json}");
     h.stop();
 }

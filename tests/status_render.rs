@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use qoscntrlr::cli::control_outcome;
 use qoscntrlr::control::{ClientError, ControlCommand, ControlResponse};
-use qoscntrlr::core::ServerState;
+use qoscntrlr::core::{FailoverState, IncidentOutcome, ServerState};
 use qoscntrlr::exitcode::EXIT_UNREACHABLE;
 use qoscntrlr::status::{exit_code, render_human, StatusSnapshot};
 
@@ -19,6 +19,12 @@ fn with_state(state: ServerState, paused: bool) -> StatusSnapshot {
     s.server.phase = None;
     s.flags.paused = paused;
     s.flags.paused_until = paused.then(|| "2024-05-08T10:45:30+02:00".to_string());
+    // The HA view as it follows from the state (READY: traffic back).
+    s.failover.state = Some(match state {
+        ServerState::Ready => FailoverState::InService,
+        ServerState::Stopped | ServerState::Faulted => FailoverState::OutOfService,
+        _ => FailoverState::FailoverTriggered,
+    });
     s
 }
 
@@ -89,7 +95,39 @@ fn json_field_names_are_the_documented_contract() {
         keys(&value["apps"][0]),
         ["age_secs", "name", "since_progress_secs"]
     );
-    assert_eq!(keys(&value["failover"]), ["health", "trigger_present"]);
+    assert_eq!(
+        keys(&value["failover"]),
+        [
+            "agent",
+            "failback_at",
+            "failback_awaits_operator",
+            "failback_left_secs",
+            "health",
+            "holds",
+            "readiness",
+            "since",
+            "state",
+            "trigger",
+            "trigger_present",
+            "why"
+        ]
+    );
+    assert_eq!(
+        keys(&value["failover"]["trigger"]),
+        ["content", "error", "path"]
+    );
+    assert_eq!(
+        keys(&value["failover"]["readiness"]),
+        ["code", "listen", "listening", "reason"]
+    );
+    assert_eq!(
+        keys(&value["failover"]["agent"]),
+        ["listen", "listening", "reply"]
+    );
+    assert_eq!(value["failover"]["state"], "FAILOVER_TRIGGERED");
+    for state in FailoverState::ALL {
+        assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+    }
     assert_eq!(
         keys(&value["flags"]),
         ["failover_triggered", "nokill", "paused", "paused_until"]
@@ -124,11 +162,10 @@ fn strip_ansi(text: &str) -> String {
 
 #[test]
 fn human_view_fits_80_columns_and_shows_every_section() {
+    let app = snapshot().apps[0].name.clone();
     for color in [false, true] {
         let text = render_human(&snapshot(), color);
-        for line in strip_ansi(&text).lines() {
-            assert!(line.chars().count() <= 80, "too wide: {line:?}");
-        }
+        assert_fits_and_whole(&text, &[&app]);
         let plain = strip_ansi(&text);
         for needle in [
             "qoscntrlr 0.1.0",
@@ -151,14 +188,273 @@ fn human_view_fits_80_columns_and_shows_every_section() {
             "cpu 35%/200%",
             "threads 88/1000",
             "disk free 50.0 GiB (min 1.0 GiB)",
-            "trigger file present, health down: probe timeout",
+            "failover  FAILOVER_TRIGGERED  since 2024-05-08 10:14:30 (1m ago)",
+            "          why: probe timeout",
+            "          held down by: incident",
+            "trigger   1 in /srv/qos/triggerImmediateServerFailover",
+            "readiness 127.0.0.1:8081 answers 503 probe timeout",
+            "agent     127.0.0.1:8082 answers down #probe timeout",
             "failover triggered",
-            "probe-timeout 20240508-101430-probe-timeout -> in progress",
+            "probe-timeout 20240508-101430-probe-timeout -> diagnostics",
             "diagnostics /srv/qos/diagnostics/nsd_20240508_101431.log",
             "crash 20240508-031200-crash -> restarted",
         ] {
             assert!(plain.contains(needle), "missing {needle:?} in\n{plain}");
         }
+    }
+}
+
+/// Each failover state renders as a state of its own, coloured, with what brings the
+/// outputs back; READY is exit 0 only when traffic may come back (IN_SERVICE).
+#[test]
+fn ha_view_shows_each_failover_state_and_what_ends_it() {
+    let mut s = with_state(ServerState::Ready, false);
+    s.failover.state = Some(FailoverState::FailbackHold);
+    s.failover.since = Some("2024-05-08T10:13:30+02:00".into());
+    s.failover.why = Some("server ready and probing well; outputs back in 10m".into());
+    s.failover.holds.clear();
+    s.failover.failback_at = Some("2024-05-08T10:23:30+02:00".into());
+    s.failover.failback_left_secs = Some(480);
+    let plain = render_human(&s, false);
+    for needle in [
+        "failover  FAILBACK_HOLD  since 2024-05-08 10:13:30 (2m ago)",
+        "          back in 8m (at 2024-05-08 10:23:30) or now by qoscntrlr failback",
+        "          why: server ready and probing well; outputs back in 10m",
+    ] {
+        assert!(plain.contains(needle), "missing {needle:?} in\n{plain}");
+    }
+    assert!(!plain.contains("held down by"), "{plain}");
+    assert_eq!(
+        exit_code(&s),
+        1,
+        "READY in a failback hold takes no traffic"
+    );
+    assert!(render_human(&s, true).contains("\x1b[1;33mFAILBACK_HOLD\x1b[0m"));
+
+    s.failover.failback_at = None;
+    s.failover.failback_left_secs = None;
+    s.failover.failback_awaits_operator = true;
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("back only by qoscntrlr failback (QOS_FAILBACK=manual)"),
+        "{plain}"
+    );
+
+    s.failover.state = Some(FailoverState::FailoverTriggered);
+    s.failover.failback_awaits_operator = false;
+    s.failover.holds = vec!["nokill:probe-timeout".into(), "rule:QOS_RULE_LEAK".into()];
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("held down by: nokill:probe-timeout, rule:QOS_RULE_LEAK"),
+        "{plain}"
+    );
+    assert_eq!(exit_code(&s), 1, "READY with the outputs down is degraded");
+    assert!(render_human(&s, true).contains("\x1b[1;31mFAILOVER_TRIGGERED"));
+
+    s.failover.state = Some(FailoverState::InService);
+    s.failover.holds.clear();
+    assert_eq!(exit_code(&s), 0);
+    assert!(render_human(&s, true).contains("\x1b[1;32mIN_SERVICE"));
+
+    let mut faulted = with_state(ServerState::Faulted, false);
+    faulted.failover.why = Some("server FAULTED (restart limit reached)".into());
+    let plain = render_human(&faulted, false);
+    assert!(plain.contains("failover  OUT_OF_SERVICE  since"), "{plain}");
+    assert!(
+        plain.contains("why: server FAULTED (restart limit reached)"),
+        "{plain}"
+    );
+    assert_eq!(exit_code(&faulted), 3);
+}
+
+/// What each output says: the trigger's content (1, 0, none, unreadable), readiness and
+/// agent not configured or not listening.
+#[test]
+fn ha_view_shows_what_each_output_says() {
+    let mut s = snapshot();
+    let t = s.failover.trigger.as_mut().unwrap();
+    t.content = Some("0".into());
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("trigger   0 in /srv/qos/triggerImmediateServerFailover"),
+        "{plain}"
+    );
+    assert!(plain.contains("QOS_DISABLE_FAILOVER_TRIGGER"), "{plain}");
+
+    let t = s.failover.trigger.as_mut().unwrap();
+    t.content = None;
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("trigger   absent: /srv/qos/triggerImmediateServerFailover"),
+        "{plain}"
+    );
+    let t = s.failover.trigger.as_mut().unwrap();
+    t.error = Some("Permission denied (os error 13)".into());
+    let plain = render_human(&s, false).replace("\n          ", " ");
+    assert!(
+        plain.contains("trigger   unreadable: /srv/qos/triggerImmediateServerFailover Permission denied (os error 13)"),
+        "{plain}"
+    );
+
+    let r = s.failover.readiness.as_mut().unwrap();
+    r.listening = false;
+    let a = s.failover.agent.as_mut().unwrap();
+    a.listen = None;
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("readiness 127.0.0.1:8081 answers 503 probe timeout (NOT LISTENING"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("agent     not served (QOS_AGENT_LISTEN not set)"),
+        "{plain}"
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["failover"]["readiness"]["code"], 503);
+    assert_eq!(json["failover"]["agent"]["listen"], serde_json::Value::Null);
+}
+
+/// A snapshot from a controller that predates the HA view still parses and renders.
+#[test]
+fn snapshot_without_ha_view_still_renders() {
+    let mut value = serde_json::to_value(snapshot()).unwrap();
+    let failover = value["failover"].as_object_mut().unwrap();
+    failover.retain(|k, _| k == "trigger_present" || k == "health");
+    let old: StatusSnapshot = serde_json::from_value(value).unwrap();
+    assert_eq!(old.failover.state, None);
+    let plain = render_human(&old, false);
+    assert!(
+        plain.contains("failover  trigger file present, health down: probe timeout"),
+        "{plain}"
+    );
+}
+
+/// Lines fit in 80 columns; a path, URL or name wider than that stands alone on its own
+/// line and is never cut (it can be copied whole).
+fn assert_fits_and_whole(text: &str, wholes: &[&str]) {
+    let plain = strip_ansi(text);
+    for line in plain.lines() {
+        if line.chars().count() > 80 {
+            // Only a label or an indent before it: `config    /very/long/path`.
+            let alone = wholes.iter().any(|w| {
+                line.strip_suffix(w).is_some_and(|before| {
+                    before.chars().count() <= 20 && before.split_whitespace().count() <= 1
+                })
+            });
+            assert!(alone, "too wide and not one whole value: {line:?}\n{plain}");
+        }
+    }
+    for whole in wholes {
+        assert!(
+            plain.lines().any(|l| l.contains(whole)),
+            "{whole:?} not whole on one line in\n{plain}"
+        );
+    }
+}
+
+#[test]
+fn long_paths_are_never_cut() {
+    let long_dir =
+        "/srv/qos/instances/production-cluster-east/node-0042/data-directory-with-a-long-name";
+    let mut s = snapshot();
+    s.controller.config_path = format!("{long_dir}/dcontroller.ini");
+    s.controller.log_file = Some(format!("{long_dir}/qoscntrlr202405081000.out"));
+    s.server.why = format!("cannot read {long_dir}/notes.txt: Permission denied");
+    s.probe.target =
+        "http://a-very-long-host-name.internal.example.com:8080/health/check?with=query&and=more"
+            .into();
+    s.incidents[0].diagnostics = Some(format!("{long_dir}/diagnostics/nsd_20240508_101431.log"));
+    s.failover.trigger.as_mut().unwrap().path =
+        format!("{long_dir}/triggerImmediateServerFailover");
+    s.containment = Some(qoscntrlr::status::ContainmentStatus {
+        setting: "auto".into(),
+        mode: "cgroup".into(),
+        cgroup: Some("/sys/fs/cgroup/system.slice/qoscntrlr-production-east.service/server".into()),
+        layout: Some("delegated".into()),
+        controllers: vec![],
+        reason: None,
+    });
+    let app = s.apps[0].name.clone();
+    let wholes = [
+        s.controller.config_path.clone(),
+        s.controller.log_file.clone().unwrap(),
+        format!("{long_dir}/notes.txt:"),
+        s.probe.target.clone(),
+        s.incidents[0].diagnostics.clone().unwrap(),
+        s.failover.trigger.as_ref().unwrap().path.clone(),
+        s.containment.as_ref().unwrap().cgroup.clone().unwrap(),
+        app.clone(),
+    ];
+    let wholes: Vec<&str> = wholes.iter().map(String::as_str).collect();
+    for color in [false, true] {
+        let text = render_human(&s, color);
+        assert!(!strip_ansi(&text).contains('~'), "{text}");
+        assert_fits_and_whole(&text, &wholes);
+    }
+    // A value wider than what is left of its line moves to a line of its own.
+    let plain = render_human(&s, false);
+    let trigger = s.failover.trigger.as_ref().unwrap().path.clone();
+    assert!(
+        plain.contains(&format!("trigger   1 in\n          {trigger}\n")),
+        "{plain}"
+    );
+    assert!(
+        plain.contains(&format!("  - {app}\n    age 10m 40s")),
+        "{plain}"
+    );
+    // One that fits where it is stays there.
+    s.apps[0].name = "FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\mail\\a.nsf]".into();
+    let plain = render_human(&s, false);
+    assert!(
+        plain.contains("  - FIXUP[C:\\Program Files\\HCL\\Domino\\Data\\mail\\a.nsf] age 10m 40s"),
+        "{plain}"
+    );
+}
+
+/// The contract in the module doc of `status.rs` names every outcome the core has and
+/// every failover state (a doc that lists strings the code never sends, or misses one it
+/// does, is a broken contract).
+#[test]
+fn json_contract_doc_names_every_outcome_and_state() {
+    let source = include_str!("../src/status.rs");
+    let contract: String = source
+        .lines()
+        .take_while(|l| l.starts_with("//!") || l.is_empty())
+        .map(|l| l.trim_start_matches("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let outcome_doc = contract
+        .split("outcome: ")
+        .nth(1)
+        .and_then(|rest| rest.split("containment").next())
+        .expect("the contract documents incident outcomes");
+    let documented: Vec<&str> = outcome_doc
+        .split(|c: char| c == '|' || c.is_whitespace() || c == '/')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut expected: Vec<&str> = IncidentOutcome::ALL.iter().map(|o| o.as_str()).collect();
+    let mut got = documented.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "outcomes in the contract: {outcome_doc}");
+    for state in FailoverState::ALL {
+        assert!(contract.contains(state.as_str()), "{state} not documented");
+    }
+    for state in ServerState::ALL {
+        assert!(contract.contains(state.as_str()), "{state} not documented");
+    }
+    // The field doc says the same.
+    let field_doc = source
+        .split("/// Where it stands (the core's incident outcome):")
+        .nth(1)
+        .and_then(|rest| rest.split("pub outcome").next())
+        .expect("IncidentStatus::outcome is documented");
+    for outcome in IncidentOutcome::ALL {
+        assert!(
+            field_doc.contains(&format!("`{}`", outcome.as_str())),
+            "{} missing from the outcome field doc",
+            outcome.as_str()
+        );
     }
 }
 
@@ -178,11 +474,10 @@ fn log_that_cannot_be_written_is_shown_and_degrades() {
         "cannot write /srv/qos/qoscntrlr202405081000.out since 2024/05/08 10:14:00: No space left on device (os error 28); 12 line(s) waiting in memory, 0 lost".into(),
     );
     assert_eq!(exit_code(&s), 1);
+    let app = s.apps[0].name.clone();
     for color in [false, true] {
         let text = render_human(&s, color);
-        for line in strip_ansi(&text).lines() {
-            assert!(line.chars().count() <= 80, "too wide: {line:?}");
-        }
+        assert_fits_and_whole(&text, &[&app]);
         let joined = strip_ansi(&text).replace("\n          ", " ");
         assert!(
             joined.contains("log       LOG NOT WRITTEN: cannot write /srv/qos/qoscntrlr202405081000.out since 2024/05/08 10:14:00: No space left on device (os error 28); 12 line(s) waiting in memory, 0 lost"),

@@ -505,6 +505,23 @@ pub enum IncidentOutcome {
 }
 
 impl IncidentOutcome {
+    /// Every outcome (the `status --json` contract documents each of them).
+    pub const ALL: [IncidentOutcome; 13] = [
+        IncidentOutcome::Detected,
+        IncidentOutcome::Diagnostics,
+        IncidentOutcome::Killing,
+        IncidentOutcome::Killed,
+        IncidentOutcome::Restarting,
+        IncidentOutcome::Restarted,
+        IncidentOutcome::Stopped,
+        IncidentOutcome::NotKilled,
+        IncidentOutcome::RecoveredWithoutKill,
+        IncidentOutcome::FailedOver,
+        IncidentOutcome::Suppressed,
+        IncidentOutcome::Faulted,
+        IncidentOutcome::Recovered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentOutcome::Detected => "detected",

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use chrono::Local;
 
-use crate::core::Health;
+use crate::failover;
 use crate::status::{self, StatusSnapshot};
 
 use super::{chrono_duration, nonzero, Shell};
@@ -134,14 +134,19 @@ impl Shell {
                 })
                 .collect(),
             resources,
-            failover: status::FailoverStatus {
-                trigger_present: self.trigger.exists(),
-                health: match self.health.current() {
-                    Health::Ready => "ready".into(),
-                    Health::Down { reason } => format!("down: {reason}"),
-                    Health::Drain => "drain".into(),
+            failover: failover::status_view(
+                &core.failover,
+                failover::OutputsNow {
+                    trigger: &self.trigger,
+                    health: self.health.current(),
+                    readiness_listen: self.cfg.readiness_listen,
+                    readiness_listening: self.listen_fds.readiness.is_some(),
+                    agent_listen: self.cfg.agent_listen,
+                    agent_listening: self.listen_fds.agent.is_some(),
                 },
-            },
+                now,
+                at,
+            ),
             flags: status::Flags {
                 paused: core.paused,
                 // Checked: a calendar overflow must not end the controller over a status.
