@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 
 BEGIN = "<!-- cgroup-containment:begin -->"
 END = "<!-- cgroup-containment:end -->"
@@ -28,7 +29,33 @@ def memory_controller():
     return None
 
 
-def render(rows):
+def add_commit_column(lines, commit):
+    """Every markdown table in `lines` gets a last column naming the commit its rows were
+    measured on (each row of BENCHMARKS.md says which build it measured)."""
+    out, in_table = [], False
+    for line in lines:
+        if line.startswith("|"):
+            if not in_table:
+                line += " commit |"
+            elif set(line.replace("|", "").strip()) <= set("-: "):
+                line += "---|"
+            else:
+                line += f" `{commit}` |"
+            in_table = True
+        else:
+            in_table = False
+        out.append(line)
+    return out
+
+
+def head_commit():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+def render(rows, commit=None):
     samples = [r for r in rows if r["bench"] == "sample"]
     kills = [r for r in rows if r["bench"] == "storm-kill"]
     L = [BEGIN, "## Containment (cgroup v2)", ""]
@@ -82,7 +109,7 @@ def render(rows):
               "distribution in unified mode) is needed for this row; no number is given "
               "rather than a made-up one."]
     L += ["", END]
-    return "\n".join(L)
+    return "\n".join(add_commit_column(L, commit or head_commit()))
 
 
 def splice(markdown_path, section):
@@ -117,10 +144,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("results")
     ap.add_argument("--markdown", required=True)
+    ap.add_argument("--commit", help="the commit measured [git rev-parse --short HEAD]")
     args = ap.parse_args()
     with open(args.results) as f:
         rows = [json.loads(line) for line in f if line.startswith("{")]
-    splice(args.markdown, render(rows))
+    splice(args.markdown, render(rows, args.commit))
 
 
 if __name__ == "__main__":

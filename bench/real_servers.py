@@ -548,18 +548,18 @@ def render(res):
           "directory (3–10 s on this shared disk, the same whatever restarts the server).",
           "* **qoscntrlr** runs on `packaging/examples/nginx.ini` and "
           "`postgresql.ini` as shipped (paths and port substituted, "
-          "`QOS_PROBE_INTERVAL=1s`, `QOS_RESTART_LIMIT_ENABLE=0`). Its time includes the "
-          "post-mortem diagnostics it takes before the restart (built-in collector: `/proc` "
-          "snapshot and gdb stacks of every leftover process) and the kill of the leftovers. "
-          "The column with `QOS_NSD_PATH=/bin/true` replaces that collector by a program "
-          "that does nothing: the difference is the price of the post-mortem (about one gdb "
-          "attach per leftover process: the two orphaned nginx workers, the PostgreSQL "
-          "background processes still exiting), paid while the server is down. Even with "
-          "`/bin/true` the post-mortem file is written and fsynced before the restart (a "
-          "crash's record must be on disk before anything else happens), and on this "
-          "machine that fsync waits behind the other jobs' disk traffic: the peers write "
-          "nothing before they restart. The spread of the qoscntrlr columns follows the "
-          "load.",
+          "`QOS_PROBE_INTERVAL=1s`, `QOS_RESTART_LIMIT_ENABLE=0`). A crashed server has "
+          "nothing left to wait for: the controller reads the `/proc` snapshot of every "
+          "process the dead master left into memory (milliseconds, bounded at 1 s), kills "
+          "them and restarts the server at once; the post-mortem file (that snapshot, the "
+          "console tail, the output of `QOS_NSD_PATH` if set) is written and fsynced while "
+          "the new server starts. The column with `QOS_NSD_PATH=/bin/true` runs a program "
+          "that does nothing as the post-mortem's nsd: it no longer differs, since neither "
+          "delays the restart. Before that change (commit 1814128, measured 2026-12-02 "
+          "02:31 UTC at a load average of 12–17) the post-mortem ran first, with one gdb "
+          "attach per leftover process and the file's fsync: 4.25 s (nginx) and 2.87 s "
+          "(PostgreSQL) median, against 1.23 s and 500 ms with `/bin/true`. The spread of "
+          "the qoscntrlr columns follows the load.",
           "* **monit**: `set daemon 1`, `check process … with pidfile`, start program in the "
           "background (nginx daemonizing itself; the postmaster through `setpriv` as "
           "postgres). **supervisord**: `autorestart=true`, `startsecs=0`, "
@@ -577,7 +577,31 @@ def render(res):
           "to start (`pre-existing shared memory block is still in use`) until that "
           "backend ends, while qoscntrlr kills it first (tests/real_postgresql.rs).",
           "", END]
-    return L
+    return add_commit_column(L, res.get("commit") or commit_of(v["qoscntrlr"]))
+
+
+def commit_of(version):
+    """The commit in `qoscntrlr 0.1.0 (commit abc1234)`."""
+    found = re.search(r"\(commit ([0-9a-f]+)\)", version or "")
+    return found.group(1) if found else "?"
+
+
+def add_commit_column(lines, commit):
+    """Every markdown table gets a last column naming the commit its rows measured."""
+    out, in_table = [], False
+    for line in lines:
+        if line.startswith("|"):
+            if not in_table:
+                line += " commit |"
+            elif set(line.replace("|", "").strip()) <= set("-: "):
+                line += "---|"
+            else:
+                line += f" `{commit}` |"
+            in_table = True
+        else:
+            in_table = False
+        out.append(line)
+    return out
 
 
 def update_markdown(path, res):

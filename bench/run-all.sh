@@ -18,10 +18,12 @@
 #      the three tools                                               -> real-servers.json
 #   3d. bench/diagnostics-bench.sh: built-in diagnostics of a 50- and a
 #       200-process tree                                              -> diagnostics.json
+#   3f. cargo bench --bench cgroup: containment sample cost and fork-storm kill -> cgroup.json
 #   4. bench/bench.py: crash / hang / idle side by side, trigger latency, message flood,
 #      `logs summary` over ~1 GB of generated logs; folds 1-3d in    -> results.json
 #   5. bench/report.py: BENCHMARKS.md + SVG from results.json
-# Knobs for a quick try:
+# Defaults are sized so the whole run fits in about 10 minutes on 2 cores with warm builds
+# (each stage's time is in bench/out/stages.txt and the report). Knobs for a quick try:
 #   CRASH_REPS=5 HANG_REPS=2 TRIGGER_REPS=2 IDLE_SECONDS=10 HA_RUNS=2 REVIEW_MB=64 REEXEC_REPS=5 \
 #       REAL_REPS=2 bench/run-all.sh
 set -euo pipefail
@@ -29,6 +31,22 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 OUT=bench/out
 mkdir -p "$OUT" docs
+# Each stage's duration (for the report and for keeping the whole run within 10 minutes
+# on 2 cores), and the machine's 1-minute load average at every stage boundary (the
+# machine is shared: the report states how busy it was).
+: > "$OUT/stages.txt"
+loads="$(cut -d' ' -f1 /proc/loadavg)"
+stage_name="" stage_at=$started
+stage() {
+    local now
+    now=$(date +%s)
+    if [ -n "$stage_name" ]; then
+        echo "$stage_name $((now - stage_at))" >> "$OUT/stages.txt"
+    fi
+    loads="$loads $(cut -d' ' -f1 /proc/loadavg)"
+    stage_name=$1 stage_at=$now
+    [ -z "$1" ] || echo "[run-all] $(date -u +%H:%M:%S) $1"
+}
 
 missing=()
 command -v monit >/dev/null || missing+=(monit)
@@ -51,7 +69,7 @@ if ((${#missing[@]})); then
 fi
 command -v gcc >/dev/null || { echo "[run-all] gcc is required for bench/*.c" >&2; exit 1; }
 
-echo "[run-all] building release binaries"
+stage "build"
 cargo build --release --quiet --bins --example gen_logs
 # CARGO_TARGET_DIR may put them elsewhere than target/: ask cargo.
 target=$(cargo metadata --format-version 1 --no-deps \
@@ -61,52 +79,62 @@ gcc -O2 -Wall -o "$OUT/stamp-exec" bench/stamp-exec.c
 gcc -O2 -Wall -o "$OUT/subreaper" bench/subreaper.c
 gcc -O2 -Wall -o "$OUT/rusage" bench/rusage.c
 
-echo "[run-all] micro-benchmark: resource sample of a 50-process tree"
+stage "sampler"
 cargo bench --quiet --bench sampler > "$OUT/sampler.json"
 
-echo "[run-all] micro-benchmark: 100k long-running applications (core::apps)"
+stage "apps"
 cargo test --release --quiet --lib core::apps::tests::bench -- --ignored --nocapture \
     > "$OUT/apps.txt" 2>&1 || { cat "$OUT/apps.txt" >&2; exit 1; }
 
-echo "[run-all] keepalived: decision -> trigger file -> readiness 503 -> VIP moved"
+stage "keepalived"
 rm -f "$OUT/ha-latency.json"
-if ! BIN_DIR=$BIN_DIR HA_JSON=$OUT/ha-latency.json bench/ha-latency.sh "${HA_RUNS:-10}" \
+if ! BIN_DIR=$BIN_DIR HA_JSON=$OUT/ha-latency.json bench/ha-latency.sh "${HA_RUNS:-6}" \
         > "$OUT/ha-latency.txt" 2>&1; then
     # Reported as not measured (with the reason in ha-latency.txt); the other stages go on.
     echo "[run-all] ha-latency.sh failed; see $OUT/ha-latency.txt" >&2
     rm -f "$OUT/ha-latency.json"
 fi
 
-echo "[run-all] controller re-exec: supervision gap over ${REEXEC_REPS:-50} reexecs"
+stage "reexec"
 rm -f "$OUT/reexec.json"
-if ! python3 bench/reexec-gap.py --bin-dir "$BIN_DIR" --reps "${REEXEC_REPS:-50}" \
+if ! python3 bench/reexec-gap.py --bin-dir "$BIN_DIR" --reps "${REEXEC_REPS:-30}" \
         --json "$OUT/reexec.json" > "$OUT/reexec.txt" 2>&1; then
     echo "[run-all] reexec-gap.py failed; see $OUT/reexec.txt" >&2
     rm -f "$OUT/reexec.json"
 fi
 
-echo "[run-all] real servers: crash -> serving again, nginx and PostgreSQL 15"
+stage "real-servers"
 rm -f "$OUT/real-servers.json"
 if ! python3 bench/real_servers.py --bin-dir "$BIN_DIR" --subreaper "$OUT/subreaper" \
-        --out "$OUT/real-work" --results "$OUT/real-servers.json" --reps "${REAL_REPS:-10}" \
+        --out "$OUT/real-work" --results "$OUT/real-servers.json" --reps "${REAL_REPS:-6}" \
         > "$OUT/real-servers.txt" 2>&1; then
     # Reported as not measured (the reason is in real-servers.txt); the rest goes on.
     echo "[run-all] real_servers.py failed; see $OUT/real-servers.txt" >&2
     rm -f "$OUT/real-servers.json"
 fi
 
-echo "[run-all] built-in diagnostics of a 50- and a 200-process tree"
+stage "diagnostics"
 rm -f "$OUT/diagnostics.json"
 if ! DIAG_JSON=$OUT/diagnostics.json bench/diagnostics-bench.sh > "$OUT/diagnostics.txt" 2>&1; then
     echo "[run-all] diagnostics-bench.sh failed; see $OUT/diagnostics.txt" >&2
     rm -f "$OUT/diagnostics.json"
 fi
 
-echo "[run-all] fault suite: false kills and abandoned servers"
+stage "faults"
 rm -f "$OUT/faults.json"
 # A failing case is reported in the row (its name is in faults.json); the run goes on.
 FAULTS_JSON=$OUT/faults.json bench/faults.sh > "$OUT/faults.txt" 2>&1 || true
 
+stage "cgroup"
+# Containment (cgroup v2): sample cost and fork-storm kill; its section of BENCHMARKS.md
+# is rewritten now and carried over by report.py below.
+if cargo bench --quiet --bench cgroup -- "${CGROUP_RUNS:-1}" > "$OUT/cgroup.json" 2> "$OUT/cgroup.txt"; then
+    python3 bench/cgroup_report.py "$OUT/cgroup.json" --markdown BENCHMARKS.md
+else
+    echo "[run-all] cgroup bench failed; see $OUT/cgroup.txt (its section is kept)" >&2
+fi
+
+stage "side-by-side"
 python3 bench/bench.py \
     --bin-dir "$BIN_DIR" --gen-logs "$BIN_DIR/examples/gen_logs" --rusage "$OUT/rusage" \
     --stamp-exec "$OUT/stamp-exec" --subreaper "$OUT/subreaper" \
@@ -116,11 +144,12 @@ python3 bench/bench.py \
     --real-json "$OUT/real-servers.json" \
     --diagnostics-json "$OUT/diagnostics.json" \
     --faults-json "$OUT/faults.json" \
-    --crash-reps "${CRASH_REPS:-50}" --hang-reps "${HANG_REPS:-10}" \
+    --crash-reps "${CRASH_REPS:-30}" --hang-reps "${HANG_REPS:-8}" \
     --trigger-reps "${TRIGGER_REPS:-10}" --idle-seconds "${IDLE_SECONDS:-60}" \
-    --review-mb "${REVIEW_MB:-1024}"
+    --review-mb "${REVIEW_MB:-512}"
 
+stage ""
 python3 bench/report.py "$OUT/results.json" \
     --markdown BENCHMARKS.md --svg docs/bench-crash-restart.svg \
-    --run-seconds $(($(date +%s) - started))
+    --run-seconds $(($(date +%s) - started)) --load "$loads" --stages "$OUT/stages.txt"
 echo "[run-all] wrote BENCHMARKS.md and docs/bench-crash-restart.svg"
