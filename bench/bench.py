@@ -100,6 +100,36 @@ def memory_kb(pid):
     return rss, pss, anon
 
 
+def rss_by_mapping(pid):
+    """Where the resident pages of `pid` are, in kB, from /proc/PID/smaps: `exe` (the
+    executable's file pages), `libs` (shared libraries' file pages, e.g. libc, which every
+    dynamically linked process maps too), `anon` (heap, stacks, written data), and the
+    same three for PSS (`*_pss`)."""
+    out = {"exe": 0, "libs": 0, "anon": 0, "exe_pss": 0, "libs_pss": 0, "anon_pss": 0}
+    exe = os.path.realpath(f"/proc/{pid}/exe")
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and not head[0].endswith(":"):
+                path = head[5] if len(head) > 5 else ""
+                kind = ("exe" if path == exe else
+                        "libs" if path.startswith("/") else "anon")
+            elif head[0] == "Rss:":
+                rss = int(head[1])
+            elif head[0] == "Anonymous:":
+                # Written (copy-on-write) pages of a file mapping are anonymous memory.
+                anon = int(head[1])
+                out["anon"] += anon
+                if kind != "anon":
+                    out[kind] += rss - anon
+            elif head[0] == "Pss:":
+                out[kind + "_pss"] += int(head[1])
+    return out
+
+
 def children_of(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -486,6 +516,16 @@ def idle_footprint(tools, seconds):
         cpu = sum(cpu_seconds(p) - start[t.name][p] for p in t.supervisor_pids())
         out[t.name] = dict(peak[t.name], cpu_s=cpu, seconds=seconds,
                            restarts=len(read_stamps(t.stamps)) - 1)
+        if t.name == "qoscntrlr":
+            try:
+                out[t.name]["by_mapping_kb"] = rss_by_mapping(t.proc.pid)
+                names = []
+                for tid in os.listdir(f"/proc/{t.proc.pid}/task"):
+                    with open(f"/proc/{t.proc.pid}/task/{tid}/comm") as f:
+                        names.append(f.read().strip())
+                out[t.name]["thread_names"] = sorted(names)
+            except OSError:
+                pass
     return out
 
 
