@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::config::Config;
+use crate::config::{strip_inline_comment, Config};
 
 /// Total size of the logs taken, newest first.
 pub const LOGS_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -52,11 +52,7 @@ impl BundleRequest {
     /// From the configuration in force; the default output is
     /// `./qoscntrlr-support-<host>-<YYYYmmdd-HHMMSS>.tar.gz`.
     pub fn from_config(config: &Config, output: Option<PathBuf>) -> Self {
-        let host = nix::sys::utsname::uname()
-            .ok()
-            .and_then(|u| u.nodename().to_str().map(str::to_string))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
+        let host = crate::host::host_name();
         let output = output.unwrap_or_else(|| {
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
             PathBuf::from(format!("qoscntrlr-support-{host}-{stamp}.tar.gz"))
@@ -133,7 +129,7 @@ pub fn redact_ini(text: &str) -> (String, Vec<String>) {
                 let prefix_len = body.len() - setting.len() + key.len() + 1;
                 out.push_str(&body[..prefix_len]);
                 out.push_str(REDACTED);
-                let value = strip_inline_comment(value).trim();
+                let value = strip_inline_comment(value, false).trim();
                 if !value.is_empty() {
                     secrets.push(value.to_string());
                 }
@@ -154,16 +150,6 @@ pub fn redact_ini(text: &str) -> (String, Vec<String>) {
         out.push_str(newline);
     }
     (out, secrets)
-}
-
-fn strip_inline_comment(value: &str) -> &str {
-    let bytes = value.as_bytes();
-    for i in 1..bytes.len() {
-        if (bytes[i] == b'#' || bytes[i] == b';') && bytes[i - 1].is_ascii_whitespace() {
-            return &value[..i];
-        }
-    }
-    value
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -577,7 +563,7 @@ pub fn create(
                 if crate::config::secrecy(key.trim()) == crate::config::Secret::File {
                     secret_files.push(absolute_in(
                         &data_dir,
-                        Path::new(strip_inline_comment(value).trim()),
+                        Path::new(strip_inline_comment(value, false).trim()),
                     ));
                 }
             }

@@ -628,9 +628,11 @@ fn rule_name(written: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Cut a `#` or `;` comment that follows whitespace. In shell-word values (`quote_aware`)
-/// a `#`/`;` inside quotes is part of the command, as it would be in a shell.
-fn strip_inline_comment(value: &str, quote_aware: bool) -> &str {
+/// Cut a `#` or `;` comment that starts the value or follows whitespace. In shell-word
+/// values (`quote_aware`) a `#`/`;` inside quotes is part of the command, as it would be
+/// in a shell. The one comment rule of `dcontroller.ini`: the support bundle reads the
+/// file's values with it too, so it redacts exactly what the reader would use.
+pub fn strip_inline_comment(value: &str, quote_aware: bool) -> &str {
     let mut in_single = false;
     let mut in_double = false;
     let mut escaped = false;
@@ -921,16 +923,6 @@ fn cross_check(r: &mut Reader, c: &Config) {
             ),
         );
     }
-}
-
-/// The host name as gethostname(2) reports it. Read from the kernel's UTS file so that
-/// nix's optional `hostname` feature is not needed for one call.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 fn unit_name(unit: Duration) -> String {

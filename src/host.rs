@@ -241,9 +241,31 @@ pub fn disk_free(path: &Path) -> ProbeOutcome {
     }
 }
 
+/// The host name as gethostname(2) reports it (the UTS node name), `localhost` when it
+/// cannot be read or is empty. The one reader for the default mail sender, mail bodies,
+/// the support bundle's file name and the config's `%h`-style defaults. Read from the
+/// kernel's UTS file so that nix's optional `hostname` feature is not needed for it.
+pub fn host_name() -> String {
+    host_name_from(std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+}
+
+fn host_name_from(read: Option<String>) -> String {
+    read.map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_name_is_trimmed_and_never_empty() {
+        assert_eq!(host_name_from(Some("db7\n".into())), "db7");
+        assert_eq!(host_name_from(Some(" \n".into())), "localhost");
+        assert_eq!(host_name_from(None), "localhost");
+        assert!(!host_name().is_empty());
+    }
 
     #[test]
     fn proc_parsers() {

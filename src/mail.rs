@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, MailTls};
 use crate::core::AlertKind;
+use crate::host::host_name;
 
 /// Subdirectory of the data directory holding undelivered mail.
 pub const SPOOL_DIR_NAME: &str = "mail-spool";
@@ -108,14 +109,6 @@ impl MailSettings {
             password_file: config.mail_password_file.clone(),
         }))
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// The plural of an alert kind, for the folded-repeats summary.

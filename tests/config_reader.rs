@@ -899,3 +899,19 @@ fn every_key_reads_into_its_own_setting() {
         );
     }
 }
+
+/// The one comment rule (the reader's, which the support bundle's redaction uses too):
+/// `#` or `;` at the start or after whitespace begins a comment; inside a word it does
+/// not; in a command, inside quotes, it is part of the command.
+#[test]
+fn inline_comments_follow_one_rule() {
+    use qoscntrlr::config::strip_inline_comment as strip;
+    assert_eq!(strip("value # note", false), "value ");
+    assert_eq!(strip("value ; note", false), "value ");
+    assert_eq!(strip("value\t#note", false), "value\t");
+    assert_eq!(strip("#only a comment", false), "");
+    assert_eq!(strip("pass#word;x", false), "pass#word;x");
+    assert_eq!(strip("run 'a # b' # note", true), "run 'a # b' ");
+    assert_eq!(strip("run \"a ; b\"", true), "run \"a ; b\"");
+    assert_eq!(strip("run 'a # b'", false), "run 'a ");
+}

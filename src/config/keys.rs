@@ -12,10 +12,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::host::host_name;
+
 use super::{
-    absolute, host_name, human_duration, human_size, parse_duration, parse_failback,
-    parse_host_port, parse_list, parse_listen, parse_mail_tls, parse_probe, parse_signal,
-    signal_name, unit_name, unquote, Config, MailTls, PortRule, Reader, MINUTE, SECOND,
+    absolute, human_duration, human_size, parse_duration, parse_failback, parse_host_port,
+    parse_list, parse_listen, parse_mail_tls, parse_probe, parse_signal, signal_name, unit_name,
+    unquote, Config, MailTls, PortRule, Reader, MINUTE, SECOND,
 };
 
 /// What a key's value is written as. Durations carry the unit of a bare number; sizes
