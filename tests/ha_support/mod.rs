@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+#[path = "../skip/mod.rs"]
+mod skip;
+
 /// The controller binary under test.
 pub const QOSCNTRLR: &str = env!("CARGO_BIN_EXE_qoscntrlr");
 /// The demo application server.
@@ -27,8 +30,8 @@ pub const DEMO_SERVER: &str = env!("CARGO_BIN_EXE_qos-demo-server");
 
 /// Whether an engine test can run. It needs root (namespaces, binding, engines that
 /// insist on it) and the engine's programs. Outside CI a missing precondition skips the
-/// test with a message saying what to install; with `CI` set it fails the test, because
-/// `.ci/run` is supposed to have installed everything.
+/// test visibly with a message saying what to install (`tests/skip`); with `CI=true` it
+/// fails the test, because `.ci/run` installs everything.
 pub fn engine_ready(test: &str, programs: &[&str], apt_packages: &str) -> bool {
     let mut missing = Vec::new();
     if !nix::unistd::geteuid().is_root() {
@@ -43,17 +46,11 @@ pub fn engine_ready(test: &str, programs: &[&str], apt_packages: &str) -> bool {
         return true;
     }
     let what = missing.join(" and ");
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if ci {
-        panic!(
-            "{test}: CI is set but this test lacks {what}; .ci/run must run as root after \
-             `apt-get install {apt_packages}`"
-        );
-    }
-    // Straight to stderr, past the test harness's output capture, so a skip is never silent.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: lacks {what} (needs root and `apt-get install {apt_packages}`)"
+    // Visible past libtest's capture, and a failure under CI (`.ci/run` installs the
+    // engines and runs as root).
+    skip::skip(
+        test,
+        &format!("lacks {what} (needs root and `apt-get install {apt_packages}`, as .ci/run does)"),
     );
     false
 }
