@@ -1,6 +1,9 @@
 //! The `dcontroller.ini` reader: every key of dcontroller.ini(5), parsed once into validated
-//! types. Owns key names, defaults, units, error reporting (`FILE:LINE: KEY: …`) and the
-//! effective-configuration lines shared by `check-config` and the log header.
+//! types. Owns the line reader, the value parsers, error reporting (`FILE:LINE: KEY: …`),
+//! the checks across keys and the `QOS_RULE_<NAME>` lines; what each key is — name,
+//! default, unit, reload, secret, doc, how it is read and shown — is its row in the key
+//! table (`config/keys.rs`), which drives the effective-configuration lines shared by
+//! `check-config` and the log header.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -800,8 +800,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Other,
         secret: Secret::Value,
         doc: "One extra header for the webhook, `Name: value` (e.g. `Authorization: Bearer \
-              <token>`); the value is a secret: never logged, redacted in support bundles and \
-              check-config.",
+              <token>`).",
         // Never echo the value in an error: it is a credential.
         read: |r, k, c| {
             c.alert_webhook_header = r.get_opt(k.name, |v| crate::webhook::parse_header(unquote(v)))
