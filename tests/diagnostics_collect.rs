@@ -2,6 +2,8 @@
 //! nsd program, one that overruns its limit. `waitpid(-1)` reaps every child of the test
 //! process, so everything that spawns runs inside this one test, in order.
 
+mod exe;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -96,8 +98,7 @@ fn request(data_dir: &Path, reason: &str, tree: Vec<i32>) -> DiagRequest {
 
 fn write_script(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    exe::write_executable(&path, format!("#!/bin/sh\n{body}\n").as_bytes());
     path.to_string_lossy().into_owned()
 }
 

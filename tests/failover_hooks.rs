@@ -1,7 +1,8 @@
 //! Hook commands against real processes. `waitpid(-1)` reaps every child of the test
 //! process, so everything that spawns runs inside this one test, in order.
 
-use std::os::unix::fs::PermissionsExt;
+mod exe;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,7 @@ fn run_local<F: std::future::Future>(f: F) -> F::Output {
 
 fn write_script(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    exe::write_executable(&path, format!("#!/bin/sh\n{body}\n").as_bytes());
     path.to_string_lossy().into_owned()
 }
 

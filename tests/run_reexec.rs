@@ -6,9 +6,9 @@
 //! over is refused with the reason while the old controller keeps running.
 
 mod common;
+mod exe;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,7 @@ fn copied(overrides: &[(&str, &str)]) -> (Harness, PathBuf) {
 /// Replace `path` the way a package manager does: a new inode renamed over the old one.
 fn install(path: &PathBuf, bytes: &[u8]) {
     let tmp = path.with_extension("new");
-    fs::write(&tmp, bytes).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+    exe::write_executable(&tmp, bytes);
     fs::rename(&tmp, path).unwrap();
 }
 
