@@ -402,13 +402,28 @@ fn hung_postgresql_is_smart_killed_with_diagnostics_and_recovers() {
 
     // The postmaster first (it forks no more), then everything under it.
     kill(Pid::from_raw(before.pgid), Signal::SIGSTOP).expect("SIGSTOP the postmaster");
+    // A /proc walk can miss a child forked just before the stop, so the tree is read
+    // (and stopped) again until two reads agree.
+    let mut procs = Vec::new();
+    for _ in 0..20 {
+        let now = tree_in(&real_support::process_table(), before.pgid);
+        for p in &now {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGSTOP);
+        }
+        let same = now.len() == procs.len()
+            && now
+                .iter()
+                .all(|p| procs.iter().any(|q: &real_support::Proc| q.pid == p.pid));
+        procs = now;
+        if same {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let old = OldTree {
-        procs: tree_in(&real_support::process_table(), before.pgid),
+        procs,
         pgid: before.pgid,
     };
-    for pid in old.pids() {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
-    }
     h.expect_in_order(&[
         "QoS Controller: The controller has received a probe timeout.",
         "QoS Kill: Triggering failover...",
