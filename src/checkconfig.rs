@@ -2,7 +2,7 @@
 //! then what `run` would trip over on this machine — the server program resolved by the
 //! same lookup as `run` and executable, SERVER_USER/SERVER_GROUP existing, the data
 //! directory creatable and writable, the diagnostics program, hooks and an `exec:` probe
-//! executable. Each finding is `FILE:LINE: KEY: what`, all are reported at once, and
+//! executable, the webhook's CA file readable with a certificate in it. Each finding is `FILE:LINE: KEY: what`, all are reported at once, and
 //! `--strict` makes warnings errors. On success the effective configuration goes to
 //! stdout.
 
@@ -103,6 +103,12 @@ pub fn machine_checks(loaded: &Loaded) -> (Vec<Finding>, Vec<Finding>) {
     }
     if let Some(ProbeTarget::Exec { argv }) = &c.probe {
         checks.helper("QOS_PROBE", argv, path_var);
+    }
+    if let Some(path) = &c.alert_webhook_ca {
+        // Read as each https POST reads it: a file the POST cannot use is an error now.
+        if let Err(e) = crate::webhook::load_ca_file(path) {
+            checks.error("QOS_ALERT_WEBHOOK_CA", e);
+        }
     }
     (checks.errors, checks.warnings)
 }

@@ -122,6 +122,9 @@ pub struct Config {
     pub alert_webhook: Option<crate::webhook::WebhookUrl>,
     /// `QOS_ALERT_WEBHOOK_HEADER`: one `Name: value` header (a secret: never printed).
     pub alert_webhook_header: Option<(String, String)>,
+    /// `QOS_ALERT_WEBHOOK_CA`: PEM certificates trusted for an https webhook, besides the
+    /// system's store.
+    pub alert_webhook_ca: Option<PathBuf>,
     /// `None`: the default, min(QOS_PROBE_INTERVAL, QOS_PROBE_TIMEOUT).
     pub probe_attempt_timeout: Option<Duration>,
     pub restart_delay: Duration,

@@ -2,7 +2,8 @@
 //! controller mails is also POSTed as one JSON object to an HTTP or HTTPS endpoint
 //! (a pager, a chat bridge, an incident tool). Owns the URL and header syntax, the JSON
 //! body, the HTTP/1.1 exchange (rustls for `https`, the TLS stack the mailer already
-//! uses), folding of repeats, the spool and the retries.
+//! uses; trusted: the system's store, the bundled Mozilla roots and the PEM file
+//! `QOS_ALERT_WEBHOOK_CA`), folding of repeats, the spool and the retries.
 //!
 //! Same delivery rules as mail: [`WebhookHandle::submit`] only queues; one task sends one
 //! POST at a time, each bounded by an outer time limit (a sink that accepts and never
@@ -173,6 +174,8 @@ pub fn parse_header(text: &str) -> Result<(String, String), String> {
 pub struct WebhookSettings {
     pub url: WebhookUrl,
     pub header: Option<(String, String)>,
+    /// `QOS_ALERT_WEBHOOK_CA`: PEM certificates trusted besides the system's store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -184,6 +187,7 @@ impl std::fmt::Debug for WebhookSettings {
                 "header",
                 &self.header.as_ref().map(|(n, _)| (n, "<redacted>")),
             )
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -193,6 +197,7 @@ impl WebhookSettings {
         Some(WebhookSettings {
             url: config.alert_webhook.clone()?,
             header: config.alert_webhook_header.clone(),
+            ca_file: config.alert_webhook_ca.clone(),
         })
     }
 }
@@ -674,7 +679,7 @@ async fn post(settings: &WebhookSettings, body: &[u8]) -> Result<u16, String> {
         .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
     let _ = stream.set_nodelay(true);
     if url.https {
-        let connector = tls_connector()?;
+        let connector = tls_connector(settings.ca_file.as_deref())?;
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("TLS server name {}: {e}", url.host))?;
         let tls = connector
@@ -687,15 +692,24 @@ async fn post(settings: &WebhookSettings, body: &[u8]) -> Result<u16, String> {
     }
 }
 
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// Trust: the system's store (`rustls-native-certs`: the distribution's CA bundle, or
+/// the files `SSL_CERT_FILE`/`SSL_CERT_DIR` name), the bundled Mozilla roots as the
+/// mailer has them, and the certificates of `QOS_ALERT_WEBHOOK_CA` (a private CA or a
+/// self-signed sink), read for every connection so a renewed file needs no reload.
+fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
-    // The system's trust store first (a private CA an operator installed), the bundled
-    // Mozilla roots as well, as the mailer does.
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
     }
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        for cert in load_ca_file(path).map_err(|e| format!("QOS_ALERT_WEBHOOK_CA {e}"))? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("QOS_ALERT_WEBHOOK_CA {}: {e}", path.display()))?;
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -703,6 +717,42 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM file (at least one), or why not, naming the file (also
+/// `check-config`'s check of `QOS_ALERT_WEBHOOK_CA`).
+pub fn load_ca_file(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::{Error, PemObject as _};
+    // The library's own texts print byte lists; say it in words.
+    let what = |e: Error| {
+        let text = match e {
+            Error::Io(e) => e.to_string(),
+            Error::MissingSectionEnd { end_marker } => format!(
+                "a PEM section without its end line (-----END {}-----)",
+                String::from_utf8_lossy(&end_marker).trim()
+            ),
+            Error::IllegalSectionStart { line } => format!(
+                "malformed PEM BEGIN line: {}",
+                String::from_utf8_lossy(&line).trim()
+            ),
+            Error::Base64Decode(e) => format!("bad base64 in a PEM section: {e}"),
+            other => other.to_string(),
+        };
+        format!("{}: {text}", path.display())
+    };
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(what)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(what)?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate (BEGIN CERTIFICATE) in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -822,6 +872,7 @@ mod tests {
         let settings = WebhookSettings {
             url: WebhookUrl::parse("http://x/").unwrap(),
             header: Some(("X-Key".into(), "s3cr3t".into())),
+            ca_file: None,
         };
         assert!(!format!("{settings:?}").contains("s3cr3t"));
     }

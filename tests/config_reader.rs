@@ -849,6 +849,7 @@ fn every_key_reads_into_its_own_setting() {
         ("QOS_METRICS_LISTEN", "0.0.0.0:9000"),
         ("QOS_ALERT_WEBHOOK", "http://127.0.0.1:9/h"),
         ("QOS_ALERT_WEBHOOK_HEADER", "Authorization: Bearer abcdef"),
+        ("QOS_ALERT_WEBHOOK_CA", "ca.pem"),
         ("QOS_PROBE_ATTEMPT_TIMEOUT", "7s"),
         ("QOS_RESTART_DELAY", "5"),
         ("QOS_ONLINE_TRUST_TIME", "10"),

@@ -72,6 +72,7 @@ fn settings(port: u16) -> WebhookSettings {
     WebhookSettings {
         url: WebhookUrl::parse(&format!("http://127.0.0.1:{port}/hooks/qos")).unwrap(),
         header: Some(("Authorization".into(), "Bearer s3cr3t-t0ken".into())),
+        ca_file: None,
     }
 }
 

@@ -814,6 +814,17 @@ pub const KEYS: &[Key] = &[
         },
         ..KEY
     },
+    Key {
+        name: "QOS_ALERT_WEBHOOK_CA",
+        syntax: Syntax::Path,
+        doc: "PEM file with the certificate authority (or the self-signed certificate) an \
+              https webhook is checked against, trusted in addition to the system's trust \
+              store (relative: to the data directory); read again for every POST.",
+        default_doc: Some("the system's trust store only"),
+        read: |r, k, c| c.alert_webhook_ca = r.path(k).map(|p| in_data_dir(c, p)),
+        show: |c| show_path(&c.alert_webhook_ca),
+        ..KEY
+    },
     // Probing, restarts and failback (continued).
     Key {
         name: "QOS_PROBE_ATTEMPT_TIMEOUT",
