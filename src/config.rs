@@ -1301,14 +1301,21 @@ pub fn redact_url_credentials(url: &str) -> (String, bool) {
 /// A listener: `port`, `host:port` or `[v6]:port`; a bare port listens on 127.0.0.1.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let text = unquote(text.trim()).trim();
-    let expected = "expected port, IP:port or [IPv6]:port, e.g. 127.0.0.1:8081";
+    let expected = "expected port, IP:port, *:port or [IPv6]:port, e.g. 127.0.0.1:8081";
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return match text.parse::<u16>() {
             Ok(port) if port > 0 => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
             _ => Err(format!("\"{text}\" is not a port ({expected})")),
         };
     }
-    let (host, port) = parse_host_port(text, PortRule::Required)?;
+    // `*:PORT` (every interface) is not a host name, so it is taken apart here.
+    let (host, port) = match text.strip_prefix("*:") {
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port > 0 => ("*".to_string(), Some(port)),
+            _ => return Err(format!("\"{p}\" is not a port ({expected}; port 1-65535)")),
+        },
+        None => parse_host_port(text, PortRule::Required)?,
+    };
     let port = port.ok_or_else(|| format!("\"{text}\" has no port ({expected})"))?;
     let ip = match host.as_str() {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -595,6 +595,12 @@ fn sizes_booleans_signals_listeners() {
         config::parse_listen("localhost:9000"),
         Ok("127.0.0.1:9000".parse().unwrap())
     );
+    assert_eq!(
+        config::parse_listen("*:9000"),
+        Ok("0.0.0.0:9000".parse().unwrap())
+    );
+    assert!(config::parse_listen("*:").is_err());
+    assert!(config::parse_listen("*").is_err());
     assert!(config::parse_listen("0").is_err());
     assert!(config::parse_listen("[::1]").is_err());
     assert!(config::parse_listen("::1:80").is_err());

@@ -749,7 +749,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Other,
         reload: Reload::Restart(|old, new| keep(&old.readiness_listen, &mut new.readiness_listen)),
         doc: "Readiness HTTP endpoint (200 ready, 503 and the reason otherwise): `port` \
-              (on 127.0.0.1), `IP:port` or `[IPv6]:port`.",
+              (on 127.0.0.1), `IP:port`, `*:port` (every interface) or `[IPv6]:port`.",
         default_doc: Some("off"),
         read: |r, k, c| c.readiness_listen = r.get_opt(k.name, parse_listen),
         show: |c| show_listen(&c.readiness_listen),
