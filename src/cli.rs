@@ -427,7 +427,30 @@ fn control_command_with(
         _ => CONTROL_CLIENT_LIMIT,
     };
     let result = crate::control::request(&config.control_socket, command, limit);
-    let outcome = control_outcome(command, result, json, use_color());
+    let unreachable = match &result {
+        Err(e @ crate::control::ClientError::Unreachable { .. }) => Some(e.to_string()),
+        _ => None,
+    };
+    let mut outcome = control_outcome(command, result, json, use_color());
+    if let (crate::control::ControlCommand::Status, Some(reason)) = (command, unreachable) {
+        // No controller: still exit 69, and show the last known state it left behind.
+        let offline =
+            crate::laststate::offline_status(&config.data_directory, reason, chrono::Local::now());
+        outcome.code = offline.exit_code();
+        outcome.stdout = if json {
+            match serde_json::to_string_pretty(&offline) {
+                Ok(text) => format!("{text}\n"),
+                Err(e) => {
+                    outcome.stderr.push_str(&format!(
+                        "qoscntrlr: status: cannot encode the last state as JSON: {e}\n"
+                    ));
+                    String::new()
+                }
+            }
+        } else {
+            crate::status::render_offline(&offline, use_color())
+        };
+    }
     if !outcome.stdout.is_empty() {
         print!("{}", outcome.stdout);
     }

@@ -52,7 +52,8 @@ pub const EXIT_CODES: &[ExitCodeDoc] = &[
     },
     ExitCodeDoc {
         code: EXIT_UNREACHABLE,
-        meaning: "no controller answers on the control socket or message pipe",
+        meaning: "no controller answers on the control socket or message pipe \
+                  (`status` still shows the last known state from the data directory)",
     },
     ExitCodeDoc {
         code: EXIT_SOFTWARE,

@@ -42,6 +42,7 @@ pub mod fdreserve;
 pub mod follow;
 pub mod host;
 pub mod journal;
+pub mod laststate;
 pub mod lock;
 pub mod mail;
 pub mod manpage;

@@ -79,7 +79,8 @@
 //! checked_at, data_directory
 //! recorded_at                    when the last state was written, null if none is
 //! ended { at, how, detail, exit_code }
-//!     how: quit (an operator's quit or stop) | signal (SIGTERM, SIGINT) |
+//!     how: signal (SIGTERM, SIGINT: systemctl stop, Ctrl-C) | quit (ended normally,
+//!          no other cause recorded) |
 //!          error (the controller gave up; detail says why) | unknown (it ended without
 //!          recording its end: killed by SIGKILL, crashed, or the machine went down)
 //! last                           the last snapshot (the contract above) | null
@@ -333,6 +334,278 @@ pub struct IncidentStatus {
     /// `recovered`.
     pub outcome: String,
     pub diagnostics: Option<String>,
+}
+
+/// What the controller keeps in `DATA_DIRECTORY/qoscntrlr-last-state.json`: its last
+/// snapshot (written on every state, failover-state and incident change) and, once it
+/// has ended in an orderly way, how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastState {
+    /// When this record was written (RFC 3339).
+    pub recorded_at: String,
+    /// How the controller ended; `None` while it runs — and forever when it was killed
+    /// (SIGKILL), crashed or the machine went down.
+    pub ended: Option<ControllerEnd>,
+    pub snapshot: StatusSnapshot,
+}
+
+/// How a controller ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndHow {
+    /// Ended normally without a recorded cause (exit code 0).
+    Quit,
+    /// SIGTERM or SIGINT (systemctl stop, Ctrl-C).
+    Signal,
+    /// The controller gave up (exit code other than 0).
+    Error,
+    /// It ended without recording its end: killed by SIGKILL, crashed, or the machine
+    /// went down.
+    Unknown,
+}
+
+impl EndHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndHow::Quit => "quit",
+            EndHow::Signal => "signal",
+            EndHow::Error => "error",
+            EndHow::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerEnd {
+    /// When (RFC 3339); `None` when not known.
+    pub at: Option<String>,
+    pub how: EndHow,
+    /// In words: `qoscntrlr quit from uid 0`, `SIGTERM received`, …
+    pub detail: String,
+    pub exit_code: Option<u8>,
+}
+
+/// A server the last controller recorded that still runs, unwatched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftServer {
+    pub pid: i32,
+    pub program: String,
+    pub started_at: String,
+}
+
+/// What `status` shows (and `status --json` prints) when no controller answers: the
+/// last known state from the data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineStatus {
+    /// Always false: tells this document from a live snapshot.
+    pub running: bool,
+    /// Why no controller answered.
+    pub reason: String,
+    pub checked_at: String,
+    pub data_directory: String,
+    /// When the last state was written; `None`: there is none (or it cannot be read,
+    /// then `last_state_problem` says why).
+    pub recorded_at: Option<String>,
+    #[serde(default)]
+    pub last_state_problem: Option<String>,
+    pub ended: Option<ControllerEnd>,
+    pub last: Option<StatusSnapshot>,
+    pub last_incident: Option<IncidentStatus>,
+    /// The trigger file as it is now (the next controller keeps one until the server is
+    /// healthy; keepalived watches it meanwhile).
+    pub trigger: TriggerView,
+    pub server_left_running: Option<LeftServer>,
+}
+
+impl OfflineStatus {
+    /// Put together what the data directory says. `boot` is when the machine last
+    /// started: a record older than that ended with the machine.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assemble(
+        reason: String,
+        checked_at: DateTime<Local>,
+        data_directory: String,
+        last: Result<Option<LastState>, String>,
+        trigger: TriggerView,
+        server_left_running: Option<LeftServer>,
+        boot: Option<DateTime<Local>>,
+    ) -> OfflineStatus {
+        let (record, problem) = match last {
+            Ok(record) => (record, None),
+            Err(e) => (None, Some(e)),
+        };
+        let ended = record.as_ref().map(|r| match &r.ended {
+            Some(end) => end.clone(),
+            None => {
+                let recorded = parse_time(&r.recorded_at);
+                let rebooted = matches!((recorded, boot), (Some(at), Some(boot)) if at < boot);
+                ControllerEnd {
+                    at: None,
+                    how: EndHow::Unknown,
+                    detail: if rebooted {
+                        format!(
+                            "it ended without recording its end: the machine restarted since (booted {})",
+                            boot.map(|b| short_time(&rfc3339(b))).unwrap_or_default()
+                        )
+                    } else {
+                        "it ended without recording its end: killed (SIGKILL), crashed, or the machine went down".to_string()
+                    },
+                    exit_code: None,
+                }
+            }
+        });
+        OfflineStatus {
+            running: false,
+            reason,
+            checked_at: rfc3339(checked_at),
+            data_directory,
+            recorded_at: record.as_ref().map(|r| r.recorded_at.clone()),
+            last_state_problem: problem,
+            ended,
+            last_incident: record
+                .as_ref()
+                .and_then(|r| r.snapshot.incidents.last().cloned()),
+            last: record.map(|r| r.snapshot),
+            trigger,
+            server_left_running,
+        }
+    }
+
+    /// The exit code: 69, no controller (whatever the last state was).
+    pub fn exit_code(&self) -> u8 {
+        crate::exitcode::EXIT_UNREACHABLE
+    }
+}
+
+/// The view without a controller: that it is not running, how it ended, and the last
+/// known state of the server, the failover outputs and the last incident.
+pub fn render_offline(o: &OfflineStatus, color: bool) -> String {
+    let mut out = String::new();
+    let checked = parse_time(&o.checked_at);
+    let _ = writeln!(out, "qoscntrlr {}", paint("NOT RUNNING", RED, color));
+    field(&mut out, "", &[Words(&o.reason)]);
+    field(&mut out, "data dir", &[Whole(&o.data_directory)]);
+    let Some(last) = &o.last else {
+        match &o.last_state_problem {
+            Some(problem) => field(
+                &mut out,
+                "last",
+                &[Words(&format!("state unreadable: {problem}"))],
+            ),
+            None => field(
+                &mut out,
+                "last",
+                &[Words(
+                    "no state recorded (no controller has run with this data directory yet)",
+                )],
+            ),
+        }
+        render_offline_outputs(&mut out, o);
+        return out;
+    };
+    if let Some(at) = &o.recorded_at {
+        field(
+            &mut out,
+            "recorded",
+            &[Words(&format!(
+                "{} by pid {} (qoscntrlr {})",
+                since_text(checked, at).replacen("since ", "", 1),
+                last.controller.pid,
+                last.controller.version
+            ))],
+        );
+    }
+    if let Some(end) = &o.ended {
+        let text = match (&end.at, end.exit_code) {
+            (Some(at), Some(code)) => {
+                format!(
+                    "{} {}: {} (exit {code})",
+                    short_time(at),
+                    end.how.as_str(),
+                    end.detail
+                )
+            }
+            (Some(at), None) => format!("{} {}: {}", short_time(at), end.how.as_str(), end.detail),
+            _ => format!("{}: {}", end.how.as_str(), end.detail),
+        };
+        field(&mut out, "ended", &[Words(&text)]);
+    }
+    field(&mut out, "config", &[Whole(&last.controller.config_path)]);
+    if let Some(file) = &last.controller.log_file {
+        field(&mut out, "log", &[Whole(file)]);
+    }
+    let s = &last.server;
+    field(&mut out, "server", &[Whole(&s.name)]);
+    let mut state_word = s.state.as_str().to_string();
+    if let Some(phase) = s.phase {
+        state_word.push_str(&format!(" ({})", phase.as_str()));
+    }
+    let _ = writeln!(
+        out,
+        "state     {}  {} (last known)",
+        paint(&state_word, state_color(s.state), color),
+        since_text(checked, &s.state_since)
+    );
+    if !s.why.is_empty() {
+        field(&mut out, "why", &[Words(&s.why)]);
+    }
+    if let Some(pid) = s.pid {
+        let note = match &o.server_left_running {
+            Some(left) if left.pid as u32 == pid => {
+                " STILL RUNNING, unwatched (the next controller kills its tree before it starts a server)"
+            }
+            _ => " (gone)",
+        };
+        field(&mut out, "pid", &[Words(&format!("{pid}{note}"))]);
+    } else if let Some(left) = &o.server_left_running {
+        field(
+            &mut out,
+            "pid",
+            &[Words(&format!(
+                "{} STILL RUNNING, unwatched (the next controller kills its tree before it starts a server)",
+                left.pid
+            ))],
+        );
+    }
+    if let Some(state) = last.failover.state {
+        let since = last
+            .failover
+            .since
+            .as_deref()
+            .map(|t| format!("  {}", since_text(checked, t)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "failover  {}{since} (last known)",
+            paint(state.as_str(), failover_color(state), color)
+        );
+        if let Some(why) = last.failover.why.as_deref().filter(|w| !w.is_empty()) {
+            field(&mut out, "", &[Words(&format!("why: {why}"))]);
+        }
+    }
+    render_offline_outputs(&mut out, o);
+    match &o.last_incident {
+        None => field(&mut out, "incident", &[Words("none recorded")]),
+        Some(incident) => {
+            field(&mut out, "incident", &[Words("(the last one)")]);
+            render_incident(&mut out, "  ", incident);
+        }
+    }
+    out
+}
+
+/// The trigger file as it is now: what keepalived sees while no controller runs.
+fn render_offline_outputs(out: &mut String, o: &OfflineStatus) {
+    render_trigger(out, &o.trigger);
+    if o.trigger.content.is_some() {
+        field(
+            out,
+            "",
+            &[Words(
+                "(now; the next controller keeps it until the server is ready and probing well)",
+            )],
+        );
+    }
 }
 
 /// A time as the snapshot carries it (RFC 3339, seconds, local offset).

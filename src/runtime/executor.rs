@@ -111,6 +111,7 @@ impl Shell {
             } => self.run_hook(event, &reason, incident),
             Action::Mail(alert) => self.mail(alert),
             Action::StateChanged { from, to, why } => {
+                self.last_state.mark();
                 self.journal.say(
                     journal::state_priority(to.as_str()),
                     &format!("State {} -> {} ({why})", from.as_str(), to.as_str()),
@@ -127,6 +128,7 @@ impl Shell {
                 self.sd_notify("STATUS=", |sd| sd.status(&status));
             }
             Action::Incident { id, kind, outcome } => {
+                self.last_state.mark();
                 self.journal.say(
                     Priority::Warning,
                     &format!("Incident {}: {kind}: {outcome}", self.incident_id(id)),
@@ -152,6 +154,7 @@ impl Shell {
                 }
             }
             Action::FailoverChanged { from, to, why } => {
+                self.last_state.mark();
                 self.line(
                     Component::Controller,
                     format!(

@@ -263,6 +263,8 @@ struct Shell {
     trigger: TriggerFile,
     health: HealthBoard,
     state_file: StateFile,
+    /// `qoscntrlr-last-state.json`: what `status` shows when this controller is gone.
+    last_state: crate::laststate::LastStateWriter,
     sd: Option<SdNotify>,
     /// The last notification to systemd failed (logged once until one succeeds).
     sd_failing: bool,
@@ -557,6 +559,7 @@ impl Shell {
         }
         self.empty_cgroup_before_exit(&mut cgroup_watch).await;
         self.shutdown();
+        self.write_last_state(Some(self.exit.unwrap_or(0)));
         if let Some(mailer) = self.mailer.take() {
             // Held (folded) alerts go to the spool for the next controller; a send in
             // progress is abandoned, its mail is spooled already.
@@ -661,6 +664,8 @@ impl Shell {
             format!("Received {name}: shutting down"),
         );
         self.sd_notify("STOPPING=1", SdNotify::stopping);
+        self.last_state
+            .stopping(crate::status::EndHow::Signal, format!("{name} received"));
         self.queue.push_back(Event::StopRequested);
     }
 
@@ -682,6 +687,18 @@ impl Shell {
             }
         }
         self.publish_metrics();
+        if self.last_state.due() {
+            self.write_last_state(None);
+        }
+    }
+
+    /// Record the last known state for `status` without a controller; `exit_code` once
+    /// the controller is leaving (how it ended).
+    fn write_last_state(&mut self, exit_code: Option<u8>) {
+        let snapshot = self.snapshot();
+        if let Some(line) = self.last_state.write(snapshot, exit_code, Local::now()) {
+            self.line(Component::Controller, line);
+        }
     }
 
     /// A removed or replaced `.out` is replaced by a new one (see

@@ -343,6 +343,7 @@ impl Shell {
                 reason: "starting".into(),
             }),
             state_file: StateFile::new(&cfg.data_directory),
+            last_state: crate::laststate::LastStateWriter::new(&cfg.data_directory),
             sd: None,
             sd_failing: false,
             sampler: Sampler::new(),
