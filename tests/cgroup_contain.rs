@@ -154,9 +154,18 @@ fn the_server_runs_in_its_own_cgroup_and_the_mode_is_reported() {
         h.dump()
     );
     let text = h.cli("status", &[]);
+    // The cgroup's directory is never cut: when it does not fit after the words it
+    // stands whole on the next line.
     assert!(
-        text.stdout.contains("contained cgroup v2 "),
+        text.stdout.contains("contained cgroup v2 ")
+            || text.stdout.contains("contained cgroup v2\n          /"),
         "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains(&own.trim_start_matches('/').to_string()),
+        "{own} not whole in\n{}",
         text.stdout
     );
     // check-config tells what run would do.
