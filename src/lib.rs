@@ -39,6 +39,7 @@ pub mod events;
 pub mod exitcode;
 pub mod failover;
 pub mod fdreserve;
+pub mod fold;
 pub mod follow;
 pub mod host;
 pub mod journal;

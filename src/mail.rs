@@ -16,7 +16,6 @@
 //! The SMTP password is read from `QOS_MAIL_PASSWORD_FILE` at each send, trimmed, and
 //! never logged or spooled.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, MailTls};
 use crate::core::AlertKind;
+use crate::fold::Folds;
 use crate::host::host_name;
 
 /// Subdirectory of the data directory holding undelivered mail.
@@ -317,7 +317,7 @@ pub struct Mailer {
     spool: PathBuf,
     log: mpsc::UnboundedSender<String>,
     pending: Vec<Pending>,
-    folds: BTreeMap<String, Fold>,
+    folds: Folds<Alert>,
     next_seq: u64,
 }
 
@@ -325,11 +325,6 @@ struct Pending {
     file: PathBuf,
     mail: SpooledMail,
     due: Instant,
-}
-
-struct Fold {
-    window_end: Instant,
-    held: Vec<Alert>,
 }
 
 impl Mailer {
@@ -353,11 +348,11 @@ impl Mailer {
         let (tx, rx) = mpsc::unbounded_channel();
         let mailer = Mailer {
             settings,
+            folds: Folds::new(options.fold_window),
             options,
             spool: spool_dir,
             log: log_tx,
             pending: Vec::new(),
-            folds: BTreeMap::new(),
             next_seq: 0,
         };
         let task = tokio::spawn(mailer.run(rx));
@@ -380,7 +375,7 @@ impl Mailer {
                 .pending
                 .iter()
                 .map(|p| p.due)
-                .chain(self.folds.values().map(|f| f.window_end))
+                .chain(self.folds.next_end())
                 .min();
             let request = match wake {
                 Some(at) => tokio::select! {
@@ -419,55 +414,26 @@ impl Mailer {
     }
 
     fn accept(&mut self, alert: Alert) {
-        let now = Instant::now();
         let key = format!("{}\u{0}{}", alert.server, alert.kind.fold_key());
-        match self.folds.get_mut(&key) {
-            Some(fold) if now < fold.window_end => fold.held.push(alert),
-            _ => {
-                self.folds.insert(
-                    key,
-                    Fold {
-                        window_end: now + self.options.fold_window,
-                        held: Vec::new(),
-                    },
-                );
-                self.enqueue(SpooledMail::from_alert(&alert));
-            }
+        if let Some(alert) = self.folds.accept(key, alert, Instant::now()) {
+            self.enqueue(SpooledMail::from_alert(&alert));
         }
     }
 
     /// A window with held alerts sends them as one mail and opens a new window; an empty
     /// one closes, so the next alert of that kind goes out at once.
     fn close_due_folds(&mut self) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .folds
-            .iter()
-            .filter(|(_, f)| f.window_end <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(fold) = self.folds.remove(&key) else {
-                continue;
-            };
-            if let Some(mail) = SpooledMail::folded(&fold.held) {
-                self.folds.insert(
-                    key,
-                    Fold {
-                        window_end: now + self.options.fold_window,
-                        held: Vec::new(),
-                    },
-                );
-                self.enqueue(mail);
+        for held in self.folds.close_due(Instant::now()) {
+            if let Some(folded) = SpooledMail::folded(&held) {
+                self.enqueue(folded);
             }
         }
     }
 
     fn spool_held(&mut self) {
-        let folds = std::mem::take(&mut self.folds);
-        for fold in folds.into_values() {
-            if let Some(mail) = SpooledMail::folded(&fold.held) {
-                self.enqueue(mail);
+        for held in self.folds.drain() {
+            if let Some(folded) = SpooledMail::folded(&held) {
+                self.enqueue(folded);
             }
         }
     }

@@ -15,7 +15,6 @@
 //! count. The header's value is a credential: it is sent, never logged, never spooled
 //! (the spool holds the body only; the header is added at send time).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::core::AlertKind;
+use crate::fold::Folds;
 
 /// Subdirectory of the data directory holding undelivered webhook alerts.
 pub const SPOOL_DIR_NAME: &str = "webhook-spool";
@@ -350,11 +350,6 @@ struct Pending {
     due: Instant,
 }
 
-struct Fold {
-    window_end: Instant,
-    held: Vec<WebhookAlert>,
-}
-
 /// The sender task.
 pub struct Webhook {
     settings: WebhookSettings,
@@ -362,7 +357,7 @@ pub struct Webhook {
     spool: PathBuf,
     log: mpsc::UnboundedSender<String>,
     pending: Vec<Pending>,
-    folds: BTreeMap<String, Fold>,
+    folds: Folds<WebhookAlert>,
     next_seq: u64,
 }
 
@@ -386,11 +381,11 @@ impl Webhook {
         let (tx, rx) = mpsc::unbounded_channel();
         let hook = Webhook {
             settings,
+            folds: Folds::new(options.fold_window),
             options,
             spool: spool_dir,
             log: log_tx,
             pending: Vec::new(),
-            folds: BTreeMap::new(),
             next_seq: 0,
         };
         let task = tokio::spawn(hook.run(rx));
@@ -413,7 +408,7 @@ impl Webhook {
                 .pending
                 .iter()
                 .map(|p| p.due)
-                .chain(self.folds.values().map(|f| f.window_end))
+                .chain(self.folds.next_end())
                 .min();
             let request = match wake {
                 Some(at) => tokio::select! {
@@ -447,53 +442,24 @@ impl Webhook {
     }
 
     fn accept(&mut self, alert: WebhookAlert) {
-        let now = Instant::now();
         let key = format!("{}\u{0}{}", alert.server, alert.kind.fold_key());
-        match self.folds.get_mut(&key) {
-            Some(fold) if now < fold.window_end => fold.held.push(alert),
-            _ => {
-                self.folds.insert(
-                    key,
-                    Fold {
-                        window_end: now + self.options.fold_window,
-                        held: Vec::new(),
-                    },
-                );
-                self.enqueue(Payload::of(&alert));
-            }
+        if let Some(alert) = self.folds.accept(key, alert, Instant::now()) {
+            self.enqueue(Payload::of(&alert));
         }
     }
 
     fn close_due_folds(&mut self) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .folds
-            .iter()
-            .filter(|(_, f)| f.window_end <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(fold) = self.folds.remove(&key) else {
-                continue;
-            };
-            if let Some(payload) = Payload::folded(&fold.held) {
-                self.folds.insert(
-                    key,
-                    Fold {
-                        window_end: now + self.options.fold_window,
-                        held: Vec::new(),
-                    },
-                );
-                self.enqueue(payload);
+        for held in self.folds.close_due(Instant::now()) {
+            if let Some(folded) = Payload::folded(&held) {
+                self.enqueue(folded);
             }
         }
     }
 
     fn spool_held(&mut self) {
-        let folds = std::mem::take(&mut self.folds);
-        for fold in folds.into_values() {
-            if let Some(payload) = Payload::folded(&fold.held) {
-                self.enqueue(payload);
+        for held in self.folds.drain() {
+            if let Some(folded) = Payload::folded(&held) {
+                self.enqueue(folded);
             }
         }
     }
