@@ -99,6 +99,9 @@ pub enum BundleError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing, syncing or renaming the bundle failed (the error names the step).
+    #[error("cannot write {0}")]
+    Replace(crate::atomic::AtomicWriteError),
 }
 
 /// Whether a configuration key — or any name in free text — names a secret: the one
@@ -274,86 +277,6 @@ pub fn scrub(text: &[u8], secrets: &[String]) -> Vec<u8> {
         current = next;
     }
     current
-}
-
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename,
-/// so a reader never sees half a file. An existing `path` that is not a regular file
-/// (`/dev/null`, `/dev/full`, a FIFO, a directory) is refused before anything is written:
-/// the rename would replace a device node with a regular file. Success is reported only
-/// after every write, the file's fsync, the rename and the directory's fsync.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    check_output_target(path)?;
-    let (mut file, temp) = temp_beside(path, mode)?;
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temp, path))
-        .and_then(|()| sync_parent(path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
-/// An output path may be new, or an existing regular file (also through a symlink, which
-/// the rename then replaces); anything else is refused with what it is.
-pub fn check_output_target(path: &Path) -> std::io::Result<()> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Nothing there, or a dangling link (replaced by the rename): fine.
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    if meta.file_type().is_file() {
-        return Ok(());
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!(
-            "exists and is not a regular file (it is {}); refusing to replace it",
-            crate::safefs::describe_type(meta.file_type())
-        ),
-    ))
-}
-
-/// fsync the directory holding `path`, so the rename itself is on disk.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
-}
-
-/// A new temp file beside `path`, created exclusively (never through a link planted at
-/// the temp name, never truncating someone else's file).
-fn temp_beside(path: &Path, mode: u32) -> std::io::Result<(File, PathBuf)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    let mut n = 0u32;
-    loop {
-        let suffix = if n == 0 {
-            String::new()
-        } else {
-            format!("-{n}")
-        };
-        let temp = path.with_file_name(format!(".{name}.tmp-{}{suffix}", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)
-        {
-            Ok(file) => return Ok((file, temp)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Open a regular file without following a symlink at its last component.
@@ -532,7 +455,7 @@ pub fn create(
         source,
     };
     // Before any work: never replace a device node or a directory with the bundle.
-    check_output_target(&request.output).map_err(write_error)?;
+    crate::atomic::check_target(&request.output).map_err(write_error)?;
     let mut notes = Vec::new();
 
     // Secrets first: the ini's secret values and the password files' contents (read into
@@ -611,40 +534,40 @@ pub fn create(
     } else {
         root
     };
-    let (file, temp) = temp_beside(&request.output, 0o600).map_err(write_error)?;
     let mtime = request
         .now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut packer = Packer {
-        tar: tar::Builder::new(GzEncoder::new(file, Compression::default())),
-        root,
-        secrets,
-        mtime,
-        members: Vec::new(),
-    };
-    let result = fill(
-        &mut packer,
-        request,
-        &data_dir,
-        ini_redacted,
-        status,
-        &is_secret_file,
-        &mut notes,
-    );
-    let finished = result
-        .and_then(|()| packer.tar.into_inner())
-        .and_then(|gz| gz.finish())
-        .and_then(|file| file.sync_all())
-        .and_then(|()| std::fs::rename(&temp, &request.output))
-        .and_then(|()| sync_parent(&request.output));
-    if let Err(e) = finished {
-        let _ = std::fs::remove_file(&temp);
-        return Err(write_error(e));
-    }
+    // An operator's output path, maybe in a shared directory: a unique temp name.
+    let members = crate::atomic::write_with(
+        &request.output,
+        0o600,
+        crate::atomic::Temp::Unique,
+        |file| {
+            let mut packer = Packer {
+                tar: tar::Builder::new(GzEncoder::new(file, Compression::default())),
+                root,
+                secrets,
+                mtime,
+                members: Vec::new(),
+            };
+            fill(
+                &mut packer,
+                request,
+                &data_dir,
+                ini_redacted,
+                status,
+                &is_secret_file,
+                &mut notes,
+            )?;
+            packer.tar.into_inner()?.finish()?;
+            Ok(packer.members.len())
+        },
+    )
+    .map_err(BundleError::Replace)?;
     Ok(BundleReport {
         path: request.output.clone(),
-        members: packer.members.len(),
+        members,
         notes,
     })
 }

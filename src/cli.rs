@@ -890,13 +890,19 @@ fn report_command(config: &ConfigArg, html: &std::path::Path, paths: Vec<PathBuf
     let title: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let generated = chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string();
     let page = crate::review::html::render(&review, &title.join(", "), &generated);
-    match crate::bundle::write_atomically(html, page.as_bytes(), 0o644) {
+    let written = crate::atomic::check_target(html)
+        .map_err(|e| format!("{}: {e}", html.display()))
+        .and_then(|()| {
+            crate::atomic::write(html, page.as_bytes(), 0o644, crate::atomic::Temp::Unique)
+                .map_err(|e| e.to_string())
+        });
+    match written {
         Ok(()) => {
             println!("Report written to {}", html.display());
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("qoscntrlr: report: cannot write {}: {e}", html.display());
+            eprintln!("qoscntrlr: report: cannot write {e}");
             EXIT_FAILURE
         }
     }

@@ -41,15 +41,16 @@ pub const HOOKS_LOG_NAME: &str = "qoscntrlr-hooks.log";
 #[derive(Debug, Clone)]
 pub struct TriggerFile {
     path: PathBuf,
-    temp: PathBuf,
 }
+
+/// The trigger's temporary file: in the same directory, so the rename is atomic; hidden,
+/// so no watcher mistakes it for the trigger.
+const TRIGGER_TEMP_NAME: &str = ".triggerImmediateServerFailover.tmp";
 
 impl TriggerFile {
     pub fn new(data_dir: &Path) -> TriggerFile {
         TriggerFile {
             path: data_dir.join(TRIGGER_FILE_NAME),
-            // Same directory, so the rename is atomic; hidden, so no watcher mistakes it.
-            temp: data_dir.join(format!(".{TRIGGER_FILE_NAME}.tmp")),
         }
     }
 
@@ -59,21 +60,16 @@ impl TriggerFile {
 
     /// Write the trigger atomically: a reader sees either no file, the old content or the
     /// new content, never a partial one.
-    pub fn write(&self, failover_enabled: bool) -> io::Result<()> {
+    pub fn write(&self, failover_enabled: bool) -> Result<(), crate::atomic::AtomicWriteError> {
         let content: &[u8] = if failover_enabled { b"1\n" } else { b"0\n" };
-        let written = (|| {
-            // Created exclusively after unlinking whatever is at the temp name: a link
-            // planted there is removed, never followed.
-            let mut file = crate::safefs::create_temp(&self.temp, 0o644)?;
-            file.write_all(content)?;
-            file.sync_all()?;
-            fs::rename(&self.temp, &self.path)
-        })();
-        if written.is_err() {
-            // A leftover temp file is harmless but untidy; it may not even exist.
-            let _ = fs::remove_file(&self.temp);
-        }
-        written
+        // The temp name is fixed and replaced each time: a link planted there is removed,
+        // never followed.
+        crate::atomic::write(
+            &self.path,
+            content,
+            0o644,
+            crate::atomic::Temp::Fixed(TRIGGER_TEMP_NAME),
+        )
     }
 
     /// Remove the trigger; an absent file is not an error.

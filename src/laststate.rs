@@ -31,6 +31,9 @@ pub enum LastStateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Replacing the file failed (the error names the file and the step).
+    #[error("cannot write {0}")]
+    Replace(crate::atomic::AtomicWriteError),
     #[error("cannot read {}: {source}", .path.display())]
     Read {
         path: PathBuf,
@@ -148,7 +151,17 @@ fn write_record(path: &Path, record: &LastState) -> Result<(), LastStateError> {
     let mut text =
         serde_json::to_string_pretty(record).map_err(|e| write_err(std::io::Error::other(e)))?;
     text.push('\n');
-    crate::bundle::write_atomically(path, text.as_bytes(), 0o644).map_err(write_err)
+    crate::atomic::check_target(path).map_err(write_err)?;
+    // Only the controller holding the data directory's lock writes it: a fixed temp name,
+    // so a crashed write leaves at most one behind.
+    let temp = format!(".{LAST_STATE_FILE}.tmp");
+    crate::atomic::write(
+        path,
+        text.as_bytes(),
+        0o644,
+        crate::atomic::Temp::Fixed(&temp),
+    )
+    .map_err(LastStateError::Replace)
 }
 
 /// The record in `data_dir`: `Ok(None)` when there is none.

@@ -15,7 +15,7 @@
 //!   [`failover`] (trigger file, readiness/agent listeners, hooks), [`sdnotify`],
 //!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
 //!   per data directory, state file), [`safefs`] (opening data-directory files without
-//!   following planted links).
+//!   following planted links), [`atomic`] (the one atomic file replacement).
 //! * [`webhook`] (alerts POSTed as JSON), [`usage`] (`qoscntrlr-usage.jsonl`), [`host`]
 //!   (host-wide and filesystem samples).
 //! * Pure helpers: [`rules`] (resource rules and their windows), [`config`] (the
@@ -26,6 +26,7 @@
 //! * [`cli`] — the clap command line; `src/main.rs` only calls [`cli::main`];
 //!   [`exitcode`] — the exit codes and their documented table.
 
+pub mod atomic;
 pub mod bundle;
 pub mod cgroup;
 pub mod checkconfig;

@@ -30,6 +30,9 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Replacing the state file failed (the error names the file and the step).
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicWriteError),
     #[error("{}: {source}", .path.display())]
     Encode {
         path: PathBuf,
@@ -234,17 +237,16 @@ impl StateFile {
                 source,
             })?;
         text.push('\n');
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let write = || -> std::io::Result<()> {
-            // Exclusive create after unlinking the name: a planted link is not followed.
-            let mut f = crate::safefs::create_temp(&tmp, 0o644)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(io_err(&self.path))
+        // The temp name is fixed and replaced each time: a link planted there is removed,
+        // never followed, and a crashed write leaves at most one behind.
+        let temp = format!("{STATE_FILE}.tmp");
+        crate::atomic::write(
+            &self.path,
+            text.as_bytes(),
+            0o644,
+            crate::atomic::Temp::Fixed(&temp),
+        )?;
+        Ok(())
     }
 
     /// The server is gone (reaped) and nothing of it is left to find.

@@ -16,7 +16,6 @@
 //! The SMTP password is read from `QOS_MAIL_PASSWORD_FILE` at each send, trimmed, and
 //! never logged or spooled.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -593,12 +592,14 @@ fn write_spool_file(dir: &Path, file: &Path, mail: &SpooledMail) -> std::io::Res
     // are never followed.
     crate::safefs::ensure_dir(dir, 0o700)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let tmp = file.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(mail).map_err(std::io::Error::other)?;
-    let mut out = crate::safefs::create_temp(&tmp, 0o600)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, file)
+    let temp = file.with_extension("tmp");
+    let temp = temp
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("spool.tmp");
+    crate::atomic::write(file, &bytes, 0o600, crate::atomic::Temp::Fixed(temp))
+        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
 }
 
 /// One SMTP exchange, bounded by the outer time limit. The error is fit for the log (no

@@ -15,7 +15,6 @@
 //! count. The header's value is a credential: it is sent, never logged, never spooled
 //! (the spool holds the body only; the header is added at send time).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -625,12 +624,14 @@ fn write_spool_file(dir: &Path, file: &Path, spooled: &Spooled) -> std::io::Resu
     // are never followed.
     crate::safefs::ensure_dir(dir, 0o700)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let tmp = file.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(spooled).map_err(std::io::Error::other)?;
-    let mut out = crate::safefs::create_temp(&tmp, 0o600)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, file)
+    let temp = file.with_extension("tmp");
+    let temp = temp
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("spool.tmp");
+    crate::atomic::write(file, &bytes, 0o600, crate::atomic::Temp::Fixed(temp))
+        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
 }
 
 /// Longest answer head read (status line and headers).

@@ -88,7 +88,7 @@ impl Shell {
                     // The core alerts (log + mail); readiness, agent and hooks go down
                     // regardless of the file.
                     self.queue.push_back(Event::TriggerWriteFailed {
-                        error: format!("{}: {e}", self.trigger.path().display()),
+                        error: e.to_string(),
                     });
                 }
             }
