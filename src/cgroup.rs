@@ -24,7 +24,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -548,18 +548,6 @@ impl Containment {
 
     pub fn has_controller(&self, name: &str) -> bool {
         self.controllers.iter().any(|c| c == name)
-    }
-
-    /// `cgroup.procs` of the server's cgroup opened for writing, for the spawn: the
-    /// child writes `0` to it before exec (the permission check uses the opener's
-    /// credentials, so this works after the child has switched to SERVER_USER too, but
-    /// it is done before that switch anyway).
-    pub fn open_procs(&self) -> std::io::Result<OwnedFd> {
-        // std opens with O_CLOEXEC: the server never inherits this descriptor.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(self.server.join("cgroup.procs"))?;
-        Ok(OwnedFd::from(file))
     }
 
     /// The pids in the server's cgroup (kernel-exact; no zombies).

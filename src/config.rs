@@ -15,8 +15,8 @@ pub use crate::core::FailbackMode;
 
 mod keys;
 pub use keys::{
-    client_keys, keep_start_only, secrecy, start_only_keys, Key, Reload, Secret, Syntax, KEYS,
-    KNOWN_KEYS, REFERENCE_HEADER, SECRET_WORDS,
+    keep_start_only, secrecy, start_only_keys, Key, Reload, Secret, Syntax, KEYS, KNOWN_KEYS,
+    REFERENCE_HEADER, SECRET_WORDS,
 };
 
 /// What `QOS_PROBE` asks the controller to do once per interval.
@@ -251,20 +251,6 @@ pub struct ConfigError {
     pub file: PathBuf,
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
-}
-
-/// A key whose value must never be printed, logged or bundled (a credential): a key
-/// marked so in the key table, or a name with one of [`SECRET_WORDS`] in it — no
-/// documented key holds a password itself (it lives in `QOS_MAIL_PASSWORD_FILE`), but a
-/// hand-written `QOS_MAIL_PASSWORD=` or `…_TOKEN=` line must not leak through a support
-/// bundle or a warning either. A `…_FILE` key names a file: its path is not the secret.
-pub fn is_secret_key(key: &str) -> bool {
-    secrecy(key) == Secret::Value
-}
-
-/// The canonical name of a key as written in the file (any case, aliases), if known.
-pub fn canonical_key(written: &str) -> Option<&'static str> {
-    keys::find(written).map(|key| key.name)
 }
 
 /// The known key nearest to a misspelt one, when it is near enough to be a likely typo.

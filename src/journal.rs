@@ -107,19 +107,6 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter that shows nothing (tests of the shell that do not look at stderr).
-    pub fn silent() -> Reporter {
-        Reporter {
-            style: Style::Plain,
-            tx: None,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    pub fn style(&self) -> Style {
-        self.style
-    }
-
     /// Queue one line; never blocks.
     pub fn say(&self, priority: Priority, text: &str) {
         let Some(tx) = &self.tx else {

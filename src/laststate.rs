@@ -70,10 +70,6 @@ impl LastStateWriter {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Something `status` shows changed (state, failover state, incident).
     pub fn mark(&mut self) {
         self.dirty = true;

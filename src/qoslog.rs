@@ -300,11 +300,6 @@ impl QosLog {
         &self.path
     }
 
-    /// The directory the log lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Every line so far has reached the file.
     pub fn is_healthy(&self) -> bool {
         self.failure.is_none() && self.backlog.is_empty()

@@ -52,8 +52,6 @@ pub enum ReexecError {
     ExePath(std::io::Error),
     #[error("cannot write the handoff: {0}")]
     Memfd(std::io::Error),
-    #[error("cannot encode the state: {0}")]
-    Encode(serde_json::Error),
     #[error("descriptor {fd}: cannot change close-on-exec: {source}")]
     Cloexec { fd: RawFd, source: std::io::Error },
     #[error("execve {}: {source}", .path.display())]
@@ -63,8 +61,6 @@ pub enum ReexecError {
     },
     #[error("{HANDOFF_ENV}: {0}")]
     Env(String),
-    #[error("cannot read the handoff: {0}")]
-    Read(String),
 }
 
 /// The descriptors (and the server pid) named in [`HANDOFF_ENV`].

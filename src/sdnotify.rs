@@ -60,15 +60,9 @@ pub struct SdNotify {
 }
 
 impl SdNotify {
-    /// From this process's environment; `None` when not started by systemd with a notify
-    /// socket, or when `NOTIFY_SOCKET` cannot be used (see [`SdNotify::try_from_env`] to
-    /// learn why).
-    pub fn from_env() -> Option<SdNotify> {
-        SdNotify::try_from_env().ok().flatten()
-    }
-
-    /// Like [`SdNotify::from_env`], but says why a set `NOTIFY_SOCKET` is unusable, so the
-    /// caller can log it once.
+    /// From this process's environment; `Ok(None)` when not started by systemd with a
+    /// notify socket, an error saying why when a set `NOTIFY_SOCKET` is unusable (the
+    /// caller logs it once).
     pub fn try_from_env() -> Result<Option<SdNotify>, SdNotifyError> {
         SdNotify::from_vars(
             std::env::var_os("NOTIFY_SOCKET").as_deref(),

@@ -1,13 +1,11 @@
 //! The time formats of the qoscntrlr logs (the log format), as pure functions: the log-line
 //! stamp `2012/08/06 06:33:34`, the `TimeDate=20120508T001506,95-04` of OpMsg lines, the
-//! `YYYYMMDDHHmm` of log file names, and parsers for the log review.
+//! `YYYYMMDDHHmm` of log file names. (The log review reads stamps with its own
+//! `review::Stamp`.)
 
 use std::fmt::Write;
 
-use chrono::{
-    DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
-    Timelike,
-};
+use chrono::{DateTime, Datelike, Local, NaiveDateTime, Offset, TimeZone, Timelike};
 
 /// Length of a log-line stamp, `YYYY/MM/DD HH:MM:SS`.
 pub const LOG_STAMP_LEN: usize = 19;
@@ -70,69 +68,10 @@ where
     t.format("%Y%m%d%H%M").to_string()
 }
 
-/// Parse exactly a log-line stamp (`2012/08/06 06:33:34`, surrounding blanks ignored).
-pub fn parse_log_stamp(text: &str) -> Option<NaiveDateTime> {
-    let text = text.trim();
-    if text.len() != LOG_STAMP_LEN {
-        return None;
-    }
-    NaiveDateTime::parse_from_str(text, "%Y/%m/%d %H:%M:%S").ok()
-}
-
-/// Split a log line into its stamp and the rest (`QoS Probe: SUCCESS (156ms)`, or a bare
-/// text for lines without a component). `None` when the line does not start with a stamp.
-pub fn split_log_line(line: &str) -> Option<(NaiveDateTime, &str)> {
-    let stamp = line.get(..LOG_STAMP_LEN)?;
-    let when = parse_log_stamp(stamp)?;
-    let rest = line[LOG_STAMP_LEN..].strip_prefix(' ')?;
-    Some((when, rest.trim_end_matches(['\r', '\n'])))
-}
-
-/// Parse a `TimeDate=` value (`20120508T001506,95-04`, `…+0530`; the hundredths are
-/// optional). `null` and anything malformed give `None`.
-pub fn parse_timedate(text: &str) -> Option<DateTime<FixedOffset>> {
-    let text = text.trim();
-    let date = NaiveDate::parse_from_str(text.get(..8)?, "%Y%m%d").ok()?;
-    if text.get(8..9)? != "T" {
-        return None;
-    }
-    let time = NaiveTime::parse_from_str(text.get(9..15)?, "%H%M%S").ok()?;
-    let mut rest = text.get(15..)?;
-    let mut nanos = 0u32;
-    if let Some(after_comma) = rest.strip_prefix(',') {
-        let digits = after_comma
-            .bytes()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        let fraction: u32 = after_comma[..digits].parse().ok()?;
-        nanos = fraction * 10u32.pow(9 - digits as u32);
-        rest = &after_comma[digits..];
-    }
-    let sign = match rest.get(..1)? {
-        "+" => 1,
-        "-" => -1,
-        _ => return None,
-    };
-    let zone = &rest[1..];
-    if !zone.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (hours, minutes): (i32, i32) = match zone.len() {
-        2 => (zone.parse().ok()?, 0),
-        4 => (zone[..2].parse().ok()?, zone[2..].parse().ok()?),
-        _ => return None,
-    };
-    let offset = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))?;
-    let naive = date.and_time(time) + chrono::Duration::nanoseconds(i64::from(nanos));
-    offset.from_local_datetime(&naive).single()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::FixedOffset;
 
     /// `offset_seconds` east of UTC, `local` as `YYYY-MM-DD HH:MM:SS.mmm`.
     fn at(offset_seconds: i32, local: &str) -> DateTime<FixedOffset> {
@@ -158,18 +97,6 @@ mod tests {
     }
 
     #[test]
-    fn timedate_round_trips() {
-        let t = at(-4 * 3600, "2012-05-08 00:15:06.950");
-        assert_eq!(parse_timedate(&timedate(&t)), Some(t));
-        let t = at(5 * 3600 + 1800, "2020-01-31 23:59:59.120");
-        assert_eq!(parse_timedate(&timedate(&t)), Some(t));
-        assert_eq!(parse_timedate("null"), None);
-        assert_eq!(parse_timedate("20120508T001506,95"), None);
-        assert_eq!(parse_timedate("20120508X001506,95-04"), None);
-        assert!(parse_timedate("20120508T001506-04").is_some());
-    }
-
-    #[test]
     fn stamps_and_file_names() {
         let local = Local.with_ymd_and_hms(2011, 5, 17, 15, 28, 9).single();
         // Local zones with a gap at this instant do not exist; guard anyway.
@@ -177,20 +104,5 @@ mod tests {
             assert_eq!(file_stamp(&local), "201105171528");
             assert_eq!(log_stamp(&local), "2011/05/17 15:28:09");
         }
-        let parsed = parse_log_stamp("2012/08/06 06:33:34").unwrap();
-        assert_eq!(parsed.to_string(), "2012-08-06 06:33:34");
-        assert_eq!(parse_log_stamp("2012/08/06 06:33"), None);
-        assert_eq!(parse_log_stamp("2012/13/06 06:33:34"), None);
-    }
-
-    #[test]
-    fn split_log_lines() {
-        let (when, rest) =
-            split_log_line("2012/05/08 00:37:41 QoS Probe: SUCCESS (156ms)\n").unwrap();
-        assert_eq!(when.to_string(), "2012-05-08 00:37:41");
-        assert_eq!(rest, "QoS Probe: SUCCESS (156ms)");
-        assert!(split_log_line("garbage").is_none());
-        assert!(split_log_line("2012/05/08 00:37:41").is_none());
-        assert!(split_log_line("2012/05/08 00:37:41x").is_none());
     }
 }

@@ -35,16 +35,6 @@ impl UsageFile {
         (UsageFile { file }, problems)
     }
 
-    /// As [`UsageFile::open`] with another rotation size (tests).
-    pub fn open_with_max_size(
-        data_dir: &Path,
-        retention_days: u32,
-        max_size: u64,
-    ) -> (UsageFile, Vec<EventsError>) {
-        let (file, problems) = EventsFile::open_named(data_dir, BASE, retention_days, max_size);
-        (UsageFile { file }, problems)
-    }
-
     /// Record one pass. A problem is returned (to log) only on the first failure of a
     /// run of failures.
     pub fn record(

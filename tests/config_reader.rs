@@ -377,8 +377,11 @@ fn unknown_keys_never_echo_their_value() {
         .iter()
         .any(|w| w.contains("did you mean QOS_MAIL_PASSWORD_FILE?")));
     assert!(warnings.iter().all(|w| !w.contains("hunter2")));
-    assert!(config::is_secret_key("qos_mail_password"));
-    assert!(!config::is_secret_key("QOS_MAIL_PASSWORD_FILE"));
+    assert_eq!(config::secrecy("qos_mail_password"), config::Secret::Value);
+    assert_eq!(
+        config::secrecy("QOS_MAIL_PASSWORD_FILE"),
+        config::Secret::File
+    );
 }
 
 #[test]

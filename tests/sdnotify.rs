@@ -78,7 +78,7 @@ fn a_vanished_socket_is_a_typed_error_naming_it() {
 }
 
 #[test]
-fn from_env_reads_the_variables_systemd_sets() {
+fn try_from_env_reads_the_variables_systemd_sets() {
     // The only test in this binary that touches the environment.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("notify-env");
@@ -86,9 +86,9 @@ fn from_env_reads_the_variables_systemd_sets() {
     std::env::set_var("NOTIFY_SOCKET", &path);
     std::env::set_var("WATCHDOG_USEC", "3000000");
     std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
-    let notify = SdNotify::from_env();
+    let notify = SdNotify::try_from_env().expect("usable NOTIFY_SOCKET");
     std::env::set_var("WATCHDOG_PID", "1");
-    let not_ours = SdNotify::from_env();
+    let not_ours = SdNotify::try_from_env().expect("usable NOTIFY_SOCKET");
     for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
         std::env::remove_var(name);
     }
@@ -105,7 +105,12 @@ fn from_env_reads_the_variables_systemd_sets() {
         None,
         "WATCHDOG_PID of another process"
     );
-    assert!(SdNotify::from_env().is_none(), "variables removed");
+    assert!(
+        SdNotify::try_from_env()
+            .expect("no NOTIFY_SOCKET")
+            .is_none(),
+        "variables removed"
+    );
 }
 
 #[test]

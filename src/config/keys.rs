@@ -941,11 +941,6 @@ pub fn secrecy(name: &str) -> Secret {
     }
 }
 
-/// The keys a client command needs (see [`Key::client`]).
-pub fn client_keys() -> impl Iterator<Item = &'static str> {
-    KEYS.iter().filter(|key| key.client).map(|key| key.name)
-}
-
 /// The keys a reload does not apply (the running value stays until a restart).
 pub fn start_only_keys() -> impl Iterator<Item = &'static str> {
     KEYS.iter()

@@ -30,17 +30,12 @@ mod stamp;
 mod stats;
 pub mod usage;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub use crate::core::wording::Class as IncidentClass;
-pub use analyze::{
-    Analyzer, Counts, EventKind, Incident, Options, Outcome, Review, TimelineEntry, INCIDENT_LINES,
-};
-pub use files::{discover, is_log_file_name, LogFile};
+pub use analyze::{Analyzer, EventKind, Options, Outcome, Review, TimelineEntry};
+pub use files::{discover, is_log_file_name};
 pub use render::{summary_json, summary_text};
-pub use stamp::{human_secs, Stamp};
-pub use stats::{LatencyHistogram, SeriesPoint};
-pub use usage::UsageStats;
+pub use stamp::Stamp;
 
 /// What can go wrong while reviewing logs.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +44,6 @@ pub enum ReviewError {
     NotFound(PathBuf),
     #[error("cannot read {}: {source}", path.display())]
     Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -149,7 +138,7 @@ pub fn review_paths(
     Ok(review)
 }
 
-/// Review one in-memory text (tests, the support bundle's own summary).
+/// Review one in-memory text (the round-trip test of the wording table).
 pub fn review_text(name: &str, text: &[u8], opts: Options) -> Review {
     let mut analyzer = Analyzer::new(opts);
     analyzer.begin_file(name);
@@ -157,9 +146,4 @@ pub fn review_text(name: &str, text: &[u8], opts: Options) -> Review {
         analyzer.feed(line);
     }
     analyzer.finish()
-}
-
-/// True when `path` exists (file or directory), for callers that want to check early.
-pub fn path_exists(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
 }

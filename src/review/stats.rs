@@ -59,10 +59,6 @@ impl LatencyHistogram {
         self.max = Some(self.max.map_or(ms, |m| m.max(ms)));
     }
 
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     pub fn max(&self) -> Option<u64> {
         self.max
     }
