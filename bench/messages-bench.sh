@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 cargo test --release --quiet --test pipe_bench -- --ignored --nocapture 2>&1 | grep '^pipe:'
 cargo test --release --quiet --test sampler_tree -- --ignored --nocapture 2>&1 | grep '^sampler:'
-cargo test --release --quiet --lib core::apps::tests::bench -- --ignored --nocapture 2>&1 | grep '^apps:'
+cargo test --release --quiet -p qoscntrlr-core --lib apps::tests::bench -- --ignored --nocapture 2>&1 | grep '^apps:'

@@ -10,7 +10,7 @@
 # its raw output
 # in bench/out/:
 #   1. the resource-sample micro-benchmark (benches/sampler.rs)      -> sampler.json
-#   2. the 100k long-running-apps benchmark (core::apps, ignored test) -> apps.txt
+#   2. the 100k long-running-apps benchmark (the core crate's apps, ignored test) -> apps.txt
 #   3. bench/ha-latency.sh: decision -> trigger -> 503 -> VIP moved, with keepalived in
 #      network namespaces of its own                                 -> ha-latency.json
 #   3b. bench/reexec-gap.py: supervision gap of `qoscntrlr reexec`    -> reexec.json
@@ -83,7 +83,7 @@ stage "sampler"
 cargo bench --quiet --bench sampler > "$OUT/sampler.json"
 
 stage "apps"
-cargo test --release --quiet --lib core::apps::tests::bench -- --ignored --nocapture \
+cargo test --release --quiet -p qoscntrlr-core --lib apps::tests::bench -- --ignored --nocapture \
     > "$OUT/apps.txt" 2>&1 || { cat "$OUT/apps.txt" >&2; exit 1; }
 
 stage "keepalived"

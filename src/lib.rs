@@ -33,7 +33,9 @@ pub mod checkconfig;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod core;
+/// The pure controller, its own crate (`crates/qoscntrlr-core`) so the compiler keeps it
+/// free of I/O; re-exported so `crate::core::…` names it.
+pub use qoscntrlr_core as core;
 pub mod demo_server;
 pub mod diagnostics;
 pub mod events;
@@ -56,7 +58,8 @@ pub mod process;
 pub mod qoslog;
 pub mod reexec;
 pub mod review;
-pub mod rules;
+/// The rule engine lives in the core crate; `crate::rules::…` names it.
+pub use qoscntrlr_core::rules;
 pub mod runtime;
 pub mod safefs;
 pub mod sampler;

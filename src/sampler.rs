@@ -1,7 +1,7 @@
 //! Resource samples of the server's process tree (the configuration keys `QOS_MAX_*`, issue 4):
 //! memory, CPU % of one core, open descriptors and threads of every process in the tree,
 //! and the free space of the data directory's filesystem. Only measurement: judging a
-//! sample against limits and rules is the core's (`rules.rs` and `src/core/`).
+//! sample against limits and rules is the core's (`crates/qoscntrlr-core`: `rules` and the controller).
 //!
 //! Targeted refresh: the tree is walked from its root through
 //! `/proc/<pid>/task/<tid>/children`, reading a few files per process; the process table
@@ -620,15 +620,7 @@ impl Sampler {
     }
 }
 
-/// Memory and disk figures as operators read them: `812 MB`.
-pub fn human_bytes(bytes: u64) -> String {
-    let mb = bytes as f64 / (1024.0 * 1024.0);
-    if mb < 10.0 && bytes % (1024 * 1024) != 0 {
-        format!("{mb:.1} MB")
-    } else {
-        format!("{} MB", mb.round() as u64)
-    }
-}
+pub use crate::core::units::human_bytes;
 
 #[cfg(test)]
 mod tests {

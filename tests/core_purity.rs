@@ -1,34 +1,25 @@
-//! The core stays pure: `src/core/` (and the pure modules it is built from, `rules`)
-//! imports nothing from the shell's effect modules, uses no crate that does I/O, and
-//! reads no clock. The compiler cannot see this while the core lives in the same crate
-//! as the shell, so this test reads the sources: every `use` tree is expanded and every
-//! path in the code (comments and string literals removed) is checked against what the
-//! core may name. A new `use crate::failover::…` in the core, a `std::fs` call or an
-//! `Instant::now()` fails here with the file and line.
+//! The core stays pure. It is a crate of its own (`crates/qoscntrlr-core`) whose only
+//! dependency is serde, so the compiler already refuses a path to the shell's effect
+//! modules or to a crate that does I/O (tokio, nix, libc …). What the compiler cannot
+//! see is checked here: the core's manifest names no other dependency, and its sources
+//! use no `std` module that reaches the outside world (`fs`, `net`, `process`, `io`,
+//! `env`, `thread`, `os`), read no clock and print nothing. Every `use` tree is expanded
+//! and every path in the code (comments and string literals removed) is checked; a
+//! `std::fs` call or an `Instant::now()` in the core fails here with the file and line.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Modules of this crate the core may name: itself and the pure rule engine.
-const ALLOWED_MODULES: &[&str] = &["core", "rules"];
+/// Where the core crate lives, from the workspace root.
+const CORE_CRATE: &str = "crates/qoscntrlr-core";
 
 /// Crates the core may use: data derivation and formatting only.
 const ALLOWED_CRATES: &[&str] = &["serde", "serde_json", "thiserror"];
 
-/// Modules of this crate outside `src/core/` that are part of the core's build and held
-/// to the same rules.
-const PURE_MODULES: &[&str] = &["src/rules.rs"];
-
-/// Named items the pure modules borrow from elsewhere: text conversions of values
-/// (`1 GB`, `5 minutes`) that the configuration reader shares with the rule grammar.
-/// Functions of plain values; nothing else of those modules may be named.
-const BORROWED_ITEMS: &[&str] = &[
-    "crate::config::parse_size",
-    "crate::config::parse_duration",
-    "crate::config::human_duration",
-    "crate::sampler::human_bytes",
-];
+/// The shell crate: the core never names it (it could not: the shell depends on the
+/// core), listed so that a path to it reads as what it is.
+const SHELL_CRATE: &str = "qoscntrlr";
 
 /// `std` modules that reach the outside world.
 const FORBIDDEN_STD: &[&str] = &["fs", "net", "process", "io", "env", "thread", "os"];
@@ -332,14 +323,17 @@ fn paths_of(source: &str) -> (Vec<Located<Vec<String>>>, Vec<Located<String>>) {
     (paths, macros)
 }
 
-/// The crates `[dependencies]` of Cargo.toml names, as Rust identifiers.
+/// The crates a manifest's `[dependencies]` (also `[build-dependencies]` and
+/// `[target.….dependencies]`, which are built into or run for the crate as well) names,
+/// as Rust identifiers. `[dev-dependencies]` are left out: only unit tests see them.
 fn dependencies(manifest: &str) -> Vec<String> {
     let mut deps = Vec::new();
     let mut inside = false;
     for line in manifest.lines() {
         let line = line.trim();
         if line.starts_with('[') {
-            inside = line == "[dependencies]";
+            let section = line.trim_matches(|c| c == '[' || c == ']');
+            inside = section.ends_with("dependencies") && section != "dev-dependencies";
             continue;
         }
         if inside {
@@ -361,17 +355,11 @@ fn violations(file: &str, source: &str, forbidden_crates: &[String]) -> Vec<Stri
     for (path, line) in &paths {
         let text = path.join("::");
         let root = path[0].as_str();
-        let why = if root == "crate" {
-            let module = path.get(1).map_or("", String::as_str);
-            let borrowed = BORROWED_ITEMS
-                .iter()
-                .any(|item| text == *item || text.starts_with(&format!("{item}::")));
-            (!ALLOWED_MODULES.contains(&module) && !borrowed).then(|| {
-                format!(
-                    "names `{text}`: the core may use only crate::{{{}}}",
-                    ALLOWED_MODULES.join(", ")
-                )
-            })
+        let why = if root == SHELL_CRATE {
+            Some(format!(
+                "names `{text}`: the core never names the shell crate; shared types are \
+                 defined in the core and the shell imports them"
+            ))
         } else if forbidden_crates.iter().any(|c| c == root) {
             Some(format!(
                 "names `{text}`: crate `{root}` is not one the core may use"
@@ -437,17 +425,42 @@ fn forbidden_crates() -> Vec<String> {
 }
 
 #[test]
-fn the_core_imports_no_effect_module_and_does_no_io() {
+fn the_core_crate_depends_on_nothing_that_does_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = fs::read_to_string(root.join(CORE_CRATE).join("Cargo.toml"))
+        .expect("read the core's Cargo.toml");
+    let deps = dependencies(&manifest);
+    // The reader works (a reader that finds nothing passes everything).
+    assert!(
+        deps.iter().any(|d| d == "serde"),
+        "the [dependencies] reader found no serde in {CORE_CRATE}/Cargo.toml: {deps:?}"
+    );
+    let extra: Vec<&String> = deps
+        .iter()
+        .filter(|d| !ALLOWED_CRATES.contains(&d.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{CORE_CRATE}/Cargo.toml: the core may depend only on {ALLOWED_CRATES:?} (data, no \
+         I/O); found {extra:?}: do the effect in the shell and pass its result in as an event"
+    );
+    assert!(
+        !root.join(CORE_CRATE).join("build.rs").exists(),
+        "{CORE_CRATE}/build.rs: the core has no build script"
+    );
+}
+
+#[test]
+fn the_core_does_no_io_reads_no_clock_and_prints_nothing() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let forbidden = forbidden_crates();
     let mut files = Vec::new();
-    rust_files(&root.join("src/core"), &mut files);
+    rust_files(&root.join(CORE_CRATE).join("src"), &mut files);
     assert!(
-        files.iter().any(|f| f.ends_with("core/mod.rs")),
-        "src/core/mod.rs not found under {}",
+        files.iter().any(|f| f.ends_with("src/lib.rs")),
+        "{CORE_CRATE}/src/lib.rs not found under {}",
         root.display()
     );
-    files.extend(PURE_MODULES.iter().map(|m| root.join(m)));
     let mut found = Vec::new();
     let mut modules_named = BTreeSet::new();
     for file in &files {
@@ -467,16 +480,14 @@ fn the_core_imports_no_effect_module_and_does_no_io() {
     }
     assert!(
         found.is_empty(),
-        "the core must stay pure: define shared types in src/core/ (effect modules import \
-         them from there), pass time and facts in as events; a new pure module the core \
-         needs goes under src/core/, or into PURE_MODULES and ALLOWED_MODULES here, where \
-         it is held to the same rules:\n{}",
+        "the core must stay pure: define shared types in the core (the shell imports them \
+         from there), pass time and facts in as events:\n{}",
         found.join("\n")
     );
     // The scan saw the core's own paths (a scanner that sees nothing passes everything).
     assert!(
-        modules_named.contains("core"),
-        "no crate::core path seen: {modules_named:?}"
+        modules_named.contains("rules") && modules_named.contains("units"),
+        "no crate::rules / crate::units path seen: {modules_named:?}"
     );
 }
 
@@ -484,12 +495,12 @@ fn the_core_imports_no_effect_module_and_does_no_io() {
 fn the_scanner_catches_each_kind_of_impurity() {
     let forbidden = forbidden_crates();
     let bad = |source: &str| violations("x.rs", source, &forbidden);
-    assert_eq!(bad("use crate::failover::Health;").len(), 1);
+    assert_eq!(bad("use qoscntrlr::failover::Health;").len(), 1);
     assert_eq!(
-        bad("use crate::{core::Policy, status::StatusSnapshot};").len(),
+        bad("use qoscntrlr::{core::Policy, status::StatusSnapshot};").len(),
         1
     );
-    assert_eq!(bad("fn f() { crate::mail::send(); }").len(), 1);
+    assert_eq!(bad("fn f() { ::qoscntrlr::mail::send(); }").len(), 1);
     assert_eq!(bad("use std::{fs, time::Duration};").len(), 1);
     assert_eq!(bad("use std::io::Write as _;").len(), 1);
     assert_eq!(bad("fn f() { let _ = std::process::id(); }").len(), 1);
@@ -503,23 +514,22 @@ fn the_scanner_catches_each_kind_of_impurity() {
         1
     );
     assert_eq!(bad("fn f() { eprintln!(\"x\"); }").len(), 1);
-    assert_eq!(bad("use crate::config::parse_size_of_file;").len(), 1);
-    // Allowed: the core itself, the rule engine, std data types, serde, borrowed helpers;
-    // and anything in comments or string literals.
+    // Allowed: the core's own modules, std data types, serde; and anything in comments
+    // or string literals.
     let clean = r##"
         use std::collections::{BTreeMap, VecDeque};
         use std::time::{Duration, Instant};
         use serde::{Deserialize, Serialize};
         use super::ha::FailbackMode;
-        use crate::core::{later, vocab::Health};
+        use crate::{later, vocab::Health};
         use crate::rules::{Rule, RuleEngine as Engine};
-        // use crate::failover::Health; — in a comment
+        // use qoscntrlr::failover::Health; — in a comment
         /* std::fs::read("x") /* nested */ crate::mail::x */
         fn f<'a>(s: &'a str) -> usize {
             let _ = "crate::status::x std::fs Instant::now()";
             let _ = r#"use tokio::net;"#;
             let _ = '"';
-            let _ = crate::config::parse_duration(s, Duration::from_secs(1));
+            let _ = crate::units::parse_duration(s, Duration::from_secs(1));
             format!("{}", s).len()
         }
     "##;

@@ -2,7 +2,7 @@
 //! the rule grammar, the items a rule can watch, and the pure judgement of a stream of
 //! samples against each rule — consecutive-sample windows, averages, samples that could
 //! not be taken, once-per-breach actions and clearing. No I/O and no clock: the shell
-//! samples, the core ([`crate::core`]) feeds the readings here and turns the verdicts
+//! samples, the core ([`crate`]) feeds the readings here and turns the verdicts
 //! into log lines, alerts, failover outputs and smart kills.
 //!
 //! Grammar of one rule (the value of a `QOS_RULE_<NAME>` key):
@@ -183,7 +183,7 @@ fn render(unit: Unit, value: f64, pressure: bool) -> String {
         return "unmeasurable".into();
     }
     match unit {
-        Unit::Bytes => crate::sampler::human_bytes(value.max(0.0) as u64),
+        Unit::Bytes => crate::units::human_bytes(value.max(0.0) as u64),
         Unit::Percent if pressure => {
             if value.fract() == 0.0 {
                 format!("{value:.0}%")
@@ -222,7 +222,7 @@ pub fn parse_value(unit: Unit, text: &str) -> Result<f64, String> {
             .map_err(|_| format!("\"{text}\" is not a number"))
     };
     match unit {
-        Unit::Bytes => crate::config::parse_size(text, 1024 * 1024).map(|b| b as f64),
+        Unit::Bytes => crate::units::parse_size(text, 1024 * 1024).map(|b| b as f64),
         Unit::Percent => {
             let v = number(text.strip_suffix('%').unwrap_or(text))
                 .map_err(|_| format!("\"{text}\" is not a percentage (expected e.g. 90%)"))?;
@@ -241,7 +241,7 @@ pub fn parse_value(unit: Unit, text: &str) -> Result<f64, String> {
         Unit::Load => number(text).map_err(|_| {
             format!("\"{text}\" is not a load average (expected a number, e.g. 8 or 4.5)")
         }),
-        Unit::Millis => crate::config::parse_duration(text, Duration::from_millis(1))
+        Unit::Millis => crate::units::parse_duration(text, Duration::from_millis(1))
             .map(|d| d.as_secs_f64() * 1000.0),
     }
 }
@@ -385,7 +385,7 @@ impl Rule {
             Window::Samples(n) => format!("samples {n}"),
             Window::Average {
                 written: Some(d), ..
-            } => format!("average {}", crate::config::human_duration(d)),
+            } => format!("average {}", crate::units::human_duration(d)),
             Window::Average { samples, .. } => format!("average {samples}"),
         };
         let missing = match self.missing {
@@ -573,7 +573,7 @@ fn parse_average(arg: &str, interval: Duration) -> Result<Window, String> {
             written: None,
         });
     }
-    let span = crate::config::parse_duration(arg, Duration::from_secs(1))
+    let span = crate::units::parse_duration(arg, Duration::from_secs(1))
         .map_err(|_| format!("average \"{arg}\" is not a window ({expected})"))?;
     if span.is_zero() {
         return Err(format!("average \"{arg}\" is empty ({expected})"));

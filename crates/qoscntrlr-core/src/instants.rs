@@ -52,7 +52,7 @@ fn decode(offset: i64) -> Result<Instant, String> {
     t.ok_or_else(|| format!("instant offset {offset} ns is out of range"))
 }
 
-/// `#[serde(with = "crate::core::instants::instant")]` for `Instant`.
+/// `#[serde(with = "crate::instants::instant")]` for `Instant`.
 pub mod instant {
     use super::*;
 
@@ -65,7 +65,7 @@ pub mod instant {
     }
 }
 
-/// `#[serde(with = "crate::core::instants::option")]` for `Option<Instant>`.
+/// `#[serde(with = "crate::instants::option")]` for `Option<Instant>`.
 pub mod option {
     use super::*;
 
@@ -84,7 +84,7 @@ pub mod option {
     }
 }
 
-/// `#[serde(with = "crate::core::instants::deque")]` for `VecDeque<Instant>`.
+/// `#[serde(with = "crate::instants::deque")]` for `VecDeque<Instant>`.
 pub mod deque {
     use super::*;
 

@@ -8,7 +8,7 @@
 //! `failback`). A hold that comes back while the failback hold runs cancels it, so a
 //! flapping server never sends traffic back in between.
 //!
-//! Plain data only (no I/O, no clock): the controller in `core/mod.rs` drives it and
+//! Plain data only (no I/O, no clock): the controller (`lib.rs`) drives it and
 //! turns its transitions into actions.
 
 use std::collections::BTreeSet;

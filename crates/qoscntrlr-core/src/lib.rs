@@ -10,7 +10,9 @@ mod ended;
 pub mod ha;
 pub mod instants;
 mod policy;
+pub mod rules;
 pub mod timers;
+pub mod units;
 pub mod vocab;
 pub mod wording;
 

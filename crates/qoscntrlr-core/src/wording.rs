@@ -75,6 +75,13 @@ pub enum Class {
     OomKill,
 }
 
+/// Serialised by its stable name (`logs summary --json` `incidents[].class`).
+impl serde::Serialize for Class {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl Class {
     /// The stable name of the class (`logs summary --json` `incidents[].class`).
     pub fn as_str(self) -> &'static str {

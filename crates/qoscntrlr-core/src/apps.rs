@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::core::AppKey;
+use crate::AppKey;
 
 /// `QoS Applications:` line when an application is added (`{}` is the `TYPE[value]`).
 pub const LOG_ADDING: &str = "Adding {} to long running apps list";
@@ -125,7 +125,7 @@ impl AppsList {
     /// without progress (a PROGRESS may be waiting unread in the pipe). Every timer moves
     /// `by` later, but never past `now`; order is kept (the map is monotonic).
     pub fn shift_progress(&mut self, by: Duration, now: Instant) {
-        let moved = |t: Instant| crate::core::later(t, by).min(now);
+        let moved = |t: Instant| crate::later(t, by).min(now);
         for entry in self.entries.values_mut() {
             entry.last_progress = moved(entry.last_progress);
         }
