@@ -577,7 +577,7 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
                          "other than the skew time dominates here.")
         L.append(text)
     if msg:
-        queue = source_const("src/runtime.rs", "PIPE_QUEUE")
+        queue = source_const("src/runtime/mod.rs", "PIPE_QUEUE")
         runs = msg.get("runs", [msg])
         spans = [r.get("log_files", msg["log_files"]) for r in runs]
         L.append("* **Messages.** One client sends the START of a COMPACT, then "

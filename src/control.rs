@@ -11,10 +11,12 @@
 //!
 //! ```text
 //! request:  {"v":1,"cmd":"status"|"start"|"quit"|"restart"|"kill"|"pause"|"resume"
-//!                        |"clear-fault"|"diagnose"|"reexec"|"failback","for_secs":N,"no_start":B}
+//!                        |"clear-fault"|"diagnose"|"reexec"|"reload"|"failback",
+//!                        "for_secs":N,"no_start":B}
 //!           for_secs: pause only, optional; no_start: clear-fault only, optional
-//! response: {"v":1,"ok":true|false,"message":"...","status":{...}}  status: the
-//!           `status --json` snapshot (crate::status), present on "status" answers
+//! response: {"v":1,"ok":true|false,"message":"...","status":{...},"config_errors":[...]}
+//!           status: the `status --json` snapshot (crate::status), present on "status"
+//!           answers; config_errors: every error of a file `reload` rejected
 //! ```
 //!
 //! `reexec` is answered by the re-executed image (over a duplicate of the connection that
