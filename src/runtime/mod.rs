@@ -340,7 +340,6 @@ struct ListenFds {
 }
 
 impl Shell {
-    /// Write one line now (and keep it for alert mails).
     /// Send one notification to systemd. A failure is logged once, then nothing more
     /// until a notification succeeds again (the watchdog's, every few seconds, would
     /// flood the log); a missed `WATCHDOG=1` is what gets the controller restarted.
@@ -368,6 +367,7 @@ impl Shell {
         }
     }
 
+    /// Write one line now (and keep it for alert mails).
     fn line(&mut self, component: Component, text: impl AsRef<str>) {
         if let Some(priority) = journal::error_priority(component, text.as_ref()) {
             self.journal.say(priority, text.as_ref());
