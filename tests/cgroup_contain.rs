@@ -353,7 +353,10 @@ fn pressure_files_are_read_and_samples_do_not_walk_the_tree() {
     let first = sampler
         .sample_cgroup(&cg.c.server, pid, data.path(), Instant::now(), false)
         .expect("sample");
-    std::thread::sleep(Duration::from_millis(200));
+    // The interval between the two samples (cpu.stat usage is a difference of the two),
+    // not a wait for an event.
+    const SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
+    std::thread::sleep(SAMPLE_INTERVAL);
     let second = sampler
         .sample_cgroup(&cg.c.server, pid, data.path(), Instant::now(), true)
         .expect("sample");

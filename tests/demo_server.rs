@@ -464,8 +464,10 @@ fn slow_leak_grows_to_its_cap_and_a_spike_gives_its_memory_back() {
     wait_until("leak reached its cap", &|now| now >= base + 38);
     let (_, help) = demo.get("/");
     assert!(help.contains("now: leaked 40 MB"), "{help}");
-    // It stops there.
-    thread::sleep(Duration::from_secs(2));
+    // It stops there. A wait for something that must NOT happen (growth past the cap),
+    // so no polling can replace it: two more of its 1 s steps.
+    const PAST_THE_CAP: Duration = Duration::from_secs(2);
+    thread::sleep(PAST_THE_CAP);
     let (_, help) = demo.get("/");
     assert!(help.contains("now: leaked 40 MB"), "{help}");
 }

@@ -315,7 +315,10 @@ fn diagnostics_of_real_processes() {
             .as_deref()
             .is_some_and(|e| e.contains("cannot create diagnostics folder")));
 
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Cleanup only, nothing is asserted after it: give killed helpers a moment to
+        // exit so the final reap collects them instead of leaving zombies.
+        const BEFORE_THE_LAST_REAP: Duration = Duration::from_millis(100);
+        tokio::time::sleep(BEFORE_THE_LAST_REAP).await;
         reaper.reap_all();
     });
 }

@@ -81,7 +81,17 @@ fn stacks_of_the_main_process_and_the_busiest_only_and_a_snapshot_of_all() {
             assert!(Instant::now() < deadline, "no busy process in {tree:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The busy process must have used more CPU than any sleeper before the stack
+        // targets are chosen (by CPU time so far): wait until it has 5 ticks (the sleepers
+        // use at most one, to start).
+        let busy_deadline = Instant::now() + Duration::from_secs(20);
+        while cpu_ticks(busy) < 5 {
+            assert!(
+                Instant::now() < busy_deadline,
+                "the busy process {busy} used no CPU"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         let dir = tempfile::tempdir().unwrap();
         let request = DiagRequest {
@@ -123,4 +133,16 @@ fn stacks_of_the_main_process_and_the_busiest_only_and_a_snapshot_of_all() {
             .iter()
             .all(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), None).is_ok()));
     });
+}
+
+/// utime + stime of `pid` in clock ticks (0 when it cannot be read).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }

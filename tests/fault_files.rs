@@ -30,6 +30,13 @@ struct Victim {
 }
 
 const VICTIM_TEXT: &str = "precious content that must not change\n";
+/// How long a helper must stay alive after its controller was SIGKILLed to count as
+/// having outlived it. A wait for something that must NOT happen (the helper dying with
+/// the controller), so no polling can replace it: anything tied to the controller's
+/// death (its process group's kill, a parent-death signal) is delivered when the
+/// controller exits, which the client has already seen, and takes effect within
+/// milliseconds; 300 ms is a wide margin for that on a loaded machine.
+const OUTLIVES_THE_CONTROLLER: Duration = Duration::from_millis(300);
 
 impl Victim {
     fn file() -> Victim {
@@ -1217,7 +1224,7 @@ fn nsd_helper_left_by_a_sigkilled_controller_is_killed_by_the_next_start() {
     h.kill9();
     // The client sees the connection close with its controller.
     let _ = client.wait();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(OUTLIVES_THE_CONTROLLER);
     assert!(
         common::is_alive(helper),
         "the helper outlived the controller"

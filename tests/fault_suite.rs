@@ -125,6 +125,12 @@ fn control_raw(socket: &Path, line: &str) -> serde_json::Value {
 
 // ----- defect 1: one control request crashed the controller ---------------------------
 
+/// How long the controller is given to fall over after the out-of-range pause requests
+/// before it is checked to be running. A wait for something that must NOT happen (a
+/// crash), so no polling can replace it: the requests were answered, so the loop has
+/// handled them; any panic they caused would end the process within this window.
+const NO_CRASH_WINDOW: Duration = Duration::from_millis(300);
+
 /// `for_secs` of u64::MAX panicked the loop ("overflow when adding duration to instant"),
 /// exit 101, the server re-parented to init; 10^12 was accepted (a pause until the year
 /// 33715). Both are refused with the bound named; the controller keeps supervising.
@@ -146,7 +152,7 @@ fn control_request_with_huge_pause_is_refused() {
     assert_eq!(answer["ok"], false, "{answer}");
 
     // Still alive and answering after both.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(NO_CRASH_WINDOW);
     assert!(harness.controller_running(), "{}", harness.dump());
     let (_, status) = harness.status();
     assert_eq!(status["flags"]["paused"], false, "{status}");
@@ -165,6 +171,15 @@ fn control_request_with_huge_pause_is_refused() {
 
 // ----- defect 3: a stalled controller killed a healthy server -------------------------
 
+/// How long the controller is kept stopped: part of the scenario, not a wait — longer
+/// than its QOS_PROBE_TIMEOUT (2 s) with room to spare, so a controller that counted the
+/// stall would declare a probe timeout on waking.
+const STALL: Duration = Duration::from_secs(5);
+/// How long the server is watched after the stall for a kill that must NOT happen (no
+/// polling can prove an absence): longer than the probe timeout (2 s) plus an interval
+/// (500 ms), so a timeout counted from before the stall would have fired by then.
+const AFTER_STALL_WATCH: Duration = Duration::from_secs(3);
+
 /// SIGSTOP the controller for longer than QOS_PROBE_TIMEOUT, then SIGCONT: before the fix
 /// it woke, saw no probe success for longer than the timeout and smart-killed the healthy
 /// server. Now it notices the stall, probes again and keeps the server.
@@ -176,7 +191,7 @@ fn stopped_controller_probes_again_before_acting() {
     let inv = Invariants::begin("controller-stall", &mut harness);
     harness.wait_for("QoS Probe: SUCCESS (");
     harness.signal(Signal::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(STALL);
     harness.signal(Signal::SIGCONT);
     let line = harness.wait_for_containing("; probing again before acting");
     let secs: u64 = line
@@ -188,7 +203,7 @@ fn stopped_controller_probes_again_before_acting() {
     assert!((4..=30).contains(&secs), "{line}");
     harness.wait_for("QoS Probe: SUCCESS (");
     // Well past the probe timeout after the stall: still the same server.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(AFTER_STALL_WATCH);
     inv.finish(&mut harness);
 }
 
@@ -320,10 +335,12 @@ fn idle_pipe_clients_cannot_block_the_servers_messages() {
 
     // Fill every place of the pipe with idle clients from outside the server's tree.
     let pipe = harness.data().join("qoscntrlr.pipe");
+    // (No wait for the controller to accept them: they are queued on the listener once
+    // connect returns, and connections are accepted in that order, so the sender's below
+    // comes after all of them.)
     let idle: Vec<UnixStream> = (0..qoscntrlr::pipe::MAX_CLIENTS)
         .map(|_| UnixStream::connect(&pipe).expect("connect an idle client"))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
 
     // An outside sender is refused now, and says so with a non-zero exit.
     let refused = harness.cli(

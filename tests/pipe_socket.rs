@@ -290,7 +290,11 @@ fn a_full_queue_slows_the_sender_and_loses_nothing() {
                 writeln!(client, "OpMsg=PROGRESS Type=T ObjectValue={i}").unwrap();
             }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Part of the scenario, not a wait for an event: a head start, so the burst has
+        // filled the queue when the second client arrives (had it not started yet, the
+        // test would still pass, only proving less).
+        const BURST_HEAD_START: Duration = Duration::from_millis(50);
+        tokio::time::sleep(BURST_HEAD_START).await;
         // `send` waits until its line is taken, which needs room in the queue: it runs
         // beside the reader.
         let other_path = path.clone();
@@ -385,7 +389,9 @@ fn idle_clients_are_closed_and_a_refused_send_says_so() {
             .map(|_| StdStream::connect(&path).unwrap())
             .collect();
         // Full: a sender is refused, and `send` reports it instead of claiming success.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // No wait needed for the server to accept the idle clients first: they are
+        // already queued on the listener (connect returned), and connections are accepted
+        // in the order they were queued, so the sender's comes after all of them.
         match send(&path, "OpMsg=READY Type=SERVER").await {
             Err(e @ SendError::NotAccepted(_)) => {
                 assert!(e.to_string().contains("too many clients"), "{e}")

@@ -35,9 +35,20 @@ fn helper_commands_report_exit_or_are_killed_past_their_limit() {
             .await
             .expect("spawn sleep");
         assert_eq!(out.exit, None, "the helper overran its limit");
-        // The killed helper is reaped (as an unclaimed exit), not left a zombie.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        reaper.reap_all();
-        assert!(nix::sys::signal::kill(Pid::from_raw(out.pid), None).is_err());
+        // The killed helper is reaped (as an unclaimed exit), not left a zombie: once it
+        // has died, `reap_all` collects it and its pid no longer exists.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            reaper.reap_all();
+            if nix::sys::signal::kill(Pid::from_raw(out.pid), None).is_err() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "helper {} still exists 20 s after its kill",
+                out.pid
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     });
 }

@@ -80,7 +80,9 @@ fn spec(argv: &[&str], dir: &Path, console: PathBuf) -> ServerSpec {
 }
 
 async fn wait_for_line(tail: &ConsoleTail, line: &str) {
-    for _ in 0..500 {
+    // Generous: a fixture shell printing its first line on a loaded 2-core machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         if tail.tail(200).iter().any(|l| l == line) {
             return;
         }
@@ -164,7 +166,11 @@ fn servers_are_spawned_captured_and_killed_with_their_whole_tree() {
         let tree = tree_pids(pid, pid, &no_helpers);
         assert!(tree.len() >= 2, "server and its sleep child: {tree:?}");
         signal_group(pid, Signal::SIGTERM).expect("SIGTERM the group");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A wait for something that must NOT happen (the server dying of SIGTERM), so
+        // no polling can replace it: a process that honoured the signal would be gone
+        // within milliseconds; 200 ms is a wide margin on a loaded machine.
+        const IGNORES_SIGTERM: Duration = Duration::from_millis(200);
+        tokio::time::sleep(IGNORES_SIGTERM).await;
         assert!(alive(pid), "SIGTERM is ignored");
         let report = kill_tree(pid, pid, &no_helpers);
         assert!(report.survivors.is_empty(), "{report:?}");

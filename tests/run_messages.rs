@@ -258,7 +258,11 @@ fn a_message_of_a_server_that_has_ended_does_not_act_on_its_successor() {
     h.wait_for(&format!(
         "QoS Controller: Ignored a message from server process {first}, which has ended: OpMsg=END Type=SERVER ObjectType=Detail ObjectValue=Quit"
     ));
-    std::thread::sleep(Duration::from_millis(300));
+    // A wait for something that must NOT happen (the ignored END stopping the new
+    // server), so no polling can replace it: the message was handled when its line was
+    // logged, and a stop it started would leave READY within this window.
+    const NO_STOP_WINDOW: Duration = Duration::from_millis(300);
+    std::thread::sleep(NO_STOP_WINDOW);
     assert_eq!(h.state(), "READY", "{}", h.dump());
     assert!(is_alive(second));
     h.stop();

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -94,7 +92,6 @@ fn crash_post_mortem_covers_the_orphans_of_the_dead_master() {
         h.dump()
     );
     h.wait_for("QoS Controller: Server is ready to process requests");
-    std::thread::sleep(Duration::from_millis(50));
     h.stop();
 }
 

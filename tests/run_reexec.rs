@@ -153,8 +153,11 @@ fn reexec_with_an_application_in_progress_keeps_its_age_and_deadline() {
     h.send("OpMsg=START Type=COMPACT ObjectType=DB ObjectValue=big.nsf");
     h.wait_for("QoS Applications: Adding COMPACT[big.nsf] to long running apps list");
     let added = Instant::now();
-    // Old enough that a restarted timer would show.
-    std::thread::sleep(Duration::from_secs(3));
+    // Part of the scenario, not a wait for an event: the application ages before the
+    // re-exec, enough that a timer restarted by it would show (the check below wants at
+    // least this age) and well short of QOS_APPS_TIMEOUT (8 s).
+    const AGE: Duration = Duration::from_secs(3);
+    std::thread::sleep(AGE);
     reexec_ok(&mut h);
     let (_, json) = h.status();
     let apps = json["apps"].as_array().cloned().unwrap_or_default();
@@ -163,7 +166,7 @@ fn reexec_with_an_application_in_progress_keeps_its_age_and_deadline() {
         .find(|a| a["name"] == "COMPACT[big.nsf]")
         .unwrap_or_else(|| panic!("the application is not listed after reexec: {json}"));
     assert!(
-        app["since_progress_secs"].as_u64().unwrap() >= 3,
+        app["since_progress_secs"].as_u64().unwrap() >= AGE.as_secs(),
         "the application's timer restarted: {json}"
     );
     // Its deadline is kept: the stall is detected and the server killed and restarted.
@@ -365,7 +368,12 @@ fn reexec_while_faulted_stays_faulted_and_spawns_nothing() {
         after["server"]["restarts_in_window"], before["server"]["restarts_in_window"],
         "the restart window carries over: {after}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // A wait for something that must NOT happen (the new image starting the FAULTED
+    // server), so no polling can replace it: a start would come from the new image's
+    // first loop turns, which have run by the time it answered `status` above; 500 ms
+    // more covers a restart delay's first tick on a loaded machine.
+    const NO_START_WINDOW: Duration = Duration::from_millis(500);
+    std::thread::sleep(NO_START_WINDOW);
     assert_eq!(h.count("QoS Controller: OpMsg=START Type=QOS"), starts);
     // clear-fault still works in the new image.
     let out = h.cli("clear-fault", &[]);
