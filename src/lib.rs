@@ -16,7 +16,8 @@
 //!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
 //!   per data directory, state file), [`safefs`] (opening data-directory files without
 //!   following planted links), [`atomic`] (the one atomic file replacement).
-//! * [`webhook`] (alerts POSTed as JSON), [`usage`] (`qoscntrlr-usage.jsonl`), [`host`]
+//! * [`webhook`] (alerts POSTed as JSON), [`spool`] (the alert spool and retry backoff of mail and
+//!   webhook), [`usage`] (`qoscntrlr-usage.jsonl`), [`host`]
 //!   (host-wide and filesystem samples).
 //! * Pure helpers: [`rules`] (resource rules and their windows), [`config`] (the
 //!   `dcontroller.ini` reader), [`message`] (the OpMsg
@@ -64,6 +65,7 @@ pub mod runtime;
 pub mod safefs;
 pub mod sampler;
 pub mod sdnotify;
+pub mod spool;
 pub mod status;
 pub mod timefmt;
 pub mod usage;

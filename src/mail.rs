@@ -33,6 +33,7 @@ use crate::config::{Config, MailTls};
 use crate::core::AlertKind;
 use crate::fold::Folds;
 use crate::host::host_name;
+use crate::spool::{backoff, Loaded, Spool};
 
 /// Subdirectory of the data directory holding undelivered mail.
 pub const SPOOL_DIR_NAME: &str = "mail-spool";
@@ -313,11 +314,10 @@ impl MailerHandle {
 pub struct Mailer {
     settings: MailSettings,
     options: MailerOptions,
-    spool: PathBuf,
+    spool: Spool,
     log: mpsc::UnboundedSender<String>,
     pending: Vec<Pending>,
     folds: Folds<Alert>,
-    next_seq: u64,
 }
 
 struct Pending {
@@ -349,10 +349,9 @@ impl Mailer {
             settings,
             folds: Folds::new(options.fold_window),
             options,
-            spool: spool_dir,
+            spool: Spool::new(spool_dir, "mail", SPOOL_FILE_MAX_BYTES),
             log: log_tx,
             pending: Vec::new(),
-            next_seq: 0,
         };
         let task = tokio::spawn(mailer.run(rx));
         MailerHandle { tx, task }
@@ -438,14 +437,8 @@ impl Mailer {
     }
 
     fn enqueue(&mut self, mail: SpooledMail) {
-        self.next_seq += 1;
-        let stamp = Local::now().format("%Y%m%d%H%M%S%3f");
-        let file = self.spool.join(format!(
-            "mail-{stamp}-{}-{}.json",
-            std::process::id(),
-            self.next_seq
-        ));
-        if let Err(e) = write_spool_file(&self.spool, &file, &mail) {
+        let file = self.spool.new_entry();
+        if let Err(e) = self.spool.write(&file, &mail) {
             self.log(format!(
                 "Mail '{}' could not be spooled ({e}); it is kept in memory only",
                 mail.subject
@@ -459,34 +452,17 @@ impl Mailer {
     }
 
     fn load_spool(&mut self) {
-        if std::fs::symlink_metadata(&self.spool).is_ok_and(|m| m.file_type().is_symlink()) {
-            self.log(format!(
-                "Mail spool {} is a symbolic link; not followed (planted links in the data directory are refused)",
-                self.spool.display()
-            ));
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(&self.spool) else {
-            return;
+        let entries = match self.spool.load::<SpooledMail>() {
+            Loaded::Link => {
+                self.log(format!(
+                    "Mail spool {} is a symbolic link; not followed (planted links in the data directory are refused)",
+                    self.spool.dir().display()
+                ));
+                return;
+            }
+            Loaded::Entries(entries) => entries,
         };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "json")
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("mail-"))
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            // Not through a link, and bounded: a spool file is one mail.
-            let parsed = crate::safefs::read_regular(&file, SPOOL_FILE_MAX_BYTES)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<SpooledMail>(&bytes).map_err(|e| e.to_string())
-                });
+        for (file, parsed) in entries {
             match parsed {
                 Ok(mail) => {
                     self.log(format!(
@@ -538,15 +514,20 @@ impl Mailer {
             match result {
                 Ok(()) => {
                     let done = self.pending.remove(index);
-                    let _ = std::fs::remove_file(&done.file);
+                    self.spool.remove(&done.file);
                     self.log(format!("Mail sent: {} (to {to})", done.mail.subject));
                 }
                 Err(reason) => {
-                    let retry = backoff(&self.options, self.pending[index].mail.attempts);
+                    let retry = backoff(
+                        self.options.first_retry,
+                        self.options.max_retry,
+                        self.pending[index].mail.attempts,
+                    );
                     let pending = &mut self.pending[index];
                     pending.mail.attempts += 1;
                     pending.due = Instant::now() + retry;
-                    let _ = write_spool_file(&self.spool, &pending.file, &pending.mail);
+                    // Kept in memory either way; the failure to spool was logged at enqueue.
+                    let _ = self.spool.write(&pending.file, &pending.mail);
                     let line = format!(
                         "Mail '{}' to {to} via {host}:{port} failed (attempt {}): {reason}; retrying in {}",
                         pending.mail.subject,
@@ -576,30 +557,6 @@ fn recipients(settings: &MailSettings) -> String {
         .map(|m| m.email.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// 30 s, 1 m, 2 m, 4 m, … capped (with the defaults).
-fn backoff(options: &MailerOptions, attempts_before: u32) -> Duration {
-    let factor = 1u32 << attempts_before.min(16);
-    options
-        .first_retry
-        .saturating_mul(factor)
-        .min(options.max_retry)
-}
-
-fn write_spool_file(dir: &Path, file: &Path, mail: &SpooledMail) -> std::io::Result<()> {
-    // A real directory, and a temp file created exclusively: links planted in the spool
-    // are never followed.
-    crate::safefs::ensure_dir(dir, 0o700)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let bytes = serde_json::to_vec_pretty(mail).map_err(std::io::Error::other)?;
-    let temp = file.with_extension("tmp");
-    let temp = temp
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("spool.tmp");
-    crate::atomic::write(file, &bytes, 0o600, crate::atomic::Temp::Fixed(temp))
-        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
 }
 
 /// One SMTP exchange, bounded by the outer time limit. The error is fit for the log (no

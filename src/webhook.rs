@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::core::AlertKind;
 use crate::fold::Folds;
+use crate::spool::{backoff, Loaded, Spool};
 
 /// Subdirectory of the data directory holding undelivered webhook alerts.
 pub const SPOOL_DIR_NAME: &str = "webhook-spool";
@@ -353,11 +354,10 @@ struct Pending {
 pub struct Webhook {
     settings: WebhookSettings,
     options: WebhookOptions,
-    spool: PathBuf,
+    spool: Spool,
     log: mpsc::UnboundedSender<String>,
     pending: Vec<Pending>,
     folds: Folds<WebhookAlert>,
-    next_seq: u64,
 }
 
 impl Webhook {
@@ -382,10 +382,9 @@ impl Webhook {
             settings,
             folds: Folds::new(options.fold_window),
             options,
-            spool: spool_dir,
+            spool: webhook_spool(spool_dir),
             log: log_tx,
             pending: Vec::new(),
-            next_seq: 0,
         };
         let task = tokio::spawn(hook.run(rx));
         WebhookHandle { tx, task }
@@ -464,18 +463,12 @@ impl Webhook {
     }
 
     fn enqueue(&mut self, payload: Payload) {
-        self.next_seq += 1;
-        let stamp = Local::now().format("%Y%m%d%H%M%S%3f");
-        let file = self.spool.join(format!(
-            "webhook-{stamp}-{}-{}.json",
-            std::process::id(),
-            self.next_seq
-        ));
+        let file = self.spool.new_entry();
         let spooled = Spooled {
             payload,
             attempts: 0,
         };
-        if let Err(e) = write_spool_file(&self.spool, &file, &spooled) {
+        if let Err(e) = self.spool.write(&file, &spooled) {
             self.log(format!(
                 "Webhook alert '{}' could not be spooled ({e}); it is kept in memory only",
                 spooled.payload.reason
@@ -489,24 +482,19 @@ impl Webhook {
     }
 
     fn load_spool(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.spool) else {
-            return;
+        let entries = match self.spool.load::<Spooled>() {
+            Loaded::Link => {
+                // Like the mail spool: alerts are never read from a directory a planted
+                // link chose.
+                self.log(format!(
+                    "Webhook spool {} is a symbolic link; not followed (planted links in the data directory are refused)",
+                    self.spool.dir().display()
+                ));
+                return;
+            }
+            Loaded::Entries(entries) => entries,
         };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "json")
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("webhook-"))
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            let parsed = crate::safefs::read_regular(&file, SPOOL_FILE_MAX_BYTES)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Spooled>(&b).map_err(|e| e.to_string()));
+        for (file, parsed) in entries {
             match parsed {
                 Ok(spooled) => {
                     self.log(format!(
@@ -546,7 +534,7 @@ impl Webhook {
                     // Invariant: a Payload is plain strings and numbers; cannot happen.
                     self.log(format!("Webhook alert dropped: cannot encode it: {e}"));
                     let done = self.pending.remove(index);
-                    let _ = std::fs::remove_file(&done.file);
+                    self.spool.remove(&done.file);
                     continue;
                 }
             };
@@ -569,24 +557,23 @@ impl Webhook {
             match result {
                 Ok(status) => {
                     let done = self.pending.remove(index);
-                    let _ = std::fs::remove_file(&done.file);
+                    self.spool.remove(&done.file);
                     self.log(format!(
                         "Webhook alert sent: {} (HTTP {status} from {url})",
                         done.spooled.payload.reason
                     ));
                 }
                 Err(reason) => {
-                    let attempts = self.pending[index].spooled.attempts;
-                    let factor = 1u32 << attempts.min(16);
-                    let retry = self
-                        .options
-                        .first_retry
-                        .saturating_mul(factor)
-                        .min(self.options.max_retry);
+                    let retry = backoff(
+                        self.options.first_retry,
+                        self.options.max_retry,
+                        self.pending[index].spooled.attempts,
+                    );
                     let pending = &mut self.pending[index];
                     pending.spooled.attempts += 1;
                     pending.due = Instant::now() + retry;
-                    let _ = write_spool_file(&self.spool, &pending.file, &pending.spooled);
+                    // Kept in memory either way; the failure to spool was logged at enqueue.
+                    let _ = self.spool.write(&pending.file, &pending.spooled);
                     let line = format!(
                         "Webhook alert '{}' to {url} failed (attempt {}): {reason}; retrying in {}",
                         pending.spooled.payload.reason,
@@ -605,33 +592,17 @@ impl Webhook {
 /// Spool one alert for a later webhook task (used while none runs, e.g. during a
 /// re-exec); it is sent when a task next starts.
 pub fn spool_alert(spool_dir: &Path, alert: &WebhookAlert) -> std::io::Result<()> {
-    let stamp = Local::now().format("%Y%m%d%H%M%S%3f");
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file = spool_dir.join(format!(
-        "webhook-{stamp}-{}-x{seq}.json",
-        std::process::id()
-    ));
+    let spool = webhook_spool(spool_dir.to_path_buf());
     let spooled = Spooled {
         payload: Payload::of(alert),
         attempts: 0,
     };
-    write_spool_file(spool_dir, &file, &spooled)
+    spool.write(&spool.new_entry(), &spooled)
 }
 
-fn write_spool_file(dir: &Path, file: &Path, spooled: &Spooled) -> std::io::Result<()> {
-    // A real directory, and a temp file created exclusively: links planted in the spool
-    // are never followed.
-    crate::safefs::ensure_dir(dir, 0o700)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let bytes = serde_json::to_vec_pretty(spooled).map_err(std::io::Error::other)?;
-    let temp = file.with_extension("tmp");
-    let temp = temp
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("spool.tmp");
-    crate::atomic::write(file, &bytes, 0o600, crate::atomic::Temp::Fixed(temp))
-        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+/// The webhook's spool: `webhook-*.json` entries.
+fn webhook_spool(dir: PathBuf) -> Spool {
+    Spool::new(dir, "webhook", SPOOL_FILE_MAX_BYTES)
 }
 
 /// Longest answer head read (status line and headers).
