@@ -42,7 +42,6 @@
 //! umask or a chmod by someone else opens nothing.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,6 +53,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::status::StatusSnapshot;
+use crate::unixsock::{BindError, GroupError};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -332,86 +332,56 @@ pub enum ControlError {
     },
 }
 
-/// The gid of `QOS_CONTROL_GROUP`.
+/// The gid of `QOS_CONTROL_GROUP`: a group name, or a numeric gid.
 pub fn resolve_group(name: &str) -> Result<u32, ControlError> {
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        Ok(None) => Err(ControlError::UnknownGroup {
-            name: name.to_string(),
-        }),
-        Err(source) => Err(ControlError::GroupLookup {
-            name: name.to_string(),
-            source,
-        }),
-    }
+    crate::unixsock::resolve_group(name)
+        .map(|group| group.gid)
+        .map_err(|e| match e {
+            GroupError::Unknown(name) => ControlError::UnknownGroup { name },
+            GroupError::Lookup { name, source } => ControlError::GroupLookup { name, source },
+        })
 }
 
-/// Bind the control socket at `path`: mode 0600, or 0660 and owned by `group`.
+/// Bind the control socket at `path`: mode 0600, or 0660 and owned by `group` (a name
+/// or a numeric gid), through [`crate::unixsock::bind`], shared with the message pipe.
 ///
 /// A file already at `path` is replaced only if it is a socket nobody listens on (left by
 /// a controller that died); a live socket or any other kind of file is an error.
 pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ControlError> {
-    let io_err = |action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| ControlError::Io {
-            path,
-            action,
-            source,
-        }
-    };
-    let group_gid = group.map(resolve_group).transpose()?;
-    remove_stale_socket(path)?;
-    let listener = UnixListener::bind(path).map_err(io_err("bind"))?;
-    // Between bind and chmod the socket carries the umask's mode; peer credentials are
-    // checked on every connection regardless, so that window grants nothing.
-    let mode = if group_gid.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(io_err("chmod"))?;
-    if let (Some(gid), Some(name)) = (group_gid, group) {
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(
-            |source| ControlError::Chown {
-                path: path.to_path_buf(),
-                group: name.to_string(),
-                source,
-            },
-        )?;
-    }
-    Ok(listener)
-}
-
-fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(ControlError::Io {
-                path: path.to_path_buf(),
-                action: "inspect",
-                source,
-            })
-        }
-    };
-    if !meta.file_type().is_socket() {
-        return Err(ControlError::NotASocket {
-            path: path.to_path_buf(),
-        });
-    }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(ControlError::InUse {
-            path: path.to_path_buf(),
+    let group = match group {
+        Some(name) => Some(crate::unixsock::Group {
+            name: name.to_string(),
+            gid: resolve_group(name)?,
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-            .map_err(|source| ControlError::Io {
+        None => None,
+    };
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    crate::unixsock::bind(path, mode, group.as_ref())
+        .await
+        .map_err(|e| {
+            let io = |action, source| ControlError::Io {
                 path: path.to_path_buf(),
-                action: "remove stale socket",
+                action,
                 source,
-            }),
-        Err(source) => Err(ControlError::Io {
-            path: path.to_path_buf(),
-            action: "probe existing socket",
-            source,
-        }),
-    }
+            };
+            match e {
+                BindError::InUse(path) => ControlError::InUse { path },
+                BindError::NotASocket(path) => ControlError::NotASocket { path },
+                BindError::Inspect { source, .. } => io("inspect", source),
+                BindError::RemoveStale { source, .. } => io("remove stale socket", source),
+                BindError::Bind { source, .. } => io("bind", source),
+                BindError::Mode { source, .. } => io("chmod", source),
+                BindError::Chown {
+                    path,
+                    group,
+                    source,
+                } => ControlError::Chown {
+                    path,
+                    group,
+                    source,
+                },
+            }
+        })
 }
 
 /// Accept connections until `events` is closed. Each connection runs as its own task so
@@ -620,6 +590,42 @@ fn user_in_group(uid: u32, primary_gid: u32, group: u32) -> bool {
     }
 }
 
+/// A client stream whose every read and write waits at most until one deadline (the
+/// socket timeouts are set to what is left before each call), so an answer trickling in
+/// byte by byte cannot stretch the request past its limit either.
+struct DeadlineStream {
+    stream: std::os::unix::net::UnixStream,
+    deadline: std::time::Instant,
+}
+
+impl DeadlineStream {
+    /// What is left until the deadline; nothing left is `TimedOut`.
+    fn left(&self) -> std::io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(std::time::Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut))
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no controller is listening on {}", .path.display())]
@@ -637,14 +643,16 @@ pub enum ClientError {
     Protocol { path: PathBuf, detail: String },
 }
 
-/// Send one command and wait (at most `limit` for each of connect, write and read) for the
-/// answer. Blocking: for the CLI.
+/// Send one command and wait for the answer, all of it — connect, write, read — within
+/// `limit`: a wedged controller (stopped, its listen backlog full, or never answering)
+/// is a [`ClientError::Timeout`], never a hang. Blocking: for the CLI.
 pub fn request(
     path: &Path,
     command: &ControlCommand,
     limit: Duration,
 ) -> Result<ControlResponse, ClientError> {
     use std::io::ErrorKind;
+    let deadline = std::time::Instant::now() + limit;
     let io = |source: std::io::Error| match source.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => ClientError::Timeout {
             path: path.to_path_buf(),
@@ -658,7 +666,7 @@ pub fn request(
             source,
         },
     };
-    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+    let stream = match crate::unixsock::connect(path, limit) {
         Ok(stream) => stream,
         Err(e)
             if matches!(
@@ -672,8 +680,7 @@ pub fn request(
         }
         Err(e) => return Err(io(e)),
     };
-    stream.set_read_timeout(Some(limit)).map_err(io)?;
-    stream.set_write_timeout(Some(limit)).map_err(io)?;
+    let mut stream = DeadlineStream { stream, deadline };
     let mut line = serde_json::to_vec(&WireRequest::from_command(command)).map_err(|e| {
         ClientError::Protocol {
             path: path.to_path_buf(),

@@ -10,7 +10,8 @@
 //!   turns the world into [`core::Event`]s and executes [`core::Action`]s.
 //! * One module per external effect: [`process`] (spawn, signals, whole-tree kill,
 //!   reaping), [`probe`] (http/tcp/exec probes), [`pipe`] (the QOSPipeWatcher socket),
-//!   [`control`] (operator socket), [`sampler`] (resource samples from `/proc`),
+//!   [`control`] (operator socket), [`unixsock`] (binding and connecting both Unix
+//!   sockets), [`sampler`] (resource samples from `/proc`),
 //!   [`diagnostics`] (nsd), [`qoslog`] (the `qoscntrlr*.out` files), [`mail`],
 //!   [`failover`] (trigger file, readiness/agent listeners, hooks), [`sdnotify`],
 //!   [`events`] (JSON lines), [`metrics`] (Prometheus text), [`lock`] (one controller
@@ -68,5 +69,6 @@ pub mod sdnotify;
 pub mod spool;
 pub mod status;
 pub mod timefmt;
+pub mod unixsock;
 pub mod usage;
 pub mod webhook;

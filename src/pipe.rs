@@ -19,7 +19,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,6 +29,7 @@ use tokio::sync::mpsc::{error::TrySendError, Sender};
 
 use crate::core::Meaning;
 use crate::message::{self, Message};
+use crate::unixsock::BindError;
 
 /// Longest message, newline excluded (the message protocol).
 pub const MAX_LINE: usize = 8 * 1024;
@@ -52,8 +52,6 @@ const ACK_WRITE_LIMIT: Duration = Duration::from_secs(2);
 pub const SOCKET_MODE: u32 = 0o660;
 /// At most one rejection report per client per this interval.
 const REJECT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long `bind` waits on a connect to tell a live socket from a stale one.
-const STALE_PROBE_LIMIT: Duration = Duration::from_secs(1);
 /// Read size; large enough that a flood is handled in few wakeups.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -119,68 +117,38 @@ pub enum PipeError {
 
 /// Listen on `path`: a stale socket left by a dead controller is replaced, a live one
 /// or anything that is not a socket is left alone. The socket gets mode 0660 and, when
-/// given, the group `group` (name or numeric id). Needs a tokio runtime.
-///
-/// The mode is set right after `bind`; until then the process umask applies, which for
-/// a service is 022 or stricter, so no other user can connect in between.
+/// given, the group `group` (name or numeric id). Needs a tokio runtime. The binding is
+/// [`crate::unixsock::bind`], shared with the control socket.
 pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, PipeError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if socket_is_live(path).await {
-                return Err(PipeError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(|source| PipeError::RemoveStale {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        Ok(_) => return Err(PipeError::NotASocket(path.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(PipeError::Inspect {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    }
-    let listener = UnixListener::bind(path).map_err(|source| PipeError::Bind {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
-        |source| PipeError::Mode {
-            path: path.to_path_buf(),
-            source,
-        },
-    )?;
-    if let Some(group) = group {
-        let gid = lookup_group(group)?;
-        nix::unistd::chown(path, None, Some(gid)).map_err(|source| PipeError::Chown {
-            path: path.to_path_buf(),
-            group: group.to_string(),
-            source,
-        })?;
-    }
-    Ok(listener)
+    let group = group
+        .map(|name| {
+            crate::unixsock::resolve_group(name).map_err(|_| PipeError::UnknownGroup(name.into()))
+        })
+        .transpose()?;
+    crate::unixsock::bind(path, SOCKET_MODE, group.as_ref())
+        .await
+        .map_err(PipeError::from)
 }
 
-/// A socket is live when something accepts (or is too busy to refuse) a connect.
-async fn socket_is_live(path: &Path) -> bool {
-    match tokio::time::timeout(STALE_PROBE_LIMIT, UnixStream::connect(path)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => e.kind() != std::io::ErrorKind::ConnectionRefused,
-        // A listener whose backlog is full does not answer: it is alive.
-        Err(_) => true,
-    }
-}
-
-fn lookup_group(group: &str) -> Result<nix::unistd::Gid, PipeError> {
-    match nix::unistd::Group::from_name(group) {
-        Ok(Some(found)) => Ok(found.gid),
-        _ => group
-            .parse::<u32>()
-            .map(nix::unistd::Gid::from_raw)
-            .map_err(|_| PipeError::UnknownGroup(group.to_string())),
+impl From<BindError> for PipeError {
+    fn from(e: BindError) -> PipeError {
+        match e {
+            BindError::InUse(path) => PipeError::InUse(path),
+            BindError::NotASocket(path) => PipeError::NotASocket(path),
+            BindError::Inspect { path, source } => PipeError::Inspect { path, source },
+            BindError::RemoveStale { path, source } => PipeError::RemoveStale { path, source },
+            BindError::Bind { path, source } => PipeError::Bind { path, source },
+            BindError::Mode { path, source, .. } => PipeError::Mode { path, source },
+            BindError::Chown {
+                path,
+                group,
+                source,
+            } => PipeError::Chown {
+                path,
+                group,
+                source,
+            },
+        }
     }
 }
 
@@ -706,7 +674,8 @@ pub fn send_line(path: &Path, line: &str, limit: Duration) -> Result<(), SendErr
             source,
         },
     };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(io_error)?;
+    // Bounded: a wedged controller with a full backlog would block connect(2) forever.
+    let mut stream = crate::unixsock::connect(path, limit).map_err(io_error)?;
     // A zero timeout is rejected by std; treat it as the shortest wait.
     stream
         .set_write_timeout(Some(limit.max(Duration::from_millis(1))))

@@ -378,3 +378,94 @@ async fn control_group_members_are_allowed() {
         ]
     );
 }
+
+/// A listener that never accepts, its backlog (one connection) already taken: a
+/// blocking connect(2) to it would wait forever.
+fn wedged_listener(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::unix::net::UnixStream>) {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    socket::listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let mut queued = Vec::new();
+    while let Ok(stream) = qoscntrlr::unixsock::connect(path, Duration::from_millis(200)) {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the backlog never fills");
+    }
+    (fd, queued)
+}
+
+#[test]
+fn a_wedged_controller_is_a_timeout_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = Duration::from_millis(500);
+
+    // Its backlog is full: the connect itself would block.
+    let path = dir.path().join("full.ctl");
+    let (_listener, _queued) = wedged_listener(&path);
+    let started = std::time::Instant::now();
+    let err = control::request(&path, &ControlCommand::Status, limit).unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the controller on {} did not answer within 0 s",
+            path.display()
+        )
+    );
+    // Generous: the bound is what matters, not its precision on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+
+    // It takes the connection (the kernel does) but never answers.
+    let path = dir.path().join("silent.ctl");
+    let _silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let started = std::time::Instant::now();
+    let err = control::request(&path, &ControlCommand::Status, limit).unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+
+    // The same for `qoscntrlr send` on the message pipe.
+    let path = dir.path().join("full.pipe");
+    let (_listener, _queued) = wedged_listener(&path);
+    let err = qoscntrlr::pipe::send_line(&path, "OpMsg=x", limit).unwrap_err();
+    assert!(
+        matches!(err, qoscntrlr::pipe::SendError::TimedOut(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_numeric_control_group_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Root may give the socket any gid, even one without a group entry; anyone else one
+    // of their own.
+    let gid = if running_as_root() {
+        54321
+    } else {
+        nix::unistd::getegid().as_raw()
+    };
+    assert_eq!(control::resolve_group(&gid.to_string()).unwrap(), gid);
+    let path = dir.path().join("qoscntrlr.ctl");
+    let _control = control::bind(&path, Some(&gid.to_string())).await.unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), gid);
+    let pipe_path = dir.path().join("qoscntrlr.pipe");
+    let _pipe = qoscntrlr::pipe::bind(&pipe_path, Some(&gid.to_string()))
+        .await
+        .unwrap();
+    let meta = std::fs::metadata(&pipe_path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), gid);
+    // A name that is neither a group nor a number is still refused, clearly.
+    let err = control::bind(&dir.path().join("g.ctl"), Some("12ab"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "QOS_CONTROL_GROUP=12ab: no such group");
+}

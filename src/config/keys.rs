@@ -557,7 +557,7 @@ pub const KEYS: &[Key] = &[
         name: "QOS_CONTROL_GROUP",
         syntax: Syntax::Text,
         reload: Reload::Restart(|old, new| keep(&old.control_group, &mut new.control_group)),
-        doc: "Group allowed to use both sockets besides the owner and root.",
+        doc: "Group allowed to use both sockets besides the owner and root: a group name or a numeric gid.",
         read: |r, k, c| c.control_group = r.text(k),
         show: |c| show_text(&c.control_group),
         ..KEY
