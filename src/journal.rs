@@ -7,18 +7,28 @@
 //! The `qoscntrlr*.out` log stays the complete record; this is the short version for
 //! `journalctl -u qoscntrlr` and for whoever started `run` by hand.
 //!
-//! Writing never blocks the supervision loop: lines go through a bounded queue to one
-//! writer thread, so a stalled reader of stderr (a full pipe, a suspended terminal)
-//! costs lines here, counted and reported once the writer catches up, never a late kill.
+//! Writing never blocks the supervision loop, and needs no thread of its own: lines wait
+//! in a bounded queue and are written only as far as stderr takes them without waiting —
+//! on a socket (the journal's stream) with `MSG_DONTWAIT`; on anything else after
+//! `poll(2)` with a zero timeout says it is writable, at most `PIPE_BUF` bytes per
+//! `write(2)`, which a pipe with room for a write always takes whole. The loop retries
+//! what is left on its later turns (every 250 ms at least), so a stalled reader of
+//! stderr (a full pipe, a suspended terminal) costs lines here — counted, and reported
+//! once stderr takes lines again — never a late kill. No `O_NONBLOCK` is set on
+//! stderr: its file description is shared with whoever started the controller.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 
-/// Lines waiting for the writer thread; past this, lines are counted and dropped.
+/// Lines waiting for stderr; past this (or [`QUEUE_BYTES`]), lines are counted and dropped.
 const QUEUE_LINES: usize = 1024;
+/// Bytes waiting for stderr: a few long lines (a server's message quoted in an error)
+/// must not hold megabytes either.
+const QUEUE_BYTES: usize = 256 * 1024;
 
 /// Syslog priorities (`sd-daemon(3)`: `<3>` error, `<4>` warning, `<5>` notice, `<6>` info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,76 +108,246 @@ pub fn error_priority(component: crate::core::Component, text: &str) -> Option<P
         .then_some(Priority::Err)
 }
 
-/// The sending side of the stderr reporter: cheap to clone, never blocks.
-#[derive(Clone)]
-pub struct Reporter {
-    style: Style,
-    tx: Option<SyncSender<String>>,
-    dropped: Arc<AtomicU64>,
+/// Where the lines go: stderr (borrowed, never closed) or a descriptor of the caller's
+/// (tests).
+struct Sink {
+    fd: RawFd,
+    /// Keeps a descriptor handed in by [`Journal::with_fd`] open.
+    _owned: Option<OwnedFd>,
+    /// A socket takes `send(MSG_DONTWAIT)`: non-blocking per call, without touching the
+    /// shared file description's flags.
+    socket: bool,
 }
 
-impl Reporter {
-    /// Queue one line; never blocks.
-    pub fn say(&self, priority: Priority, text: &str) {
-        let Some(tx) = &self.tx else {
+/// What one attempt to write gave.
+enum Wrote {
+    Bytes(usize),
+    /// Not writable now: try again on a later turn.
+    Later,
+    /// stderr is gone (closed pipe, hung-up terminal): nothing to report that to; the
+    /// line is given up, the log has it.
+    Gone,
+}
+
+impl Sink {
+    fn new(fd: RawFd, owned: Option<OwnedFd>) -> Sink {
+        let socket = nix::sys::stat::fstat(fd)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+            .unwrap_or(false);
+        Sink {
+            fd,
+            _owned: owned,
+            socket,
+        }
+    }
+
+    /// Write a prefix of `bytes` without blocking.
+    fn write_some(&self, bytes: &[u8]) -> Wrote {
+        let n = if self.socket {
+            // SAFETY: plain syscall on a descriptor this sink keeps open, with a valid
+            // buffer and length.
+            unsafe {
+                libc::send(
+                    self.fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            }
+        } else {
+            if !self.wait_writable(0) {
+                return Wrote::Later;
+            }
+            // A pipe that polls writable has room for PIPE_BUF bytes: a write of at most
+            // that many does not wait (and stays atomic). A regular file or a terminal
+            // that polls writable takes it as well.
+            let len = bytes.len().min(libc::PIPE_BUF);
+            // SAFETY: as above.
+            unsafe { libc::write(self.fd, bytes.as_ptr().cast(), len) }
+        };
+        if n >= 0 {
+            return Wrote::Bytes(n as usize);
+        }
+        match nix::errno::Errno::last() {
+            nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Wrote::Later,
+            _ => Wrote::Gone,
+        }
+    }
+
+    /// Whether the descriptor takes a write now, waiting at most `millis` (0: not at all).
+    /// An error or hang-up counts as writable: the write then says what is wrong.
+    fn wait_writable(&self, millis: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        let ready = unsafe { libc::poll(&mut pfd, 1, millis) };
+        ready > 0
+            && pfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+    }
+}
+
+/// The queue and its descriptor, shared by every [`Reporter`] clone.
+struct Queue {
+    style: Style,
+    sink: Option<Sink>,
+    lines: VecDeque<String>,
+    bytes: usize,
+    /// Bytes of the front line already written (a long line goes out in pieces).
+    written: usize,
+    /// Lines dropped since the last report of drops.
+    dropped: u64,
+}
+
+impl Queue {
+    /// Queue `line`, or count it as dropped when the queue is full. The report of drops
+    /// takes the place of the lines it stands for: before the next line queued, or last.
+    fn push(&mut self, line: String) {
+        if self.lines.len() >= QUEUE_LINES || self.bytes + line.len() > QUEUE_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.push_drop_report();
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    fn push_drop_report(&mut self) {
+        if self.dropped == 0 {
+            return;
+        }
+        let note = format!(
+            "{} stderr line(s) dropped while stderr was not read (the log has them all)",
+            self.dropped
+        );
+        let note = format(self.style, Priority::Warning, &note, &Local::now());
+        self.dropped = 0;
+        // Over the bounds by this one line at most: it stands for the dropped ones.
+        self.bytes += note.len();
+        self.lines.push_back(note);
+    }
+
+    /// Write what stderr takes now, in order; never waits.
+    fn flush(&mut self) {
+        let Some(sink) = self.sink.take() else {
+            self.lines.clear();
+            self.bytes = 0;
+            self.dropped = 0;
             return;
         };
-        let line = format(self.style, priority, text, &Local::now());
-        match tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.write_out(&sink);
+        self.sink = Some(sink);
+    }
+
+    fn write_out(&mut self, sink: &Sink) {
+        loop {
+            if self.lines.is_empty() {
+                self.push_drop_report();
+            }
+            let Some(front) = self.lines.front() else {
+                return;
+            };
+            match sink.write_some(&front.as_bytes()[self.written..]) {
+                // Nothing taken although writable: as good as not writable.
+                Wrote::Bytes(0) | Wrote::Later => return,
+                Wrote::Bytes(n) => {
+                    self.written += n;
+                    if self.written < front.len() {
+                        continue;
+                    }
+                }
+                Wrote::Gone => {}
+            }
+            // Written whole, or given up.
+            self.written = 0;
+            if let Some(line) = self.lines.pop_front() {
+                self.bytes -= line.len();
             }
         }
     }
 }
 
-/// The stderr reporter of `run` and its writer thread.
+fn locked(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    // A panic while holding the lock leaves a queue that is still consistent enough to
+    // write from (at worst one line repeated or missing): go on with it.
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The sending side of the stderr reporter: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Reporter {
+    style: Style,
+    queue: Arc<Mutex<Queue>>,
+}
+
+impl Reporter {
+    fn new(style: Style, sink: Option<Sink>) -> Reporter {
+        Reporter {
+            style,
+            queue: Arc::new(Mutex::new(Queue {
+                style,
+                sink,
+                lines: VecDeque::new(),
+                bytes: 0,
+                written: 0,
+                dropped: 0,
+            })),
+        }
+    }
+
+    /// Queue one line and write what stderr takes now; never blocks.
+    pub fn say(&self, priority: Priority, text: &str) {
+        let mut queue = locked(&self.queue);
+        if queue.sink.is_none() {
+            return;
+        }
+        queue.push(format(self.style, priority, text, &Local::now()));
+        queue.flush();
+    }
+
+    /// Write what is still queued, as far as stderr takes it now; never blocks. The
+    /// supervision loop calls this on every turn.
+    pub fn flush(&self) {
+        let mut queue = locked(&self.queue);
+        if !queue.lines.is_empty() || queue.dropped > 0 {
+            queue.flush();
+        }
+    }
+
+    /// Lines (and drop reports) still waiting for stderr.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        let queue = locked(&self.queue);
+        queue.lines.len() + usize::from(queue.dropped > 0)
+    }
+}
+
+/// The stderr reporter of `run`.
 pub struct Journal {
     reporter: Reporter,
-    /// Disconnected by the writer thread when it has written everything and ended.
-    done: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 /// How long `finish` waits for queued lines to be written at exit: a stderr nobody reads
 /// must not keep the controller from exiting.
-const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+const FINISH_LIMIT: Duration = Duration::from_secs(2);
 
 impl Journal {
     /// A reporter in the style `$JOURNAL_STREAM` asks for, writing to stderr.
     pub fn start() -> Journal {
-        Journal::with_writer(Style::from_env(), std::io::stderr())
+        Journal {
+            reporter: Reporter::new(Style::from_env(), Some(Sink::new(2, None))),
+        }
     }
 
-    /// A reporter writing to `out` (tests pass a socket or a buffer).
-    pub fn with_writer(style: Style, mut out: impl std::io::Write + Send + 'static) -> Journal {
-        let (tx, rx) = sync_channel::<String>(QUEUE_LINES);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let lost = Arc::clone(&dropped);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("stderr".into())
-            .spawn(move || {
-                let _done = done_tx;
-                for line in rx {
-                    let missed = lost.swap(0, Ordering::Relaxed);
-                    if missed > 0 {
-                        let note = format!(
-                            "{missed} stderr line(s) dropped while stderr was not read (the log has them all)"
-                        );
-                        let note = format(style, Priority::Warning, &note, &Local::now());
-                        let _ = out.write_all(note.as_bytes());
-                    }
-                    // stderr gone (closed terminal): nothing to report it to; the log goes on.
-                    let _ = out.write_all(line.as_bytes());
-                    let _ = out.flush();
-                }
-            });
-        // Without the thread, lines are simply not shown: the log still has them.
-        let tx = spawned.ok().map(|_| tx);
+    /// A reporter writing to `fd` (a socket or a pipe of the test's).
+    #[cfg(test)]
+    fn with_fd(style: Style, fd: OwnedFd) -> Journal {
+        use std::os::fd::AsRawFd;
+        let raw = fd.as_raw_fd();
         Journal {
-            reporter: Reporter { style, tx, dropped },
-            done: Some(done_rx),
+            reporter: Reporter::new(style, Some(Sink::new(raw, Some(fd)))),
         }
     }
 
@@ -181,13 +361,23 @@ impl Journal {
         self.reporter.say(priority, text);
     }
 
-    /// Stop taking lines and wait (briefly) until the queued ones are written. Every
-    /// [`Reporter`] clone must be dropped first, or this waits out its time limit.
-    pub fn finish(mut self) {
-        self.reporter.tx = None;
-        if let Some(done) = self.done.take() {
-            // Disconnected (the thread ended) or the time limit: either way, go on.
-            let _ = done.recv_timeout(FINISH_LIMIT);
+    /// Write what is queued, waiting for stderr to take it at most [`FINISH_LIMIT`] in
+    /// all (the process is about to exit; a stderr nobody reads must not keep it).
+    pub fn finish(self) {
+        let deadline = Instant::now() + FINISH_LIMIT;
+        loop {
+            let mut queue = locked(&self.reporter.queue);
+            queue.flush();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(sink) = queue.sink.as_ref().filter(|_| !queue.lines.is_empty()) else {
+                return;
+            };
+            if left.is_zero() {
+                return;
+            }
+            // At most 100 ms per wait: a socket's writability is not polled before its
+            // send, so look again now and then whatever poll says.
+            let _ = sink.wait_writable(left.as_millis().min(100) as i32);
         }
     }
 }
@@ -266,12 +456,80 @@ mod tests {
     #[test]
     fn lines_reach_the_writer_in_order() {
         let (mut reader, writer) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let journal = Journal::with_writer(Style::Journal, writer);
+        let journal = Journal::with_fd(Style::Journal, writer.into());
         journal.say(Priority::Info, "one");
         journal.reporter().say(Priority::Err, "two");
         journal.finish();
         let mut got = String::new();
         std::io::Read::read_to_string(&mut reader, &mut got).expect("read");
         assert_eq!(got, "<6>one\n<3>two\n");
+    }
+
+    /// A pipe nobody reads, full to the brim, in blocking mode (as an inherited stderr
+    /// is): saying lines returns at once, the surplus is counted, and once the pipe is
+    /// read the queued lines follow in order after the report of the drops.
+    #[test]
+    fn a_full_pipe_never_blocks_and_drops_are_reported() {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        // Fill it without blocking, then give it back its blocking mode.
+        fcntl(write_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("nonblock");
+        let mut filler = std::fs::File::from(write_end.try_clone().expect("dup"));
+        let mut filled = 0usize;
+        loop {
+            match filler.write(&[b'x'; 4096]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+        }
+        fcntl(write_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("blocking");
+        drop(filler);
+
+        let journal = Journal::with_fd(Style::Journal, write_end);
+        let reporter = journal.reporter();
+        let started = Instant::now();
+        for i in 0..QUEUE_LINES + 10 {
+            reporter.say(Priority::Info, &format!("line {i}"));
+            reporter.flush();
+        }
+        // Not a speed check: a blocked write would never return at all.
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(
+            reporter.pending(),
+            QUEUE_LINES + 1,
+            "queue bound plus the drop note"
+        );
+
+        // Someone reads the pipe now: what was queued goes out on the later turns.
+        let mut reader = std::fs::File::from(read_end);
+        let mut junk = vec![0u8; filled];
+        reader.read_exact(&mut junk).expect("drain the filler");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let want = QUEUE_LINES + 1;
+        while got.iter().filter(|&&b| b == b'\n').count() < want && Instant::now() < deadline {
+            reporter.flush();
+            let n = reader.read(&mut buf).expect("read");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(got).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), want, "{text}");
+        assert_eq!(lines[0], "<6>line 0");
+        assert_eq!(
+            lines[QUEUE_LINES - 1],
+            format!("<6>line {}", QUEUE_LINES - 1)
+        );
+        assert_eq!(
+            lines[QUEUE_LINES],
+            "<4>10 stderr line(s) dropped while stderr was not read (the log has them all)"
+        );
+        assert_eq!(reporter.pending(), 0);
+        drop(reporter);
+        journal.finish();
     }
 }

@@ -46,6 +46,7 @@ pub mod failover;
 pub mod fdreserve;
 pub mod fold;
 pub mod follow;
+pub mod footprint;
 pub mod host;
 pub mod journal;
 pub mod laststate;

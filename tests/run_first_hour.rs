@@ -225,3 +225,74 @@ fn reload_diagnose_send_and_wait_report_what_they_did() {
     assert_eq!(h.state(), "READY");
     h.stop();
 }
+
+/// A stderr nobody reads (a pipe already full, in blocking mode as an inherited stderr
+/// is) never blocks the supervision loop: the controller starts the server, restarts it
+/// after a crash and answers `status` while every stderr line waits; once someone reads
+/// the pipe, the waiting lines come out in order, and SIGTERM still ends it with 0.
+#[test]
+fn a_stderr_nobody_reads_never_blocks_the_loop() {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    // Fill it without blocking, then hand it over in blocking mode.
+    fcntl(write_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("nonblock");
+    let mut filler = std::fs::File::from(write_end.try_clone().expect("dup"));
+    let mut filled = 0usize;
+    loop {
+        match filler.write(&[b'x'; 4096]) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    drop(filler);
+    fcntl(write_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("blocking");
+
+    let mut h = Harness::demo(&[("QOS_PROBE_INTERVAL", "200ms")]);
+    h.start_with(|cmd| {
+        cmd.stderr(std::process::Stdio::from(write_end));
+    });
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    let first = h.server_pid();
+    // The crash is told on stderr (State READY -> CRASHED) while the pipe is still full.
+    let _ = h.http("/crash");
+    h.wait_for("QoS Controller: Server is ready to process requests");
+    assert_ne!(h.server_pid(), first, "{}", h.dump());
+    let (code, status) = h.status();
+    assert_eq!(code, Some(0), "status while stderr is stalled: {status}");
+    assert_eq!(status["server"]["state"], "READY", "{status}");
+
+    // Now someone reads: the queued lines follow the filler, on the loop's later turns.
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut reader = std::fs::File::from(read_end);
+        let _ = reader.read_to_end(&mut text);
+        text
+    });
+    h.signal(Signal::SIGTERM);
+    let exit = h.wait_exit();
+    let text = reader.join().expect("reader thread");
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "exit after SIGTERM: {exit:?}\n{}",
+        h.dump()
+    );
+    assert!(
+        text.len() > filled,
+        "nothing after the filler\n{}",
+        h.dump()
+    );
+    let said = String::from_utf8_lossy(&text[filled..]).into_owned();
+    let at = |needle: &str| {
+        said.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from stderr:\n{said}"))
+    };
+    assert!(at("Configuration ") < at("-> READY"), "{said}");
+    assert!(at("-> READY") < at("READY -> CRASHED"), "{said}");
+    assert!(said.contains("Exiting with code 0"), "{said}");
+    h.assert_nothing_left();
+}

@@ -112,6 +112,9 @@ impl Shell {
             Action::Mail(alert) => self.mail(alert),
             Action::StateChanged { from, to, why } => {
                 self.last_state.mark();
+                if to == crate::core::ServerState::Ready {
+                    self.trim_due = true;
+                }
                 self.journal.say(
                     journal::state_priority(to.as_str()),
                     &format!("State {} -> {} ({why})", from.as_str(), to.as_str()),

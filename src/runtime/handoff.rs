@@ -586,6 +586,9 @@ impl Shell {
         let error = match reexec::set_inherited(&fds, true) {
             Err(e) => e,
             Ok(()) => {
+                // What stderr takes now goes out; lines a stalled reader left queued are
+                // not carried across (the log has them).
+                self.journal.flush();
                 let now_usec = reexec::monotonic_ns() / 1000;
                 self.sd_notify("RELOADING=1", |sd| sd.reloading(now_usec));
                 reexec::exec(&exe, &carried)

@@ -90,7 +90,7 @@ const CGROUP_EMPTY_LIMIT: Duration = Duration::from_secs(10);
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
 pub fn run(cfg: Config, config_path: &Path) -> u8 {
-    // First, before any thread exists (the journal starts one): it edits the environment.
+    // First, before any thread exists: it edits the environment.
     let restore = match reexec::take_from_env() {
         None => None,
         Some(Ok(inherited)) => Some(Restore::read(inherited)),
@@ -304,6 +304,9 @@ struct Shell {
     reexec_pending: Option<u64>,
     /// Checked and ready: replace the image at the end of this loop turn.
     exec_due: Option<(u64, String)>,
+    /// The server became READY in this turn: at its end, give back what start-up or the
+    /// incident before used (`footprint::trim`).
+    trim_due: bool,
     /// Set in a re-executed image until its first loop turn.
     resumed: Option<Resumed>,
     /// Times this controller (this pid) has replaced its image.
@@ -538,6 +541,12 @@ impl Shell {
                 self.queue
                     .push_back(Event::StallObserved { stalled_for: busy });
                 self.drain_queue();
+            }
+            // stderr lines a stalled reader left queued go out as soon as it reads
+            // again (never waiting for it: see journal).
+            self.journal.flush();
+            if std::mem::take(&mut self.trim_due) {
+                crate::footprint::trim();
             }
             if let Some((request, version)) = self.exec_due.take() {
                 // Let the pipe's client tasks read what their sockets already hold (the

@@ -375,6 +375,7 @@ impl Shell {
             reexec_connections: HashMap::new(),
             reexec_pending: None,
             exec_due: None,
+            trim_due: false,
             resumed: None,
             reexecs: 0,
             log_checked: None,
