@@ -8,8 +8,41 @@ use std::time::{Duration, Instant};
 use qoscntrlr::core::wording;
 use qoscntrlr::core::{
     Action, AppKey, Command, Component, Controller, Event, FailoverState, Health, HookEvent,
-    IncidentOutcome, MessageSender, Policy, ServerSignal, StateName, Timer,
+    IncidentOutcome, Item, MessageSender, Policy, Reading, ServerSignal, StateName, Timer,
 };
+use qoscntrlr::rules::{Rule, Shorthands};
+
+const MB: u64 = 1024 * 1024;
+
+/// The shorthand limits `QOS_MAX_MEMORY` (MB) and `QOS_MAX_CPU` (%) as the reader makes
+/// them, judged on every sample (`QOS_RESOURCE_SAMPLES=1`) so one pass decides.
+fn limits(max_memory_mb: u64, max_cpu: u32) -> Vec<Rule> {
+    Shorthands {
+        max_memory: max_memory_mb * MB,
+        max_cpu,
+        max_open_files: 0,
+        max_threads: 0,
+        min_disk_free: 0,
+        max_memory_pressure: 0,
+        max_cpu_pressure: 0,
+        max_io_pressure: 0,
+        samples: 1,
+        warn_percent: 0,
+        data_directory: "/data".into(),
+    }
+    .rules()
+}
+
+/// One sampling pass of the server's tree: memory in MB and CPU in percent.
+fn sampled(memory_mb: u64, cpu: f64) -> Event {
+    Event::ResourcesSampled {
+        readings: [
+            (Item::Memory, Reading::Value((memory_mb * MB) as f64)),
+            (Item::Cpu, Reading::Value(cpu)),
+        ]
+        .into(),
+    }
+}
 
 /// 2012/05/08 00:15:00 on the review's calendar: the virtual wall clock of `Sim::log`.
 const SIM_EPOCH: i64 = 1_336_436_100;
@@ -967,12 +1000,12 @@ fn exhausted_resource_message_smart_kills() {
 
 #[test]
 fn measured_exhaustion_smart_kills() {
-    let mut sim = Sim::new(Sim::fast());
-    sim.start();
-    sim.feed(Event::ResourceExhausted {
-        resource: "memory".into(),
-        detail: "812 MB > 800 MB".into(),
+    let mut sim = Sim::new(Policy {
+        rules: limits(800, 0),
+        ..Sim::fast()
     });
+    sim.start();
+    sim.feed(sampled(812, 5.0));
     sim.run(Duration::from_secs(10));
     sim.assert_in_order(&["Server has exhausted memory (812 MB > 800 MB)"]);
     sim.assert_in_order(SMART_KILL);
@@ -1517,15 +1550,15 @@ fn stall_does_not_time_out_long_running_applications() {
 /// acted on.
 #[test]
 fn exhaustion_during_a_stall_hold_is_acted_on_after_the_probe_answers() {
-    let mut sim = Sim::new(Sim::fast());
+    let mut sim = Sim::new(Policy {
+        rules: limits(1024, 0),
+        ..Sim::fast()
+    });
     sim.start();
     sim.probe = ProbeMode::Hang;
     sim.run(Duration::from_secs(5));
     sim.stall(Duration::from_secs(30));
-    sim.feed(Event::ResourceExhausted {
-        resource: "memory".into(),
-        detail: "2 GB over 1 GB".into(),
-    });
+    sim.feed(sampled(2048, 5.0));
     assert_eq!(sim.ctl.state(), StateName::Ready);
     assert_eq!(
         sim.count("acting once the probe after the stall has answered"),
@@ -1535,7 +1568,7 @@ fn exhaustion_during_a_stall_hold_is_acted_on_after_the_probe_answers() {
     assert!(
         sim.lines
             .iter()
-            .any(|l| l == "QoS Controller: Server has exhausted memory (2 GB over 1 GB)"),
+            .any(|l| l == "QoS Controller: Server has exhausted memory (2048 MB > 1024 MB)"),
         "{:#?}",
         sim.lines
     );
@@ -2162,22 +2195,19 @@ fn nokill_stalled_application_holds_outputs_down_until_it_moves_again() {
 fn nokill_measured_exhaustion_clears_when_back_under_the_limit() {
     let mut sim = Sim::new(Policy {
         nokill: true,
+        rules: limits(2048, 50),
         ..Sim::fast()
     });
     sim.start();
-    sim.feed(Event::ResourceExhausted {
-        resource: "memory".into(),
-        detail: "3 GiB > 2 GiB".into(),
-    });
+    sim.feed(sampled(3072, 80.0));
     assert!(sim.trigger);
-    sim.feed(Event::ResourceRecovered {
-        resource: "cpu".into(),
-    });
-    assert!(sim.trigger, "another resource does not clear it");
-    sim.feed(Event::ResourceRecovered {
-        resource: "memory".into(),
-    });
-    assert!(!sim.trigger);
+    sim.feed(sampled(3072, 5.0));
+    assert!(
+        sim.trigger,
+        "another resource back under its limit does not clear it"
+    );
+    sim.feed(sampled(1024, 5.0));
+    assert!(!sim.trigger, "{:#?}", sim.lines);
     let outcome = sim.ctl.status(sim.now).incidents[0].outcome;
     assert_eq!(outcome, IncidentOutcome::RecoveredWithoutKill);
 }

@@ -12,26 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::AppKey;
 
-/// `QoS Applications:` line when an application is added (`{}` is the `TYPE[value]`).
-pub const LOG_ADDING: &str = "Adding {} to long running apps list";
-/// `QoS Applications:` line when an application ends (two dots, as in the reference).
-pub const LOG_REMOVING: &str = "Removing {} from long running apps list..";
-/// `QoS Applications:` line when the server starts or stops.
-pub const LOG_CLEARING: &str = "Clearing long running apps list";
-/// `QoS Controller:` line when a probe timeout is deferred by running applications.
-pub const LOG_PROBING_PAUSED: &str =
-    "There are long running applications - probing will pause until they have completed.";
-
-/// [`LOG_ADDING`] for `app`.
-pub fn log_adding(app: &AppKey) -> String {
-    LOG_ADDING.replacen("{}", &app.to_string(), 1)
-}
-
-/// [`LOG_REMOVING`] for `app`.
-pub fn log_removing(app: &AppKey) -> String {
-    LOG_REMOVING.replacen("{}", &app.to_string(), 1)
-}
-
 /// What a START did to the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -246,15 +226,18 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
 
+    /// The list's log lines (in the wording table) name an application as the
+    /// reference does: `TYPE[object]`, a Windows path kept whole.
     #[test]
     fn log_texts_match_the_reference() {
+        use crate::wording::{ADDING_APP, REMOVING_APP};
         let app = key("FIXUP", r"C:\Program Files\HCL\Domino\Data\ddm.nsf");
         assert_eq!(
-            log_adding(&app),
+            ADDING_APP.fill(&[&app]),
             r"Adding FIXUP[C:\Program Files\HCL\Domino\Data\ddm.nsf] to long running apps list"
         );
         assert_eq!(
-            log_removing(&app),
+            REMOVING_APP.fill(&[&app]),
             r"Removing FIXUP[C:\Program Files\HCL\Domino\Data\ddm.nsf] from long running apps list.."
         );
     }

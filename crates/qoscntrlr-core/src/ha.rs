@@ -137,13 +137,4 @@ impl FailoverBook {
     pub fn in_failback_hold(&self) -> bool {
         self.down && (self.failback_at.is_some() || self.awaiting_operator)
     }
-
-    /// Holds as text, e.g. `incident, nokill:probe-timeout`.
-    pub fn holds_text(&self) -> String {
-        self.holds
-            .iter()
-            .map(Hold::describe)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }

@@ -666,40 +666,6 @@ impl Controller {
                     format!("Message rejected: {reason}"),
                 ));
             }
-            Event::ResourceWarning { resource, detail } => {
-                out.push(log(
-                    Component::Controller,
-                    format!("Warning: server is close to its {resource} limit ({detail})"),
-                ));
-                out.push(Action::Mail(Alert {
-                    kind: AlertKind::ResourceWarning {
-                        resource: resource.clone(),
-                    },
-                    summary: format!("The server is close to its {resource} limit: {detail}."),
-                    diagnostics: None,
-                    incident: None,
-                }));
-            }
-            Event::ResourceExhausted { resource, detail } if self.holding(now) => {
-                out.push(log(
-                    Component::Controller,
-                    format!(
-                        "{}; acting once the probe after the stall has answered",
-                        wording::SERVER_EXHAUSTED.fill(&[&resource, &detail])
-                    ),
-                ));
-                let line = wording::SERVER_EXHAUSTED.fill(&[&resource, &detail]);
-                self.deferred_exhaustion = Some((line, Reason::Exhausted { resource, detail }));
-            }
-            Event::ResourceExhausted { resource, detail } => {
-                if matches!(self.state, State::Ready { .. } | State::Starting { .. }) {
-                    out.push(log(
-                        Component::Controller,
-                        wording::SERVER_EXHAUSTED.fill(&[&resource, &detail]),
-                    ));
-                    self.smart_kill(now, Reason::Exhausted { resource, detail }, &mut out);
-                }
-            }
             Event::OomKilled { kills, total } => self.on_oom_killed(now, kills, total, &mut out),
             Event::ResourcesSampled { readings } => self.on_samples(now, &readings, &mut out),
             Event::CommandReceived {
@@ -716,9 +682,6 @@ impl Controller {
                 self.on_post_mortem_captured(now, incident, &mut out)
             }
             Event::StopRequested => self.on_stop_requested(now, &mut out),
-            Event::ResourceRecovered { resource } => {
-                self.resource_back(now, &resource, &mut out);
-            }
             Event::DeadlineReached => self.on_deadline(now, &mut out),
             Event::StallObserved { stalled_for } => self.on_stall(now, stalled_for, &mut out),
         }

@@ -157,14 +157,6 @@ pub enum Event {
     MessageRejected {
         reason: String,
     },
-    ResourceWarning {
-        resource: String,
-        detail: String,
-    },
-    ResourceExhausted {
-        resource: String,
-        detail: String,
-    },
     /// The kernel's OOM killer killed `kills` process(es) inside the server's cgroup
     /// (`memory.events oom_kill` went up to `total`). An incident of its own, whether or
     /// not the server survived it.
@@ -176,10 +168,6 @@ pub enum Event {
     /// from the map counts as a sample that could not be taken).
     ResourcesSampled {
         readings: Readings,
-    },
-    /// A measured resource is back under its limit (ends a QOS_NOKILL condition).
-    ResourceRecovered {
-        resource: String,
     },
     /// `uid` is the operator's; `request` identifies the reply.
     CommandReceived {
