@@ -941,6 +941,9 @@ pub fn signal_group(pgid: i32, sig: Signal) -> nix::Result<()> {
 struct ProcStat {
     state: char,
     pgid: i32,
+    /// Start time in clock ticks after boot: with the pid, the identity of a process (a
+    /// pid reused by another process has another start time).
+    start: u64,
 }
 
 fn proc_stat(pid: i32) -> Option<ProcStat> {
@@ -951,7 +954,9 @@ fn proc_stat(pid: i32) -> Option<ProcStat> {
     let state = fields.next()?.chars().next()?;
     let _ppid = fields.next()?;
     let pgid = fields.next()?.parse().ok()?;
-    Some(ProcStat { state, pgid })
+    // Fields 6-21 of stat(5) lie between the group and the start time (field 22).
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(ProcStat { state, pgid, start })
 }
 
 fn children_of(pid: i32) -> Vec<i32> {
@@ -1018,7 +1023,7 @@ pub fn tree_pids(root: i32, pgid: i32, exclude: &HashSet<i32>) -> Vec<i32> {
     order
 }
 
-/// What [`kill_tree`] did.
+/// What a tree kill did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KillReport {
     /// Every pid that was sent SIGKILL, in discovery order.
@@ -1029,6 +1034,7 @@ pub struct KillReport {
     pub rounds: u32,
 }
 
+/// Rounds of [`kill_tree`], the blocking kill (start-up, before the loop runs).
 const KILL_ROUNDS: u32 = 20;
 
 fn alive(pid: i32) -> bool {
@@ -1042,20 +1048,110 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// SIGKILL the server's whole tree (see [`tree_pids`]). Each round first SIGSTOPs every
-/// process found, walking again until no new one turns up (a stopped process cannot fork
-/// while we look), then SIGKILLs them all and the group. Rounds repeat until a walk finds
-/// nothing alive, at most [`KILL_ROUNDS`] times. Reaping is left to the [`Reaper`].
-pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
-    let mut report = KillReport::default();
-    let mut killed: HashSet<i32> = HashSet::new();
-    while report.rounds < KILL_ROUNDS {
+/// What the next [`TreeKill::step`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillStep {
+    /// Nothing of the tree is alive any more: [`TreeKill::finish`].
+    Done,
+    /// Processes were killed and have all ended already: walk again at once (a last
+    /// look for anything forked in between).
+    Again,
+    /// Killed processes are still on their way out (SIGKILL is delivered
+    /// asynchronously; one in uninterruptible sleep dies only when its I/O returns):
+    /// walk again a little later.
+    Wait,
+}
+
+/// SIGKILL of the server's whole tree (see [`tree_pids`]), one round per [`step`]: each
+/// round first SIGSTOPs every process found, walking again until no new one turns up (a
+/// stopped process cannot fork while we look), then SIGKILLs them all and the group.
+/// The caller repeats rounds until one finds nothing alive and decides how long to wait
+/// in between — [`kill_tree`] sleeps (it runs before the supervision loop exists), the
+/// loop's own kill awaits a timer so it keeps serving while a process of the tree takes
+/// its time to die. A step never waits. Reaping is left to the [`Reaper`].
+///
+/// Between rounds the reaper may reap what was killed, and a pid could in principle be
+/// reused: every process is remembered with its start time, and a pid seen again with
+/// another start time is not the one that was killed and is left alone.
+///
+/// [`step`]: TreeKill::step
+#[derive(Debug)]
+pub struct TreeKill {
+    root: i32,
+    pgid: i32,
+    exclude: HashSet<i32>,
+    /// The server the controller spawned and has not reaped: signalled directly too.
+    child: Option<i32>,
+    /// Start time of every process signalled so far (see above).
+    seen: HashMap<i32, u64>,
+    report: KillReport,
+}
+
+impl TreeKill {
+    /// Kill the tree of `root` and every process of group `pgid` (0: none).
+    pub fn new(root: i32, pgid: i32, exclude: &HashSet<i32>) -> TreeKill {
+        TreeKill {
+            root,
+            pgid,
+            exclude: exclude.clone(),
+            child: None,
+            seen: HashMap::new(),
+            report: KillReport::default(),
+        }
+    }
+
+    /// The tree of the server the controller spawned (its own process group) and has
+    /// not reaped yet: that pid cannot have been reused, so it is SIGKILLed directly as
+    /// well and counts as a survivor while it exists — the kill works, and is known to
+    /// have worked or not, even when `/proc` cannot be read.
+    pub fn of_child(child: i32, exclude: &HashSet<i32>) -> TreeKill {
+        let mut kill = TreeKill::new(child, child, exclude);
+        if child > 1 && !exclude.contains(&child) {
+            kill.child = Some(child);
+        }
+        kill
+    }
+
+    /// The pids killed so far, in discovery order.
+    pub fn killed(&self) -> &[i32] {
+        &self.report.killed
+    }
+
+    /// Rounds done so far.
+    pub fn rounds(&self) -> u32 {
+        self.report.rounds
+    }
+
+    /// Alive, and the process first seen under this pid (not a reuse of it).
+    fn ours_alive(&mut self, pid: i32) -> bool {
+        match proc_stat(pid) {
+            Some(stat) => {
+                let first = *self.seen.entry(pid).or_insert(stat.start);
+                first == stat.start && stat.state != 'Z' && stat.state != 'X'
+            }
+            None => alive(pid),
+        }
+    }
+
+    /// One round (see the type). Never blocks beyond the `/proc` reads and signals.
+    pub fn step(&mut self) -> KillStep {
+        if self.report.rounds == 0 {
+            if let Some(child) = self.child {
+                // Unreaped, so not reusable: a direct SIGKILL needs no /proc at all.
+                if nix::sys::signal::kill(Pid::from_raw(child), Signal::SIGKILL).is_ok()
+                    && !self.report.killed.contains(&child)
+                {
+                    self.report.killed.push(child);
+                }
+            }
+        }
         let mut stopped: Vec<i32> = Vec::new();
         let mut stopped_set: HashSet<i32> = HashSet::new();
         loop {
-            let fresh: Vec<i32> = tree_pids(root, pgid, exclude)
+            let found = tree_pids(self.root, self.pgid, &self.exclude);
+            let fresh: Vec<i32> = found
                 .into_iter()
-                .filter(|&p| alive(p) && !stopped_set.contains(&p))
+                .filter(|&p| !stopped_set.contains(&p) && self.ours_alive(p))
                 .collect();
             if fresh.is_empty() {
                 break;
@@ -1068,52 +1164,59 @@ pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
             }
         }
         if stopped.is_empty() {
-            break;
+            return KillStep::Done;
         }
-        report.rounds += 1;
+        self.report.rounds += 1;
         for &pid in &stopped {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            if killed.insert(pid) {
-                report.killed.push(pid);
+            if !self.report.killed.contains(&pid) {
+                self.report.killed.push(pid);
             }
         }
-        if pgid > 1 {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        if self.pgid > 1 {
+            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
         }
-        // SIGKILL is delivered asynchronously; if some are still on their way out, give
-        // the kernel a moment before walking again.
-        if stopped.iter().any(|&p| alive(p)) {
-            std::thread::sleep(Duration::from_millis(1));
+        if stopped.iter().any(|&p| self.ours_alive(p)) {
+            KillStep::Wait
+        } else {
+            KillStep::Again
         }
     }
-    // Whatever the walks found (nothing, when /proc cannot be read for want of
-    // descriptors): the group is always signalled; kill(2) needs no descriptor.
-    if pgid > 1 && pgid != std::process::id() as i32 {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+
+    /// The report: what was killed, and what of the tree is still alive now.
+    pub fn finish(mut self) -> KillReport {
+        // Whatever the walks found (nothing, when /proc cannot be read for want of
+        // descriptors): the group is always signalled; kill(2) needs no descriptor.
+        if self.pgid > 1 && self.pgid != std::process::id() as i32 {
+            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        }
+        let found = tree_pids(self.root, self.pgid, &self.exclude);
+        let mut survivors: Vec<i32> = found.into_iter().filter(|&p| self.ours_alive(p)).collect();
+        if let Some(child) = self.child {
+            let _ = nix::sys::signal::kill(Pid::from_raw(child), Signal::SIGKILL);
+            if alive(child) && !survivors.contains(&child) {
+                survivors.push(child);
+            }
+        }
+        self.report.survivors = survivors;
+        self.report
     }
-    report.survivors = tree_pids(root, pgid, exclude)
-        .into_iter()
-        .filter(|&p| alive(p))
-        .collect();
-    report
 }
 
-/// [`kill_tree`] of the server the controller spawned (its own process group) and has
-/// not reaped yet: that pid cannot have been reused, so it is SIGKILLed directly as well
-/// and counts as a survivor while it exists — the kill works, and is known to have
-/// worked or not, even when `/proc` cannot be read.
-pub fn kill_child_tree(child: i32, exclude: &HashSet<i32>) -> KillReport {
-    let mut report = kill_tree(child, child, exclude);
-    if child > 1 && !exclude.contains(&child) {
-        let pid = Pid::from_raw(child);
-        if nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() && !report.killed.contains(&child) {
-            report.killed.push(child);
-        }
-        if alive(child) && !report.survivors.contains(&child) {
-            report.survivors.push(child);
+/// SIGKILL the server's whole tree (see [`TreeKill`]), blocking: rounds repeat until a
+/// walk finds nothing alive, at most [`KILL_ROUNDS`] times, a millisecond apart when
+/// killed processes are still on their way out. For start-up, before the supervision
+/// loop runs; the loop's kill waits on a timer instead (`runtime::executor`).
+pub fn kill_tree(root: i32, pgid: i32, exclude: &HashSet<i32>) -> KillReport {
+    let mut kill = TreeKill::new(root, pgid, exclude);
+    while kill.rounds() < KILL_ROUNDS {
+        match kill.step() {
+            KillStep::Done => break,
+            KillStep::Again => {}
+            KillStep::Wait => std::thread::sleep(Duration::from_millis(1)),
         }
     }
-    report
+    kill.finish()
 }
 
 #[cfg(test)]

@@ -22,13 +22,46 @@ use crate::fdreserve;
 use crate::journal::{self, Priority};
 use crate::lock::ServerRecord;
 use crate::probe;
-use crate::process::{self, ServerSpec, TREE_MARK_ENV};
+use crate::process::{self, KillReport, KillStep, ServerSpec, TreeKill, TREE_MARK_ENV};
 use crate::timefmt;
 
 use super::{
-    capitalize, join_pids, ServerProc, Shell, TaskResult, CONSOLE_LOG_NAME, CONSOLE_TAIL_LINES,
-    HOOK_LIMIT,
+    capitalize, join_pids, KillPurpose, ServerProc, Shell, TaskResult, CONSOLE_LOG_NAME,
+    CONSOLE_TAIL_LINES, HOOK_LIMIT,
 };
+
+/// Rounds of a tree kill done at once, in the loop turn that asked for it, while each
+/// finds everything it killed already gone (a tree forking as it is killed).
+const KILL_ROUNDS_AT_ONCE: u32 = 20;
+/// First pause between the rounds of a tree kill whose processes are still on their way
+/// out; it doubles up to [`KILL_PAUSE_MAX`].
+const KILL_PAUSE_MIN: Duration = Duration::from_millis(1);
+const KILL_PAUSE_MAX: Duration = Duration::from_millis(100);
+/// How long a tree kill waits for its processes to die before it reports the ones still
+/// alive (uninterruptible sleep ignores even SIGKILL until its I/O returns) and a waiting
+/// restart goes ahead — the same bound as for a contained server's cgroup to empty.
+pub(super) const KILL_WAIT_LIMIT: Duration = super::CGROUP_EMPTY_LIMIT;
+
+/// The rounds of a tree kill after the first ones, a timer apart (the loop serves in
+/// between), until nothing of the tree is alive or [`KILL_WAIT_LIMIT`] has passed.
+async fn finish_tree_kill(mut kill: TreeKill) -> KillReport {
+    let give_up = tokio::time::Instant::now() + KILL_WAIT_LIMIT;
+    let mut pause = KILL_PAUSE_MIN;
+    loop {
+        tokio::time::sleep(pause).await;
+        let step = fdreserve::with_released(|| kill.step());
+        if step == KillStep::Done || tokio::time::Instant::now() >= give_up {
+            break;
+        }
+        pause = match step {
+            // What it killed is gone: look again at once for anything forked meanwhile.
+            KillStep::Again => Duration::ZERO,
+            _ if pause.is_zero() => KILL_PAUSE_MIN,
+            _ => (pause * 2).min(KILL_PAUSE_MAX),
+        };
+    }
+    fdreserve::with_released(|| kill.finish())
+}
 
 /// The reason the core gives diagnostics an operator asked for (`qoscntrlr diagnose`).
 pub(super) const OPERATOR_DIAGNOSTICS: &str = "operator";
@@ -231,21 +264,18 @@ impl Shell {
             self.spawn_now();
             return;
         }
+        // A kill still waiting for processes of the tree to die: the server starts
+        // when it has ended (`on_tree_killed`), never beside what is left of the old one.
+        if self.kills_running > 0 {
+            self.spawn_after_kill = true;
+            return;
+        }
         // Leftovers of a previous server (daemonized grandchildren) go first.
         if let Some(pgid) = self.last_pgid.take() {
             let exclude = self.helper_pids(None);
-            let report = process::kill_tree(pgid, pgid, &exclude);
-            self.queue.push_back(Event::ServerProcessesEnded {
-                pids: report.killed.clone(),
-            });
-            if !report.killed.is_empty() {
-                self.line(
-                    Component::Kill,
-                    format!(
-                        "Killed {} leftover process(es) of the previous server",
-                        report.killed.len()
-                    ),
-                );
+            if !self.start_tree_kill(TreeKill::new(pgid, pgid, &exclude), KillPurpose::Sweep) {
+                self.spawn_after_kill = true;
+                return;
             }
         }
         self.spawn_now();
@@ -400,33 +430,83 @@ impl Shell {
             return;
         };
         let exclude = self.helper_pids(Some(pgid));
-        let live_child = self.server.is_some();
+        let kill = if self.server.is_some() {
+            TreeKill::of_child(pgid, &exclude)
+        } else {
+            TreeKill::new(pgid, pgid, &exclude)
+        };
+        self.start_tree_kill(kill, KillPurpose::Tree);
+    }
+
+    /// Run `kill` (the `/proc` tree kill): its first rounds at once, in this loop turn —
+    /// a tree that is gone when they end (the usual case) is reported right away and
+    /// `true` returned — and, while killed processes are still on their way out, the
+    /// rest as a task that waits on a timer between rounds, so the loop keeps answering
+    /// `status`, reading the server's messages and serving the endpoints meanwhile; its
+    /// end comes back as [`TaskResult::TreeKilled`] ([`Shell::on_tree_killed`]). A
+    /// process that does not die (uninterruptible sleep) is waited for at most
+    /// [`KILL_WAIT_LIMIT`], then reported.
+    pub(super) fn start_tree_kill(&mut self, mut kill: TreeKill, purpose: KillPurpose) -> bool {
         // The walk of /proc needs descriptors: the reserve is given back for it, so a
         // controller starved of descriptors still finds and kills the whole tree.
-        let report = fdreserve::with_released(|| {
-            if live_child {
-                process::kill_child_tree(pgid, &exclude)
-            } else {
-                process::kill_tree(pgid, pgid, &exclude)
-            }
-        });
+        let mut step = fdreserve::with_released(|| kill.step());
+        while step == KillStep::Again && kill.rounds() < KILL_ROUNDS_AT_ONCE {
+            step = fdreserve::with_released(|| kill.step());
+        }
+        if step != KillStep::Wait {
+            let report = fdreserve::with_released(|| kill.finish());
+            self.kills_running += 1;
+            self.on_tree_killed(purpose, report, 0);
+            return true;
+        }
+        // What the first rounds killed has ended for the core now (a message they wrote
+        // and that is read while the kill waits is not the current server's); the rest
+        // is reported when the kill ends.
+        let reported = kill.killed().len();
         self.queue.push_back(Event::ServerProcessesEnded {
-            pids: report.killed.clone(),
+            pids: kill.killed().to_vec(),
         });
+        self.kills_running += 1;
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_local(async move {
+            let report = finish_tree_kill(kill).await;
+            let _ = tasks.send(TaskResult::TreeKilled {
+                purpose,
+                report,
+                reported,
+            });
+        });
+        false
+    }
+
+    /// A tree kill has ended (`reported`: how many of its pids the core already has as
+    /// ended). Logs what it did, and starts the server that waited for it.
+    pub(super) fn on_tree_killed(
+        &mut self,
+        purpose: KillPurpose,
+        report: KillReport,
+        reported: usize,
+    ) {
+        self.kills_running = self.kills_running.saturating_sub(1);
+        let fresh = report.killed.get(reported..).unwrap_or_default();
+        if reported == 0 || !fresh.is_empty() {
+            self.queue.push_back(Event::ServerProcessesEnded {
+                pids: fresh.to_vec(),
+            });
+        }
         if !report.killed.is_empty() {
-            self.line(
-                Component::Kill,
-                format!(
+            let text = match purpose {
+                KillPurpose::Tree => format!(
                     "Killed {} process(es) of the server's tree: {}",
                     report.killed.len(),
-                    report
-                        .killed
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    join_pids(&report.killed)
                 ),
-            );
+                KillPurpose::Sweep => format!(
+                    "Killed {} leftover process(es) of the previous server",
+                    report.killed.len()
+                ),
+            };
+            self.line(Component::Kill, text);
         }
         if !report.survivors.is_empty() {
             self.line(
@@ -436,6 +516,13 @@ impl Shell {
                     report.survivors
                 ),
             );
+        }
+        if self.kills_running == 0 && self.spawn_after_kill {
+            self.spawn_after_kill = false;
+            // A controller on its way out starts nothing.
+            if self.exit.is_none() {
+                self.spawn_server();
+            }
         }
     }
 
@@ -501,17 +588,33 @@ impl Shell {
 
     /// A crash's post-mortem: the leftovers are read first (bounded, off the loop) and
     /// reported, so the core kills them and restarts the server; the file is written and
-    /// fsynced (and `QOS_NSD_PATH` run) meanwhile, and reported when done.
+    /// fsynced (and `QOS_NSD_PATH` run) meanwhile, and reported when done. A server that
+    /// left nothing behind (the usual crash; always so when its cgroup is empty) has
+    /// nothing to read: that is reported in this very loop turn, so the restart does not
+    /// wait for a hop through the blocking pool and back.
     pub(super) fn start_post_mortem(&mut self, incident: u64) {
         let request = self.diag_request("crash".into());
         let reaper = self.reaper.clone();
         let tasks = self.tasks.clone();
+        let wall = Local::now();
+        if request.tree.is_empty() {
+            self.queue.push_back(Event::PostMortemCaptured { incident });
+            tokio::task::spawn_local(async move {
+                let leftovers = diagnostics::Leftovers::default();
+                let report =
+                    diagnostics::collect_post_mortem(request, leftovers, &reaper, wall).await;
+                let _ = tasks.send(TaskResult::Diagnostics(Some(incident), false, report));
+            });
+            return;
+        }
         tokio::task::spawn_local(async move {
-            let wall = Local::now();
             let leftovers =
                 diagnostics::capture_leftovers(&request.tree, diagnostics::LEFTOVERS_CAPTURE_LIMIT)
                     .await;
             let _ = tasks.send(TaskResult::PostMortemCaptured(incident));
+            // Let the loop act on the capture (kill, restart) before the file is written:
+            // writing it does not yield until its fsync.
+            tokio::task::yield_now().await;
             let report = diagnostics::collect_post_mortem(request, leftovers, &reaper, wall).await;
             let _ = tasks.send(TaskResult::Diagnostics(Some(incident), false, report));
         });

@@ -427,6 +427,9 @@ impl Shell {
             );
             return;
         }
+        if let Some(refusal) = self.kill_in_progress() {
+            return self.fail_reexec(request, refusal);
+        }
         let exe = match reexec::exe_path() {
             Ok(exe) => exe,
             Err(e) => return self.fail_reexec(request, format!("reexec failed: {e}")),
@@ -457,9 +460,19 @@ impl Shell {
         if let Some(refusal) = self.ctl.reexec_refusal() {
             return self.fail_reexec(request, refusal);
         }
+        if let Some(refusal) = self.kill_in_progress() {
+            return self.fail_reexec(request, refusal);
+        }
         // Held (folded) alerts go to the spool, which the new image's mailer sends.
         self.mail_rounds = 0;
         self.close_mailer_then_exec(request, version);
+    }
+
+    /// A tree kill still waiting for its processes (or a start waiting for it) would
+    /// end with this image: the new one would neither finish it nor start the server.
+    fn kill_in_progress(&self) -> Option<String> {
+        (self.kills_running > 0 || self.spawn_after_kill || self.spawn_waiting.is_some())
+            .then(|| "reexec refused: the server's process tree is still being killed".to_string())
     }
 
     /// Refuse or fail request `request`: the controller goes on as it was.

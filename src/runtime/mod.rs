@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cgroup::{self, AsyncEventsWatch, EventsWatch};
 use crate::config::Config;
 use crate::control::{ControlCommand, ControlEvent, ControlResponse};
-use crate::core::{Component, Controller, Event, MessageSender, STALL_MIN};
+use crate::core::{Component, Controller, Event, MessageSender, ServerState, STALL_MIN};
 use crate::diagnostics::{self, DiagReport};
 use crate::events::EventsFile;
 use crate::exitcode::{EXIT_CONFIG, EXIT_LOCKED, EXIT_SOFTWARE};
@@ -86,6 +86,11 @@ const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 /// before a restart or the controller's exit goes ahead regardless (a process stuck in
 /// uninterruptible sleep ignores even SIGKILL until its I/O returns).
 const CGROUP_EMPTY_LIMIT: Duration = Duration::from_secs(10);
+/// Longest the last-state record waits for a replacement server's state (the loop
+/// wakes at least every STALL_TICK to write it).
+const LAST_STATE_HOLD: Duration = Duration::from_millis(500);
+/// Beyond a tree kill's own time limit, how long a leaving controller waits for its end.
+const KILL_END_SLACK: Duration = Duration::from_secs(2);
 
 /// Run the controller with `cfg`, read from `config_path` (re-read on SIGHUP); returns
 /// the exit code.
@@ -245,6 +250,22 @@ enum TaskResult {
         request: u64,
         version: String,
     },
+    /// A `/proc` tree kill that had to wait for its processes to die has ended;
+    /// `reported`: how many of its killed pids the core was already told about.
+    TreeKilled {
+        purpose: KillPurpose,
+        report: process::KillReport,
+        reported: usize,
+    },
+}
+
+/// Why the shell kills a tree (the log line differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillPurpose {
+    /// The core's `KillTree`: the server's tree.
+    Tree,
+    /// Before a spawn: what is left of the previous server.
+    Sweep,
 }
 
 struct Shell {
@@ -330,6 +351,12 @@ struct Shell {
     cgroup_killed_at: Option<Instant>,
     /// `oom_kill` of the server's cgroup already reported.
     oom_kills_seen: Option<u64>,
+    /// `/proc` tree kills still waiting for processes to die (`executor::start_tree_kill`).
+    kills_running: usize,
+    /// A spawn waits for those kills to end.
+    spawn_after_kill: bool,
+    /// Since when a due last-state record has been held back (see `drain_queue`).
+    last_state_held: Option<Instant>,
 }
 
 /// The listening descriptors, for the handoff.
@@ -566,6 +593,7 @@ impl Shell {
                 self.exec_now(request, &version);
             }
         }
+        self.finish_tree_kills(&mut tasks_rx).await;
         self.empty_cgroup_before_exit(&mut cgroup_watch).await;
         self.shutdown();
         self.write_last_state(Some(self.exit.unwrap_or(0)));
@@ -578,6 +606,27 @@ impl Shell {
             webhook.close(MAILER_CLOSE_LIMIT).await;
         }
         self.exit.unwrap_or(0)
+    }
+
+    /// The controller is leaving: a tree kill still in progress (a SIGTERM that came
+    /// while it waited) is finished first, so nothing of the server's tree is left
+    /// behind; a process that cannot die is reported by the kill itself after its own
+    /// time limit, so this never waits longer than that.
+    async fn finish_tree_kills(&mut self, tasks_rx: &mut mpsc::UnboundedReceiver<TaskResult>) {
+        self.spawn_after_kill = false;
+        let give_up = tokio::time::Instant::now() + executor::KILL_WAIT_LIMIT + KILL_END_SLACK;
+        while self.kills_running > 0 {
+            match tokio::time::timeout_at(give_up, tasks_rx.recv()).await {
+                Ok(Some(TaskResult::TreeKilled {
+                    purpose,
+                    report,
+                    reported,
+                })) => self.on_tree_killed(purpose, report, reported),
+                // Leaving: other results no longer decide anything.
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     /// The controller is leaving: the server's tree must be gone (the core has asked for
@@ -697,7 +746,18 @@ impl Shell {
         }
         self.publish_metrics();
         if self.last_state.due() {
-            self.write_last_state(None);
+            // While the server is being replaced (CRASHED, RESTARTING) the record waits
+            // for the state the replacement reaches, at most LAST_STATE_HOLD: its write
+            // (two fsyncs, milliseconds on a busy disk) must not delay the new server.
+            let replacing = matches!(
+                self.ctl.state(),
+                ServerState::Crashed | ServerState::Restarting
+            );
+            let held_since = *self.last_state_held.get_or_insert_with(Instant::now);
+            if !replacing || held_since.elapsed() >= LAST_STATE_HOLD {
+                self.last_state_held = None;
+                self.write_last_state(None);
+            }
         }
     }
 
@@ -857,6 +917,11 @@ impl Shell {
             TaskResult::ReexecReady { request, version } => {
                 self.exec_due = Some((request, version));
             }
+            TaskResult::TreeKilled {
+                purpose,
+                report,
+                reported,
+            } => self.on_tree_killed(purpose, report, reported),
         }
     }
 
