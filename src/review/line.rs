@@ -166,7 +166,6 @@ fn event_of<'a>(entry: &'static Wording, args: [&'a [u8]; MAX_ARGS]) -> LineEven
         Mark::InService => LineEvent::InService,
         Mark::Command => LineEvent::Command(args[0]),
         Mark::State => LineEvent::State,
-        Mark::StopRequested => LineEvent::StopRequested,
         Mark::ServerEnded => LineEvent::ServerEnded,
         Mark::Plain => LineEvent::Other,
     }

@@ -48,10 +48,6 @@ pub struct AppsList {
 }
 
 impl AppsList {
-    pub fn new() -> AppsList {
-        AppsList::default()
-    }
-
     /// Restart `app`'s timer in place: PROGRESS is the flood case, so no key is cloned
     /// or hashed twice (the deadline index gives its own copy of the key back).
     fn touch(&mut self, app: &AppKey, now: Instant) -> bool {
@@ -245,7 +241,7 @@ mod tests {
     #[test]
     fn start_end_and_unknown_end() {
         let t0 = Instant::now();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         assert!(list.is_empty());
         assert_eq!(list.next_deadline(MIN), None);
         assert_eq!(list.start(key("COMPACT", "a.nsf"), t0), StartOutcome::Added);
@@ -264,7 +260,7 @@ mod tests {
     #[test]
     fn the_oldest_progress_sets_the_deadline() {
         let t0 = Instant::now();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         list.start(key("COMPACT", "a.nsf"), t0);
         list.start(key("FIXUP", "b.nsf"), t0 + 2 * MIN);
         assert_eq!(list.next_deadline(10 * MIN), Some(t0 + 10 * MIN));
@@ -292,7 +288,7 @@ mod tests {
     #[test]
     fn ages_for_status_oldest_first() {
         let t0 = Instant::now();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         list.start(key("A", "1"), t0);
         list.start(key("B", "2"), t0 + MIN);
         list.progress(&key("A", "1"), t0 + 3 * MIN);
@@ -324,7 +320,7 @@ mod tests {
     #[test]
     fn equal_instants_are_kept_apart() {
         let t0 = Instant::now();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         for i in 0..10 {
             list.start(key("X", &i.to_string()), t0);
         }
@@ -337,7 +333,7 @@ mod tests {
     fn hundred_thousand_entries_expire_in_order() {
         let t0 = Instant::now();
         let ms = Duration::from_millis(1);
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         for i in 0..100_000u32 {
             list.start(key("COMPACT", &format!("db{i}.nsf")), t0 + ms * i);
         }
@@ -379,7 +375,7 @@ mod tests {
         let keys: Vec<AppKey> = (0..N)
             .map(|i| key("COMPACT", &format!("db{i}.nsf")))
             .collect();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         let clock = Instant::now();
         for (i, k) in keys.iter().enumerate() {
             list.start(k.clone(), t0 + ms * i as u32);
@@ -410,7 +406,7 @@ mod tests {
     #[test]
     fn the_list_crosses_a_handoff_with_its_deadlines_and_order() {
         let t0 = Instant::now();
-        let mut list = AppsList::new();
+        let mut list = AppsList::default();
         list.start(key("COMPACT", "a.nsf"), t0);
         list.start(key("FIXUP", "b.nsf"), t0 + MIN);
         list.start(key("UPDALL", "c.nsf"), t0 + MIN);

@@ -49,10 +49,6 @@ impl FailoverState {
             FailoverState::OutOfService => "OUT_OF_SERVICE",
         }
     }
-
-    pub fn parse(text: &str) -> Option<FailoverState> {
-        FailoverState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
 }
 
 impl std::fmt::Display for FailoverState {

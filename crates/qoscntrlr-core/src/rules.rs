@@ -820,10 +820,6 @@ impl RuleEngine {
         self.rules.get(index)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// The items some rule watches, each once, in rule order.
     pub fn items(&self) -> Vec<Item> {
         let mut items: Vec<Item> = Vec::new();
@@ -952,15 +948,6 @@ impl RuleEngine {
             track.last = Some(reading);
         }
         verdicts
-    }
-
-    /// The rules that are breached now.
-    pub fn breached(&self) -> impl Iterator<Item = &Rule> {
-        self.rules
-            .iter()
-            .zip(self.tracks.iter())
-            .filter(|(_, t)| t.breached)
-            .map(|(r, _)| r)
     }
 
     pub fn status(&self) -> Vec<RuleStatus> {
@@ -1414,8 +1401,13 @@ mod tests {
         ]);
         assert_eq!(e.observe(&v(150.0)).len(), 2);
         e.reset();
-        let names: Vec<&str> = e.breached().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, vec!["F"]);
+        let breached: Vec<String> = e
+            .status()
+            .into_iter()
+            .filter(|s| s.breached)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(breached, vec!["F"]);
         // The kill rule fires again for the new tree; the failover rule clears on calm.
         let again = e.observe(&v(150.0));
         assert!(matches!(&again[..], [Verdict::Breached { rule: 0, .. }]));

@@ -145,11 +145,6 @@ impl Timers {
                 },
             )
     }
-
-    /// `timer` is armed and its instant has come.
-    pub fn is_due(&self, timer: Timer, now: Instant) -> bool {
-        self.get(timer).is_some_and(|at| now >= at)
-    }
 }
 
 #[cfg(test)]
@@ -184,9 +179,6 @@ mod tests {
             timers.next(),
             Some((Timer::ProbeDue, t0 + Duration::from_secs(60)))
         );
-        assert!(!timers.is_due(Timer::ProbeDue, t0 + Duration::from_secs(59)));
-        assert!(timers.is_due(Timer::ProbeDue, t0 + Duration::from_secs(60)));
-        assert!(!timers.is_due(Timer::PauseEnd, t0 + Duration::from_secs(3600)));
     }
 
     #[test]

@@ -50,8 +50,7 @@ pub enum Mark {
     Command,
     /// A state change of the server.
     State,
-    /// The server was asked to stop / has ended.
-    StopRequested,
+    /// The server has ended.
     ServerEnded,
     /// Written, but of no consequence to the review.
     Plain,
