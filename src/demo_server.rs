@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
+
+use crate::httphead::Head;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -38,7 +40,7 @@ const DAEMON_CHILD_ARG: &str = "--daemonize-child";
 const DAEMON_SLEEPER_ARG: &str = "--daemonize-sleeper";
 
 /// A request head larger than this is refused (400): nothing legitimate here needs more.
-const MAX_HEAD: usize = 8 * 1024;
+const MAX_HEAD: usize = crate::httphead::MAX_HEAD;
 /// Request bodies are read and discarded (so closing never resets the answer away);
 /// anything larger is refused.
 const MAX_BODY: usize = 64 * 1024;
@@ -489,10 +491,8 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn handle_connection(server: &Arc<Server>, stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let mut reader = BufReader::new(&stream);
-    let request = read_request(&mut reader);
+    let request = read_request(&stream);
 
     // A hung server accepts the connection and then never answers, like a server whose
     // worker threads are all stuck; the request waits until a timed hang ends.
@@ -523,37 +523,28 @@ fn handle_connection(server: &Arc<Server>, stream: TcpStream) {
     }
 }
 
-fn read_request(reader: &mut impl BufRead) -> Result<Request, String> {
-    let mut head = Vec::new();
+/// The request head through the project's one bounded head reader (at most
+/// [`MAX_HEAD`] bytes, all within [`READ_TIMEOUT`]), then the body, read and dropped.
+fn read_request(stream: &TcpStream) -> Result<Request, String> {
+    let (head, rest) = match crate::httphead::read_blocking(stream, MAX_HEAD, READ_TIMEOUT) {
+        Ok(Head::Complete { head, rest }) => (head, rest),
+        Ok(Head::TooLarge) => return Err(format!("request head longer than {MAX_HEAD} bytes")),
+        Ok(Head::Closed { .. }) => {
+            return Err("connection closed before the end of the request head".into())
+        }
+        Ok(Head::TimedOut) => {
+            return Err(format!(
+                "no complete request head within {} s",
+                READ_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => return Err(format!("reading the request: {e}")),
+    };
+    let text = std::str::from_utf8(&head).map_err(|_| "request head is not UTF-8".to_string())?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let first_line = lines.next().map(str::to_string);
     let mut content_length = 0usize;
-    let mut first_line: Option<String> = None;
-    loop {
-        let mut line = Vec::new();
-        let n = reader
-            .by_ref()
-            .take((MAX_HEAD + 1 - head.len().min(MAX_HEAD)) as u64)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("reading the request: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before the end of the request head".into());
-        }
-        head.extend_from_slice(&line);
-        if head.len() > MAX_HEAD {
-            return Err(format!("request head longer than {MAX_HEAD} bytes"));
-        }
-        if !line.ends_with(b"\n") {
-            return Err("request head not terminated".into());
-        }
-        let text = std::str::from_utf8(&line)
-            .map_err(|_| "request head is not UTF-8".to_string())?
-            .trim_end_matches(['\r', '\n']);
-        if first_line.is_none() {
-            first_line = Some(text.to_string());
-            continue;
-        }
-        if text.is_empty() {
-            break;
-        }
+    for text in lines.take_while(|l| !l.is_empty()) {
         let (name, value) = text
             .split_once(':')
             .ok_or_else(|| format!("malformed header line '{text}'"))?;
@@ -567,10 +558,14 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, String> {
     if content_length > MAX_BODY {
         return Err(format!("body longer than {MAX_BODY} bytes"));
     }
-    let mut body = vec![0u8; content_length];
-    reader
-        .read_exact(&mut body)
-        .map_err(|e| format!("reading the body: {e}"))?;
+    let missing = content_length.saturating_sub(rest.len());
+    if missing > 0 {
+        let mut body = vec![0u8; missing];
+        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        (&*stream)
+            .read_exact(&mut body)
+            .map_err(|e| format!("reading the body: {e}"))?;
+    }
 
     let first_line = first_line.unwrap_or_default();
     let mut parts = first_line.split(' ');

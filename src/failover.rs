@@ -14,14 +14,14 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::core::{Health, HookEvent};
+use crate::httphead::{Gate, Head};
 use crate::process::{run_helper, ExitInfo, Reaper};
 
 /// File name of the trigger in the data directory (fixed by the reference).
@@ -230,26 +230,8 @@ pub fn status_view(
 // Listeners
 
 /// Bounds of a listener: a slow or hostile client can neither hold a connection long nor
-/// make the controller open many.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerLimits {
-    /// Time a client has to send its request head (readiness) and to take the answer.
-    pub io_timeout: Duration,
-    /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
-}
-
-impl Default for ListenerLimits {
-    fn default() -> Self {
-        ListenerLimits {
-            io_timeout: Duration::from_secs(2),
-            max_connections: 32,
-        }
-    }
-}
-
-/// Longest request head the readiness endpoint reads.
-const MAX_REQUEST_HEAD: usize = 8192;
+/// make the controller open many (the shared [`crate::httphead::Limits`]; 2 s, 32).
+pub type ListenerLimits = crate::httphead::Limits;
 
 /// Bytes a closing connection still reads (and drops) while waiting for the client's FIN.
 const MAX_LINGER_BYTES: usize = 64 * 1024;
@@ -271,7 +253,23 @@ pub async fn serve_readiness_with(
     health: watch::Receiver<Health>,
     limits: ListenerLimits,
 ) {
-    serve(listener, health, limits, Protocol::Http).await
+    let gate = Gate::new("Readiness endpoint", limits, None);
+    serve(listener, health, limits, gate, Protocol::Http).await
+}
+
+/// [`serve_readiness`] noting on `log` when its connection limit is reached.
+pub async fn serve_readiness_logged(
+    listener: TcpListener,
+    health: watch::Receiver<Health>,
+    log: mpsc::UnboundedSender<String>,
+) {
+    let limits = ListenerLimits::default();
+    let what = match listener.local_addr() {
+        Ok(addr) => format!("Readiness endpoint http://{addr}/"),
+        Err(_) => "Readiness endpoint".to_string(),
+    };
+    let gate = Gate::new(what, limits, Some(log));
+    serve(listener, health, limits, gate, Protocol::Http).await
 }
 
 /// Serve the HAProxy agent-check port until the [`HealthBoard`] is dropped: on connect,
@@ -285,7 +283,23 @@ pub async fn serve_agent_with(
     health: watch::Receiver<Health>,
     limits: ListenerLimits,
 ) {
-    serve(listener, health, limits, Protocol::Agent).await
+    let gate = Gate::new("HAProxy agent-check", limits, None);
+    serve(listener, health, limits, gate, Protocol::Agent).await
+}
+
+/// [`serve_agent`] noting on `log` when its connection limit is reached.
+pub async fn serve_agent_logged(
+    listener: TcpListener,
+    health: watch::Receiver<Health>,
+    log: mpsc::UnboundedSender<String>,
+) {
+    let limits = ListenerLimits::default();
+    let what = match listener.local_addr() {
+        Ok(addr) => format!("HAProxy agent-check {addr}"),
+        Err(_) => "HAProxy agent-check".to_string(),
+    };
+    let gate = Gate::new(what, limits, Some(log));
+    serve(listener, health, limits, gate, Protocol::Agent).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -298,13 +312,12 @@ async fn serve(
     listener: TcpListener,
     mut health: watch::Receiver<Health>,
     limits: ListenerLimits,
+    gate: Gate,
     protocol: Protocol,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let accepted = async {
-            // The semaphore is never closed, so acquiring only waits.
-            let permit = permits.clone().acquire_owned().await;
+            let permit = gate.admit().await;
             (permit, listener.accept().await)
         };
         tokio::select! {
@@ -340,49 +353,21 @@ async fn handle_agent(mut stream: TcpStream, health: watch::Receiver<Health>, io
 }
 
 async fn handle_http(mut stream: TcpStream, health: watch::Receiver<Health>, io: Duration) {
-    let mut head = Vec::with_capacity(512);
-    let response = match tokio::time::timeout(io, read_head(&mut stream, &mut head)).await {
-        Ok(Ok(HeadRead::Complete)) => http_response(&head, &health.borrow()),
-        Ok(Ok(HeadRead::TooLarge)) => plain_response(431, "request head too large\n", false),
-        // The client went away without a request: nothing to answer.
-        Ok(Ok(HeadRead::Closed)) | Ok(Err(_)) => return,
-        Err(_) => plain_response(408, "request timeout\n", false),
+    let head = crate::httphead::read(&mut stream, crate::httphead::MAX_HEAD, io).await;
+    let response = match &head {
+        Ok(Head::TooLarge) => plain_response(431, "request head too large\n", false),
+        Ok(Head::TimedOut) => plain_response(408, "request timeout\n", false),
+        // A client that half-closes after a full request line still gets its answer.
+        Ok(read) => match read.request_bytes() {
+            Some(bytes) => http_response(bytes, &health.borrow()),
+            // The client went away without a request: nothing to answer.
+            None => return,
+        },
+        Err(_) => return,
     };
     if let Ok(Ok(())) = tokio::time::timeout(io, stream.write_all(&response)).await {
         linger_close(stream, io).await;
     }
-}
-
-enum HeadRead {
-    Complete,
-    TooLarge,
-    Closed,
-}
-
-async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<HeadRead> {
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            // A client that half-closes after a full request line still gets its answer.
-            return Ok(if head.contains(&b'\n') {
-                HeadRead::Complete
-            } else {
-                HeadRead::Closed
-            });
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head_complete(head) {
-            return Ok(HeadRead::Complete);
-        }
-        if head.len() >= MAX_REQUEST_HEAD {
-            return Ok(HeadRead::TooLarge);
-        }
-    }
-}
-
-fn head_complete(head: &[u8]) -> bool {
-    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
 }
 
 /// Send our FIN, then wait (bounded) for the client's before closing: closing with unread

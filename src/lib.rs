@@ -48,6 +48,7 @@ pub mod fold;
 pub mod follow;
 pub mod footprint;
 pub mod host;
+pub mod httphead;
 pub mod journal;
 pub mod laststate;
 pub mod lock;

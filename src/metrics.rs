@@ -1,6 +1,8 @@
 //! Prometheus metrics (`QOS_METRICS_LISTEN`, off by default): the text exposition format
 //! 0.0.4 rendered from a [`MetricsSnapshot`] the runtime keeps current, and a minimal
-//! HTTP server answering `GET /metrics`. Rendering is pure; the server only reads the
+//! HTTP server answering `GET /metrics`, bounded like the other listeners ([`LIMITS`]: the
+//! request head read through [`crate::httphead`], the connections capped by its `Gate`).
+//! Rendering is pure; the server only reads the
 //! latest snapshot from a `watch` channel, so a slow scraper never touches the runtime,
 //! and the runtime's updates (after every loop turn) never wake the server.
 //!
@@ -16,11 +18,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::core::ServerState;
+use crate::httphead::{Gate, Head, Limits};
 
 /// Upper bounds of the probe latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 11] = [
@@ -264,10 +267,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     out
 }
 
-/// A scraper must send its request head within this time.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest request head read.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// The metrics listener's bounds: a scraper has 5 s to send its request head (and to
+/// take the answer); at most 32 connections at once, more wait in the backlog.
+pub const LIMITS: Limits = Limits {
+    io_timeout: Duration::from_secs(5),
+    max_connections: 32,
+};
 
 /// Answer `GET /metrics` on `listener` until the snapshot sender is dropped.
 ///
@@ -275,11 +280,30 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// (`send_if_modified` returning false), so this task sleeps until a scraper connects or
 /// the sender goes away; each connection reads the value current at that moment.
 pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<MetricsSnapshot>) {
+    serve_with(listener, snapshots, LIMITS, None).await
+}
+
+/// [`serve`] with its bounds, noting on `log` (when given) that the connection limit is
+/// reached.
+pub async fn serve_with(
+    listener: TcpListener,
+    snapshots: watch::Receiver<MetricsSnapshot>,
+    limits: Limits,
+    log: Option<mpsc::UnboundedSender<String>>,
+) {
+    let what = match listener.local_addr() {
+        Ok(addr) => format!("Metrics endpoint http://{addr}/metrics"),
+        Err(_) => "Metrics endpoint".to_string(),
+    };
+    let gate = Gate::new(what, limits, log);
     // Only watched for the sender going away (a notifying `send` merely loops).
     let mut updates = snapshots.clone();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                let permit = gate.admit().await;
+                (permit, listener.accept().await)
+            } => accepted,
             changed = updates.changed() => match changed {
                 Ok(()) => continue,
                 // The runtime dropped the sender: it is shutting down.
@@ -287,13 +311,17 @@ pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<MetricsSnap
             },
         };
         match accepted {
-            Ok((stream, _)) => {
+            (permit, Ok((stream, _))) => {
                 let snapshots = snapshots.clone();
+                let io = limits.io_timeout;
                 tokio::spawn(async move {
-                    let _ = handle(stream, snapshots).await;
+                    let _permit = permit;
+                    let _ = handle(stream, snapshots, io).await;
                 });
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            // Out of descriptors or a connection reset before accept: back off a little
+            // so a persistent error cannot spin the loop.
+            (_, Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }
@@ -301,10 +329,26 @@ pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<MetricsSnap
 async fn handle(
     mut stream: TcpStream,
     snapshots: watch::Receiver<MetricsSnapshot>,
+    io: Duration,
 ) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        _ => return Ok(()),
+    let head = match crate::httphead::read(&mut stream, crate::httphead::MAX_HEAD, io).await? {
+        Head::TooLarge => {
+            return answer(
+                &mut stream,
+                io,
+                "431 Request Header Fields Too Large",
+                "request head too large\n",
+            )
+            .await
+        }
+        Head::TimedOut => {
+            return answer(&mut stream, io, "408 Request Timeout", "request timeout\n").await
+        }
+        read => match read.request_bytes() {
+            Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            // The client went away without a request: nothing to answer.
+            None => return Ok(()),
+        },
     };
     let request_line = head.lines().next().unwrap_or_default();
     let mut parts = request_line.split_whitespace();
@@ -334,7 +378,7 @@ async fn handle(
     if method != "HEAD" {
         response.push_str(&body);
     }
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
+    tokio::time::timeout(io, async {
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await
     })
@@ -342,18 +386,22 @@ async fn handle(
     .unwrap_or(Ok(()))
 }
 
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        if buf.len() >= MAX_REQUEST_HEAD {
-            break;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+/// A plain-text error answer, then close.
+async fn answer(
+    stream: &mut TcpStream,
+    io: Duration,
+    status: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::time::timeout(io, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await
+    .unwrap_or(Ok(()))
 }

@@ -160,3 +160,81 @@ async fn serves_the_latest_snapshot_over_http() {
         .expect("serve returns when the sender is gone")
         .unwrap();
 }
+
+/// Read what the server answers (until it closes), with a generous deadline.
+async fn answer_of(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes in time");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_endpoint_is_bounded_like_the_others() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(MetricsSnapshot::new(ServerState::Ready));
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
+    let limits = qoscntrlr::httphead::Limits {
+        io_timeout: Duration::from_millis(400),
+        max_connections: 3,
+    };
+    tokio::spawn(metrics::serve_with(listener, rx, limits, Some(log_tx)));
+
+    // An oversized head: refused with 431, not read on and on.
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', 9 * 1024));
+    let _ = big.write_all(&request).await;
+    let answer = answer_of(&mut big).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+
+    // A slowloris client: one byte at a time, never finishing. One deadline for the whole
+    // head, so it is cut off (408) however steadily it trickles.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let trickle = async {
+        for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(10_000)
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), trickle)
+        .await
+        .expect("the server cut the trickling client off");
+    let answer = answer_of(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // Many idle connections: more than the limit. They are timed out in turn, a real
+    // scrape queued behind them is answered, and the limit is noted on the log once.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let scrape = tokio::spawn(get(addr, "GET /metrics HTTP/1.1\r\n\r\n"));
+    for stream in &mut idle {
+        let answer = answer_of(stream).await;
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(30), scrape)
+        .await
+        .expect("the scrape is answered")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let note = log_rx.try_recv().expect("the full endpoint was noted");
+    assert_eq!(
+        note,
+        format!(
+            "Metrics endpoint http://{addr}/metrics: 3 connections are open at once (the limit); new connections wait until one is answered or times out (0.4 s)"
+        )
+    );
+    assert!(log_rx.try_recv().is_err(), "noted once");
+}

@@ -314,3 +314,27 @@ fn metrics_follow_the_listed_applications_and_pause() {
     wait_metric(&h, port, "qoscntrlr_paused", "0");
     h.stop();
 }
+
+/// Idle connections past the metrics endpoint's limit (32): the controller goes on
+/// answering `status` and probing, says on its log that the limit is reached, and the
+/// endpoint answers a scrape again once the idle ones time out (5 s).
+#[test]
+fn idle_connections_cannot_stop_the_metrics_endpoint_or_the_controller() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut h = Harness::demo(&[("QOS_METRICS_LISTEN", listen.as_str())]);
+    h.start_ready();
+    wait_metric(&h, port, "qoscntrlr_state{state=\"READY\"}", "1");
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    h.wait_for_containing(&format!(
+        "Metrics endpoint http://{listen}/metrics: 32 connections are open at once (the limit); new connections wait until one is answered or times out (5 s)"
+    ));
+    let (code, status) = h.status();
+    assert_eq!(code, Some(0), "status answers: {status}\n{}", h.dump());
+    // Still idle (never sent a byte), yet a scrape gets through once they are timed out.
+    wait_metric(&h, port, "qoscntrlr_state{state=\"READY\"}", "1");
+    drop(idle);
+    h.stop();
+}

@@ -669,7 +669,11 @@ impl Shell {
             match tcp_listener(inherited, addr).await {
                 Ok(l) => {
                     self.listen_fds.readiness = Some(l.as_raw_fd());
-                    tokio::task::spawn_local(failover::serve_readiness(l, self.health.subscribe()));
+                    tokio::task::spawn_local(failover::serve_readiness_logged(
+                        l,
+                        self.health.subscribe(),
+                        self.log_sender(),
+                    ));
                     self.line(
                         Component::Controller,
                         format!("Readiness endpoint listening on http://{addr}/"),
@@ -686,7 +690,11 @@ impl Shell {
             match tcp_listener(inherited, addr).await {
                 Ok(l) => {
                     self.listen_fds.agent = Some(l.as_raw_fd());
-                    tokio::task::spawn_local(failover::serve_agent(l, self.health.subscribe()));
+                    tokio::task::spawn_local(failover::serve_agent_logged(
+                        l,
+                        self.health.subscribe(),
+                        self.log_sender(),
+                    ));
                     self.line(
                         Component::Controller,
                         format!("HAProxy agent-check listening on {addr}"),
@@ -703,7 +711,12 @@ impl Shell {
             match tcp_listener(inherited, addr).await {
                 Ok(l) => {
                     self.listen_fds.metrics = Some(l.as_raw_fd());
-                    tokio::task::spawn_local(metrics::serve(l, self.metrics_tx.subscribe()));
+                    tokio::task::spawn_local(metrics::serve_with(
+                        l,
+                        self.metrics_tx.subscribe(),
+                        metrics::LIMITS,
+                        Some(self.log_sender()),
+                    ));
                     self.line(
                         Component::Controller,
                         format!("Metrics listening on http://{addr}/metrics"),
