@@ -6,7 +6,10 @@
 //! Targeted refresh: the tree is walked from its root through
 //! `/proc/<pid>/task/<tid>/children`, reading a few files per process; the process table
 //! is never scanned (except, once per sample, on a kernel built without
-//! `CONFIG_PROC_CHILDREN`). A general library such as `sysinfo` refreshes far more than
+//! `CONFIG_PROC_CHILDREN`). Per process a pass costs `stat` (open, one read, close), the
+//! main thread's `children` (the same) and one `stat(2)` of `fd/` for the descriptor
+//! count (its size, on Linux 6.2 and later); `smaps_rollup` every [`PSS_EVERY`] passes.
+//! Paths, buffers and maps are reused from pass to pass. A general library such as `sysinfo` refreshes far more than
 //! these few files per process, which is why they are read by hand.
 
 use std::collections::{HashMap, HashSet};
@@ -109,6 +112,12 @@ pub enum SampleError {
     Cgroup(#[from] crate::cgroup::CgroupError),
 }
 
+/// Why `/proc/<pid>/stat` gave no [`Stat`].
+enum StatError {
+    Io(std::io::Error),
+    Format,
+}
+
 /// The fields of `/proc/<pid>/stat` a sample needs.
 struct Stat {
     ppid: i32,
@@ -121,15 +130,26 @@ struct Stat {
 fn parse_stat(text: &str) -> Option<Stat> {
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // fields[0] is field 3 (state) of proc(5).
-    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    // Field 3 (state) of proc(5) comes first; walk the fields once, keeping the five.
+    let mut fields = rest.split_ascii_whitespace();
+    let mut next_at = |from: &mut usize, n: usize| -> Option<u64> {
+        let value = fields.nth(n - *from)?.parse().ok();
+        *from = n + 1;
+        value
+    };
+    let mut at = 3;
+    let ppid = next_at(&mut at, 4)?;
+    let utime = next_at(&mut at, 14)?;
+    let stime = next_at(&mut at, 15)?;
+    let threads = next_at(&mut at, 20)?;
+    let start_ticks = next_at(&mut at, 22)?;
+    let rss_pages = next_at(&mut at, 24)?;
     Some(Stat {
-        ppid: fields.get(4 - 3)?.parse().ok()?,
-        cpu_ticks: field(14)?.checked_add(field(15)?)?,
-        threads: field(20)?,
-        start_ticks: field(22)?,
-        rss_pages: field(24)?,
+        ppid: i32::try_from(ppid).ok()?,
+        cpu_ticks: utime.checked_add(stime)?,
+        threads,
+        start_ticks,
+        rss_pages,
     })
 }
 
@@ -152,6 +172,24 @@ fn parse_pids(text: &str, into: &mut Vec<i32>) {
     );
 }
 
+/// How far to read a procfs file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadTo {
+    /// A single seq_file record (`stat`, `smaps_rollup`): the kernel hands it over whole
+    /// in the first read; reading on to the end would make it compute the file twice
+    /// (doubling the cost of `smaps_rollup`).
+    OneRecord,
+    /// A list of small records (`children`): seq_file fills one read with whole records
+    /// until its page-sized buffer is full or the list ends, so a read that returns well
+    /// under a page is the end — no second read just to be told so. Only a long list
+    /// (hundreds of pids) takes more reads.
+    ShortReadEnds,
+}
+
+/// Bytes under which a [`ReadTo::ShortReadEnds`] read is the last: seq_file's buffer is
+/// one page and a `children` record (`"<pid> "`) at most 11 bytes.
+const SEQ_SHORT_READ: usize = 4096 - 64;
+
 /// Reads small procfs files into one reused buffer: open, read, close — no size probe
 /// and no allocation per file, which matter at a few hundred files per sample.
 #[derive(Default)]
@@ -162,15 +200,7 @@ struct ProcReader {
 impl ProcReader {
     /// The file's text; a command name that is not UTF-8 is replaced lossily (borrowed,
     /// no copy, in the usual all-UTF-8 case).
-    ///
-    /// `one_record`: the file is a single seq_file record (`stat`, `smaps_rollup`), which
-    /// the kernel hands over whole in the first read; reading on to the end would make
-    /// it compute the file twice (doubling the cost of `smaps_rollup`).
-    fn read(
-        &mut self,
-        path: &Path,
-        one_record: bool,
-    ) -> std::io::Result<std::borrow::Cow<'_, str>> {
+    fn read(&mut self, path: &Path, to: ReadTo) -> std::io::Result<std::borrow::Cow<'_, str>> {
         use std::io::Read;
         let mut file = std::fs::File::open(path)?;
         // The buffer keeps its length between reads; only a file larger than any
@@ -185,14 +215,74 @@ impl ProcReader {
             }
             let n = file.read(&mut self.buf[filled..])?;
             filled += n;
-            // Otherwise only a zero read is the end: a multi-record seq file returns a
-            // page at a time (a `children` list of hundreds of pids).
-            if n == 0 || (one_record && filled < self.buf.len()) {
+            let last = match to {
+                ReadTo::OneRecord => filled < self.buf.len(),
+                ReadTo::ShortReadEnds => n < SEQ_SHORT_READ,
+            };
+            if n == 0 || last {
                 break;
             }
         }
         Ok(String::from_utf8_lossy(&self.buf[..filled]))
     }
+}
+
+/// `/proc/<pid>/<leaf>` built in a reused buffer (no allocation per file once it has
+/// grown to the longest path).
+struct ProcPath {
+    buf: PathBuf,
+}
+
+impl ProcPath {
+    fn new() -> ProcPath {
+        ProcPath {
+            buf: PathBuf::with_capacity(64),
+        }
+    }
+
+    fn of(&mut self, root: &Path, pid: i32, leaf: &str) -> &Path {
+        self.build(root, &[pid], leaf)
+    }
+
+    /// `/proc/<pid>/task/<pid>/children`: the children of the main thread.
+    fn children_file(&mut self, root: &Path, pid: i32) -> &Path {
+        self.build(root, &[pid, pid], "children")
+    }
+
+    fn build(&mut self, root: &Path, pids: &[i32], leaf: &str) -> &Path {
+        let mut text = std::mem::take(&mut self.buf).into_os_string();
+        text.clear();
+        text.push(root.as_os_str());
+        let mut digits = [0u8; 12];
+        for (i, &pid) in pids.iter().enumerate() {
+            text.push(if i == 0 { "/" } else { "/task/" });
+            text.push(decimal(pid, &mut digits));
+        }
+        text.push("/");
+        text.push(leaf);
+        self.buf = PathBuf::from(text);
+        &self.buf
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(n: i32, buf: &mut [u8; 12]) -> &str {
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // Only ASCII digits and '-' were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// How many sampling passes a process's PSS is carried forward before `smaps_rollup` is
@@ -238,6 +328,18 @@ pub struct Sampler {
     pss_every: u64,
     /// Sampling passes so far (staggers the PSS reads).
     passes: u64,
+    /// `proc_root` is procfs, whose `<pid>/fd` directory has the process's number of
+    /// open descriptors as its size (Linux 6.2 and later; 0 before).
+    fd_count_in_size: bool,
+    /// Reused from pass to pass, so a pass allocates nothing once they have grown: the
+    /// path being read, the pids seen and still to visit, one process's children, this
+    /// pass's CPU ticks and PSS records (swapped with `previous` / `pss_known`).
+    path: ProcPath,
+    seen: HashSet<i32>,
+    pending: Vec<i32>,
+    children: Vec<i32>,
+    ticks_now: HashMap<(i32, u64), u64>,
+    pss_next: HashMap<(i32, u64), (u64, u64)>,
 }
 
 impl Default for Sampler {
@@ -277,6 +379,14 @@ impl Sampler {
             pss_known: HashMap::new(),
             pss_every: PSS_EVERY,
             passes: 0,
+            fd_count_in_size: nix::sys::statfs::statfs(proc_root)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC),
+            path: ProcPath::new(),
+            seen: HashSet::new(),
+            pending: Vec::new(),
+            children: Vec::new(),
+            ticks_now: HashMap::new(),
+            pss_next: HashMap::new(),
         }
     }
 
@@ -288,14 +398,8 @@ impl Sampler {
 
     /// The memory figure of one process for this pass: PSS (read now, or the last one
     /// read carried forward by the change of RSS), or `None` when only RSS is to be had.
-    /// Records what it read in `known` (the next pass's `pss_known`).
-    fn process_memory(
-        &mut self,
-        dir: &Path,
-        pid: i32,
-        stat: &Stat,
-        known: &mut HashMap<(i32, u64), (u64, u64)>,
-    ) -> Option<u64> {
+    /// Records what it read in `pss_next` (the next pass's `pss_known`).
+    fn process_memory(&mut self, pid: i32, stat: &Stat) -> Option<u64> {
         if self.measure == MemoryMeasure::Rss {
             return None;
         }
@@ -303,17 +407,44 @@ impl Sampler {
         let rss = stat.rss_pages * self.page_size;
         let due = (self.passes + pid.unsigned_abs() as u64) % self.pss_every == 0;
         if let (false, Some(&(pss, rss_then))) = (due, self.pss_known.get(&key)) {
-            known.insert(key, (pss, rss_then));
+            self.pss_next.insert(key, (pss, rss_then));
             // Signed arithmetic without overflow: pss + (rss - rss_then), at least 0.
             return Some((pss + rss).saturating_sub(rss_then));
         }
+        let path = self.path.of(&self.proc_root, pid, "smaps_rollup");
         let pss = self
             .reader
-            .read(&dir.join("smaps_rollup"), true)
+            .read(path, ReadTo::OneRecord)
             .ok()
             .and_then(|text| parse_pss(&text))?;
-        known.insert(key, (pss, rss));
+        self.pss_next.insert(key, (pss, rss));
         Some(pss)
+    }
+
+    /// `/proc/<pid>/stat`, or why not.
+    fn read_stat(&mut self, pid: i32) -> Result<Stat, StatError> {
+        let path = self.path.of(&self.proc_root, pid, "stat");
+        match self.reader.read(path, ReadTo::OneRecord) {
+            Ok(text) => parse_stat(&text).ok_or(StatError::Format),
+            Err(e) => Err(StatError::Io(e)),
+        }
+    }
+
+    /// The number of open descriptors of `pid`, `None` when they cannot be counted
+    /// (another user's process, for a controller that is not root).
+    fn open_files(&mut self, pid: i32) -> Option<u64> {
+        let path = self.path.of(&self.proc_root, pid, "fd");
+        if self.fd_count_in_size {
+            // One stat instead of open, list and close: on Linux 6.2 and later procfs
+            // gives the directory the number of open descriptors as its size. 0 is
+            // also what older kernels say: then the listing decides.
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.len() > 0 {
+                    return Some(meta.len());
+                }
+            }
+        }
+        std::fs::read_dir(path).ok().map(|e| e.count() as u64)
     }
 
     /// Choose the memory figure (default: PSS where readable).
@@ -363,43 +494,44 @@ impl Sampler {
             oom_kills: None,
         };
         let (mut pss_seen, mut rss_seen) = (false, false);
-        let mut pss_known = HashMap::with_capacity(self.pss_known.len());
-        let mut ticks_now: HashMap<(i32, u64), u64> = HashMap::new();
-        let mut seen: HashSet<i32> = HashSet::new();
+        self.pss_next.clear();
+        self.ticks_now.clear();
+        self.seen.clear();
         // Depth-first, the root popped first so it heads `at_tree`.
-        let mut pending: Vec<i32> = extra_pids.iter().rev().copied().collect();
-        pending.push(root_pid);
-        let mut children = Vec::new();
+        self.pending.clear();
+        self.pending.extend(extra_pids.iter().rev().copied());
+        self.pending.push(root_pid);
 
-        while let Some(pid) = pending.pop() {
+        while let Some(pid) = self.pending.pop() {
             if pid <= 0 && pid == root_pid {
                 return Err(SampleError::NoSuchProcess(root_pid));
             }
-            if pid <= 0 || !seen.insert(pid) {
+            if pid <= 0 || !self.seen.insert(pid) {
                 continue;
             }
-            let dir = self.proc_root.join(pid.to_string());
             // A process that ended since its parent listed it is simply not counted.
-            let stat = match self.reader.read(&dir.join("stat"), true) {
-                Ok(text) => match parse_stat(&text) {
-                    Some(stat) => stat,
-                    None if pid == root_pid => return Err(SampleError::Format(dir.join("stat"))),
-                    None => continue,
-                },
-                Err(e) if pid == root_pid && e.kind() != std::io::ErrorKind::NotFound => {
+            let stat = match self.read_stat(pid) {
+                Ok(stat) => stat,
+                Err(_) if pid != root_pid => continue,
+                Err(StatError::Format) => {
+                    return Err(SampleError::Format(
+                        self.proc_root.join(format!("{pid}/stat")),
+                    ))
+                }
+                Err(StatError::Io(e)) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(SampleError::Proc {
-                        path: dir.join("stat"),
+                        path: self.proc_root.join(format!("{pid}/stat")),
                         source: e,
                     })
                 }
-                Err(_) if pid == root_pid => return Err(SampleError::NoSuchProcess(root_pid)),
-                Err(_) => continue,
+                Err(StatError::Io(_)) => return Err(SampleError::NoSuchProcess(root_pid)),
             };
             sample.at_tree.push(pid);
             sample.threads += stat.threads;
-            ticks_now.insert((pid, stat.start_ticks), stat.cpu_ticks);
+            self.ticks_now
+                .insert((pid, stat.start_ticks), stat.cpu_ticks);
 
-            match self.process_memory(&dir, pid, &stat, &mut pss_known) {
+            match self.process_memory(pid, &stat) {
                 Some(pss) => {
                     pss_seen = true;
                     sample.rss_bytes += pss;
@@ -410,19 +542,21 @@ impl Sampler {
                 }
             }
 
-            match std::fs::read_dir(dir.join("fd")) {
-                Ok(entries) => sample.open_files += entries.count() as u64,
-                Err(_) => sample.fds_unreadable += 1,
+            match self.open_files(pid) {
+                Some(n) => sample.open_files += n,
+                None => sample.fds_unreadable += 1,
             }
 
+            let mut children = std::mem::take(&mut self.children);
             children.clear();
             match &fallback_children {
                 Some(by_parent) => {
                     children.extend(by_parent.get(&pid).into_iter().flatten().copied())
                 }
-                None => self.children_of(&dir, pid, stat.threads, &mut children),
+                None => self.children_of(pid, stat.threads, &mut children),
             }
-            pending.extend(children.iter().copied());
+            self.pending.extend(children.iter().copied());
+            self.children = children;
         }
 
         sample.processes = sample.at_tree.len();
@@ -431,10 +565,10 @@ impl Sampler {
             (false, true) => MemoryKind::Rss,
             _ => MemoryKind::Pss,
         };
-        sample.cpu_percent = self.cpu_percent(&ticks_now, now);
-        self.previous = ticks_now;
+        sample.cpu_percent = self.cpu_percent(&self.ticks_now, now);
+        std::mem::swap(&mut self.previous, &mut self.ticks_now);
         self.previous_at = Some(now);
-        self.pss_known = pss_known;
+        std::mem::swap(&mut self.pss_known, &mut self.pss_next);
         self.passes += 1;
 
         let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
@@ -498,22 +632,16 @@ impl Sampler {
         let need_memory = stats.memory_current.is_none();
         let need_threads = stats.pids_current.is_none();
         let (mut pss_seen, mut rss_seen) = (false, false);
-        let mut pss_known = HashMap::with_capacity(self.pss_known.len());
+        self.pss_next.clear();
         if need_memory || need_threads || count_open_files {
             for &pid in &members {
-                let dir = self.proc_root.join(pid.to_string());
                 // Ended since cgroup.procs was read: not counted.
-                let Some(stat) = self
-                    .reader
-                    .read(&dir.join("stat"), true)
-                    .ok()
-                    .and_then(|t| parse_stat(&t))
-                else {
+                let Ok(stat) = self.read_stat(pid) else {
                     continue;
                 };
                 sample.threads += stat.threads;
                 if need_memory {
-                    match self.process_memory(&dir, pid, &stat, &mut pss_known) {
+                    match self.process_memory(pid, &stat) {
                         Some(pss) => {
                             pss_seen = true;
                             sample.rss_bytes += pss;
@@ -525,9 +653,9 @@ impl Sampler {
                     }
                 }
                 if count_open_files {
-                    match std::fs::read_dir(dir.join("fd")) {
-                        Ok(entries) => sample.open_files += entries.count() as u64,
-                        Err(_) => sample.fds_unreadable += 1,
+                    match self.open_files(pid) {
+                        Some(n) => sample.open_files += n,
+                        None => sample.fds_unreadable += 1,
                     }
                 }
             }
@@ -544,7 +672,7 @@ impl Sampler {
         if let Some(tasks) = stats.pids_current {
             sample.threads = tasks;
         }
-        self.pss_known = pss_known;
+        std::mem::swap(&mut self.pss_known, &mut self.pss_next);
         self.passes += 1;
         sample.at_tree = members;
         let vfs = nix::sys::statvfs::statvfs(data_dir).map_err(|source| SampleError::Disk {
@@ -573,22 +701,22 @@ impl Sampler {
     }
 
     /// Children of every thread of `pid` (a child belongs to the thread that forked it).
-    fn children_of(&mut self, dir: &Path, pid: i32, threads: u64, out: &mut Vec<i32>) {
-        let task = dir.join("task");
+    fn children_of(&mut self, pid: i32, threads: u64, out: &mut Vec<i32>) {
         if threads <= 1 {
-            if let Ok(text) = self
-                .reader
-                .read(&task.join(pid.to_string()).join("children"), false)
-            {
+            let path = self.path.children_file(&self.proc_root, pid);
+            if let Ok(text) = self.reader.read(path, ReadTo::ShortReadEnds) {
                 parse_pids(&text, out);
             }
             return;
         }
-        let Ok(tasks) = std::fs::read_dir(&task) else {
+        let Ok(tasks) = std::fs::read_dir(self.path.of(&self.proc_root, pid, "task")) else {
             return;
         };
         for tid in tasks.flatten() {
-            if let Ok(text) = self.reader.read(&tid.path().join("children"), false) {
+            if let Ok(text) = self
+                .reader
+                .read(&tid.path().join("children"), ReadTo::ShortReadEnds)
+            {
                 parse_pids(&text, out);
             }
         }
@@ -704,6 +832,58 @@ mod tests {
         sampler.set_pss_every(1);
         fake_process(root.path(), pid, 9000, 3000);
         assert_eq!(pass(&mut sampler), 3000);
+    }
+
+    #[test]
+    fn proc_paths_are_built_in_place() {
+        let mut digits = [0u8; 12];
+        assert_eq!(decimal(0, &mut digits), "0");
+        assert_eq!(decimal(4242, &mut digits), "4242");
+        assert_eq!(decimal(i32::MAX, &mut digits), "2147483647");
+        assert_eq!(decimal(i32::MIN, &mut digits), "-2147483648");
+        let mut path = ProcPath::new();
+        let root = Path::new("/proc");
+        assert_eq!(path.of(root, 17, "stat"), Path::new("/proc/17/stat"));
+        assert_eq!(
+            path.children_file(root, 4242),
+            Path::new("/proc/4242/task/4242/children")
+        );
+        assert_eq!(path.of(root, 9, "fd"), Path::new("/proc/9/fd"));
+    }
+
+    /// The descriptor count of a real process (from the size of its `fd` directory on
+    /// Linux 6.2 and later, from its listing before) is what it has open.
+    #[test]
+    fn open_descriptors_of_a_real_process() {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let mut sampler = Sampler::new();
+        // What the exec'd `sleep` holds (0, 1, 2 and whatever else the test runner left
+        // inheritable), listed; until the exec the child may still hold the spawn's pipe.
+        let listed = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count() as u64)
+                .ok()
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let (mut got, mut want) = (sampler.open_files(pid), listed());
+        while (got != want || std::fs::read_link(format!("/proc/{pid}/exe")).is_err())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            (got, want) = (sampler.open_files(pid), listed());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(want.is_some_and(|n| n >= 3), "{want:?}");
+        assert_eq!(got, want);
     }
 
     #[test]
