@@ -981,6 +981,29 @@ def main():
                 crash[t.name].append(crash_once(t))
         results["crash"] = crash
         save(args.results, results)
+
+        # Row 3: fresh instances with a 1 s probe, measured over the same minute — while
+        # the hang repetitions run (they mostly wait out probe timeouts; the idle
+        # instances only probe once a second, so neither disturbs the other, and the run
+        # is a minute shorter). Memory and threads are the idle processes' own; CPU is
+        # their own utime+stime.
+        idle_tools = [Qoscntrlr(os.path.join(args.out, "q-idle"), args.stamp_exec, 1, False),
+                      Monit(os.path.join(args.out, "m-idle"), args.stamp_exec, 1, False),
+                      Supervisord(os.path.join(args.out, "s-idle"), args.stamp_exec, 1, False)]
+        for t in idle_tools:
+            t.start()
+        log(f"idle footprint over {args.idle_seconds} s, alongside the hang repetitions")
+        idle_result = {}
+
+        def measure_idle():
+            try:
+                idle_result["idle"] = idle_footprint(idle_tools, args.idle_seconds)
+            except Exception as e:  # reported after the hang rows, not lost in a thread
+                idle_result["error"] = e
+
+        idle_thread = threading.Thread(target=measure_idle, daemon=True)
+        idle_thread.start()
+
         hang = {t.name: [] for t in tools[:2]}
         log(f"hang -> kill -> serving, {args.hang_reps} repetitions (qoscntrlr, monit)")
         for rep in range(args.hang_reps):
@@ -990,17 +1013,13 @@ def main():
         save(args.results, results)
         for t in tools:
             t.stop()
-
-        # Row 3: fresh instances with a 1 s probe, measured over the same minute.
-        tools = [Qoscntrlr(os.path.join(args.out, "q-idle"), args.stamp_exec, 1, False),
-                 Monit(os.path.join(args.out, "m-idle"), args.stamp_exec, 1, False),
-                 Supervisord(os.path.join(args.out, "s-idle"), args.stamp_exec, 1, False)]
-        for t in tools:
-            t.start()
-        log(f"idle footprint over {args.idle_seconds} s")
-        results["idle"] = idle_footprint(tools, args.idle_seconds)
+        idle_thread.join()
+        if "error" in idle_result:
+            raise idle_result["error"]
+        results["idle"] = idle_result["idle"]
+        results["idle_alongside"] = "hang repetitions (rows 2a-2d)"
         save(args.results, results)
-        for t in tools:
+        for t in idle_tools:
             t.stop()
 
         # Row 4: qoscntrlr only.

@@ -385,7 +385,11 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
           "land at a uniformly random phase of monit's 1 s cycle.",
           "* Row 3 uses fresh instances with a 1 s probe (qoscntrlr `QOS_PROBE_INTERVAL=1000ms`, "
           f"monit `set daemon 1` with its port test), sampled from `/proc` every 5 s over the "
-          f"same {idle[q]['seconds']} s.", ""]
+          f"same {idle[q]['seconds']} s"
+          + (f", measured while the {res['idle_alongside']} ran (those mostly wait out "
+             "probe timeouts; the idle instances probe once a second; memory, threads and "
+             "CPU time are each idle process's own)" if res.get("idle_alongside") else "")
+          + ".", ""]
 
     L += ["### Why the numbers are what they are", ""]
     f1 = faster(crash)
@@ -623,8 +627,11 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
         L.append("* **Resource sample.** `cargo bench --bench sampler` (benches/sampler.rs) "
                  "samples a real tree of one `sh` and 49 `sleep`s with the runtime's own "
                  "`Sampler` as the runtime uses it (per process: `stat` for CPU, threads and "
-                 "RSS, PSS from `smaps_rollup`, descriptors from `fd/`, children from "
-                 "`task/*/children`; free disk once) and reports per-call wall time. "
+                 "RSS, PSS from `smaps_rollup`, the descriptor count from the size of `fd/` (one "
+                 "stat(2): procfs gives that directory the number of open descriptors as its "
+                 "size since Linux 6.2), children from `task/<pid>/children`; paths, buffers "
+                 "and maps reused from pass to pass; free disk once) and reports per-call wall "
+                 "time. "
                  "`smaps_rollup` makes the kernel walk every mapping of the process, so each "
                  "process's PSS is read every 6th pass (`PSS_EVERY`, staggered by pid: about a "
                  "sixth of the tree per pass) and carried forward by the change of its RSS in "
@@ -672,7 +679,8 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
         L.append(diagnostics_text(dg))
     if "cases" in res.get("faults", {}):
         L.append("* **Fault suite.** `bench/faults.sh` (rerun it alone) runs "
-                 "`tests/fault_suite.rs` and `tests/fault_files.rs` one case at a time; every "
+                 "`tests/fault_suite.rs` and `tests/fault_files.rs` two cases at a time on the 2 "
+                 "cores, as `cargo test` runs them; every "
                  "case injects one fault into a real controller supervising the demo server "
                  "and asserts that no healthy server was killed, no server was left running "
                  "unsupervised and no log line was lost without the loss being reported, so a "
@@ -695,7 +703,7 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
         short.append(f"* Resource sample of {smp['processes']} processes takes "
                      f"{smp['p50_us'] / 1000:.2f} ms (goal ≤ 1 ms), "
                      f"≈{smp['p50_us'] / smp['processes']:.0f} µs per process: `stat`, "
-                     "`smaps_rollup`, a listing of `fd/` and the children file of every "
+                     "`smaps_rollup`, a stat of `fd/` and the children file of every "
                      "process." + rss_part)
     if idle_rss_mb > 4:
         binary = res.get("binary_bytes", 0) / 1e6
@@ -716,11 +724,15 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
                      f"shared libraries' file pages (libc, libm, libgcc_s, ld.so; PSS only "
                      f"{mb(bm['libs_pss'])}, since every dynamically linked process on the "
                      f"machine maps the same pages) and {mb(bm['anon'])} anonymous memory "
-                     f"(heap, stacks, written data; PSS {mb(bm['anon_pss'])}). The "
-                     "executable's share is not what the controller touches at idle either: "
-                     "on a page fault the kernel maps the cached pages around it too "
-                     "(fault-around, 64 KB), so a binary that is in the page cache (it just "
-                     "ran) shows most of its code as resident. RSS counts shared pages in "
+                     f"(heap, stacks, written data; PSS {mb(bm['anon_pss'])}). Once the server "
+                     "is READY the controller gives back what start-up used (`footprint::trim`: "
+                     "`malloc_trim`, and `MADV_DONTNEED` on its read-only, never-written file "
+                     "mappings, which stay in the page cache), so what is resident is what the "
+                     "idle loop maps back: within a second of the trim its probe, timers and "
+                     "logging have touched about 0.9 MB of distinct code pages, but on each "
+                     "page fault the kernel maps the cached pages around it too (fault-around, "
+                     "64 KB windows), and that code is spread over most of the 3.4 MB text "
+                     "segment, so about 2.5 MB of it shows as resident. RSS counts shared pages in "
                      "full in every process that maps them, so an RSS goal of 4 MB cannot be "
                      "met by a dynamically linked program that maps libc (1.4 MB resident "
                      "here alone) plus a few MB of its own code; the figure that measures "
@@ -736,12 +748,11 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
         short.append(f"* qoscntrlr showed up to {idle[q]['threads']} threads during the idle "
                      "minute (goal 1)"
                      + (f"; at its end: {', '.join(f'`{n}`' for n in names)}" if names else "")
-                     + ". The runtime is current-thread; the `stderr` thread is the journal's "
-                     "writer (what `run` writes to stderr goes through a bounded queue to it, "
-                     "so a stalled stderr — a full pipe, a stopped terminal — never blocks "
-                     "the supervision loop), and any other is a tokio blocking-pool thread "
-                     "started on demand by `spawn_blocking` (diagnostics, control-socket "
-                     "group checks). An idle thread costs a few kB of stack and no CPU.")
+                     + ". The runtime is current-thread and the journal writes stderr from the "
+                     "loop without waiting (no writer thread); another thread is a tokio "
+                     "blocking-pool thread started on demand by `spawn_blocking` (diagnostics, "
+                     "control-socket group checks). An idle thread costs a few kB of stack and "
+                     "no CPU.")
     if msg and not msg_ok:
         why = []
         if msg["missing"] or msg["rejected"] or not msg["end_seen"]:
