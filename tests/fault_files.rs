@@ -1020,12 +1020,16 @@ fn full_data_directory_status_says_so_and_state_is_rewritten_when_space_returns(
         .as_str()
         .is_some_and(|f| f.ends_with(".out")));
 
+    let state_path = h.data().join("qoscntrlr.state");
+    // The dead server's record is removed at its exit; held open here, its page is not
+    // given back, so the restart's record finds the disk as full as the rest (otherwise
+    // whichever write comes first after the crash gets that one page).
+    let pinned = std::fs::File::open(&state_path).expect("the state file of the server");
     fill(h.data());
     // Crash the server: its restart cannot record the new server in the state file, and
     // the post-mortem diagnostics cannot be written.
     let first = h.server_pid();
     let _ = h.http("/crash");
-    let state_path = h.data().join("qoscntrlr.state");
     let mut second = 0;
     assert!(
         eventually("restarted and the log unwritable", || {
@@ -1047,6 +1051,7 @@ fn full_data_directory_status_says_so_and_state_is_rewritten_when_space_returns(
     assert!(text.stdout.contains("No space left on device"), "{text:?}");
 
     // Space returns.
+    drop(pinned);
     std::fs::remove_file(h.data().join("filler")).unwrap();
     assert!(
         eventually("the state file names the new server", || {
