@@ -271,7 +271,6 @@ impl Controller {
             ctl.ha.down_reason = "failover left by a previous run".into();
             ctl.trigger_written = true;
         }
-        ctl.server_started = Some(now);
         ctl.server_speaks = true;
         ctl.became_ready = true;
         out.push(ctl.set_state(now, State::Ready { pid }, "adopted after a re-exec"));

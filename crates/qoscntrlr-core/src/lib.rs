@@ -229,8 +229,6 @@ pub struct Controller {
     /// The controller logged `OpMsg=END Type=SERVER` for this run (it asked the server
     /// to stop): the server's own END is the same line again.
     own_end_logged: bool,
-    #[serde(with = "instants::option")]
-    server_started: Option<Instant>,
     last_exit: Option<String>,
     quit_requested: bool,
     /// A NOKILL incident is open (logged and reported once until the server recovers).
@@ -415,7 +413,6 @@ impl Controller {
             well_since: None,
             server_speaks: false,
             own_end_logged: false,
-            server_started: None,
             last_exit: None,
             quit_requested: false,
             nokill_incident: None,

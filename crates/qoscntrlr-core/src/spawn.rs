@@ -36,7 +36,6 @@ impl Controller {
         out.push(log_td(Component::Controller, "OpMsg=START Type=SERVER"));
         out.push(say(&wording::CLEARING_APPS, &[]));
         self.own_end_logged = false;
-        self.server_started = Some(now);
         let deadline = later(now, self.policy.restart_timeout);
         out.push(self.set_state(
             now,

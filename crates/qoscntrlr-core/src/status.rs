@@ -29,10 +29,8 @@ pub struct CoreStatus {
     pub why: String,
     pub state_since: Instant,
     pub server_pid: Option<i32>,
-    pub server_started: Option<Instant>,
     pub restarts_in_window: usize,
     pub last_exit: Option<String>,
-    pub probe_active: bool,
     pub probe_last_result: Option<(bool, Duration, String)>,
     pub probe_last_success: Option<Instant>,
     pub probe_timeout_at: Option<Instant>,
@@ -63,16 +61,12 @@ impl Controller {
             why: self.why.clone(),
             state_since: self.state_since,
             server_pid: self.state.server_pid(),
-            server_started: self
-                .server_started
-                .filter(|_| self.state.server_pid().is_some()),
             restarts_in_window: self
                 .restarts
                 .iter()
                 .filter(|t| now.duration_since(**t) < self.policy.restart_limit_period)
                 .count(),
             last_exit: self.last_exit.clone(),
-            probe_active: self.probe.active,
             probe_last_result: self.probe.last_result.clone(),
             probe_last_success: self.probe.last_success,
             probe_timeout_at: self.probe_timeout_at(),
