@@ -632,7 +632,7 @@ pub enum ClientError {
     Unreachable { path: PathBuf },
     #[error("permission denied on {}: ask for membership of QOS_CONTROL_GROUP or run as the controller's user", .path.display())]
     PermissionDenied { path: PathBuf },
-    #[error("the controller on {} did not answer within {} s", .path.display(), .limit.as_secs())]
+    #[error("the controller on {} did not answer within {} s", .path.display(), .limit.as_secs_f64())]
     Timeout { path: PathBuf, limit: Duration },
     #[error("talking to the controller on {}: {source}", .path.display())]
     Io {

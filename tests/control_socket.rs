@@ -415,7 +415,7 @@ fn a_wedged_controller_is_a_timeout_not_a_hang() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the controller on {} did not answer within 0 s",
+            "the controller on {} did not answer within 0.5 s",
             path.display()
         )
     );
