@@ -393,8 +393,17 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
 
     L += ["### Why the numbers are what they are", ""]
     f1 = faster(crash)
-    L.append(f"* **1. crash → exec.** qoscntrlr is woken by SIGCHLD, reaps, writes the "
-             f"post-mortem (a diagnostics file) and spawns: median {ms(p50(crash, q))}. monit "
+    L.append(f"* **1. crash → exec.** qoscntrlr is woken by SIGCHLD, reaps, kills what the "
+             "server left (nothing to read when its cgroup is empty, so no hop through the "
+             "blocking pool) and spawns; the post-mortem file and the last-state record "
+             f"(each with its fsyncs) are written after the spawn: median {ms(p50(crash, q))}. "
+             "What is left on the path besides waiting for a CPU is the new server's move "
+             "into its cgroup (its write to cgroup.procs waits for an RCU grace period in "
+             "the kernel: 0.4–7 ms on an idle machine, 5–20 ms on a loaded one; forking "
+             "straight into the cgroup with CLONE_INTO_CGROUP would avoid it, but on this "
+             "kernel a child cloned into a cgroup once cgroup.kill was used there is killed "
+             "at once). `bench/crash-exec.py` measures this row alone, several builds side "
+             "by side. monit "
              "only notices a dead pid on its next 1 s poll cycle, so its median "
              f"({ms(p50(crash, 'monit'))}) is about half a cycle plus the start program (a "
              "shell), and its spread is the whole cycle. supervisord is nearly constant at "
