@@ -192,6 +192,16 @@ impl Checks<'_> {
                 );
             }
         }
+        // `run` gives both sockets to this group; one it cannot resolve leaves the
+        // controller without its message pipe and control socket.
+        if let Some(name) = &self.config.control_group {
+            if let Err(e) = crate::unixsock::resolve_group(name) {
+                self.error(
+                    "QOS_CONTROL_GROUP",
+                    format!("{e} (expected a group name or a numeric gid)"),
+                );
+            }
+        }
     }
 
     /// `QOS_CGROUP=on` where no cgroup v2 can be used: `run` would refuse to start.

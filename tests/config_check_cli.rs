@@ -122,3 +122,29 @@ fn a_missing_file_exits_78_and_names_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("dcontroller.ini: cannot read"), "{stderr}");
 }
+
+#[test]
+fn the_control_group_is_a_name_or_a_numeric_gid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("unknown.ini"),
+        format!("{GOOD}QOS_CONTROL_GROUP=no-such-group-qos\n"),
+    )
+    .unwrap();
+    let out = qoscntrlr(dir.path(), &["check-config", "-c", "unknown.ini"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("QOS_CONTROL_GROUP: no group named 'no-such-group-qos' (expected a group name or a numeric gid)"),
+        "{stderr}"
+    );
+    std::fs::write(
+        dir.path().join("numeric.ini"),
+        format!("{GOOD}QOS_CONTROL_GROUP=54321\n"),
+    )
+    .unwrap();
+    let out = qoscntrlr(dir.path(), &["check-config", "-c", "numeric.ini"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("QOS_CONTROL_GROUP"), "{stderr}");
+}
