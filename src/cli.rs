@@ -504,7 +504,7 @@ fn state_change(args: &StateChangeArgs, command: crate::control::ControlCommand)
     let old_pid = before.and_then(|s| s.server.pid);
     println!(
         "Waiting up to {} for {target}...",
-        crate::config::human_duration(limit)
+        crate::core::units::format_duration(limit, crate::core::units::DurationStyle::Words)
     );
     match wait_for_state(&config, &command, target, old_pid, limit) {
         Ok(snapshot) => {
@@ -588,7 +588,10 @@ fn wait_for_state(
                 EXIT_FAILURE,
                 format!(
                     "gave up after {}: the server is {last}, not {target}",
-                    crate::config::human_duration(limit)
+                    crate::core::units::format_duration(
+                        limit,
+                        crate::core::units::DurationStyle::Words
+                    )
                 ),
             ));
         }

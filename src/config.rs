@@ -11,9 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::units::{format_duration, DurationStyle};
 /// The value texts (`30s`, `512M`, `5 minutes`) are the core's (`core::units`), shared with the
 /// rule grammar; the reader and its callers name them here.
-pub use crate::core::units::{human_duration, parse_duration, parse_size};
+pub use crate::core::units::{parse_duration, parse_size};
 use crate::core::units::{unit_name, unquote, MIB};
 pub use crate::core::FailbackMode;
 
@@ -758,8 +759,8 @@ fn cross_check(r: &mut Reader, c: &Config) {
                     "probe timeout {} is not greater than the probe interval {}; the server \
                      would be killed before a probe could succeed (expected \
                      QOS_PROBE_TIMEOUT > QOS_PROBE_INTERVAL)",
-                    human_duration(c.probe_timeout),
-                    human_duration(c.probe_interval)
+                    format_duration(c.probe_timeout, DurationStyle::Words),
+                    format_duration(c.probe_interval, DurationStyle::Words)
                 ),
             );
         }
@@ -1192,18 +1193,6 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
             .map_err(|_| format!("\"{other}\" is not an IP address ({expected})"))?,
     };
     Ok(SocketAddr::new(ip, port))
-}
-
-/// `50 MB`, `512 KB`, `100 bytes`: the largest exact binary unit, MB at most (the unit
-/// of the size keys).
-pub fn human_size(bytes: u64) -> String {
-    if bytes % MIB == 0 {
-        format!("{} MB", bytes / MIB)
-    } else if bytes % 1024 == 0 {
-        format!("{} KB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 impl std::fmt::Display for ProbeTarget {

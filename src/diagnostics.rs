@@ -387,12 +387,18 @@ async fn run_external(
             ),
             None => (
                 format!(
-                    "=== nsd timed out after {} s (QOS_NSD_TIMEOUT) and was killed ===\n",
-                    req.limit.as_secs_f64()
+                    "=== nsd timed out after {} (QOS_NSD_TIMEOUT) and was killed ===\n",
+                    crate::core::units::format_duration(
+                        req.limit,
+                        crate::core::units::DurationStyle::Seconds
+                    )
                 ),
                 Completion::Incomplete(format!(
-                    "nsd program timed out after {} s and was killed",
-                    req.limit.as_secs_f64()
+                    "nsd program timed out after {} and was killed",
+                    crate::core::units::format_duration(
+                        req.limit,
+                        crate::core::units::DurationStyle::Seconds
+                    )
                 )),
             ),
         },
@@ -732,8 +738,11 @@ impl StackCapture {
             }
             Ok(None) => {
                 let msg = format!(
-                    "stack tool on pid {pid} timed out after {} s and was killed",
-                    self.limit.as_secs_f64()
+                    "stack tool on pid {pid} timed out after {} and was killed",
+                    crate::core::units::format_duration(
+                        self.limit,
+                        crate::core::units::DurationStyle::Seconds
+                    )
                 );
                 out.write(&format!("--- {msg} ---\n"))?;
                 Ok(Some(msg))

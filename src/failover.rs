@@ -502,8 +502,11 @@ impl fmt::Display for HookOutcome {
             HookEnd::Exited(exit) => write!(f, "{exit} after {} ms", self.elapsed.as_millis()),
             HookEnd::TimedOut { limit } => write!(
                 f,
-                "timed out after {} s and was killed",
-                limit.as_secs_f64()
+                "timed out after {} and was killed",
+                crate::core::units::format_duration(
+                    *limit,
+                    crate::core::units::DurationStyle::Seconds
+                )
             ),
             HookEnd::NotStarted(why) => write!(f, "could not be started: {why}"),
         }

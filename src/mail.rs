@@ -532,7 +532,10 @@ impl Mailer {
                         "Mail '{}' to {to} via {host}:{port} failed (attempt {}): {reason}; retrying in {}",
                         pending.mail.subject,
                         pending.mail.attempts,
-                        crate::status::human_secs(retry.as_secs())
+                        crate::core::units::format_duration(
+                            retry,
+                            crate::core::units::DurationStyle::Short,
+                        )
                     );
                     self.log(line);
                     index += 1;
@@ -572,8 +575,11 @@ async fn send(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
-            "no answer from the SMTP server within {} s",
-            options.send_timeout.as_secs_f64()
+            "no answer from the SMTP server within {}",
+            crate::core::units::format_duration(
+                options.send_timeout,
+                crate::core::units::DurationStyle::Seconds
+            )
         )),
     }
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::ProbeTarget;
+use crate::core::units::{format_duration, DurationStyle};
 use crate::process::{run_helper, Reaper};
 
 /// The most of a response the HTTP probe reads: status line and headers, never the body.
@@ -112,16 +113,10 @@ where
 }
 
 fn timed_out(limit: Duration) -> String {
-    format!("timed out after {}", human(limit))
-}
-
-/// `5s`, `1500ms`: whole seconds when exact, else milliseconds.
-fn human(d: Duration) -> String {
-    if d.subsec_nanos() == 0 && d.as_secs() > 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    format!(
+        "timed out after {}",
+        format_duration(limit, DurationStyle::Compact)
+    )
 }
 
 /// Accepts `::1` and `[::1]` alike; returns the bare host.
@@ -329,12 +324,5 @@ mod tests {
             block_on(status_of(b"<html>")),
             Err("malformed response".into())
         );
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human(Duration::from_secs(5)), "5s");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(human(Duration::from_millis(200)), "200ms");
     }
 }

@@ -748,13 +748,9 @@ impl Sampler {
     }
 }
 
-pub use crate::core::units::human_bytes;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MB: u64 = 1024 * 1024;
 
     #[test]
     fn stat_with_spaces_and_parens_in_the_name() {
@@ -884,13 +880,5 @@ mod tests {
         let _ = child.wait();
         assert!(want.is_some_and(|n| n >= 3), "{want:?}");
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn human_values() {
-        assert_eq!(human_bytes(812 * MB), "812 MB");
-        assert_eq!(human_bytes(812 * MB + MB / 3), "812 MB");
-        assert_eq!(human_bytes(MB / 2), "0.5 MB");
-        assert_eq!(human_bytes(0), "0 MB");
     }
 }

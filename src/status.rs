@@ -95,6 +95,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::core::units::{format_bytes, format_duration, ByteStyle, DurationStyle};
 use crate::core::{KillPhase, ServerState};
 
 pub use crate::core::FailoverState;
@@ -1226,36 +1229,12 @@ fn short_time(text: &str) -> String {
     }
 }
 
-/// `45s`, `3m 12s`, `2h 5m`, `3d 4h`.
-pub fn human_secs(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        if s > 0 {
-            format!("{m}m {s}s")
-        } else {
-            format!("{m}m")
-        }
-    } else {
-        format!("{s}s")
-    }
+/// Seconds as the status screen writes them (`45s`, `3m 12s`, `2h 5m`, `3d 4h`).
+fn human_secs(secs: u64) -> String {
+    format_duration(Duration::from_secs(secs), DurationStyle::Short)
 }
 
-/// Binary units, one decimal: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+/// Bytes as the status screen writes them (`512 B`, `1.5 KiB`, `3.2 GiB`).
+fn human_bytes(bytes: u64) -> String {
+    format_bytes(bytes, ByteStyle::Binary)
 }

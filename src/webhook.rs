@@ -541,7 +541,13 @@ impl Webhook {
             let exchange = async move {
                 match tokio::time::timeout(limit, post(&settings, &body)).await {
                     Ok(result) => result,
-                    Err(_) => Err(format!("no answer within {} s", limit.as_secs_f64())),
+                    Err(_) => Err(format!(
+                        "no answer within {}",
+                        crate::core::units::format_duration(
+                            limit,
+                            crate::core::units::DurationStyle::Seconds
+                        )
+                    )),
                 }
             };
             tokio::pin!(exchange);
@@ -578,7 +584,10 @@ impl Webhook {
                         "Webhook alert '{}' to {url} failed (attempt {}): {reason}; retrying in {}",
                         pending.spooled.payload.reason,
                         pending.spooled.attempts,
-                        crate::status::human_secs(retry.as_secs())
+                        crate::core::units::format_duration(
+                            retry,
+                            crate::core::units::DurationStyle::Short,
+                        )
                     );
                     self.log(line);
                     index += 1;

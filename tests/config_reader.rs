@@ -759,25 +759,20 @@ fn effective_lines_in_the_reference_wording_and_order() {
         .contains(&"nsd Program Path=built-in".to_string()));
 }
 
+/// The configuration's values read back (check-config, the log header) in the one
+/// formatter's styles: durations in the reference's words, sizes in their exact unit.
 #[test]
 fn human_units() {
-    assert_eq!(config::human_duration(Duration::from_secs(60)), "1 minute");
-    assert_eq!(
-        config::human_duration(Duration::from_secs(90)),
-        "90 seconds"
-    );
-    assert_eq!(config::human_duration(Duration::from_secs(1)), "1 second");
-    assert_eq!(
-        config::human_duration(Duration::from_secs(7200)),
-        "120 minutes"
-    );
-    assert_eq!(
-        config::human_duration(Duration::from_millis(1)),
-        "1 millisecond"
-    );
-    assert_eq!(config::human_size(50 << 20), "50 MB");
-    assert_eq!(config::human_size(512 << 10), "512 KB");
-    assert_eq!(config::human_size(100), "100 bytes");
+    use qoscntrlr::core::units::{format_bytes, format_duration, ByteStyle, DurationStyle};
+    let words = |d| format_duration(d, DurationStyle::Words);
+    assert_eq!(words(Duration::from_secs(60)), "1 minute");
+    assert_eq!(words(Duration::from_secs(90)), "90 seconds");
+    assert_eq!(words(Duration::from_secs(1)), "1 second");
+    assert_eq!(words(Duration::from_secs(7200)), "120 minutes");
+    assert_eq!(words(Duration::from_millis(1)), "1 millisecond");
+    assert_eq!(format_bytes(50 << 20, ByteStyle::Exact), "50 MB");
+    assert_eq!(format_bytes(512 << 10, ByteStyle::Exact), "512 KB");
+    assert_eq!(format_bytes(100, ByteStyle::Exact), "100 bytes");
 }
 
 /// The core's `Policy::default()` (what virtual-time tests build on) is the reader's

@@ -12,12 +12,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::units::{format_bytes, format_duration, ByteStyle, DurationStyle};
 use crate::host::host_name;
 
 use super::{
-    absolute, human_duration, human_size, parse_duration, parse_failback, parse_host_port,
-    parse_list, parse_listen, parse_mail_tls, parse_probe, parse_signal, signal_name, unit_name,
-    unquote, Config, MailTls, PortRule, Reader, MINUTE, SECOND,
+    absolute, parse_duration, parse_failback, parse_host_port, parse_list, parse_listen,
+    parse_mail_tls, parse_probe, parse_signal, signal_name, unit_name, unquote, Config, MailTls,
+    PortRule, Reader, MINUTE, SECOND,
 };
 
 /// What a key's value is written as. Durations carry the unit of a bare number; sizes
@@ -334,7 +335,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(MINUTE),
         doc: "Time between probes.",
         read: |r, k, c| c.probe_interval = r.duration(k, MINUTE),
-        show: |c| human_duration(c.probe_interval),
+        show: |c| format_duration(c.probe_interval, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -343,7 +344,7 @@ pub const KEYS: &[Key] = &[
         doc: "No successful probe for this long is a probe timeout: smart kill. Must be \
               longer than QOS_PROBE_INTERVAL.",
         read: |r, k, c| c.probe_timeout = r.duration(k, 5 * MINUTE),
-        show: |c| human_duration(c.probe_timeout),
+        show: |c| format_duration(c.probe_timeout, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -360,7 +361,7 @@ pub const KEYS: &[Key] = &[
         doc: "A long-running application (`OpMsg=START Type=COMPACT …`) that shows no \
               progress for this long: smart kill.",
         read: |r, k, c| c.apps_timeout = r.duration(k, 10 * MINUTE),
-        show: |c| human_duration(c.apps_timeout),
+        show: |c| format_duration(c.apps_timeout, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -369,7 +370,7 @@ pub const KEYS: &[Key] = &[
         doc: "A quit not finished in this time: kill, no restart. Keep it below the unit's \
               TimeoutStopSec (8min) minus diagnostics and kill time.",
         read: |r, k, c| c.shutdown_timeout = r.duration(k, 5 * MINUTE),
-        show: |c| human_duration(c.shutdown_timeout),
+        show: |c| format_duration(c.shutdown_timeout, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -377,7 +378,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(MINUTE),
         doc: "From fully down (or spawn) to READY; longer: kill and restart.",
         read: |r, k, c| c.restart_timeout = r.duration(k, 5 * MINUTE),
-        show: |c| human_duration(c.restart_timeout),
+        show: |c| format_duration(c.restart_timeout, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -403,7 +404,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(MINUTE),
         doc: "The sliding window of the restart limit.",
         read: |r, k, c| c.restart_limit_period = r.duration(k, 30 * MINUTE),
-        show: |c| human_duration(c.restart_limit_period),
+        show: |c| format_duration(c.restart_limit_period, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -411,7 +412,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(MINUTE),
         doc: "Leave FAULTED by itself after this long; 0: never.",
         read: |r, k, c| c.auto_fault_clear = r.duration(k, Duration::ZERO),
-        show: |c| human_duration(c.auto_fault_clear),
+        show: |c| format_duration(c.auto_fault_clear, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -451,7 +452,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(MINUTE),
         doc: "Time limit of one diagnostics run.",
         read: |r, k, c| c.nsd_timeout = r.duration(k, 3 * MINUTE),
-        show: |c| human_duration(c.nsd_timeout),
+        show: |c| format_duration(c.nsd_timeout, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -460,7 +461,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Duration(SECOND),
         doc: "While a shutdown has not finished, collect diagnostics this often; 0: off.",
         read: |r, k, c| c.shutdown_nsd = r.duration(k, Duration::ZERO),
-        show: |c| human_duration(c.shutdown_nsd),
+        show: |c| format_duration(c.shutdown_nsd, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -476,7 +477,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Size,
         doc: "Total size cap of the diagnostics files (the oldest go first).",
         read: |r, k, c| c.diag_max_size = r.size(k, 1024),
-        show: |c| human_size(c.diag_max_size),
+        show: |c| format_bytes(c.diag_max_size, ByteStyle::Exact),
         ..KEY
     },
     // Failover.
@@ -523,7 +524,7 @@ pub const KEYS: &[Key] = &[
         reload: Reload::Restart(|old, new| keep(&old.log_max_size, &mut new.log_max_size)),
         doc: "Roll the `.out` file when it grows past this size.",
         read: |r, k, c| c.log_max_size = r.size(k, 50),
-        show: |c| human_size(c.log_max_size),
+        show: |c| format_bytes(c.log_max_size, ByteStyle::Exact),
         ..KEY
     },
     Key {
@@ -571,7 +572,7 @@ pub const KEYS: &[Key] = &[
         }),
         doc: "Time between resource samples of the server's tree.",
         read: |r, k, c| c.resource_interval = r.duration(k, 10 * SECOND),
-        show: |c| human_duration(c.resource_interval),
+        show: |c| format_duration(c.resource_interval, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -588,7 +589,7 @@ pub const KEYS: &[Key] = &[
         doc: "Memory limit of the server's tree; over it is an exhaustion (smart kill); 0: \
               off.",
         read: |r, k, c| c.max_memory = r.size(k, 0),
-        show: |c| human_size(c.max_memory),
+        show: |c| format_bytes(c.max_memory, ByteStyle::Exact),
         ..KEY
     },
     Key {
@@ -620,7 +621,7 @@ pub const KEYS: &[Key] = &[
         syntax: Syntax::Size,
         doc: "Least free space on the data directory's filesystem; 0: off.",
         read: |r, k, c| c.min_disk_free = r.size(k, 0),
-        show: |c| human_size(c.min_disk_free),
+        show: |c| format_bytes(c.min_disk_free, ByteStyle::Exact),
         ..KEY
     },
     Key {
@@ -842,7 +843,7 @@ pub const KEYS: &[Key] = &[
                 })
             })
         },
-        show: |c| human_duration(c.effective_probe_attempt_timeout()),
+        show: |c| format_duration(c.effective_probe_attempt_timeout(), DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -851,7 +852,7 @@ pub const KEYS: &[Key] = &[
         doc: "Wait this long before an automatic restart after a crash or kill (an operator \
               start or restart never waits).",
         read: |r, k, c| c.restart_delay = r.duration(k, Duration::ZERO),
-        show: |c| human_duration(c.restart_delay),
+        show: |c| format_duration(c.restart_delay, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -860,7 +861,7 @@ pub const KEYS: &[Key] = &[
         doc: "READY and probing well for this long empties the restart-limit window, so a \
               server that crashes once a day never ends FAULTED for an old window; 0: off.",
         read: |r, k, c| c.online_trust_time = r.duration(k, Duration::ZERO),
-        show: |c| human_duration(c.online_trust_time),
+        show: |c| format_duration(c.online_trust_time, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -871,7 +872,7 @@ pub const KEYS: &[Key] = &[
               probing well for this long; a server sick again inside the hold never gets \
               traffic back in between.",
         read: |r, k, c| c.failback_hold = r.duration(k, Duration::ZERO),
-        show: |c| human_duration(c.failback_hold),
+        show: |c| format_duration(c.failback_hold, DurationStyle::Words),
         ..KEY
     },
     Key {
@@ -1016,7 +1017,12 @@ mod tests {
                 "SERVER_COMMAND=x\nQOS_PROBE=message\n{}=1\n",
                 key.name
             ));
-            assert_eq!(key.shown(&config), human_duration(unit), "{}", key.name);
+            assert_eq!(
+                key.shown(&config),
+                format_duration(unit, DurationStyle::Words),
+                "{}",
+                key.name
+            );
         }
         let config = read("QOS_LOG_MAX_SIZE=3\nQOS_RESOURCE_WARN=7\n");
         assert_eq!(config.log_max_size, 3 << 20);

@@ -197,16 +197,10 @@ impl fmt::Display for Stamp {
     }
 }
 
-/// A duration in seconds as an operator reads it: `45s`, `5m 20s`, `2h 03m`, `3d 04h`.
+/// A span of seconds as the review writes it (`45s`, `5m 20s`, `2h 03m`, `3d 04h`;
+/// negative after a clock set back): the aligned style of the one duration formatter.
 pub fn human_secs(secs: i64) -> String {
-    let sign = if secs < 0 { "-" } else { "" };
-    let s = secs.unsigned_abs();
-    match s {
-        0..=59 => format!("{sign}{s}s"),
-        60..=3599 => format!("{sign}{}m {:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{sign}{}h {:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{sign}{}d {:02}h", s / 86_400, s % 86_400 / 3600),
-    }
+    crate::core::units::format_signed_secs(secs, crate::core::units::DurationStyle::Aligned)
 }
 
 #[cfg(test)]
@@ -301,13 +295,5 @@ mod tests {
         );
         assert_eq!(at("yesterday"), None);
         assert_eq!(at("2012-5-8"), None);
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human_secs(40), "40s");
-        assert_eq!(human_secs(320), "5m 20s");
-        assert_eq!(human_secs(7380), "2h 03m");
-        assert_eq!(human_secs(90_000), "1d 01h");
     }
 }

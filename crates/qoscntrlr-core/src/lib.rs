@@ -340,26 +340,9 @@ pub fn spawn_retry_backoff(failures: u32) -> Duration {
     MAX_RESTART_BACKOFF.min(first.saturating_mul(factor))
 }
 
-/// `5 minutes`, `30 seconds`, `1500 ms` — the reference's wording for durations.
-pub fn describe_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms > 0 {
-        let m = ms / 60_000;
-        if m == 1 {
-            "1 minute".into()
-        } else {
-            format!("{m} minutes")
-        }
-    } else if ms % 1000 == 0 {
-        let s = ms / 1000;
-        if s == 1 {
-            "1 second".into()
-        } else {
-            format!("{s} seconds")
-        }
-    } else {
-        format!("{ms} ms")
-    }
+/// A duration in the reference's words (`5 minutes`, `30 seconds`) for log lines.
+fn describe_duration(d: Duration) -> String {
+    units::format_duration(d, units::DurationStyle::Words)
 }
 
 /// The longest pause an operator may ask for (the same bound as every duration in the

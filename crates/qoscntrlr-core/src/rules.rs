@@ -183,7 +183,9 @@ fn render(unit: Unit, value: f64, pressure: bool) -> String {
         return "unmeasurable".into();
     }
     match unit {
-        Unit::Bytes => crate::units::human_bytes(value.max(0.0) as u64),
+        Unit::Bytes => {
+            crate::units::format_bytes(value.max(0.0) as u64, crate::units::ByteStyle::Megabytes)
+        }
         Unit::Percent if pressure => {
             if value.fract() == 0.0 {
                 format!("{value:.0}%")
@@ -385,7 +387,10 @@ impl Rule {
             Window::Samples(n) => format!("samples {n}"),
             Window::Average {
                 written: Some(d), ..
-            } => format!("average {}", crate::units::human_duration(d)),
+            } => format!(
+                "average {}",
+                crate::units::format_duration(d, crate::units::DurationStyle::Words)
+            ),
             Window::Average { samples, .. } => format!("average {samples}"),
         };
         let missing = match self.missing {
