@@ -52,6 +52,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::units::{format_duration, DurationStyle};
 use crate::status::StatusSnapshot;
 use crate::unixsock::{BindError, GroupError};
 
@@ -632,7 +633,7 @@ pub enum ClientError {
     Unreachable { path: PathBuf },
     #[error("permission denied on {}: ask for membership of QOS_CONTROL_GROUP or run as the controller's user", .path.display())]
     PermissionDenied { path: PathBuf },
-    #[error("the controller on {} did not answer within {} s", .path.display(), .limit.as_secs_f64())]
+    #[error("the controller on {} did not answer within {}", .path.display(), format_duration(*.limit, DurationStyle::Seconds))]
     Timeout { path: PathBuf, limit: Duration },
     #[error("talking to the controller on {}: {source}", .path.display())]
     Io {

@@ -250,10 +250,13 @@ impl Gate {
         }
         if let Some(log) = &self.log {
             let _ = log.send(format!(
-                "{}: {} connections are open at once (the limit); new connections wait until one is answered or times out ({} s)",
+                "{}: {} connections are open at once (the limit); new connections wait until one is answered or times out ({})",
                 self.what,
                 self.max,
-                self.io_timeout.as_secs_f64()
+                crate::core::units::format_duration(
+                    self.io_timeout,
+                    crate::core::units::DurationStyle::Seconds
+                )
             ));
         }
     }
