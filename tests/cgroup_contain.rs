@@ -282,8 +282,10 @@ fn a_stop_ends_when_the_cgroup_is_empty() {
     h.wait_for("QoS Controller: State STARTING -> READY");
     let (_, status) = h.status();
     let dir = PathBuf::from(status["containment"]["cgroup"].as_str().expect("cgroup"));
-    assert!(eventually("two processes in the cgroup", || {
-        cgroup::members_of(&dir).map(|m| m.len()).unwrap_or(0) >= 2
+    // Three: the server's sleep, the trapping shell and the shell's sleep. Stopping
+    // before the shell has forked its sleep would leave one process to kill, not two.
+    assert!(eventually("three processes in the cgroup", || {
+        cgroup::members_of(&dir).map(|m| m.len()).unwrap_or(0) >= 3
     }));
     let members = cgroup::members_of(&dir).unwrap();
     h.stop();

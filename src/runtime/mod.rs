@@ -660,6 +660,10 @@ impl Shell {
                 }
                 Err(e) => self.line(Component::Kill, e.to_string()),
             }
+        } else {
+            // Emptied before the loop read the `cgroup.events` change that says so: the
+            // kill's end is still reported.
+            self.report_cgroup_emptied(&c);
         }
         for problem in c.remove() {
             self.line(Component::Controller, problem);
@@ -675,6 +679,14 @@ impl Shell {
         if c.populated().unwrap_or(true) {
             return;
         }
+        self.report_cgroup_emptied(&c);
+        if self.spawn_waiting.take().is_some() {
+            self.spawn_now();
+        }
+    }
+
+    /// The server's cgroup is empty: the end of a cgroup kill in progress is logged once.
+    fn report_cgroup_emptied(&mut self, c: &cgroup::Containment) {
         if let Some(at) = self.cgroup_killed_at.take() {
             self.line(
                 Component::Kill,
@@ -684,9 +696,6 @@ impl Shell {
                     at.elapsed().as_millis()
                 ),
             );
-        }
-        if self.spawn_waiting.take().is_some() {
-            self.spawn_now();
         }
     }
 
