@@ -982,28 +982,6 @@ def main():
         results["crash"] = crash
         save(args.results, results)
 
-        # Row 3: fresh instances with a 1 s probe, measured over the same minute — while
-        # the hang repetitions run (they mostly wait out probe timeouts; the idle
-        # instances only probe once a second, so neither disturbs the other, and the run
-        # is a minute shorter). Memory and threads are the idle processes' own; CPU is
-        # their own utime+stime.
-        idle_tools = [Qoscntrlr(os.path.join(args.out, "q-idle"), args.stamp_exec, 1, False),
-                      Monit(os.path.join(args.out, "m-idle"), args.stamp_exec, 1, False),
-                      Supervisord(os.path.join(args.out, "s-idle"), args.stamp_exec, 1, False)]
-        for t in idle_tools:
-            t.start()
-        log(f"idle footprint over {args.idle_seconds} s, alongside the hang repetitions")
-        idle_result = {}
-
-        def measure_idle():
-            try:
-                idle_result["idle"] = idle_footprint(idle_tools, args.idle_seconds)
-            except Exception as e:  # reported after the hang rows, not lost in a thread
-                idle_result["error"] = e
-
-        idle_thread = threading.Thread(target=measure_idle, daemon=True)
-        idle_thread.start()
-
         hang = {t.name: [] for t in tools[:2]}
         log(f"hang -> kill -> serving, {args.hang_reps} repetitions (qoscntrlr, monit)")
         for rep in range(args.hang_reps):
@@ -1013,11 +991,18 @@ def main():
         save(args.results, results)
         for t in tools:
             t.stop()
-        idle_thread.join()
-        if "error" in idle_result:
-            raise idle_result["error"]
-        results["idle"] = idle_result["idle"]
-        results["idle_alongside"] = "hang repetitions (rows 2a-2d)"
+
+        # Row 3: fresh instances with a 1 s probe, measured over the same minute, alone:
+        # the crash and hang instances are stopped first, since PSS divides a binary's
+        # shared pages among every process that maps it (a second copy of a tool running
+        # beside the idle one would halve its PSS).
+        idle_tools = [Qoscntrlr(os.path.join(args.out, "q-idle"), args.stamp_exec, 1, False),
+                      Monit(os.path.join(args.out, "m-idle"), args.stamp_exec, 1, False),
+                      Supervisord(os.path.join(args.out, "s-idle"), args.stamp_exec, 1, False)]
+        for t in idle_tools:
+            t.start()
+        log(f"idle footprint over {args.idle_seconds} s")
+        results["idle"] = idle_footprint(idle_tools, args.idle_seconds)
         save(args.results, results)
         for t in idle_tools:
             t.stop()
