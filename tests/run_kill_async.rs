@@ -188,27 +188,32 @@ fn prompt_status(h: &Harness) -> serde_json::Value {
     json
 }
 
+/// A ready server whose child is frozen, then `restart`: the stop times out (SIGTERM
+/// ignored) and the tree kill begins; the server's shell dies, its frozen child cannot
+/// until it is thawed. Returns the harness, the old server's pid and the child's.
+fn kill_waiting_for_a_frozen_leftover(dir: &Path, freezer: &Freezer) -> (Harness, i32, i32) {
+    let (mut h, child_file) = harness(dir);
+    h.start_ready();
+    let server = h.server_pid();
+    let child = child_pid(&h, &child_file);
+    freezer.freeze(child);
+    let out = h.cli("restart", &[]);
+    assert_eq!(out.code, Some(0), "restart: {out:?}\n{}", h.dump());
+    assert!(
+        eventually("the server shell killed", || is_gone(server)),
+        "the server was not killed\n{}",
+        h.dump()
+    );
+    (h, server, child)
+}
+
 #[test]
 fn status_answers_while_the_tree_kill_waits_and_the_kill_still_completes() {
     let Some(freezer) = freezer_or_skip("tree_kill_waits") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut h, child_file) = harness(dir.path());
-    h.start_ready();
-    let server = h.server_pid();
-    let child = child_pid(&h, &child_file);
-    freezer.freeze(child);
-
-    let out = h.cli("restart", &[]);
-    assert_eq!(out.code, Some(0), "restart: {out:?}\n{}", h.dump());
-    // The stop times out (SIGTERM ignored), the tree is killed: the shell dies, its
-    // frozen child cannot until it is thawed.
-    assert!(
-        eventually("the server shell killed", || is_gone(server)),
-        "the server was not killed\n{}",
-        h.dump()
-    );
+    let (mut h, server, child) = kill_waiting_for_a_frozen_leftover(dir.path(), &freezer);
     let frozen_until = Instant::now() + FROZEN_FOR;
     let mut answers = 0;
     while Instant::now() < frozen_until {
@@ -259,21 +264,8 @@ fn sigterm_during_a_waiting_tree_kill_finishes_the_kill_before_exiting() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut h, child_file) = harness(dir.path());
-    h.start_ready();
-    let server = h.server_pid();
-    let child = child_pid(&h, &child_file);
-    freezer.freeze(child);
-
-    // The kill starts after the stop times out; SIGTERM to the controller comes while
-    // it waits for the frozen child.
-    let out = h.cli("restart", &[]);
-    assert_eq!(out.code, Some(0), "restart: {out:?}\n{}", h.dump());
-    assert!(
-        eventually("the server shell killed", || is_gone(server)),
-        "the server was not killed\n{}",
-        h.dump()
-    );
+    let (mut h, _server, child) = kill_waiting_for_a_frozen_leftover(dir.path(), &freezer);
+    // SIGTERM to the controller comes while the kill waits for the frozen child.
     h.signal(nix::sys::signal::Signal::SIGTERM);
     h.wait_for("QoS Controller: Received SIGTERM: shutting down");
     let until = Instant::now() + FROZEN_FOR;
