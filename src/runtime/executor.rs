@@ -536,7 +536,7 @@ impl Shell {
         self.line(
             Component::Controller,
             format!(
-                "Controller fault: out of file descriptors ({what}); released {freed} reserved descriptors so that logging, reaping and killing keep working"
+                "Controller fault: out of file descriptors ({what}); released {freed} descriptors (the reserve and the files the sampler keeps open) so that logging, reaping and killing keep working"
             ),
         );
     }

@@ -832,7 +832,7 @@ impl Shell {
                     ProbeOutcome::ControllerFault { reason, .. } => {
                         // Our own descriptors ran out: free the reserve so the log, the
                         // reaper and a kill keep working, and tell the core it was us.
-                        let freed = fdreserve::release();
+                        let freed = fdreserve::release() + self.sampler.close_kept_files();
                         self.fd_shortage(&reason, freed);
                         self.queue.push_back(Event::ProbeUnavailable { reason });
                         return;
