@@ -115,15 +115,21 @@ impl Reaper {
     }
 }
 
-/// Keeps reaping on every SIGCHLD (and once a second, in case a signal was coalesced
-/// away) until the runtime ends. Unclaimed exits go to `unclaimed`.
+/// The reaper's safety net (see [`reap_forever`]): slow, because every wake-up of an idle
+/// controller costs CPU.
+const REAP_SAFETY_TICK: Duration = Duration::from_secs(30);
+
+/// Keeps reaping on every SIGCHLD until the runtime ends; unclaimed exits go to
+/// `unclaimed`. Signals of several exits coalesce into one, but a SIGCHLD that comes
+/// during a pass wakes the next one and a pass reaps every exit there is, so none is
+/// lost; [`REAP_SAFETY_TICK`] only guards against the unforeseen.
 pub async fn reap_forever(
     reaper: Rc<Reaper>,
     unclaimed: tokio::sync::mpsc::UnboundedSender<(i32, ExitInfo)>,
 ) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigchld = signal(SignalKind::child())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(REAP_SAFETY_TICK);
     loop {
         tokio::select! {
             _ = sigchld.recv() => {}

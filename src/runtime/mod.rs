@@ -69,8 +69,11 @@ const TEST_WEDGE_FOR: Duration = Duration::from_secs(30);
 const HOOK_LIMIT: Duration = Duration::from_secs(30);
 /// How long stopping waits for the mailer to spool what it holds.
 const MAILER_CLOSE_LIMIT: Duration = Duration::from_secs(2);
-/// The loop wakes at least this often, so that its own stalls are measured promptly.
-const STALL_TICK: Duration = Duration::from_millis(250);
+/// The loop sleeps at most this long, even with nothing due (see the loop): a stall is
+/// then counted to within this, and a suspend is seen this soon after the resume. No
+/// shorter: each wake-up costs CPU, and at a 1 s probe interval the probe already wakes
+/// the loop this often.
+const LONGEST_SLEEP: Duration = STALL_MIN;
 /// Lines kept for the body of alert mails.
 const RECENT_LINES: usize = 60;
 /// Console lines handed to diagnostics and mails.
@@ -87,7 +90,7 @@ const CONSOLE_LOG_NAME: &str = "qoscntrlr-console.log";
 /// uninterruptible sleep ignores even SIGKILL until its I/O returns).
 const CGROUP_EMPTY_LIMIT: Duration = Duration::from_secs(10);
 /// Longest the last-state record waits for a replacement server's state (the loop
-/// wakes at least every STALL_TICK to write it).
+/// wakes for it).
 const LAST_STATE_HOLD: Duration = Duration::from_millis(500);
 /// Beyond a tree kill's own time limit, how long a leaving controller waits for its end.
 const KILL_END_SLACK: Duration = Duration::from_secs(2);
@@ -482,13 +485,19 @@ impl Shell {
 
         let mut stall_clock = StallClock::new();
         while self.exit.is_none() {
-            // The loop wakes at least every STALL_TICK, so that its own lateness (a
-            // stall: SIGSTOP, swap storm, frozen cgroup) is measured soon after it ends.
-            // A far deadline is therefore never handed to the timer as it is either.
-            let now = Instant::now();
-            let tick = now.checked_add(STALL_TICK).unwrap_or(now);
+            // The loop sleeps until the core's next deadline, at most LONGEST_SLEEP:
+            // what it has to do wakes it, and nothing else does (an idle wake-up costs
+            // about as much CPU as a probe). A held last-state record is due too.
+            let slept_at = Instant::now();
+            let longest = slept_at.checked_add(LONGEST_SLEEP).unwrap_or(slept_at);
             let deadline = self.ctl.next_deadline();
-            let wake_at = deadline.map_or(tick, |at| at.min(tick));
+            let held_record = self
+                .last_state_held
+                .and_then(|since| since.checked_add(LAST_STATE_HOLD));
+            let wake_at = [deadline, held_record]
+                .into_iter()
+                .flatten()
+                .fold(longest, Instant::min);
             let deadline_due = deadline.is_some_and(|at| at <= wake_at);
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at));
             let spawn_give_up = self.spawn_waiting.map(|since| since + CGROUP_EMPTY_LIMIT);
@@ -552,10 +561,19 @@ impl Shell {
             }
             // Late past the planned wake-up, or suspended (the boot clock ran on while
             // the monotonic one stood still): report the stall before anything else
-            // that waited, so the core does not read the blind time as a hang.
+            // that waited, so the core does not read the blind time as a hang. When
+            // in the sleep the stall began is unknown, so a late wake-up counts the
+            // whole sleep as blind: at most LONGEST_SLEEP more than the stall, never
+            // less (a stall counted short could let a probe timeout fire for time the
+            // controller was not looking).
             let woke = Instant::now();
             let late = woke.saturating_duration_since(wake_at);
-            let stalled = late.max(stall_clock.suspended());
+            let blind = if late >= STALL_MIN {
+                woke.saturating_duration_since(slept_at)
+            } else {
+                Duration::ZERO
+            };
+            let stalled = blind.max(stall_clock.suspended());
             if stalled >= STALL_MIN {
                 self.queue.push_front(Event::StallObserved {
                     stalled_for: stalled,
