@@ -346,8 +346,10 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
                    lambda v: f"{v / 1024:.1f} MB"),
           idle_row("3b. idle PSS, peak", "pss_kb", lambda v: f"{v / 1024:.1f} MB"),
           idle_row("3c. threads", "threads", str),
-          idle_row(f"3d. CPU over {idle[q]['seconds']} s (utime+stime)", "cpu_s",
-                   lambda v: f"{v:.2f} s"),
+          idle_row(f"3d. CPU over {idle[q]['seconds']} s ("
+                   + ("on-CPU time, schedstat" if res.get("cpu_clock") == "schedstat"
+                      else "utime+stime") + ")", "cpu_s",
+                   lambda v: f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"),
           f"| 3e. CPU share | " + " | ".join(f"{cpu_pct[t]:.3f} %" for t in TOOLS)
           + f" | {ratio(cpu_pct['monit'], cpu_pct[q])} | {ratio(cpu_pct['supervisord'], cpu_pct[q])} |",
           "", f"![crash → restart distribution]({svg_rel})", ""]
@@ -385,7 +387,11 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
           "land at a uniformly random phase of monit's 1 s cycle.",
           "* Row 3 uses fresh instances with a 1 s probe (qoscntrlr `QOS_PROBE_INTERVAL=1000ms`, "
           f"monit `set daemon 1` with its port test), sampled from `/proc` every 5 s over the "
-          f"same {idle[q]['seconds']} s"
+          f"same {idle[q]['seconds']} s; CPU is "
+          + ("each tool's on-CPU time from `/proc/<pid>/task/*/schedstat`, in nanoseconds "
+             "(utime+stime count 10 ms clock ticks: a minute of an idle supervisor is a "
+             "handful of them)" if res.get("cpu_clock") == "schedstat"
+             else "utime+stime, in 10 ms clock ticks")
           + (f", measured while the {res['idle_alongside']} ran (those mostly wait out "
              "probe timeouts; the idle instances probe once a second; memory, threads and "
              "CPU time are each idle process's own)" if res.get("idle_alongside") else "")
@@ -489,7 +495,8 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
     L.append(f"| idle RSS / threads / CPU at 1 s probe | {idle_rss_mb:.1f} MB / "
              f"{idle[q]['threads']} / {cpu_pct[q]:.3f} % | ≤ 4 MB / 1 / ≤ 0.1 % (#3) | "
              + ("yes" if idle_rss_mb <= 4 and idle[q]["threads"] <= 1
-                          # ticks / seconds in floating point: 6 / 60 s is 0.1000000000001 %
+                          # seconds / seconds in floating point: 6 ticks / 60 s is
+                          # 0.1000000000001 %
                           and round(cpu_pct[q], 6) <= 0.1
                 else "**no**") + " |")
     msg_ok = None
@@ -619,7 +626,9 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
                     "new line**")
                  + f". Wall = first connect to that line ({msg['wall_s']:.2f} s; the sender "
                  f"was done writing after {msg['send_s']:.2f} s, the rest is the kernel "
-                 "buffer draining); per CPU-s = handled ÷ the controller's utime+stime over "
+                 "buffer draining); per CPU-s = handled ÷ the controller's CPU time ("
+                 + ("on-CPU nanoseconds from schedstat" if res.get("cpu_clock") == "schedstat"
+                    else "utime+stime") + ") over "
                  f"the same span ({msg['cpu_s']:.2f} s, "
                  f"{msg['cpu_s'] / max(1, msg['handled']) * 1e6:.1f} µs per message). The "
                  f"controller made {msg['write_syscalls']:,} write calls meanwhile "
