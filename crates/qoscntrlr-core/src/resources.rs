@@ -271,10 +271,6 @@ impl Controller {
         };
         let id = self.open_incident(now, &reason.slug(), out);
         self.rule_failovers.push((key.clone(), id));
-        out.push(log(
-            Component::Controller,
-            format!("Rule {key}: failover outputs down; the server is kept running"),
-        ));
         self.hold_down(
             Hold::Rule(key.clone()),
             &reason.describe(),
@@ -283,6 +279,12 @@ impl Controller {
             id,
             out,
         );
+        // After the actions that take the outputs down: a reader of the log who sees
+        // the line finds the trigger file already written.
+        out.push(log(
+            Component::Controller,
+            format!("Rule {key}: failover outputs down; the server is kept running"),
+        ));
         out.push(Action::Mail(Alert {
             kind: AlertKind::Rule {
                 rule: key.clone(),
