@@ -600,6 +600,7 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
         L.append(text)
     if msg:
         queue = source_const("src/runtime/mod.rs", "PIPE_QUEUE")
+        batch = source_const("src/runtime/mod.rs", "PIPE_BATCH")
         runs = msg.get("runs", [msg])
         spans = [r.get("log_files", msg["log_files"]) for r in runs]
         L.append("* **Messages.** One client sends the START of a COMPACT, then "
@@ -613,8 +614,10 @@ def markdown(res, m, svg_rel, run_seconds=None, load=None, stages=None):
                  + "; when it is full the client's task waits, stops reading its socket, and "
                  "the sender's writes block in the kernel (a lost END would leave the "
                  "application listed and end in a false apps-timeout kill). The loop itself "
-                 "never waits on a client: it takes one pipe event per turn among timers, "
-                 "probe results and the rest, so probing and logging keep going. Handled = "
+                 "never waits on a client: each turn it takes the pipe events already queued, "
+                 + (f"at most {batch:,} (`PIPE_BATCH`), " if batch else "a bounded number, ")
+                 + "among timers, probe results and the rest, so probing and logging keep "
+                 "going. Handled = "
                  "PROGRESS lines found in every controller log file written during the flood "
                  "(the `.out` is followed by inode across rolls at `QOS_LOG_MAX_SIZE`; the "
                  f"floods spanned {', '.join(map(str, spans))} file(s)); missing = sent − "

@@ -76,12 +76,13 @@ impl Key {
     /// by `=`; returns the key and the length of `Key=`.
     fn at(rest: &[u8]) -> Option<(Key, usize)> {
         // Longest names first so `ObjectType2=` is not read as `ObjectType` + `2=`; the
-        // `=` check makes the order matter only for clarity.
+        // `=` check makes the order matter only for clarity. The `=` is looked at first:
+        // it rules out most keys with one comparison (every word of every message is
+        // tried against every key).
         KEYS.iter().copied().find_map(|key| {
             let name = key.name().as_bytes();
-            let matches = rest.len() > name.len()
-                && rest[..name.len()].eq_ignore_ascii_case(name)
-                && rest[name.len()] == b'=';
+            let matches = rest.get(name.len()) == Some(&b'=')
+                && rest[..name.len()].eq_ignore_ascii_case(name);
             matches.then_some((key, name.len() + 1))
         })
     }
@@ -144,16 +145,25 @@ pub fn parse(line: &str) -> Result<Message, MessageError> {
     let bytes = line.as_bytes();
 
     // Every place where a known key starts: the line's start, or after a space or tab.
-    // Key names are ASCII, so these offsets are character boundaries.
-    let mut starts: Vec<(usize, Key, usize)> = Vec::new();
+    // Key names are ASCII, so these offsets are character boundaries. Kept on the stack
+    // (every message is parsed, a flood included): with 7 keys, an 8th start means a key
+    // appears twice, and the first repeat is always among the first 8 starts, so starts
+    // past them would change nothing but the discarded value of that repeat.
+    let mut starts = [(0usize, Key::OpMsg, 0usize); KEYS.len() + 1];
+    let mut found = 0;
     for at in 0..bytes.len() {
+        if found == starts.len() {
+            break;
+        }
         if at > 0 && !matches!(bytes[at - 1], b' ' | b'\t') {
             continue;
         }
         if let Some((key, len)) = Key::at(&bytes[at..]) {
-            starts.push((at, key, len));
+            starts[found] = (at, key, len);
+            found += 1;
         }
     }
+    let starts = &starts[..found];
     match starts.first() {
         None => return Err(MessageError::MissingOpMsg),
         Some(&(0, _, _)) => {}
@@ -162,7 +172,8 @@ pub fn parse(line: &str) -> Result<Message, MessageError> {
         }
     }
 
-    let mut values: [Option<String>; 7] = Default::default();
+    // Borrowed until the message is known to be valid: only its fields are copied.
+    let mut values: [Option<&str>; 7] = Default::default();
     for (index, &(at, key, len)) in starts.iter().enumerate() {
         let end = starts.get(index + 1).map_or(line.len(), |next| next.0);
         let mut value = line[at + len..end].trim();
@@ -173,25 +184,28 @@ pub fn parse(line: &str) -> Result<Message, MessageError> {
         if slot.is_some() {
             return Err(MessageError::DuplicateKey(key.name()));
         }
-        *slot = Some(value.to_string());
+        *slot = Some(value);
     }
 
     let [op, kind, object_type, object_value, object_type2, object_value2, timedate] = values;
-    let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+    fn non_empty(value: Option<&str>) -> Option<&str> {
+        value.filter(|v| !v.is_empty())
+    }
+    let owned = |value: Option<&str>| non_empty(value).map(str::to_string);
     let op = non_empty(op).ok_or(MessageError::MissingOpMsg)?;
     let op = op.to_ascii_uppercase();
     if !KNOWN_OPS.contains(&op.as_str()) {
         return Err(MessageError::UnknownOpMsg(quote(&op)));
     }
-    let kind = non_empty(kind).ok_or(MessageError::MissingType)?;
+    let kind = owned(kind).ok_or(MessageError::MissingType)?;
     Ok(Message {
         op,
         kind,
-        object_type: non_empty(object_type),
-        object_value: non_empty(object_value),
-        object_type2: non_empty(object_type2),
-        object_value2: non_empty(object_value2),
-        timedate: non_empty(timedate),
+        object_type: owned(object_type),
+        object_value: owned(object_value),
+        object_type2: owned(object_type2),
+        object_value2: owned(object_value2),
+        timedate: owned(timedate),
     })
 }
 
@@ -211,12 +225,40 @@ impl Message {
     /// The text logged as `QoS Controller: <text>`: the message in canonical form, with
     /// ` TimeDate=<now_timedate()>` appended when the sender gave none.
     pub fn log_text(&self, now_timedate: impl FnOnce() -> String) -> String {
-        let mut text = self.to_string();
+        // Built with `push_str` into one allocation of the right size: every message is
+        // logged this way, and `write!` per field cost more than the rest of the line.
+        const TIMEDATE_ROOM: usize = " TimeDate=20120508T001506,95+0530".len();
+        let size = self
+            .fields()
+            .iter()
+            .filter_map(|(key, value)| value.map(|v| key.name().len() + 2 + v.len()))
+            .sum::<usize>();
+        let mut text = String::with_capacity(size + TIMEDATE_ROOM);
+        // Writing to a String cannot fail.
+        let _ = self.write_canonical(&mut text);
         if self.timedate.is_none() {
             text.push_str(" TimeDate=");
             text.push_str(&now_timedate());
         }
         text
+    }
+
+    /// The canonical form (`Display`, `log_text`): `Key=value` pairs in [`KEYS`] order,
+    /// one space apart, written piece by piece (no format string to interpret).
+    fn write_canonical(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut first = true;
+        for (key, value) in self.fields() {
+            if let Some(value) = value {
+                if !first {
+                    out.write_char(' ')?;
+                }
+                first = false;
+                out.write_str(key.name())?;
+                out.write_char('=')?;
+                out.write_str(value)?;
+            }
+        }
+        Ok(())
     }
 
     /// The value paired with `ObjectType=<object_type>` (either pair), case-insensitive.
@@ -319,17 +361,7 @@ fn parse_latency(text: &str) -> Result<u64, MessageError> {
 /// The canonical form, without a TimeDate added.
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (key, value) in self.fields() {
-            if let Some(value) = value {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                first = false;
-                write!(f, "{}={}", key.name(), value)?;
-            }
-        }
-        Ok(())
+        self.write_canonical(f)
     }
 }
 

@@ -56,7 +56,7 @@ pub fn format_line(component: Component, text: &str, wall: &DateTime<Local>) -> 
 /// Backslashes stay as they are (Windows paths in messages are quoted verbatim).
 pub fn push_escaped(line: &mut String, text: &str) {
     // Fast path: no byte that can start a control character (C1 is 0xC2 0x80..=0x9F).
-    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    if !may_hold_control(text.as_bytes()) {
         line.push_str(text);
         return;
     }
@@ -74,6 +74,33 @@ pub fn push_escaped(line: &mut String, text: &str) {
             c => line.push(c),
         }
     }
+}
+
+/// A byte that can start a control character: C0, DEL, or 0xC2 (the lead byte of C1).
+fn may_start_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || b == 0xc2
+}
+
+/// Whether any byte of `text` [`may_start_control`]. Every logged line is checked, a
+/// message flood's too, so eight bytes are tested at a time (the classic "has a zero
+/// byte" / "has a byte less than n" word tests: exact as to whether such a byte exists)
+/// — about a third of the instructions of testing byte by byte (callgrind, ~95-byte line).
+fn may_hold_control(text: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        // Same length by construction (`chunks_exact(8)`): cannot panic.
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+        if below_space || has_zero_byte(x ^ (ONES * 0x7f)) || has_zero_byte(x ^ (ONES * 0xc2)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| may_start_control(b))
 }
 
 /// A controller log file name: `qoscntrlr<12 digits>[-<n>].out|.log`. Sorting these
@@ -742,6 +769,26 @@ mod tests {
             .with_ymd_and_hms(2024, 3, 5, h, m, s)
             .earliest()
             .expect("2024-03-05 is not in a DST gap anywhere at these hours")
+    }
+
+    /// The eight-at-a-time test finds exactly what a byte-by-byte test finds, whatever
+    /// the byte, wherever it stands, whatever stands before it (borrows between bytes).
+    #[test]
+    fn control_bytes_are_found_eight_at_a_time() {
+        let bytewise = |text: &[u8]| text.iter().any(|&b| may_start_control(b));
+        for b in 0..=255u8 {
+            for at in 0..17 {
+                let mut text = [b'a'; 17];
+                text[at] = b;
+                assert_eq!(may_hold_control(&text), bytewise(&text), "{b:#x} at {at}");
+            }
+        }
+        for b in 0..=255u8 {
+            for c in 0..=255u8 {
+                let text = [b, c, b, c, c, b, b, c, b];
+                assert_eq!(may_hold_control(&text), bytewise(&text), "{b:#x} {c:#x}");
+            }
+        }
     }
 
     #[test]

@@ -18,11 +18,41 @@ pub fn log_stamp(t: &DateTime<Local>) -> String {
 }
 
 /// [`log_stamp`] appended to `out`. Every logged line and every message pays for a stamp,
-/// so this writes the fields directly rather than interpreting a strftime pattern.
+/// so this writes the digits itself: `write!` with width specifiers cost ~1,800
+/// instructions per stamp (callgrind), this ~550, chrono's date arithmetic included.
 pub fn push_log_stamp(out: &mut String, t: &DateTime<Local>) {
-    let (y, mo, d, h, mi, s) = fields(&t.naive_local());
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}");
+    push_naive_stamp(out, &t.naive_local());
+}
+
+fn push_naive_stamp(out: &mut String, t: &NaiveDateTime) {
+    let (y, mo, d, h, mi, s) = fields(t);
+    push_year(out, y);
+    for (separator, value) in [('/', mo), ('/', d), (' ', h), (':', mi), (':', s)] {
+        out.push(separator);
+        push_2(out, value);
+    }
+}
+
+/// `{value:02}` for the 0..=99 of a date or time field (hundredths included).
+fn push_2(out: &mut String, value: u32) {
+    debug_assert!(value < 100);
+    out.push(char::from(b'0' + (value / 10 % 10) as u8));
+    out.push(char::from(b'0' + (value % 10) as u8));
+}
+
+/// `{year:04}`: four digits for the years a clock shows; anything else (chrono allows
+/// negative and five-digit years) the way `write!` has always rendered it.
+fn push_year(out: &mut String, year: i32) {
+    match u32::try_from(year) {
+        Ok(y) if y < 10_000 => {
+            push_2(out, y / 100);
+            push_2(out, y % 100);
+        }
+        // Writing to a String cannot fail.
+        _ => {
+            let _ = write!(out, "{year:04}");
+        }
+    }
 }
 
 /// Year, month, day, hour, minute, second.
@@ -49,13 +79,26 @@ pub fn timedate<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     let magnitude = offset_seconds.unsigned_abs();
     let (hours, minutes) = (magnitude / 3600, (magnitude % 3600) / 60);
     let mut out = String::with_capacity(24);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02},{hundredths:02}{sign}{hours:02}"
-    );
+    // Digits written directly, as in `push_log_stamp`: every message without a TimeDate
+    // of its own gets one.
+    push_year(&mut out, y);
+    push_2(&mut out, mo);
+    push_2(&mut out, d);
+    out.push('T');
+    for value in [h, mi, s] {
+        push_2(&mut out, value);
+    }
+    out.push(',');
+    push_2(&mut out, hundredths);
+    out.push(sign);
+    if hours < 100 {
+        push_2(&mut out, hours);
+    } else {
+        // Writing to a String cannot fail. (No real offset reaches 100 hours.)
+        let _ = write!(out, "{hours:02}");
+    }
     if minutes != 0 {
-        let _ = write!(out, "{minutes:02}");
+        push_2(&mut out, minutes);
     }
     out
 }
@@ -94,6 +137,42 @@ mod tests {
         assert_eq!(timedate(&t), "20120508T001507,00+0530");
         let t = at(-(3 * 3600 + 1800), "2012-05-08 00:15:07.005");
         assert_eq!(timedate(&t), "20120508T001507,00-0330");
+    }
+
+    /// The hand-written digits give exactly what the `write!` patterns they replaced gave.
+    #[test]
+    fn digits_match_the_format_patterns() {
+        for (offset, local) in [
+            (-4 * 3600, "2012-05-08 00:15:06.950"),
+            (0, "1999-12-31 23:59:59.999"),
+            (5 * 3600 + 1800, "0987-01-02 03:04:05.060"),
+            (-(13 * 3600 + 45 * 60), "2038-01-19 03:14:07.000"),
+        ] {
+            let t = at(offset, local);
+            let n = t.naive_local();
+            let (y, mo, d, h, mi, s) = fields(&n);
+            let mut stamp = String::new();
+            push_naive_stamp(&mut stamp, &n);
+            assert_eq!(
+                stamp,
+                format!("{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}")
+            );
+            let hundredths = t.timestamp_subsec_nanos() / 10_000_000;
+            let magnitude = offset.unsigned_abs();
+            let (hours, minutes) = (magnitude / 3600, (magnitude % 3600) / 60);
+            let sign = if offset < 0 { '-' } else { '+' };
+            let mut expected =
+                format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02},{hundredths:02}{sign}{hours:02}");
+            if minutes != 0 {
+                expected.push_str(&format!("{minutes:02}"));
+            }
+            assert_eq!(timedate(&t), expected);
+        }
+        for year in [-1, 0, 7, 99, 100, 2026, 9999, 10_000, 12_345] {
+            let mut out = String::new();
+            push_year(&mut out, year);
+            assert_eq!(out, format!("{year:04}"));
+        }
     }
 
     #[test]

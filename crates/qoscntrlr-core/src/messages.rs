@@ -96,7 +96,7 @@ impl Controller {
                         format!("Progress of {app}, which is not in the long running apps list; ignored"),
                     ));
                 } else {
-                    self.app_condition_cleared(now, &app.to_string(), "made progress", out);
+                    self.app_condition_cleared(now, &app, "made progress", out);
                 }
             }
             ServerSignal::AppEnd { app } => {
@@ -105,7 +105,7 @@ impl Controller {
                         Component::Applications,
                         wording::REMOVING_APP.fill(&[&app]),
                     ));
-                    self.app_condition_cleared(now, &app.to_string(), "ended", out);
+                    self.app_condition_cleared(now, &app, "ended", out);
                     if self.apps.is_empty() && self.probe.deferral_logged {
                         // Probing resumes with a full timeout window.
                         self.probe.deferral_logged = false;
@@ -127,10 +127,18 @@ impl Controller {
     pub(crate) fn app_condition_cleared(
         &mut self,
         now: Instant,
-        app: &str,
+        app: &AppKey,
         how: &str,
         out: &mut Vec<Action>,
     ) {
+        // Every PROGRESS comes here; the application's name is only spelled out when a
+        // stalled application is being watched at all.
+        let watched = |reason: &Option<Reason>| matches!(reason, Some(Reason::AppTimeout { .. }));
+        if !watched(&self.nokill_reason) && !watched(&self.pause_suppressed) {
+            return;
+        }
+        let app = app.to_string();
+        let app = app.as_str();
         if matches!(&self.nokill_reason, Some(Reason::AppTimeout { app: a }) if a == app) {
             out.push(log(
                 Component::Controller,
