@@ -453,6 +453,14 @@ impl Shell {
         if let Some(c) = self.containment.active.clone() {
             // cgroup.kill: every member, and whatever they fork meanwhile, in one step.
             let root = self.server.as_ref().map(|s| s.pid);
+            // An empty cgroup (a crash that left nothing) has nothing to kill, and no
+            // process in it that could fork one: the write is skipped, so the cgroup
+            // stays fit for the next server to be cloned into (see `cgroup_entry`).
+            if !c.populated().unwrap_or(true) {
+                self.queue
+                    .push_back(Event::ServerProcessesEnded { pids: Vec::new() });
+                return;
+            }
             self.server_cgroup_fresh = false;
             // Opening cgroup.kill needs a descriptor: the reserve is given back for it.
             match fdreserve::with_released(|| c.kill(root)) {
