@@ -295,3 +295,24 @@ pub fn environment(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_drops_removed_keys_and_the_last_value_wins() {
+        let set = vec![
+            ("QOS_CLONE_TEST".to_string(), "1".to_string()),
+            ("QOS_CLONE_TEST".to_string(), "2".to_string()),
+        ];
+        let env = environment(&["PATH"], &set).unwrap();
+        let texts: Vec<&[u8]> = env.iter().map(|c| c.as_bytes()).collect();
+        assert!(!texts.iter().any(|t| t.starts_with(b"PATH=")));
+        let ours: Vec<&&[u8]> = texts
+            .iter()
+            .filter(|t| t.starts_with(b"QOS_CLONE_TEST="))
+            .collect();
+        assert_eq!(ours, vec![&&b"QOS_CLONE_TEST=2"[..]]);
+    }
+}

@@ -216,6 +216,7 @@ fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherw
         cgroup: Some(tc.c.server.clone()),
     };
     let reaper = Reaper::new();
+    let envs = std::cell::RefCell::new(Vec::new());
     let start = |expect: &str| {
         let s = spawn_server_entering(&spec, &reaper, CgroupEntry::CloneInto).expect("spawn");
         let outcome = match s.clone_into {
@@ -224,13 +225,30 @@ fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherw
             CloneIntoOutcome::Refused(_) => "refused",
             CloneIntoOutcome::NotTried => "not tried",
         };
-        // Either way the server runs, in its cgroup.
+        // Either way the server runs, in its cgroup, leading its own process group, in
+        // its directory, with the same environment.
         assert_eq!(
             cgroup_of(s.pid).as_deref(),
             Some(tc.rel().as_str()),
             "{outcome}"
         );
         assert_eq!(outcome, expect);
+        assert_eq!(
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(s.pid))).unwrap(),
+            nix::unistd::Pid::from_raw(s.pid)
+        );
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{}/cwd", s.pid)).unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        let mut env: Vec<Vec<u8>> = std::fs::read(format!("/proc/{}/environ", s.pid))
+            .unwrap()
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        env.sort();
+        envs.borrow_mut().push(env);
         s.pid
     };
     // A cgroup just made: born there.
@@ -258,6 +276,9 @@ fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherw
     tc.c.renew_server().expect("renew");
     let pid = start("cloned");
     kill_and_reap(&tc, &reaper, pid);
+    let envs = envs.into_inner();
+    assert!(envs.len() >= 2);
+    assert!(envs.windows(2).all(|w| w[0] == w[1]), "environments differ");
 }
 
 #[test]
