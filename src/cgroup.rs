@@ -574,6 +574,20 @@ impl Containment {
         Ok(CgroupKill { members, kill_file })
     }
 
+    /// Remove the server's (empty) cgroup and make it again at the same path: a new
+    /// cgroup, whose `kill_seq` no `cgroup.kill` has advanced, so a server can be cloned
+    /// straight into it ([`crate::clone_into`]). [`setup`] writes nothing into the
+    /// server's cgroup itself (its controllers come from the parent's
+    /// `cgroup.subtree_control`, which stays), so there is nothing to re-apply; a watch on
+    /// its files must be re-armed ([`EventsWatch::rearm`]). Fails when it is not empty.
+    pub fn renew_server(&self) -> Result<(), CgroupError> {
+        std::fs::remove_dir(&self.server).map_err(|source| CgroupError::Create {
+            path: self.server.clone(),
+            source,
+        })?;
+        mkdir(&self.server)
+    }
+
     /// Remove the cgroups this controller made (at exit; they must be empty). Errors are
     /// returned for the log; a busy cgroup stays.
     pub fn remove(&self) -> Vec<String> {
@@ -684,6 +698,25 @@ impl EventsWatch {
             dir: dir.to_path_buf(),
             reads: 0,
         })
+    }
+
+    /// Watch the files of a cgroup made again at the same path
+    /// ([`Containment::renew_server`]): the old watches ended with the old files.
+    pub fn rearm(&mut self) -> Result<(), CgroupError> {
+        self.inotify
+            .add_watch(&self.dir.join("cgroup.events"), AddWatchFlags::IN_MODIFY)
+            .map_err(|source| CgroupError::Read {
+                path: self.dir.join("cgroup.events"),
+                source: source.into(),
+            })?;
+        let memory_events = self.dir.join("memory.events");
+        if memory_events.exists() {
+            // Optional, as in `new`.
+            let _ = self
+                .inotify
+                .add_watch(&memory_events, AddWatchFlags::IN_MODIFY);
+        }
+        Ok(())
     }
 
     /// Consume pending notifications (non-blocking); true if there were any.

@@ -33,6 +33,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod checkconfig;
 pub mod cli;
+pub mod clone_into;
 pub mod config;
 pub mod control;
 /// The pure controller, its own crate (`crates/qoscntrlr-core`) so the compiler keeps it

@@ -286,6 +286,8 @@ pub struct SpawnedServer {
     pub program: String,
     /// The exit status, delivered by the [`Reaper`].
     pub exited: oneshot::Receiver<ExitInfo>,
+    /// Whether it was cloned into its cgroup ([`CgroupEntry::CloneInto`]).
+    pub clone_into: CloneIntoOutcome,
     /// Its stdout+stderr; hand it to [`ConsoleCapture::pump`] on a `spawn_local` task.
     pub console: ConsoleCapture,
     /// The console log could not be opened; the server runs anyway (stderr + memory).
@@ -778,12 +780,49 @@ fn resolve_identity(spec: &ServerSpec) -> Result<Option<Identity>, SpawnError> {
     }))
 }
 
+/// How the server enters its cgroup (when `ServerSpec::cgroup` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupEntry {
+    /// The child writes itself into `cgroup.procs` before its exec: a migration (the
+    /// kernel waits for an RCU grace period there, milliseconds).
+    Migrate,
+    /// Born in the cgroup: `clone3` with `CLONE_INTO_CGROUP` ([`crate::clone_into`]),
+    /// falling back to [`CgroupEntry::Migrate`] when the kernel refuses it or kills the
+    /// clone. Only for a cgroup no `cgroup.kill` was written to since it was made.
+    CloneInto,
+}
+
+/// What became of a [`CgroupEntry::CloneInto`] spawn.
+#[derive(Debug)]
+pub enum CloneIntoOutcome {
+    /// Migration asked for, or no cgroup.
+    NotTried,
+    /// The server was cloned into its cgroup.
+    Cloned,
+    /// clone3 or `CLONE_INTO_CGROUP` refused; the server was started by migration.
+    Refused(std::io::Error),
+    /// The clone was killed at fork (the cgroup's `kill_seq` differs from the
+    /// controller's cgroup's); the server was started by migration.
+    KilledAtFork,
+}
+
 /// Start the server: no shell, stdin from /dev/null, stdout+stderr into one pipe to the
 /// controller, its own process group (pgid == pid, not a new session), in
 /// `spec.directory`, as `spec.user`/`spec.group` (root only), without the controller's
 /// service-manager variables. The program is resolved before the fork so a typo gives a
 /// clear error instead of an exit status 127. Registers the pid with `reaper` at once.
+/// A contained server enters its cgroup by migration ([`spawn_server_entering`] can
+/// clone it there instead).
 pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer, SpawnError> {
+    spawn_server_entering(spec, reaper, CgroupEntry::Migrate)
+}
+
+/// [`spawn_server`], the server entering its cgroup as `entry` says.
+pub fn spawn_server_entering(
+    spec: &ServerSpec,
+    reaper: &Reaper,
+    entry: CgroupEntry,
+) -> Result<SpawnedServer, SpawnError> {
     let program_arg = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
     match std::fs::metadata(&spec.directory) {
         Ok(meta) if meta.is_dir() => {}
@@ -824,24 +863,119 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
     let (mut log, console_log_error) = ConsoleLog::open_or_unavailable(&spec.console_log);
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
-    let write_end_err = write_end.try_clone().map_err(SpawnError::Pipe)?;
 
-    let mut cmd = Command::new(&program_path);
+    let mut clone_into = CloneIntoOutcome::NotTried;
+    let mut cloned = None;
+    if let (CgroupEntry::CloneInto, Some(dir)) = (entry, &spec.cgroup) {
+        match clone_server(
+            spec,
+            dir,
+            &program_path,
+            identity.as_ref(),
+            &dir_c,
+            &write_end,
+        ) {
+            Ok(pid) => {
+                cloned = Some(pid);
+                clone_into = CloneIntoOutcome::Cloned;
+            }
+            Err(crate::clone_into::CloneError::KilledAtFork) => {
+                clone_into = CloneIntoOutcome::KilledAtFork;
+            }
+            Err(
+                crate::clone_into::CloneError::Refused(e) | crate::clone_into::CloneError::Setup(e),
+            ) => clone_into = CloneIntoOutcome::Refused(e),
+            // The child ran in the cgroup and failed like a migrated one would have.
+            Err(crate::clone_into::CloneError::Exec(source)) => {
+                return Err(SpawnError::Exec {
+                    program: program_path.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    let pid = match cloned {
+        Some(pid) => pid,
+        None => migrate_server(
+            spec,
+            &program_path,
+            program_arg,
+            identity,
+            dir_c,
+            &write_end,
+        )?,
+    };
+    let exited = reaper.watch(pid);
+    // Our copy of the write end goes, so the pipe closes when the server's tree is gone.
+    drop(write_end);
+
+    let program = Path::new(program_arg)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program_arg.clone());
+    // A marker between runs in the file; failing to write it is not worth failing the
+    // spawn (the pump reports write errors).
+    if !log.is_unavailable() {
+        let _ = log.append(
+            format!(
+                "=== qoscntrlr: started {} (pid {pid}) at {} ===\n",
+                shell_words::join(&spec.argv),
+                chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            )
+            .as_bytes(),
+        );
+    }
+    Ok(SpawnedServer {
+        pid,
+        program,
+        exited,
+        clone_into,
+        console_log_error: console_log_error.map(|e| ConsoleLogError {
+            path: spec.console_log.clone(),
+            source: e,
+        }),
+        console: ConsoleCapture {
+            reader: read_end,
+            log,
+        },
+    })
+}
+
+/// The server's environment changes: the target user's variables, then the spec's (a
+/// later value of a key wins).
+fn server_env<'a>(
+    spec: &'a ServerSpec,
+    identity: Option<&'a Identity>,
+) -> impl Iterator<Item = &'a (String, String)> {
+    identity
+        .into_iter()
+        .flat_map(|i| i.env.iter())
+        .chain(spec.env.iter())
+}
+
+/// Start the server with `std::process::Command`; the child writes itself into the
+/// cgroup's `cgroup.procs` (if any) before anything else. Returns its pid.
+fn migrate_server(
+    spec: &ServerSpec,
+    program_path: &Path,
+    program_arg: &str,
+    identity: Option<Identity>,
+    dir_c: CString,
+    write_end: &OwnedFd,
+) -> Result<i32, SpawnError> {
+    let stdout = write_end.try_clone().map_err(SpawnError::Pipe)?;
+    let stderr = write_end.try_clone().map_err(SpawnError::Pipe)?;
+    let mut cmd = Command::new(program_path);
     cmd.arg0(program_arg)
         .args(&spec.argv[1..])
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::from(write_end))
-        .stderr(std::process::Stdio::from(write_end_err))
+        .stdout(std::process::Stdio::from(stdout))
+        .stderr(std::process::Stdio::from(stderr))
         .process_group(0);
     for key in crate::sdnotify::INHERITED_VARIABLES {
         cmd.env_remove(key);
     }
-    if let Some(identity) = &identity {
-        for (k, v) in &identity.env {
-            cmd.env(k, v);
-        }
-    }
-    for (k, v) in &spec.env {
+    for (k, v) in server_env(spec, identity.as_ref()) {
         cmd.env(k, v);
     }
     let ids = identity.map(|i| (i.uid, i.gid, i.groups));
@@ -895,43 +1029,57 @@ pub fn spawn_server(spec: &ServerSpec, reaper: &Reaper) -> Result<SpawnedServer,
         program: program_path.display().to_string(),
         source,
     })?;
-    let pid = child.id() as i32;
-    let exited = reaper.watch(pid);
-    // No wait() on `child`: the reaper owns the exit status.
-    drop(child);
-    // Drop our copies of the write end (held by `cmd`) so the pipe closes when the
-    // server's tree is gone.
-    drop(cmd);
+    // No wait() on `child`: the reaper owns the exit status. `cmd` goes with its copies
+    // of the pipe's write end.
+    Ok(child.id() as i32)
+}
 
-    let program = Path::new(program_arg)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| program_arg.clone());
-    // A marker between runs in the file; failing to write it is not worth failing the
-    // spawn (the pump reports write errors).
-    if !log.is_unavailable() {
-        let _ = log.append(
-            format!(
-                "=== qoscntrlr: started {} (pid {pid}) at {} ===\n",
-                shell_words::join(&spec.argv),
-                chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-            )
-            .as_bytes(),
-        );
-    }
-    Ok(SpawnedServer {
-        pid,
-        program,
-        exited,
-        console_log_error: console_log_error.map(|e| ConsoleLogError {
-            path: spec.console_log.clone(),
-            source: e,
-        }),
-        console: ConsoleCapture {
-            reader: read_end,
-            log,
-        },
-    })
+/// Start the server with [`crate::clone_into::spawn`]: born in cgroup `dir`. The same
+/// argv, environment, descriptors, process group, identity and directory as
+/// [`migrate_server`].
+fn clone_server(
+    spec: &ServerSpec,
+    dir: &Path,
+    program_path: &Path,
+    identity: Option<&Identity>,
+    dir_c: &CString,
+    write_end: &OwnedFd,
+) -> Result<i32, crate::clone_into::CloneError> {
+    use crate::clone_into::{self, CloneError};
+    let setup = |e: std::io::Error| CloneError::Setup(e);
+    let nul = |_| CloneError::Setup(std::io::ErrorKind::InvalidInput.into());
+    let program = CString::new(program_path.as_os_str().as_bytes()).map_err(nul)?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(nul)?;
+    let set: Vec<(String, String)> = server_env(spec, identity).cloned().collect();
+    let env = clone_into::environment(&crate::sdnotify::INHERITED_VARIABLES, &set).map_err(nul)?;
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env_ptrs: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let stdin = std::fs::File::open("/dev/null").map_err(setup)?;
+    let stdin = clone_into::prepare_fd(OwnedFd::from(stdin)).map_err(setup)?;
+    let output = clone_into::prepare_fd(write_end.try_clone().map_err(setup)?).map_err(setup)?;
+    let exec = clone_into::Exec {
+        program: &program,
+        argv: &argv_ptrs,
+        envp: &env_ptrs,
+        stdin: std::os::fd::AsRawFd::as_raw_fd(&stdin),
+        output: std::os::fd::AsRawFd::as_raw_fd(&output),
+        ids: identity.map(|i| (i.uid, i.gid, i.groups.as_slice())),
+        directory: dir_c,
+    };
+    clone_into::spawn(dir, &exec)
 }
 
 /// Send `sig` to every process of group `pgid`.

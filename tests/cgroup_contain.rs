@@ -1,7 +1,8 @@
 //! cgroup v2 containment on the machine's real cgroup2 mount: the server's pid in its own
 //! cgroup, a fork storm killed without survivors, `populated 0` ending a wait without
-//! polling, pressure and memory figures, a stale cgroup emptied at the next start, and
-//! `QOS_CGROUP=on` refusing to start where it cannot contain.
+//! polling, pressure and memory figures, a stale cgroup emptied at the next start,
+//! `QOS_CGROUP=on` refusing to start where it cannot contain, and the server cloned
+//! straight into its cgroup (and started by migration where the kernel kills the clone).
 //!
 //! Where no cgroup2 hierarchy is writable the tests skip visibly. Under CI (`CI=true`)
 //! a skip is a failure when containment is expected: running as root on a host with a
@@ -182,6 +183,102 @@ fn the_server_runs_in_its_own_cgroup_and_the_mode_is_reported() {
         "the cgroup {} is removed at exit",
         dir.display()
     );
+}
+
+/// Kill what is in the test cgroup, wait for it to empty, and reap `pid`.
+fn kill_and_reap(tc: &TestCgroup, reaper: &qoscntrlr::process::Reaper, pid: i32) {
+    tc.c.kill(None).expect("cgroup.kill");
+    let mut watch = EventsWatch::new(&tc.c.server).expect("watch");
+    assert!(watch.wait_empty_blocking(Duration::from_secs(10)).unwrap());
+    assert!(eventually("the killed server reaped", || {
+        reaper.reap_all();
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+}
+
+#[test]
+fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherwise() {
+    use qoscntrlr::process::{
+        spawn_server_entering, CgroupEntry, CloneIntoOutcome, Reaper, ServerSpec,
+    };
+    let test = "a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherwise";
+    let Some(tc) = TestCgroup::new(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ServerSpec {
+        argv: vec!["sleep".into(), "30".into()],
+        console_log: dir.path().join("console.log"),
+        directory: dir.path().into(),
+        user: None,
+        group: None,
+        env: Vec::new(),
+        cgroup: Some(tc.c.server.clone()),
+    };
+    let reaper = Reaper::new();
+    let envs = std::cell::RefCell::new(Vec::new());
+    let start = |expect: &str| {
+        let s = spawn_server_entering(&spec, &reaper, CgroupEntry::CloneInto).expect("spawn");
+        let outcome = match s.clone_into {
+            CloneIntoOutcome::Cloned => "cloned",
+            CloneIntoOutcome::KilledAtFork => "killed at fork",
+            CloneIntoOutcome::Refused(_) => "refused",
+            CloneIntoOutcome::NotTried => "not tried",
+        };
+        // Either way the server runs, in its cgroup, leading its own process group, in
+        // its directory, with the same environment.
+        assert_eq!(
+            cgroup_of(s.pid).as_deref(),
+            Some(tc.rel().as_str()),
+            "{outcome}"
+        );
+        assert_eq!(outcome, expect);
+        assert_eq!(
+            nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(s.pid))).unwrap(),
+            nix::unistd::Pid::from_raw(s.pid)
+        );
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{}/cwd", s.pid)).unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        let mut env: Vec<Vec<u8>> = std::fs::read(format!("/proc/{}/environ", s.pid))
+            .unwrap()
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        env.sort();
+        envs.borrow_mut().push(env);
+        s.pid
+    };
+    // A cgroup just made: born there.
+    let pid = start("cloned");
+    // cgroup.kill was written to it: the kernel kills a clone into it (kill_seq,
+    // Linux 6.14+; older kernels let it live), the server is migrated instead.
+    kill_and_reap(&tc, &reaper, pid);
+    let killed_seq_kills = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| {
+            let mut parts = r.trim().split(['.', '-']);
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor) >= (6, 14))
+        })
+        .unwrap_or(true);
+    let pid = if killed_seq_kills {
+        start("killed at fork")
+    } else {
+        let s = spawn_server_entering(&spec, &reaper, CgroupEntry::CloneInto).expect("spawn");
+        s.pid
+    };
+    kill_and_reap(&tc, &reaper, pid);
+    // Made again at the same path: born there again.
+    tc.c.renew_server().expect("renew");
+    let pid = start("cloned");
+    kill_and_reap(&tc, &reaper, pid);
+    let envs = envs.into_inner();
+    assert!(envs.len() >= 2);
+    assert!(envs.windows(2).all(|w| w[0] == w[1]), "environments differ");
 }
 
 #[test]

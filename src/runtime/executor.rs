@@ -22,7 +22,9 @@ use crate::fdreserve;
 use crate::journal::{self, Priority};
 use crate::lock::ServerRecord;
 use crate::probe;
-use crate::process::{self, KillReport, KillStep, ServerSpec, TreeKill, TREE_MARK_ENV};
+use crate::process::{
+    self, CgroupEntry, CloneIntoOutcome, KillReport, KillStep, ServerSpec, TreeKill, TREE_MARK_ENV,
+};
 use crate::timefmt;
 
 use super::{
@@ -240,6 +242,7 @@ impl Shell {
             self.last_pgid = None;
             if c.populated().unwrap_or(false) {
                 let members = c.members().unwrap_or_default();
+                self.server_cgroup_fresh = false;
                 match c.kill(None) {
                     Ok(_) => {
                         self.queue.push_back(Event::ServerProcessesEnded {
@@ -281,8 +284,49 @@ impl Shell {
         self.spawn_now();
     }
 
+    /// How the next server enters its (empty) cgroup. Cloned straight into it when the
+    /// kernel allows: into a cgroup no `cgroup.kill` was written to since it was made
+    /// (see `crate::clone_into` for why), so one that was killed is made again first —
+    /// after what its files still have to tell (OOM kills, the end of the kill) is read.
+    fn cgroup_entry(&mut self) -> (CgroupEntry, bool) {
+        let Some(c) = self.containment.active.clone() else {
+            return (CgroupEntry::Migrate, false);
+        };
+        if self.clone_into_off {
+            return (CgroupEntry::Migrate, false);
+        }
+        if self.server_cgroup_fresh {
+            return (CgroupEntry::CloneInto, false);
+        }
+        // Not empty (a spawn after "starting the server anyway"): it cannot be removed.
+        if c.populated().unwrap_or(true) {
+            return (CgroupEntry::Migrate, false);
+        }
+        self.check_oom_kills();
+        self.report_cgroup_emptied(&c);
+        match c.renew_server() {
+            Ok(()) => {
+                self.server_cgroup_fresh = true;
+                self.cgroup_renewed = true;
+                // The new cgroup's memory.events counts from zero.
+                if self.oom_kills_seen.is_some() {
+                    self.oom_kills_seen = Some(0);
+                }
+                (CgroupEntry::CloneInto, true)
+            }
+            Err(e) => {
+                if !c.server.is_dir() {
+                    // Removed but not made again: the spawn reports the missing cgroup.
+                    self.line(Component::Controller, e.to_string());
+                }
+                (CgroupEntry::Migrate, false)
+            }
+        }
+    }
+
     /// Start the server (its leftovers are gone).
     pub(super) fn spawn_now(&mut self) {
+        let (entry, renewed) = self.cgroup_entry();
         let spec = ServerSpec {
             argv: self.cfg.server_command.clone(),
             directory: self.cfg.server_directory.clone(),
@@ -306,8 +350,22 @@ impl Shell {
                 shell_words::join(&self.cfg.server_command)
             ),
         );
-        match process::spawn_server(&spec, &self.reaper) {
+        match process::spawn_server_entering(&spec, &self.reaper, entry) {
             Ok(spawned) => {
+                match &spawned.clone_into {
+                    CloneIntoOutcome::NotTried | CloneIntoOutcome::Cloned => {}
+                    // The kernel has no clone3 or CLONE_INTO_CGROUP, or refuses it here.
+                    CloneIntoOutcome::Refused(_) => self.clone_into_off = true,
+                    // The cgroup had been killed after all (by someone else), or, in a
+                    // cgroup just made, the controller's own cgroup was: no clone will
+                    // live there.
+                    CloneIntoOutcome::KilledAtFork => {
+                        self.server_cgroup_fresh = false;
+                        if renewed {
+                            self.clone_into_off = true;
+                        }
+                    }
+                }
                 let pid = spawned.pid;
                 let tasks = self.tasks.clone();
                 let exited = spawned.exited;
@@ -395,6 +453,15 @@ impl Shell {
         if let Some(c) = self.containment.active.clone() {
             // cgroup.kill: every member, and whatever they fork meanwhile, in one step.
             let root = self.server.as_ref().map(|s| s.pid);
+            // An empty cgroup (a crash that left nothing) has nothing to kill, and no
+            // process in it that could fork one: the write is skipped, so the cgroup
+            // stays fit for the next server to be cloned into (see `cgroup_entry`).
+            if !c.populated().unwrap_or(true) {
+                self.queue
+                    .push_back(Event::ServerProcessesEnded { pids: Vec::new() });
+                return;
+            }
+            self.server_cgroup_fresh = false;
             // Opening cgroup.kill needs a descriptor: the reserve is given back for it.
             match fdreserve::with_released(|| c.kill(root)) {
                 Ok(report) => {

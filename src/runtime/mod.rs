@@ -360,6 +360,13 @@ struct Shell {
     cgroup_killed_at: Option<Instant>,
     /// `oom_kill` of the server's cgroup already reported.
     oom_kills_seen: Option<u64>,
+    /// The server's cgroup was made by this process and no `cgroup.kill` was written to
+    /// it since: a server can be cloned straight into it (see `executor::spawn_now`).
+    server_cgroup_fresh: bool,
+    /// Cloning into the cgroup failed where it should have worked: migrate from now on.
+    clone_into_off: bool,
+    /// The server's cgroup was made again: the loop re-arms its watch.
+    cgroup_renewed: bool,
     /// `/proc` tree kills still waiting for processes to die (`executor::start_tree_kill`).
     kills_running: usize,
     /// A spawn waits for those kills to end.
@@ -491,6 +498,7 @@ impl Shell {
 
         let mut stall_clock = StallClock::new();
         while self.exit.is_none() {
+            self.rearm_cgroup_watch(&mut cgroup_watch);
             // The loop sleeps until the core's next deadline, at most LONGEST_SLEEP:
             // what it has to do wakes it, and nothing else does (an idle wake-up costs
             // about as much CPU as a probe). A held last-state record is due too.
@@ -626,6 +634,7 @@ impl Shell {
             }
         }
         self.finish_tree_kills(&mut tasks_rx).await;
+        self.rearm_cgroup_watch(&mut cgroup_watch);
         self.empty_cgroup_before_exit(&mut cgroup_watch).await;
         self.shutdown();
         self.write_last_state(Some(self.exit.unwrap_or(0)));
@@ -700,6 +709,25 @@ impl Shell {
         for problem in c.remove() {
             self.line(Component::Controller, problem);
         }
+    }
+
+    /// The server's cgroup was made again since the last turn (`executor::spawn_now`):
+    /// watch the new files, and read them once, so a change between the renewal and
+    /// now is not missed.
+    fn rearm_cgroup_watch(&mut self, watch: &mut Option<AsyncEventsWatch>) {
+        if !std::mem::take(&mut self.cgroup_renewed) {
+            return;
+        }
+        if let Some(w) = watch {
+            if let Err(e) = w.get_mut().rearm() {
+                self.line(
+                    Component::Controller,
+                    format!("Watching the server's cgroup failed: {e}"),
+                );
+                *watch = None;
+            }
+        }
+        self.on_cgroup_change();
     }
 
     /// `cgroup.events` or `memory.events` of the server's cgroup changed.

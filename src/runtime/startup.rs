@@ -391,6 +391,11 @@ impl Shell {
             containment,
             spawn_waiting: None,
             cgroup_killed_at: None,
+            // Possibly made, and killed, by an earlier controller: made anew before the
+            // first spawn.
+            server_cgroup_fresh: false,
+            clone_into_off: false,
+            cgroup_renewed: false,
             kills_running: 0,
             spawn_after_kill: false,
             last_state_held: None,
@@ -557,6 +562,7 @@ impl Shell {
                 ),
             ),
         }
+        self.server_cgroup_fresh = false;
         if let Err(e) = c.kill(None) {
             self.line(Component::Kill, e.to_string());
             return false;
