@@ -185,13 +185,16 @@ fn the_server_runs_in_its_own_cgroup_and_the_mode_is_reported() {
     );
 }
 
-/// Kill what is in the test cgroup, wait for it to empty, and reap `pid`.
-fn kill_and_reap(tc: &TestCgroup, reaper: &qoscntrlr::process::Reaper, pid: i32) {
+/// Kill what is in the test cgroup, wait for it to empty, and reap `pid` — that pid
+/// only: `waitpid(-1)` would reap the children of the tests running beside this one.
+fn kill_and_reap(tc: &TestCgroup, pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
     tc.c.kill(None).expect("cgroup.kill");
     let mut watch = EventsWatch::new(&tc.c.server).expect("watch");
     assert!(watch.wait_empty_blocking(Duration::from_secs(10)).unwrap());
+    let pid = nix::unistd::Pid::from_raw(pid);
     assert!(eventually("the killed server reaped", || {
-        reaper.reap_all();
+        let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     }));
 }
@@ -255,7 +258,7 @@ fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherw
     let pid = start("cloned");
     // cgroup.kill was written to it: the kernel kills a clone into it (kill_seq,
     // Linux 6.14+; older kernels let it live), the server is migrated instead.
-    kill_and_reap(&tc, &reaper, pid);
+    kill_and_reap(&tc, pid);
     let killed_seq_kills = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .and_then(|r| {
@@ -271,11 +274,11 @@ fn a_server_is_cloned_into_a_cgroup_made_after_the_last_kill_and_migrated_otherw
         let s = spawn_server_entering(&spec, &reaper, CgroupEntry::CloneInto).expect("spawn");
         s.pid
     };
-    kill_and_reap(&tc, &reaper, pid);
+    kill_and_reap(&tc, pid);
     // Made again at the same path: born there again.
     tc.c.renew_server().expect("renew");
     let pid = start("cloned");
-    kill_and_reap(&tc, &reaper, pid);
+    kill_and_reap(&tc, pid);
     let envs = envs.into_inner();
     assert!(envs.len() >= 2);
     assert!(envs.windows(2).all(|w| w[0] == w[1]), "environments differ");
