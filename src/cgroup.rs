@@ -102,6 +102,11 @@ pub enum CgroupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot remove cgroup {}: {source}", .path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Which layout a containment uses.
@@ -581,7 +586,7 @@ impl Containment {
     /// `cgroup.subtree_control`, which stays), so there is nothing to re-apply; a watch on
     /// its files must be re-armed ([`EventsWatch::rearm`]). Fails when it is not empty.
     pub fn renew_server(&self) -> Result<(), CgroupError> {
-        std::fs::remove_dir(&self.server).map_err(|source| CgroupError::Create {
+        std::fs::remove_dir(&self.server).map_err(|source| CgroupError::Remove {
             path: self.server.clone(),
             source,
         })?;
@@ -685,23 +690,18 @@ impl EventsWatch {
             source: source.into(),
         };
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(err)?;
-        inotify
-            .add_watch(&dir.join("cgroup.events"), AddWatchFlags::IN_MODIFY)
-            .map_err(err)?;
-        let memory_events = dir.join("memory.events");
-        if memory_events.exists() {
-            // Optional: without it OOM kills are still seen by the samples.
-            let _ = inotify.add_watch(&memory_events, AddWatchFlags::IN_MODIFY);
-        }
-        Ok(EventsWatch {
+        let mut watch = EventsWatch {
             inotify,
             dir: dir.to_path_buf(),
             reads: 0,
-        })
+        };
+        watch.rearm()?;
+        Ok(watch)
     }
 
-    /// Watch the files of a cgroup made again at the same path
-    /// ([`Containment::renew_server`]): the old watches ended with the old files.
+    /// Watch the cgroup's `cgroup.events` (and `memory.events` where it exists); again
+    /// for a cgroup made anew at the same path ([`Containment::renew_server`]): the old
+    /// watches ended with the old files.
     pub fn rearm(&mut self) -> Result<(), CgroupError> {
         self.inotify
             .add_watch(&self.dir.join("cgroup.events"), AddWatchFlags::IN_MODIFY)
@@ -711,7 +711,7 @@ impl EventsWatch {
             })?;
         let memory_events = self.dir.join("memory.events");
         if memory_events.exists() {
-            // Optional, as in `new`.
+            // Optional: without it OOM kills are still seen by the samples.
             let _ = self
                 .inotify
                 .add_watch(&memory_events, AddWatchFlags::IN_MODIFY);

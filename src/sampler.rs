@@ -212,7 +212,9 @@ impl ProcReader {
         kept: &mut KeptFiles,
     ) -> std::io::Result<(File, Cow<'_, str>)> {
         let file = match File::open(path) {
-            Err(e) if is_descriptor_shortage(&e) && kept.clear() > 0 => File::open(path)?,
+            Err(e) if crate::probe::is_descriptor_exhaustion(&e) && kept.clear() > 0 => {
+                File::open(path)?
+            }
             opened => opened?,
         };
         let text = self.read_from_start(&file, to)?;
@@ -375,11 +377,6 @@ fn children_slot(files: &mut ProcFiles) -> &mut Option<File> {
 
 fn smaps_rollup_slot(files: &mut ProcFiles) -> &mut Option<File> {
     &mut files.smaps_rollup
-}
-
-/// Out of descriptors, in this process or system-wide.
-fn is_descriptor_shortage(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// `/proc/<pid>/<leaf>` built in a reused buffer (no allocation per file once it has

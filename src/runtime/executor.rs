@@ -352,19 +352,28 @@ impl Shell {
         );
         match process::spawn_server_entering(&spec, &self.reaper, entry) {
             Ok(spawned) => {
-                match &spawned.clone_into {
-                    CloneIntoOutcome::NotTried | CloneIntoOutcome::Cloned => {}
+                let clone_off = match &spawned.clone_into {
+                    CloneIntoOutcome::NotTried | CloneIntoOutcome::Cloned => None,
                     // The kernel has no clone3 or CLONE_INTO_CGROUP, or refuses it here.
-                    CloneIntoOutcome::Refused(_) => self.clone_into_off = true,
+                    CloneIntoOutcome::Refused(e) => Some(e.to_string()),
                     // The cgroup had been killed after all (by someone else), or, in a
                     // cgroup just made, the controller's own cgroup was: no clone will
                     // live there.
                     CloneIntoOutcome::KilledAtFork => {
                         self.server_cgroup_fresh = false;
-                        if renewed {
-                            self.clone_into_off = true;
-                        }
+                        renewed.then(|| "the kernel killed the clone at fork".to_string())
                     }
+                };
+                if let Some(why) = clone_off {
+                    // Once: from now on every start moves the server into its cgroup,
+                    // milliseconds slower, which the support engineer should know why.
+                    self.clone_into_off = true;
+                    self.line(
+                        Component::Controller,
+                        format!(
+                            "Starting the server directly in its cgroup is not possible here ({why}); it is moved there after each start instead"
+                        ),
+                    );
                 }
                 let pid = spawned.pid;
                 let tasks = self.tasks.clone();
